@@ -1,0 +1,92 @@
+"""Command line: `python -m trainer [train|profiles|data] ...`; parsing only, each command is one call."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rich.markup import escape
+
+from trainer.console import console
+from trainer.errors import UserError
+
+COMMANDS = ("train", "profiles", "data")
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="python -m trainer",
+        description="QLoRA fine-tuning of Llama 3.2 Instruct on consumer NVIDIA cards; an offline demo on the CPU.",
+        epilog="`train` is the default command: `python -m trainer --profile rtx3070` trains.",
+    )
+    sub = top.add_subparsers(dest="command", metavar="{train,profiles,data}")
+
+    def run_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--profile", default="auto", help="hardware profile name, a .toml file, or auto (default)")
+        p.add_argument("--model", help="Hub id or local folder of the base model")
+        p.add_argument("--dataset", help="Hub id, local .jsonl/.json/.csv/.parquet file, or 'sample'")
+        p.add_argument("--format", choices=("auto", "sharegpt", "openai", "alpaca", "text"), help="dataset format")
+        p.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+                       help="override any setting, e.g. --set learning_rate=1e-4 (repeatable)")
+
+    train = sub.add_parser("train", help="fine-tune (the default command)")
+    run_options(train)
+    train.add_argument("--max-steps", type=int, help="optimizer steps (0: use --epochs)")
+    train.add_argument("--epochs", type=float, help="passes over the data (used when max steps is 0)")
+    train.add_argument("--run-dir", help="where the run is written (default runs/<date-time>-<profile>)")
+
+    profiles = sub.add_parser("profiles", help="list profiles and the detected GPU, or show one resolved")
+    profiles.add_argument("name", nargs="?", help="profile to show with every resolved field")
+    profiles.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE")
+
+    data = sub.add_parser("data", help="show rendered examples with trained tokens highlighted, and length stats")
+    run_options(data)
+    data.add_argument("-n", type=int, default=3, help="how many examples to show (default 3)")
+    return top
+
+
+def flags(args: argparse.Namespace) -> dict[str, object]:
+    """Explicit options as config keys; they win over --set."""
+    keys = {
+        "model": "model.name", "dataset": "data.dataset", "format": "data.format",
+        "max_steps": "train.max_steps", "epochs": "train.epochs", "run_dir": "run.run_dir",
+    }
+    found = {key: getattr(args, name) for name, key in keys.items() if getattr(args, name, None) is not None}
+    if "train.epochs" in found and "train.max_steps" not in found:
+        found["train.max_steps"] = 0  # --epochs alone means: train for that many epochs
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help")):
+        argv.insert(0, "train")
+    args = parser().parse_args(argv)
+    try:
+        return run(args)
+    except UserError as e:
+        console.print(f"[bold red]error:[/] {escape(e.message)}")
+        if e.hint:
+            console.print(f"[yellow]fix:[/] {escape(e.hint)}")
+        return 2
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]")
+        return 130
+
+
+def run(args: argparse.Namespace) -> int:
+    from trainer import config as cfg
+
+    if args.command == "profiles":
+        from trainer import profiles
+
+        profiles.show(args.name, args.settings)
+    elif args.command == "data":
+        from trainer.data import preview
+
+        preview.show(cfg.resolve(args.profile, args.settings, flags(args))[0], args.n)
+    else:
+        from trainer import train
+
+        train.main(*cfg.resolve(args.profile, args.settings, flags(args)))
+    return 0

@@ -1,0 +1,283 @@
+"""The typed run configuration, resolved once: built-in defaults ← profile TOML ← --set / explicit flags."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trainer.errors import UserError
+
+LLAMA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@dataclass(frozen=True)
+class HardwareConfig:
+    """The card a profile was written for; `auto` matches a detected GPU against it."""
+
+    gpu_names: tuple[str, ...] = ()  # substrings of the CUDA device name, e.g. "RTX 3070"
+    vram_gb: float = 0.0
+    compute_capability: str = ""  # "7.5" (Turing: fp16 only), "8.6" (Ampere: bf16)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = "unsloth/Llama-3.2-1B-Instruct-bnb-4bit"  # Hub id or local folder
+    dtype: str = "auto"  # bfloat16 | float16 | float32 | auto (bf16 where the GPU has it, else fp16; fp32 on CPU)
+    load_in_4bit: bool = True
+    max_seq_length: int = 2048
+
+
+@dataclass(frozen=True)
+class LoraConfig:
+    r: int = 16
+    alpha: int = 16
+    dropout: float = 0.0
+    target_modules: tuple[str, ...] = LLAMA_TARGETS
+    bias: str = "none"
+    use_rslora: bool = False
+    use_loftq: bool = False
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    micro_batch_size: int = 2
+    grad_accum_steps: int = 4
+    learning_rate: float = 2e-4
+    lr_scheduler: str = "linear"
+    warmup_steps: int = 5
+    weight_decay: float = 0.01
+    optimizer: str = "adamw_8bit"
+    seed: int = 3407
+    max_steps: int = 60  # 0: train for `epochs` instead
+    epochs: float = 1.0
+    gradient_checkpointing: str = "unsloth"  # unsloth | on | off
+    eval_every_steps: int = 20  # 0: evaluate only at the end
+    save_every_steps: int = 20
+    packing: bool = False
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = "mlabonne/FineTome-100k"  # Hub id, local file, or "sample" (bundled, offline)
+    format: str = "auto"  # auto | sharegpt | openai | alpaca | text
+    split: str = "train"
+    eval_size: float = 0.02  # fraction of rows (< 1) or a row count (>= 1) held out for eval loss
+    eval_max_examples: int = 256
+    skip_invalid_rows: bool = False
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    run_dir: str = ""  # empty: <runs_root>/<run id>
+    runs_root: str = "runs"
+    cache_dir: str = ""  # converted local models; empty: $TRAINER_CACHE_DIR or ~/.cache/trainer
+
+
+@dataclass(frozen=True)
+class Config:
+    profile: str = "auto"
+    description: str = ""
+    engine: str = "auto"  # auto | unsloth | transformers
+    hardware: HardwareConfig = field(default_factory=HardwareConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "engine": ("auto", "unsloth", "transformers"),
+    "model.dtype": ("auto", "bfloat16", "float16", "float32"),
+    "lora.bias": ("none", "all", "lora_only"),
+    "train.lr_scheduler": ("linear", "cosine", "constant", "constant_with_warmup"),
+    "train.optimizer": ("adamw_8bit", "adamw_torch", "paged_adamw_8bit", "adafactor"),
+    "train.gradient_checkpointing": ("unsloth", "on", "off"),
+    "data.format": ("auto", "sharegpt", "openai", "alpaca", "text"),
+}
+AT_LEAST_ONE = {
+    "model.max_seq_length", "lora.r", "lora.alpha", "train.micro_batch_size", "train.grad_accum_steps",
+    "train.save_every_steps", "data.eval_max_examples",
+}
+NOT_NEGATIVE = {"train.max_steps", "train.warmup_steps", "train.eval_every_steps", "train.weight_decay", "lora.dropout"}
+
+
+def _sections() -> dict[str, type]:
+    hints = typing.get_type_hints(Config)
+    return {f.name: hints[f.name] for f in dataclasses.fields(Config) if dataclasses.is_dataclass(hints[f.name])}
+
+
+def _leaf_types() -> dict[str, Any]:
+    """Every settable key ("train.learning_rate", "engine") with its type."""
+    hints = typing.get_type_hints(Config)
+    keys: dict[str, Any] = {}
+    for f in dataclasses.fields(Config):
+        section = hints[f.name]
+        if dataclasses.is_dataclass(section):
+            section_hints = typing.get_type_hints(section)
+            for sub in dataclasses.fields(section):
+                keys[f"{f.name}.{sub.name}"] = section_hints[sub.name]
+        elif f.name != "profile":  # chosen with --profile, not a setting
+            keys[f.name] = section
+    return keys
+
+
+KEYS = _leaf_types()
+
+
+def full_key(key: str) -> str:
+    """Accept `train.learning_rate` or the unambiguous leaf `learning_rate`."""
+    if key in KEYS:
+        return key
+    matches = [k for k in KEYS if k.split(".")[-1] == key]
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        raise UserError(f"--set {key}: ambiguous key", f"Say which one: {', '.join(matches)}.")
+    raise UserError(f"unknown setting '{key}'", f"Valid settings: {', '.join(sorted(KEYS))}.")
+
+
+def coerce(key: str, value: Any, where: str) -> Any:
+    """Turn a TOML or --set value into the field's type, or raise a UserError naming where it came from."""
+    kind = KEYS[key]
+    expected = getattr(kind, "__name__", str(kind))
+    bad = UserError(f"{where}: {key} = {value!r} is not a valid {expected}", "")
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+            return value.lower() in ("true", "1", "yes", "on")
+        raise bad
+    if kind is int:
+        if isinstance(value, bool):
+            raise bad
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value.replace("_", ""))
+            except ValueError:
+                raise bad from None
+        raise bad
+    if kind is float:
+        if isinstance(value, bool):
+            raise bad
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                raise bad from None
+        raise bad
+    if kind is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise bad
+    if typing.get_origin(kind) is tuple:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            return tuple(value)
+        raise UserError(f"{where}: {key} = {value!r} must be a list of strings", 'e.g. ["q_proj", "v_proj"]')
+    raise TypeError(f"unhandled config type {kind!r} for {key}")  # a bug in this file, not the user's
+
+
+def check(key: str, value: Any, where: str) -> None:
+    if key in CHOICES and value not in CHOICES[key]:
+        raise UserError(f"{where}: {key} = {value!r} is not one of {', '.join(CHOICES[key])}")
+    if key in AT_LEAST_ONE and value < 1:
+        raise UserError(f"{where}: {key} must be at least 1, got {value}")
+    if key in NOT_NEGATIVE and value < 0:
+        raise UserError(f"{where}: {key} must not be negative, got {value}")
+    if key == "train.learning_rate" and not 0 < value < 1:
+        raise UserError(f"{where}: train.learning_rate = {value} is out of range", "Typical LoRA values: 1e-4 to 5e-4.")
+    if key == "train.epochs" and value <= 0:
+        raise UserError(f"{where}: train.epochs must be positive, got {value}")
+    if key == "data.eval_size" and (value < 0 or (value >= 1 and not float(value).is_integer())):
+        raise UserError(f"{where}: data.eval_size = {value}", "Use a fraction below 1 (0.02) or a whole row count (200).")
+
+
+def flatten_toml(table: dict[str, Any], where: str) -> dict[str, Any]:
+    """A parsed profile TOML as {"section.field": value}; unknown sections or fields are errors."""
+    sections = _sections()
+    flat: dict[str, Any] = {}
+    for name, value in table.items():
+        if name in sections:
+            if not isinstance(value, dict):
+                raise UserError(f"{where}: [{name}] must be a table")
+            for sub, sub_value in value.items():
+                key = f"{name}.{sub}"
+                if key not in KEYS:
+                    valid = sorted(k.split(".")[1] for k in KEYS if k.startswith(name + "."))
+                    raise UserError(f"{where}: unknown field '{sub}' in [{name}]", f"Valid fields: {', '.join(valid)}.")
+                flat[key] = sub_value
+        elif name in KEYS:
+            flat[name] = value
+        else:
+            valid = sorted({k.split(".")[0] for k in KEYS})
+            raise UserError(f"{where}: unknown field '{name}'", f"Valid top-level fields and tables: {', '.join(valid)}.")
+    return flat
+
+
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """`--set key=value` pairs; values use TOML syntax where they parse as TOML, else are plain strings."""
+    flat: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise UserError(f"--set {item}: expected KEY=VALUE", "e.g. --set learning_rate=1e-4")
+        key, raw = (s.strip() for s in item.split("=", 1))
+        try:
+            value = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw
+        flat[full_key(key)] = value
+    return flat
+
+
+def build(flat_layers: list[tuple[str, dict[str, Any]]], profile: str) -> Config:
+    """Apply layers of {"section.field": value} in order over the defaults, checking each value."""
+    values: dict[str, Any] = {}
+    for where, flat in flat_layers:
+        for key, raw in flat.items():
+            value = coerce(key, raw, where)
+            check(key, value, where)
+            values[key] = value
+    top: dict[str, Any] = {"profile": profile}
+    grouped: dict[str, dict[str, Any]] = {}
+    for key, value in values.items():
+        if "." in key:
+            section, name = key.split(".", 1)
+            grouped.setdefault(section, {})[name] = value
+        else:
+            top[key] = value
+    sections = {name: cls(**grouped.get(name, {})) for name, cls in _sections().items()}
+    config = Config(**top, **sections)
+    if not config.run.cache_dir:
+        cache = os.environ.get("TRAINER_CACHE_DIR") or str(Path.home() / ".cache" / "trainer")
+        config = dataclasses.replace(config, run=dataclasses.replace(config.run, cache_dir=cache))
+    return config
+
+
+def resolve(profile: str = "auto", settings: list[str] | None = None, flags: dict[str, Any] | None = None) -> tuple[Config, str]:
+    """The run's Config and a sentence saying which profile was chosen and why.
+
+    `flags` are the explicit CLI options, already keyed by setting ("train.max_steps"); they win over --set.
+    """
+    from trainer import profiles
+
+    choice = profiles.locate(profile)
+    layers = [(str(choice.path), profiles.read(choice.path)), ("auto-detection", choice.overrides)]
+    layers.append(("--set", parse_set(settings or [])))
+    layers.append(("command line", {k: v for k, v in (flags or {}).items() if v is not None}))
+    return build(layers, choice.name), choice.reason

@@ -1,0 +1,44 @@
+"""`trainer data`: rendered examples with the trained tokens highlighted, and token-length statistics."""
+
+from __future__ import annotations
+
+from itertools import groupby
+
+from rich.panel import Panel
+from rich.text import Text
+
+from trainer import data, models
+from trainer.config import Config
+from trainer.console import console
+
+
+def show(config: Config, n: int) -> None:
+    examples = data.load(config)
+    tokenizer = models.load_tokenizer(config.model.name, config.run.cache_dir)
+    prepared = data.build(config, examples, tokenizer)
+    console.print(f"{config.data.dataset}: {len(examples)} rows, format {examples.format}, "
+                  f"tokenizer of {config.model.name}")
+    for i in range(min(n, len(prepared.train))):
+        row = prepared.train[i]
+        console.print(Panel(highlight(tokenizer, row["input_ids"], row["assistant_masks"]),
+                            title=f"train example {i + 1} ({len(row['input_ids'])} tokens)",
+                            subtitle="[bold green]trained[/] / [dim]context only[/]"))
+    s = prepared.stats
+    console.print(
+        f"train rows {s['train_rows']}, eval rows {s['eval_rows']}; tokens per row: min {s['tokens_min']}, "
+        f"median {s['tokens_median']:.0f}, max {s['tokens_max']}; over max_seq_length "
+        f"({config.model.max_seq_length}): {s['rows_over_max_length']} rows ({s['rows_dropped']} dropped); "
+        f"trained tokens: {s['trained_token_fraction']:.0%}"
+    )
+
+
+def highlight(tokenizer: object, ids: list[int], mask: list[int]) -> Text:
+    """The decoded text, trained spans bold green and context dim."""
+    text = Text()
+    position = 0
+    for trained, group in groupby(mask):
+        size = len(list(group))
+        piece = tokenizer.decode(ids[position : position + size])
+        text.append(piece, style="bold green" if trained else "dim")
+        position += size
+    return text

@@ -1,0 +1,85 @@
+"""Engines load (model, tokenizer) ready for LoRA training; both feed the same TRL SFTTrainer."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol
+
+from trainer.config import Config
+from trainer.errors import UserError
+from trainer.profiles import Gpu
+
+if TYPE_CHECKING:
+    import torch
+
+
+class Engine(Protocol):
+    def load(self, config: Config, gpu: Gpu | None) -> tuple[Any, Any]:
+        """The PEFT-wrapped model and its tokenizer."""
+
+
+def choose(config: Config, gpu: Gpu | None) -> tuple[str, str]:
+    """The engine to run and why. Importing unsloth here, before anything imports transformers, lets it patch them."""
+    if config.engine == "transformers":
+        return "transformers", "asked for with engine=transformers"
+    if gpu is None:
+        if config.engine == "unsloth":
+            raise UserError("engine=unsloth needs an NVIDIA GPU, and none was detected", "Use --set engine=transformers.")
+        return "transformers", "no CUDA GPU, and unsloth needs one"
+    problem = unsloth_import_problem()
+    if problem is None:
+        return "unsloth", "CUDA GPU found and unsloth imports" if config.engine == "auto" else "asked for"
+    if config.engine == "unsloth":
+        raise UserError(f"engine=unsloth was asked for, but unsloth does not import: {problem}",
+                        "Install the GPU extra (pip install -e \".[gpu]\") or use --set engine=transformers.")
+    return "transformers", f"unsloth does not import ({problem})"
+
+
+def unsloth_import_problem() -> str | None:
+    try:
+        import unsloth  # noqa: F401
+    except Exception as e:  # any failure (no triton, wrong torch, no GPU) means: use the other engine
+        return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+    return None
+
+
+def get(name: str) -> Engine:
+    if name == "unsloth":
+        from trainer.engines import unsloth_engine
+
+        return unsloth_engine
+    from trainer.engines import transformers_engine
+
+    return transformers_engine
+
+
+def torch_dtype(config: Config, gpu: Gpu | None) -> torch.dtype:
+    """The compute dtype, checked against the hardware (bf16 needs Ampere or newer; fp16 needs a GPU)."""
+    import torch
+
+    name = config.model.dtype
+    if name == "auto":
+        name = "float32" if gpu is None else ("bfloat16" if gpu.has_bf16 else "float16")
+    if name == "bfloat16" and gpu is not None and not gpu.has_bf16:
+        raise UserError(
+            f"dtype bfloat16 needs an Ampere or newer GPU; {gpu} has none",
+            "Use --set dtype=float16 (or the rtx2060s / quadro-rtx5000 profile).",
+        )
+    if name == "float16" and gpu is None:
+        raise UserError("dtype float16 needs a GPU; on the CPU use float32", "Use --profile cpu or --set dtype=float32.")
+    return getattr(torch, name)
+
+
+def check_hardware(config: Config, gpu: Gpu | None) -> None:
+    """Settings that need a GPU, refused on a machine without one before anything slow happens."""
+    if gpu is not None:
+        return
+    if config.model.load_in_4bit:
+        raise UserError(
+            f"profile {config.profile} loads the model in 4-bit, which needs an NVIDIA GPU; none was detected",
+            "Run the offline CPU demo with --profile cpu, or --set load_in_4bit=false on a machine with enough RAM.",
+        )
+    if "8bit" in config.train.optimizer:
+        raise UserError(
+            f"optimizer {config.train.optimizer} (bitsandbytes) needs an NVIDIA GPU; none was detected",
+            "Use --set optimizer=adamw_torch.",
+        )

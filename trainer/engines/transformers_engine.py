@@ -1,0 +1,58 @@
+"""The transformers engine: PEFT LoRA on a bitsandbytes 4-bit model (GPU) or a full-precision model (CPU)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from trainer import models
+from trainer.config import Config
+from trainer.engines import torch_dtype
+from trainer.errors import UserError
+from trainer.profiles import Gpu
+
+
+def load(config: Config, gpu: Gpu | None) -> tuple[Any, Any]:
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+    if config.lora.use_loftq:
+        raise UserError("use_loftq is only supported by the unsloth engine", "Use --set use_loftq=false.")
+    dtype = torch_dtype(config, gpu)
+    source = models.resolve(config.model.name, config.run.cache_dir)
+    tokenizer = models.load_tokenizer(config.model.name, config.run.cache_dir)
+    kwargs: dict[str, Any] = {"dtype": dtype}
+    if gpu is not None:
+        kwargs["device_map"] = {"": 0}
+    if config.model.load_in_4bit:
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype
+        )
+    try:
+        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    except OSError as e:
+        raise UserError(f"could not load model '{config.model.name}': {e}",
+                        "Check the id or path and your network (HF_TOKEN for gated models).") from None
+    checkpointing = config.train.gradient_checkpointing != "off"
+    if config.model.load_in_4bit:
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=checkpointing, gradient_checkpointing_kwargs={"use_reentrant": False}
+        )
+    elif checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
+    lora = LoraConfig(
+        r=config.lora.r,
+        lora_alpha=config.lora.alpha,
+        lora_dropout=config.lora.dropout,
+        target_modules=list(config.lora.target_modules),
+        bias=config.lora.bias,
+        use_rslora=config.lora.use_rslora,
+        task_type="CAUSAL_LM",
+    )
+    try:
+        model = get_peft_model(model, lora)
+    except ValueError as e:  # e.g. target modules the architecture doesn't have
+        raise UserError(f"LoRA settings don't fit {config.model.name}: {e}", "Check lora.target_modules.") from None
+    return model, tokenizer

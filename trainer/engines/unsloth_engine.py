@@ -1,0 +1,45 @@
+"""The unsloth engine: FastLanguageModel 4-bit loading and LoRA with Unsloth's gradient checkpointing (GPU only)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from trainer import models
+from trainer.config import Config
+from trainer.engines import torch_dtype
+from trainer.errors import UserError
+from trainer.profiles import Gpu
+
+CHECKPOINTING = {"unsloth": "unsloth", "on": True, "off": False}
+
+
+def load(config: Config, gpu: Gpu | None) -> tuple[Any, Any]:
+    from unsloth import FastLanguageModel  # first: unsloth patches transformers, peft and trl on import
+
+    dtype = torch_dtype(config, gpu)
+    source = models.resolve(config.model.name, config.run.cache_dir)
+    try:
+        model, tokenizer = FastLanguageModel.from_pretrained(
+            model_name=source,
+            max_seq_length=config.model.max_seq_length,
+            dtype=dtype,
+            load_in_4bit=config.model.load_in_4bit,
+            use_gradient_checkpointing=CHECKPOINTING[config.train.gradient_checkpointing],
+            random_state=config.train.seed,
+        )
+    except OSError as e:
+        raise UserError(f"could not load model '{config.model.name}': {e}",
+                        "Check the id or path and your network (HF_TOKEN for gated models).") from None
+    model = FastLanguageModel.get_peft_model(
+        model,
+        r=config.lora.r,
+        lora_alpha=config.lora.alpha,
+        lora_dropout=config.lora.dropout,
+        target_modules=list(config.lora.target_modules),
+        bias=config.lora.bias,
+        use_gradient_checkpointing=CHECKPOINTING[config.train.gradient_checkpointing],
+        random_state=config.train.seed,
+        use_rslora=config.lora.use_rslora,
+        init_lora_weights="loftq" if config.lora.use_loftq else True,
+    )
+    return model, tokenizer

@@ -1,0 +1,13 @@
+"""The one exception type for problems the user can fix (bad flag, profile, file, dataset, token)."""
+
+
+class UserError(Exception):
+    """Something the user can fix; `cli.main` prints it without a traceback and exits with code 2."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message}\n{self.hint}" if self.hint else self.message

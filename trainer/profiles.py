@@ -1,0 +1,146 @@
+"""Hardware profiles (profiles/*.toml): find, read and validate them, detect the GPU, and pick one for `auto`."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trainer.errors import UserError
+
+PROFILES_DIR = Path(__file__).resolve().parent.parent / "profiles"
+VRAM_SLACK = 0.9  # cards report a little less than their label (an "8 GB" RTX 3070 shows 7.8 GiB)
+
+
+@dataclass(frozen=True)
+class Gpu:
+    name: str
+    vram_gb: float  # GiB, as torch reports total memory
+    compute_capability: str  # "8.6"
+
+    @property
+    def has_bf16(self) -> bool:
+        return float(self.compute_capability) >= 8.0
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.vram_gb:.1f} GB, sm_{self.compute_capability.replace('.', '')})"
+
+
+@dataclass(frozen=True)
+class Choice:
+    name: str
+    path: Path
+    reason: str
+    overrides: dict[str, Any] = field(default_factory=dict)  # adjustments auto-detection makes for this GPU
+
+
+def detect_gpu() -> Gpu | None:
+    """The first CUDA device, or None when there is none (or torch has no CUDA)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    props = torch.cuda.get_device_properties(0)
+    return Gpu(props.name, props.total_memory / 2**30, f"{props.major}.{props.minor}")
+
+
+def names() -> list[str]:
+    return sorted(p.stem for p in PROFILES_DIR.glob("*.toml"))
+
+
+def read(path: Path) -> dict[str, Any]:
+    """A profile file as {"section.field": value}, with unknown fields rejected."""
+    from trainer.config import flatten_toml
+
+    try:
+        table = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"{path} is not valid TOML ({e})", "Fix the line named above.") from None
+    except OSError as e:
+        raise UserError(f"cannot read profile {path}: {e.strerror}") from None
+    return flatten_toml(table, str(path))
+
+
+def locate(profile: str) -> Choice:
+    """A profile by name, by path to a .toml file, or `auto` (detect the GPU and pick)."""
+    if profile == "auto":
+        return pick(detect_gpu())
+    path = Path(profile)
+    if path.suffix == ".toml":
+        if not path.is_file():
+            raise UserError(f"profile file {path} does not exist")
+        return Choice(path.stem, path, f"profile file {path}")
+    if profile not in names():
+        raise UserError(
+            f"unknown profile '{profile}'",
+            f"Valid profiles: auto, {', '.join(names())} (or a path to your own .toml file).",
+        )
+    return Choice(profile, PROFILES_DIR / f"{profile}.toml", "asked for with --profile")
+
+
+def hardware(name: str) -> dict[str, Any]:
+    data = read(PROFILES_DIR / f"{name}.toml")
+    return {
+        "gpu_names": data.get("hardware.gpu_names", []),
+        "vram_gb": float(data.get("hardware.vram_gb", 0)),
+        "bf16": float(data.get("hardware.compute_capability", "0") or 0) >= 8.0,
+        "dtype": data.get("model.dtype", "auto"),
+    }
+
+
+def pick(gpu: Gpu | None) -> Choice:
+    """The profile for this machine: the CPU demo without a GPU; else the card by name; else the closest fit."""
+    if gpu is None:
+        return Choice("cpu", PROFILES_DIR / "cpu.toml", "no CUDA GPU detected: running the offline CPU demo")
+    cards = {n: hw for n in names() if (hw := hardware(n))["vram_gb"] > 0}
+    for name, hw in cards.items():
+        if any(pattern.lower() in gpu.name.lower() for pattern in hw["gpu_names"]):
+            return Choice(name, PROFILES_DIR / f"{name}.toml", f"detected {gpu}: a card this profile is written for")
+    fitting = [n for n, hw in cards.items() if hw["vram_gb"] * VRAM_SLACK <= gpu.vram_gb]
+    # Most memory first, then a profile whose dtype the card runs natively.
+    key = lambda n: (cards[n]["vram_gb"], cards[n]["bf16"] == gpu.has_bf16)  # noqa: E731
+    if fitting:
+        name = max(fitting, key=key)
+        reason = f"detected {gpu}: the largest profile that fits is {name} ({cards[name]['vram_gb']:.0f} GB)"
+    else:
+        name = min(cards, key=lambda n: (cards[n]["vram_gb"], cards[n]["bf16"] != gpu.has_bf16))
+        reason = (
+            f"detected {gpu}, smaller than every profile; using the smallest, {name} "
+            f"(lower micro_batch_size or max_seq_length if it runs out of memory)"
+        )
+    overrides: dict[str, Any] = {}
+    if gpu.has_bf16 and cards[name]["dtype"] == "float16":
+        overrides["model.dtype"] = "bfloat16"
+        reason += "; bfloat16 instead of float16 since this card supports it"
+    if not gpu.has_bf16 and cards[name]["dtype"] == "bfloat16":
+        overrides["model.dtype"] = "float16"
+        reason += "; float16 instead of bfloat16 since this card has no bf16"
+    return Choice(name, PROFILES_DIR / f"{name}.toml", reason, overrides)
+
+
+def show(name: str | None, settings: list[str]) -> None:
+    """`trainer profiles`: every profile and the auto choice for this machine; or one profile fully resolved."""
+    from rich.table import Table
+
+    from trainer.config import resolve
+    from trainer.console import config_table, console
+
+    if name:
+        config, reason = resolve(name, settings)
+        console.print(f"Profile [bold]{config.profile}[/]: {reason}")
+        console.print(config_table(config))
+        return
+    gpu = detect_gpu()
+    table = Table(title="Profiles")
+    for column in ("name", "card", "model", "dtype", "seq len", "batch x accum"):
+        table.add_column(column, overflow="fold")
+    for profile in names():
+        config, _ = resolve(profile, settings)
+        hw, model, train = config.hardware, config.model, config.train
+        card = f"{hw.vram_gb:.0f} GB sm_{hw.compute_capability.replace('.', '')}" if hw.vram_gb else "CPU"
+        table.add_row(profile, card, model.name, model.dtype, str(model.max_seq_length),
+                      f"{train.micro_batch_size} x {train.grad_accum_steps}")
+    console.print(table)
+    choice = pick(gpu)
+    console.print(f"Detected: {gpu or 'no CUDA GPU'}. auto → [bold]{choice.name}[/] ({choice.reason})")

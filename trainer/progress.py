@@ -1,0 +1,84 @@
+"""Training progress as a transformers callback: metrics.jsonl and the one rich progress display.
+
+Imported only once training starts, after the engine is chosen: unsloth must be imported before transformers.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from transformers import TrainerCallback
+
+from trainer.console import console
+from trainer.runs import RunDir
+
+
+def memory_gb(on_gpu: bool) -> float:
+    """Peak GPU memory allocated by torch, or this process's resident memory on the CPU."""
+    if on_gpu:
+        import torch
+
+        return torch.cuda.max_memory_allocated() / 2**30
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2**30
+
+
+class MetricsCallback(TrainerCallback):
+    """Writes metrics.jsonl and drives the one progress display (a live bar on a terminal, lines otherwise)."""
+
+    def __init__(self, run: RunDir, on_gpu: bool) -> None:
+        self.run = run
+        self.on_gpu = on_gpu
+        self.progress: Progress | None = None
+        self.task = 0
+        self.last_time = 0.0
+        self.last_tokens = 0
+        self.start = 0.0
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.start = self.last_time = time.perf_counter()
+        self.last_tokens = state.num_input_tokens_seen
+        if console.is_terminal:
+            self.progress = Progress(
+                TextColumn("step {task.completed}/{task.total}"), BarColumn(), TextColumn("{task.fields[info]}"),
+                TimeRemainingColumn(), console=console,
+            )
+            self.task = self.progress.add_task("train", total=state.max_steps, completed=state.global_step, info="")
+            self.progress.start()
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kwargs: Any) -> None:
+        logs = logs or {}
+        now = time.perf_counter()
+        record: dict[str, Any] = {"step": state.global_step, "elapsed_s": round(now - self.start, 3)}
+        if "eval_loss" in logs:
+            record["eval_loss"] = logs["eval_loss"]
+            self.run.log(record)
+            self.say(f"step {state.global_step}/{state.max_steps}  eval loss {logs['eval_loss']:.4f}")
+            return
+        if "loss" not in logs:
+            return
+        tokens = state.num_input_tokens_seen
+        tokens_per_s = (tokens - self.last_tokens) / max(now - self.last_time, 1e-9)
+        self.last_time, self.last_tokens = now, tokens
+        record.update(
+            loss=logs["loss"], lr=logs.get("learning_rate"), grad_norm=logs.get("grad_norm"), tokens=tokens,
+            tokens_per_s=round(tokens_per_s, 1), memory_gb=round(memory_gb(self.on_gpu), 3),
+        )
+        self.run.log(record)
+        memory = f"  {'VRAM' if self.on_gpu else 'RAM'} {record['memory_gb']:.2f} GB"
+        info = f"loss {logs['loss']:.4f}  {tokens_per_s:,.0f} tok/s{memory}"
+        if self.progress is not None:
+            self.progress.update(self.task, completed=state.global_step, info=info)
+        else:
+            eta = (now - self.start) / max(state.global_step, 1) * (state.max_steps - state.global_step)
+            console.print(f"step {state.global_step}/{state.max_steps}  {info}  ETA {eta:.0f}s")
+
+    def say(self, text: str) -> None:
+        (self.progress.console if self.progress else console).print(text)
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.progress is not None:
+            self.progress.stop()

@@ -1,0 +1,124 @@
+"""A run directory: resolved config, metrics.jsonl, status, the LoRA adapter and the loss plot."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from trainer.config import Config
+from trainer.errors import UserError
+
+
+@dataclass(frozen=True)
+class RunDir:
+    path: Path
+
+    config = property(lambda self: self.path / "config.toml")
+    metrics = property(lambda self: self.path / "metrics.jsonl")
+    status = property(lambda self: self.path / "status.json")
+    adapter = property(lambda self: self.path / "adapter")
+    checkpoints = property(lambda self: self.path / "checkpoints")
+    plot = property(lambda self: self.path / "loss.png")
+
+    @classmethod
+    def create(cls, config: Config) -> RunDir:
+        """A new, empty run directory: --run-dir, or runs/<date-time>-<profile>."""
+        if config.run.run_dir:
+            path = Path(config.run.run_dir)
+            if path.exists() and (not path.is_dir() or any(path.iterdir())):
+                raise UserError(f"run directory {path} already exists and is not empty", "Pick a new --run-dir.")
+        else:
+            stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+            path = Path(config.run.runs_root) / f"{stamp}-{config.profile}"
+            suffix = 1
+            while path.exists():
+                suffix += 1
+                path = Path(config.run.runs_root) / f"{stamp}-{config.profile}-{suffix}"
+        path.mkdir(parents=True, exist_ok=True)
+        run = cls(path)
+        run.write_config(config)
+        return run
+
+    def write_config(self, config: Config) -> None:
+        """config.toml in the profile schema: `--profile <run>/config.toml` runs the same recipe again."""
+        lines = [f"# Resolved configuration of this run (profile: {config.profile})."]
+        sections = []
+        for key, value in config.to_dict().items():
+            if isinstance(value, dict):
+                sections.append(f"\n[{key}]")
+                sections.extend(f"{k} = {toml_value(v)}" for k, v in value.items())
+            elif key != "profile":
+                lines.append(f"{key} = {toml_value(value)}")
+        write_atomic(self.config, "\n".join(lines + sections) + "\n")
+
+    def log(self, record: dict[str, Any]) -> None:
+        with self.metrics.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        if not self.metrics.exists():
+            return []
+        return [json.loads(line) for line in self.metrics.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+    def set_status(self, state: str, **extra: Any) -> None:
+        """running | completed | failed | interrupted; only `completed` runs have a final adapter."""
+        record = {"state": state, "updated": datetime.now().isoformat(timespec="seconds"), **extra}
+        write_atomic(self.status, json.dumps(record, indent=2) + "\n")
+
+    def read_status(self) -> dict[str, Any]:
+        return json.loads(self.status.read_text(encoding="utf-8")) if self.status.exists() else {}
+
+    def save_adapter(self, save: Any) -> None:
+        """Call `save(folder)` into a staging folder and move it into place, so `adapter/` is whole or absent."""
+        staging = self.path / f".adapter-{os.getpid()}-{int(time.time())}"
+        save(str(staging))
+        if self.adapter.exists():
+            shutil.rmtree(self.adapter)
+        os.replace(staging, self.adapter)
+
+    def plot_loss(self) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        metrics = self.read_metrics()
+        train = [(m["step"], m["loss"]) for m in metrics if "loss" in m]
+        evals = [(m["step"], m["eval_loss"]) for m in metrics if "eval_loss" in m]
+        fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+        if train:
+            ax.plot(*zip(*train), label="train loss")
+        if evals:
+            ax.plot(*zip(*evals), "o-", label="eval loss")
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel("loss")
+        ax.set_title(self.path.name)
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        staging = self.path / ".loss.png"
+        fig.savefig(staging)
+        plt.close(fig)
+        os.replace(staging, self.plot)
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return json.dumps(str(value))  # a JSON string is a valid TOML basic string
+
+
+def write_atomic(path: Path, text: str) -> None:
+    staging = path.with_name(f".{path.name}.tmp")
+    staging.write_text(text, encoding="utf-8")
+    os.replace(staging, path)
