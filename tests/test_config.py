@@ -1,0 +1,92 @@
+from dataclasses import asdict
+
+import pytest
+
+from trainer.config import Config, build, parse_set, resolve
+from trainer.errors import UserError
+
+
+def test_defaults_are_the_unsloth_llama32_notebook_recipe():
+    c = Config()
+    assert (c.lora.r, c.lora.alpha, c.lora.dropout, c.lora.bias) == (16, 16, 0.0, "none")
+    assert c.lora.target_modules == ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    assert (c.lora.use_rslora, c.lora.use_loftq) == (False, False)
+    t = c.train
+    assert (t.micro_batch_size, t.grad_accum_steps, t.learning_rate, t.lr_scheduler) == (2, 4, 2e-4, "linear")
+    assert (t.warmup_steps, t.weight_decay, t.optimizer, t.seed) == (5, 0.01, "adamw_8bit", 3407)
+    assert (c.model.max_seq_length, t.gradient_checkpointing) == (2048, "unsloth")
+    assert c.data.dataset == "mlabonne/FineTome-100k"
+
+
+def test_precedence_defaults_then_profile_then_set_then_flags():
+    config, reason = resolve("rtx3070", ["learning_rate=1e-4", "train.max_steps=7", "lora.r=8"],
+                             {"train.max_steps": 9})
+    assert config.profile == "rtx3070" and "--profile" in reason
+    assert config.model.dtype == "bfloat16"  # from the profile
+    assert config.train.learning_rate == 1e-4 and config.lora.r == 8  # from --set
+    assert config.train.max_steps == 9  # the explicit flag wins over --set
+    assert config.train.weight_decay == 0.01  # default untouched
+
+
+def test_set_parses_toml_values_and_lists():
+    flat = parse_set(["target_modules=[\"q_proj\", \"v_proj\"]", "packing=true", "dataset=data/x.jsonl",
+                      "model.name=org/model"])
+    config = build([("--set", flat)], "test")
+    assert config.lora.target_modules == ("q_proj", "v_proj")
+    assert config.train.packing is True
+    assert config.data.dataset == "data/x.jsonl" and config.model.name == "org/model"
+    assert build([("--set", parse_set(["target_modules=q_proj,k_proj"]))], "t").lora.target_modules == ("q_proj",
+                                                                                                       "k_proj")
+
+
+@pytest.mark.parametrize("item, message", [
+    ("lr=1", "unknown setting 'lr'"),
+    ("micro_batch_size=two", "is not a valid int"),
+    ("micro_batch_size=0", "must be at least 1"),
+    ("dtype=float8", "is not one of auto, bfloat16, float16, float32"),
+    ("packing=maybe", "is not a valid bool"),
+    ("eval_size=2.5", "data.eval_size = 2.5"),
+    ("learning_rate", "expected KEY=VALUE"),
+    ("epochs=0", "must be positive"),
+])
+def test_bad_settings_name_the_key_and_value(item, message):
+    with pytest.raises(UserError, match=message):
+        build([("--set", parse_set([item]))], "t")
+
+
+def test_unknown_setting_lists_valid_ones():
+    with pytest.raises(UserError) as e:
+        parse_set(["nope=1"])
+    assert "train.learning_rate" in e.value.hint
+
+
+def test_custom_profile_file(tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_text('engine = "transformers"\n[train]\nmicro_batch_size = 8\n[model]\ndtype = "float16"\n')
+    config, _ = resolve(str(path))
+    assert (config.profile, config.engine, config.train.micro_batch_size) == ("mine", "transformers", 8)
+    assert config.model.dtype == "float16"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[train]\nmicro_batch_size = \n", "is not valid TOML"),
+    ("[train]\nbatch = 4\n", "unknown field 'batch' in \\[train\\]"),
+    ("[trian]\nmicro_batch_size = 4\n", "unknown field 'trian'"),
+    ("[train]\nmicro_batch_size = \"four\"\n", "micro_batch_size = 'four' is not a valid int"),
+])
+def test_bad_profile_files(tmp_path, text, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(UserError, match=message) as e:
+        resolve(str(path))
+    assert str(path) in e.value.message
+
+
+def test_config_round_trips_through_its_saved_toml(tmp_path):
+    from trainer.runs import RunDir
+
+    config, _ = resolve("rtx2060s", ["learning_rate=3e-4", "target_modules=q_proj,v_proj"],
+                        {"run.run_dir": str(tmp_path / "run")})
+    run = RunDir.create(config)
+    again, _ = resolve(str(run.config))
+    assert asdict(again) | {"profile": "rtx2060s"} == asdict(config)

@@ -1,0 +1,49 @@
+import pytest
+
+from trainer import profiles
+from trainer.config import resolve
+from trainer.profiles import Gpu
+
+
+def test_every_profile_resolves_with_its_card():
+    assert profiles.names() == ["cpu", "quadro-rtx5000", "rtx2060s", "rtx3070"]
+    expected = {
+        "rtx2060s": (8, "float16", "Llama-3.2-1B"),
+        "rtx3070": (8, "bfloat16", "Llama-3.2-1B"),
+        "quadro-rtx5000": (16, "float16", "Llama-3.2-3B"),
+    }
+    for name, (vram, dtype, model) in expected.items():
+        config, _ = resolve(name)
+        assert config.hardware.vram_gb == vram and config.model.dtype == dtype
+        assert model in config.model.name and config.model.load_in_4bit
+        assert config.train.micro_batch_size >= 1 and config.train.grad_accum_steps >= 1
+    cpu, _ = resolve("cpu")
+    assert not cpu.model.load_in_4bit and cpu.model.dtype == "float32" and cpu.data.dataset == "sample"
+
+
+@pytest.mark.parametrize("gpu, name, dtype", [
+    (None, "cpu", None),
+    (Gpu("NVIDIA GeForce RTX 3070", 7.8, "8.6"), "rtx3070", None),
+    (Gpu("NVIDIA GeForce RTX 2060 SUPER", 7.8, "7.5"), "rtx2060s", None),
+    (Gpu("Quadro RTX 5000", 15.7, "7.5"), "quadro-rtx5000", None),
+    # Not a profiled card: the largest profile that fits, in the dtype the card runs natively.
+    (Gpu("NVIDIA GeForce RTX 4090", 23.6, "8.9"), "quadro-rtx5000", "bfloat16"),
+    (Gpu("NVIDIA GeForce RTX 3060", 11.7, "8.6"), "rtx3070", None),
+    (Gpu("Tesla T4", 14.6, "7.5"), "quadro-rtx5000", None),
+    (Gpu("NVIDIA GeForce GTX 1660", 5.8, "7.5"), "rtx2060s", None),
+])
+def test_auto_picks_the_closest_profile_and_says_why(gpu, name, dtype):
+    choice = profiles.pick(gpu)
+    assert choice.name == name
+    assert choice.overrides.get("model.dtype") == dtype
+    if gpu is not None:
+        assert gpu.name in choice.reason
+
+
+def test_a_too_small_card_is_told_to_lower_memory_use():
+    assert "smaller than every profile" in profiles.pick(Gpu("GTX 1660", 5.8, "7.5")).reason
+
+
+def test_auto_without_gpu_is_the_cpu_demo():
+    config, reason = resolve("auto")
+    assert config.profile == "cpu" and "no CUDA GPU" in reason

@@ -1,0 +1,53 @@
+"""The real training recipe on a tiny random Llama: TRL's labels, falling loss, and a complete run directory."""
+
+import json
+import statistics
+
+from trainer import data, models, train
+from trainer.config import resolve
+from trainer.runs import RunDir
+
+
+def tiny_config(tiny_llama, tmp_path, *settings, max_steps=60):
+    return resolve("cpu", ["learning_rate=3e-2", "warmup_steps=2", "eval_every_steps=10", "eval_size=8",
+                           "micro_batch_size=4", *settings],
+                   {"model.name": str(tiny_llama), "train.max_steps": max_steps,
+                    "run.run_dir": str(tmp_path / "run")})
+
+
+def test_trl_labels_follow_our_masks(tiny_llama, tmp_path):
+    config, _ = tiny_config(tiny_llama, tmp_path)
+    tokenizer = models.load_tokenizer(config.model.name, config.run.cache_dir)
+    model = models_for_test(config)
+    prepared = data.build(config, data.load(config), tokenizer)
+    trainer = train.make_trainer(config, None, model, tokenizer, prepared, RunDir(tmp_path / "run"))
+    row = trainer.train_dataset[0]
+    source = next(r for r in prepared.train if r["input_ids"] == row["input_ids"])
+    assert row["labels"] == [t if m else -100 for t, m in zip(source["input_ids"], source["assistant_masks"],
+                                                              strict=True)]
+
+
+def models_for_test(config):
+    from trainer.engines import transformers_engine
+
+    return transformers_engine.load(config, None)[0]
+
+
+def test_training_run_loss_falls_and_run_dir_is_complete(tiny_llama, tmp_path):
+    config, reason = tiny_config(tiny_llama, tmp_path)
+    run = train.main(config, reason)
+    metrics = run.read_metrics()
+    losses = [m["loss"] for m in metrics if "loss" in m]
+    assert [m["step"] for m in metrics if "loss" in m] == list(range(1, 61))
+    assert statistics.mean(losses[-5:]) < 0.9 * statistics.mean(losses[:5])
+    evals = [m for m in metrics if "eval_loss" in m]
+    assert [m["step"] for m in evals] == [10, 20, 30, 40, 50, 60] and evals[-1]["eval_loss"] < evals[0]["eval_loss"]
+    assert all(m["tokens_per_s"] > 0 and m["memory_gb"] > 0 for m in metrics if "loss" in m)
+    tokens = [m["tokens"] for m in metrics if "loss" in m]
+    assert tokens == sorted(tokens) and tokens[0] > 0
+    assert (run.adapter / "adapter_model.safetensors").is_file()
+    adapter = json.loads((run.adapter / "adapter_config.json").read_text())
+    assert adapter["r"] == 16 and set(adapter["target_modules"]) == set(config.lora.target_modules)
+    assert run.plot.stat().st_size > 10_000
+    assert run.read_status()["state"] == "completed" and run.read_status()["steps"] == 60
+    assert resolve(str(run.config))[0].train.learning_rate == 3e-2
