@@ -41,7 +41,7 @@ def test_training_run_loss_falls_and_run_dir_is_complete(tiny_llama, tmp_path):
     assert [m["step"] for m in metrics if "loss" in m] == list(range(1, 61))
     assert statistics.mean(losses[-5:]) < 0.9 * statistics.mean(losses[:5])
     evals = [m for m in metrics if "eval_loss" in m]
-    assert [m["step"] for m in evals] == [10, 20, 30, 40, 50, 60] and evals[-1]["eval_loss"] < evals[0]["eval_loss"]
+    assert [m["step"] for m in evals] == [0, 10, 20, 30, 40, 50, 60] and evals[-1]["eval_loss"] < evals[0]["eval_loss"]
     assert all(m["tokens_per_s"] > 0 and m["memory_gb"] > 0 for m in metrics if "loss" in m)
     tokens = [m["tokens"] for m in metrics if "loss" in m]
     assert tokens == sorted(tokens) and tokens[0] > 0

@@ -205,7 +205,8 @@ def check(key: str, value: Any, where: str) -> None:
     if key == "train.epochs" and value <= 0:
         raise UserError(f"{where}: train.epochs must be positive, got {value}")
     if key == "data.eval_size" and (value < 0 or (value >= 1 and not float(value).is_integer())):
-        raise UserError(f"{where}: data.eval_size = {value}", "Use a fraction below 1 (0.02) or a whole row count (200).")
+        raise UserError(f"{where}: data.eval_size = {value}",
+                        "Use a fraction below 1 (0.02) or a whole row count (200).")
 
 
 def flatten_toml(table: dict[str, Any], where: str) -> dict[str, Any]:
@@ -226,7 +227,8 @@ def flatten_toml(table: dict[str, Any], where: str) -> dict[str, Any]:
             flat[name] = value
         else:
             valid = sorted({k.split(".")[0] for k in KEYS})
-            raise UserError(f"{where}: unknown field '{name}'", f"Valid top-level fields and tables: {', '.join(valid)}.")
+            raise UserError(f"{where}: unknown field '{name}'",
+                            f"Valid top-level fields and tables: {', '.join(valid)}.")
     return flat
 
 
@@ -269,7 +271,9 @@ def build(flat_layers: list[tuple[str, dict[str, Any]]], profile: str) -> Config
     return config
 
 
-def resolve(profile: str = "auto", settings: list[str] | None = None, flags: dict[str, Any] | None = None) -> tuple[Config, str]:
+def resolve(
+    profile: str = "auto", settings: list[str] | None = None, flags: dict[str, Any] | None = None
+) -> tuple[Config, str]:
     """The run's Config and a sentence saying which profile was chosen and why.
 
     `flags` are the explicit CLI options, already keyed by setting ("train.max_steps"); they win over --set.

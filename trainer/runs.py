@@ -93,9 +93,9 @@ class RunDir:
         evals = [(m["step"], m["eval_loss"]) for m in metrics if "eval_loss" in m]
         fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
         if train:
-            ax.plot(*zip(*train), label="train loss")
+            ax.plot(*zip(*train, strict=True), label="train loss")
         if evals:
-            ax.plot(*zip(*evals), "o-", label="eval loss")
+            ax.plot(*zip(*evals, strict=True), "o-", label="eval loss")
         ax.set_xlabel("optimizer step")
         ax.set_ylabel("loss")
         ax.set_title(self.path.name)

@@ -80,6 +80,7 @@ def sft_config(config: Config, gpu: profiles.Gpu | None, run: RunDir) -> SFTConf
         logging_steps=1,
         eval_strategy="steps" if eval_steps else "no",
         eval_steps=eval_steps,
+        eval_on_start=bool(eval_steps),  # the baseline the eval loss falls from
         save_strategy="steps",
         save_steps=train.save_every_steps,
         save_total_limit=2,

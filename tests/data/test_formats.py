@@ -46,7 +46,8 @@ def test_forced_format_missing_field():
 
 
 @pytest.mark.parametrize("conversation, cause", [
-    ([("human", "a"), ("human", "b"), ("gpt", "c")], "roles don't alternate user/assistant \\(user, user, assistant\\)"),
+    ([("human", "a"), ("human", "b"), ("gpt", "c")],
+     "roles don't alternate user/assistant \\(user, user, assistant\\)"),
     ([("gpt", "a"), ("human", "b")], "roles don't alternate"),
     ([("human", "a")], "ends with a user turn"),
     ([("human", "a"), ("gpt", "b"), ("system", "c"), ("gpt", "d")], "roles don't alternate"),

@@ -32,7 +32,7 @@ class Prepared:
 
 
 def load(config: Config) -> Examples:
-    """Read and validate the configured dataset; every user-fixable problem is a UserError here, before the model loads."""
+    """Read and validate the configured dataset: every data problem is a UserError here, before the model loads."""
     table = sources.read(config.data.dataset, config.data.split)
     return formats.convert(table, config.data.format, config.data.skip_invalid_rows)
 
@@ -106,6 +106,7 @@ def build(config: Config, examples: Examples, tokenizer: PreTrainedTokenizerBase
         "tokens_min": min(lengths),
         "tokens_median": statistics.median(lengths),
         "tokens_max": max(lengths),
-        "trained_token_fraction": sum(sum(m[:max_length]) for _, m in rendered) / sum(min(n, max_length) for n in lengths),
+        "trained_token_fraction": sum(sum(m[:max_length]) for _, m in rendered)
+        / sum(min(n, max_length) for n in lengths),
     }
     return Prepared(train, eval_ds, stats)

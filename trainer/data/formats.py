@@ -88,7 +88,8 @@ def from_openai(row: dict[str, Any]) -> Messages:
             raise InvalidRow(f"message {n} needs the fields 'role' and 'content'")
         role = OPENAI_ROLES.get(str(turn["role"]).lower())
         if role is None:
-            raise InvalidRow(f"message {n} has the unsupported role '{turn['role']}' (expected system, user, assistant)")
+            raise InvalidRow(f"message {n} has the unsupported role '{turn['role']}' "
+                             "(expected system, user, assistant)")
         messages.append({"role": role, "content": _text(turn["content"], f"message {n}")})
     return messages
 

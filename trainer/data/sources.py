@@ -60,7 +60,7 @@ def _jsonl(path: Path) -> Table:
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
+                row = json.loads(line.rstrip("\r\n"))
             except json.JSONDecodeError as e:
                 raise UserError(
                     f"line {number} of {path} is not valid JSON ({e.msg} at column {e.colno})",
@@ -79,7 +79,8 @@ def _json(path: Path) -> Table:
     except json.JSONDecodeError as e:
         raise UserError(f"{path} is not valid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
     if not isinstance(data, list) or not all(isinstance(row, dict) for row in data):
-        raise UserError(f"{path} must hold a JSON list of objects (one per example)", "Or use .jsonl, one object per line.")
+        raise UserError(f"{path} must hold a JSON list of objects (one per example)",
+                        "Or use .jsonl, one object per line.")
     return Table(str(path), data)
 
 

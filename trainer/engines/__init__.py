@@ -23,7 +23,8 @@ def choose(config: Config, gpu: Gpu | None) -> tuple[str, str]:
         return "transformers", "asked for with engine=transformers"
     if gpu is None:
         if config.engine == "unsloth":
-            raise UserError("engine=unsloth needs an NVIDIA GPU, and none was detected", "Use --set engine=transformers.")
+            raise UserError("engine=unsloth needs an NVIDIA GPU, and none was detected",
+                            "Use --set engine=transformers.")
         return "transformers", "no CUDA GPU, and unsloth needs one"
     problem = unsloth_import_problem()
     if problem is None:
@@ -65,7 +66,8 @@ def torch_dtype(config: Config, gpu: Gpu | None) -> torch.dtype:
             "Use --set dtype=float16 (or the rtx2060s / quadro-rtx5000 profile).",
         )
     if name == "float16" and gpu is None:
-        raise UserError("dtype float16 needs a GPU; on the CPU use float32", "Use --profile cpu or --set dtype=float32.")
+        raise UserError("dtype float16 needs a GPU; on the CPU use float32",
+                        "Use --profile cpu or --set dtype=float32.")
     return getattr(torch, name)
 
 

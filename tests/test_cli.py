@@ -1,0 +1,123 @@
+"""The real CLI in a subprocess: exit codes, messages that name the cause and the fix, nothing half-written."""
+
+import json
+
+import pytest
+
+from tests.conftest import run_cli
+
+SAMPLE_ROW = {"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello!"}]}
+
+
+def assert_user_error(result, *fragments):
+    out = result.stdout + result.stderr
+    assert result.returncode == 2, out
+    assert "Traceback" not in out
+    for fragment in fragments:
+        assert fragment in out, out
+
+
+def test_help_lists_commands_and_stays_light():
+    result = run_cli("--help")
+    assert result.returncode == 0 and "{train,profiles,data}" in result.stdout
+    train_help = run_cli("train", "--help")
+    for flag in ("--profile", "--model", "--dataset", "--format", "--max-steps", "--epochs", "--run-dir", "--set"):
+        assert flag in train_help.stdout
+
+
+def test_help_imports_no_ml_libraries():
+    import subprocess
+    import sys
+
+    code = ("import sys; from trainer import cli; cli.parser().format_help(); "
+            "print(sorted(m for m in ('torch', 'transformers', 'trl', 'unsloth', 'datasets') if m in sys.modules))")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "[]"
+
+
+def test_profiles_table_and_one_profile():
+    result = run_cli("profiles")
+    assert result.returncode == 0
+    for name in ("cpu", "rtx2060s", "rtx3070", "quadro-rtx5000"):
+        assert name in result.stdout
+    assert "auto → cpu" in result.stdout
+    one = run_cli("profiles", "quadro-rtx5000")
+    assert one.returncode == 0 and "unsloth/Llama-3.2-3B-Instruct-bnb-4bit" in one.stdout
+    assert "train.grad_accum_steps" in one.stdout
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["--profile", "rtx4090"], ["unknown profile 'rtx4090'", "Valid profiles: auto, cpu, quadro-rtx5000"]),
+    (["profiles", "nope"], ["unknown profile 'nope'"]),
+    (["--set", "batch=4"], ["unknown setting 'batch'", "train.micro_batch_size"]),
+    (["--set", "micro_batch_size=-1"], ["train.micro_batch_size must be at least 1"]),
+    (["--set", "dtype=fp8"], ["model.dtype = 'fp8' is not one of"]),
+    (["--max-steps", "-3"], ["train.max_steps must not be negative"]),
+    (["--profile", "rtx3070"], ["loads the model in 4-bit, which needs an NVIDIA GPU", "--profile cpu"]),
+    (["--profile", "cpu", "--set", "optimizer=adamw_8bit"], ["needs an NVIDIA GPU", "optimizer=adamw_torch"]),
+    (["--profile", "cpu", "--set", "engine=unsloth", "--dataset", "sample"], ["engine=unsloth needs an NVIDIA GPU"]),
+    (["--profile", "cpu", "--model", "./no/such/model"], ["neither an existing folder nor a Hub id"]),
+])
+def test_bad_flags_and_profiles(args, fragments, tmp_path):
+    result = run_cli(*args, "--set", f"runs_root={tmp_path / 'runs'}", cwd=tmp_path)
+    assert_user_error(result, *fragments)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_bad_profile_file_names_file_and_line(tmp_path):
+    bad = tmp_path / "mine.toml"
+    bad.write_text("[train]\nmicro_batch_size = 4\nlearning_rate = \n")
+    assert_user_error(run_cli("--profile", str(bad)), str(bad), "is not valid TOML", "line 3")
+    bad.write_text("[train]\nbatch_size = 4\n")
+    assert_user_error(run_cli("--profile", str(bad)), "unknown field 'batch_size' in [train]", "micro_batch_size")
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.mark.parametrize("content, fragments", [
+    ("", ["is empty: there are no rows to train on"]),
+    ('{"conversations": []}\n{"oops"\n', ["line 2 of", "is not valid JSON (Expecting ':' delimiter at column 8)"]),
+    (json.dumps({"prompt": "a", "answer": "b"}) + "\n", ["first row has the fields answer, prompt", "--format"]),
+    (json.dumps({"conversations": [{"from": "human", "value": "a"}, {"from": "human", "value": "b"}]}) + "\n",
+     ["line 1 of", "roles don't alternate user/assistant (user, user)", "skip_invalid_rows=true"]),
+    (json.dumps(SAMPLE_ROW) + "\n" + json.dumps({"conversations": [{"from": "human"}]}) + "\n",
+     ["line 2 of", "turn 1 needs the fields 'from' and 'value'"]),
+    (json.dumps(SAMPLE_ROW) * 0 + (json.dumps(SAMPLE_ROW) + "\n") * 3,
+     ["3 training rows", "one optimizer step needs micro_batch_size x grad_accum_steps = 4"]),
+])
+def test_bad_datasets_exit_2_before_anything_is_written(tmp_path, content, fragments):
+    path = tmp_path / "data.jsonl"
+    path.write_text(content)
+    result = run_cli("--profile", "cpu", "--dataset", str(path), "--set", "eval_size=0",
+                     "--set", f"runs_root={tmp_path / 'runs'}", cwd=tmp_path)
+    assert_user_error(result, *fragments)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_missing_dataset_file_and_forced_format(tmp_path):
+    assert_user_error(run_cli("--profile", "cpu", "--dataset", str(tmp_path / "none.jsonl")), "does not exist")
+    path = write_jsonl(tmp_path / "d.jsonl", [SAMPLE_ROW] * 8)
+    assert_user_error(run_cli("--profile", "cpu", "--dataset", str(path), "--format", "alpaca"),
+                      "has no 'instruction' field (format alpaca needs instruction, output)")
+
+
+def test_hub_dataset_unreachable_is_a_clear_error(tmp_path):
+    result = run_cli("--profile", "cpu", "--dataset", "no-such-org/no-such-dataset", cwd=tmp_path)
+    assert_user_error(result, "could not load dataset 'no-such-org/no-such-dataset'", "--dataset sample")
+
+
+def test_existing_run_dir_is_not_overwritten(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "keep.txt").write_text("precious")
+    result = run_cli("--profile", "cpu", "--run-dir", str(tmp_path / "run"), "--max-steps", "1")
+    assert_user_error(result, "already exists and is not empty")
+    assert (tmp_path / "run" / "keep.txt").read_text() == "precious"
+
+
+def test_data_command_highlights_trained_tokens(smollm2_dir):
+    result = run_cli("data", "--profile", "cpu", "-n", "2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "train example 1" in result.stdout and "train example 2" in result.stdout
+    assert "trained tokens:" in result.stdout and "Answer:" in result.stdout
