@@ -45,8 +45,9 @@ def tiny_llama(tmp_path, llama_tokenizer_dir) -> Path:
     return models.random_llama(llama_tokenizer_dir, tmp_path / "tiny-llama")
 
 
-def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """The real CLI in a subprocess, as a user runs it."""
-    env = {**os.environ, "TRAINER_CACHE_DIR": CACHE_DIR, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
+    env = {**os.environ, "TRAINER_CACHE_DIR": CACHE_DIR, "PYTHONUNBUFFERED": "1", "COLUMNS": "200", **(env or {})}
     return subprocess.run([sys.executable, "-m", "trainer", *args], cwd=cwd or ROOT, env=env, capture_output=True,
                           text=True, timeout=timeout)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import trl
 
@@ -35,7 +36,7 @@ def llama32_tokenizer(smollm2_dir: Path, out: Path) -> Path:
     return out
 
 
-def random_llama(tokenizer_dir: Path, out: Path, **shape: int) -> Path:
+def random_llama(tokenizer_dir: Path, out: Path, **shape: Any) -> Path:
     """A random-init LlamaForCausalLM of the given shape, saved with the tokenizer from `tokenizer_dir`."""
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
@@ -45,10 +46,29 @@ def random_llama(tokenizer_dir: Path, out: Path, **shape: int) -> Path:
     # LoRA alone could not show a falling loss in a few dozen steps.
     defaults = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                     num_key_value_heads=2, max_position_embeddings=2048, initializer_range=0.2)
-    config = LlamaConfig(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
-                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-                         tie_word_embeddings=True, **{**defaults, **shape})
+    settings = {"vocab_size": len(tokenizer), "tie_word_embeddings": True, **defaults, **shape}
+    config = LlamaConfig(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id, **settings)
     torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(out)
+    device = "cuda" if torch.cuda.is_available() else "cpu"  # the GPU builds 1B/3B shapes in seconds
+    with torch.device(device):
+        model = LlamaForCausalLM(config)
+    model.to(torch.bfloat16 if device == "cuda" else torch.float32).save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
+
+
+# The Llama 3.2 shapes (random weights: right for speed and memory, not for quality).
+LLAMA_ROPE = {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 32.0, "low_freq_factor": 1.0,
+              "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}
+LLAMA_32 = {
+    "1B": dict(vocab_size=128256, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
+               num_attention_heads=32, num_key_value_heads=8, head_dim=64),
+    "3B": dict(vocab_size=128256, hidden_size=3072, intermediate_size=8192, num_hidden_layers=28,
+               num_attention_heads=24, num_key_value_heads=8, head_dim=128),
+}
+
+
+def llama32_shape(size: str) -> dict[str, Any]:
+    return {**LLAMA_32[size], "max_position_embeddings": 131072, "rms_norm_eps": 1e-5, "initializer_range": 0.02,
+            "rope_parameters": LLAMA_ROPE, "tie_word_embeddings": True}

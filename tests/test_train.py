@@ -51,3 +51,10 @@ def test_training_run_loss_falls_and_run_dir_is_complete(tiny_llama, tmp_path):
     assert run.plot.stat().st_size > 10_000
     assert run.read_status()["state"] == "completed" and run.read_status()["steps"] == 60
     assert resolve(str(run.config))[0].train.learning_rate == 3e-2
+
+
+def test_without_eval_rows_training_still_completes(tiny_llama, tmp_path):
+    config, reason = tiny_config(tiny_llama, tmp_path, "eval_size=0", max_steps=2)
+    run = train.main(config, reason)
+    assert not any("eval_loss" in m for m in run.read_metrics())
+    assert run.read_status()["state"] == "completed"

@@ -76,6 +76,7 @@ class RunConfig:
     run_dir: str = ""  # empty: <runs_root>/<run id>
     runs_root: str = "runs"
     cache_dir: str = ""  # converted local models; empty: $TRAINER_CACHE_DIR or ~/.cache/trainer
+    vram_cap_gb: float = 0.0  # cap this process's GPU memory (emulate a smaller card, leave room); 0: no cap
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,10 @@ AT_LEAST_ONE = {
     "model.max_seq_length", "lora.r", "lora.alpha", "train.micro_batch_size", "train.grad_accum_steps",
     "train.save_every_steps", "data.eval_max_examples",
 }
-NOT_NEGATIVE = {"train.max_steps", "train.warmup_steps", "train.eval_every_steps", "train.weight_decay", "lora.dropout"}
+NOT_NEGATIVE = {
+    "train.max_steps", "train.warmup_steps", "train.eval_every_steps", "train.weight_decay", "lora.dropout",
+    "run.vram_cap_gb",
+}
 
 
 def _sections() -> dict[str, type]:

@@ -15,15 +15,16 @@ from trainer.console import console
 from trainer.runs import RunDir
 
 
-def memory_gb(on_gpu: bool) -> float:
-    """Peak GPU memory allocated by torch, or this process's resident memory on the CPU."""
+def memory(on_gpu: bool) -> dict[str, float]:
+    """Peak GPU memory allocated and reserved by torch, or this process's resident memory on the CPU."""
     if on_gpu:
         import torch
 
-        return torch.cuda.max_memory_allocated() / 2**30
+        return {"memory_gb": round(torch.cuda.max_memory_allocated() / 2**30, 3),
+                "memory_reserved_gb": round(torch.cuda.max_memory_reserved() / 2**30, 3)}
     import psutil
 
-    return psutil.Process().memory_info().rss / 2**30
+    return {"memory_gb": round(psutil.Process().memory_info().rss / 2**30, 3)}
 
 
 class MetricsCallback(TrainerCallback):
@@ -32,6 +33,7 @@ class MetricsCallback(TrainerCallback):
     def __init__(self, run: RunDir, on_gpu: bool) -> None:
         self.run = run
         self.on_gpu = on_gpu
+        self.scaler: Any = None  # set by the recipe when training in fp16
         self.progress: Progress | None = None
         self.task = 0
         self.last_time = 0.0
@@ -65,11 +67,13 @@ class MetricsCallback(TrainerCallback):
         self.last_time, self.last_tokens = now, tokens
         record.update(
             loss=logs["loss"], lr=logs.get("learning_rate"), grad_norm=logs.get("grad_norm"), tokens=tokens,
-            tokens_per_s=round(tokens_per_s, 1), memory_gb=round(memory_gb(self.on_gpu), 3),
+            tokens_per_s=round(tokens_per_s, 1), **memory(self.on_gpu),
         )
+        if self.scaler is not None:
+            record["loss_scale"] = self.scaler.get_scale()
         self.run.log(record)
-        memory = f"  {'VRAM' if self.on_gpu else 'RAM'} {record['memory_gb']:.2f} GB"
-        info = f"loss {logs['loss']:.4f}  {tokens_per_s:,.0f} tok/s{memory}"
+        used = f"{'VRAM' if self.on_gpu else 'RAM'} {record['memory_gb']:.2f} GB"
+        info = f"loss {logs['loss']:.4f}  {tokens_per_s:,.0f} tok/s  {used}"
         if self.progress is not None:
             self.progress.update(self.task, completed=state.global_step, info=info)
         else:

@@ -19,6 +19,8 @@ def main(config: Config, profile_reason: str) -> RunDir:
     console.print(f"Profile [bold]{config.profile}[/]: {profile_reason}")
     console.print(config_table(config))
     engines.check_hardware(config, gpu)
+    if config.run.vram_cap_gb and gpu is not None:
+        cap_vram(config.run.vram_cap_gb, gpu)
     examples = data.load(config)  # every data problem surfaces here, before the slow model load
     console.print(f"Data: {len(examples)} {examples.format} rows from {config.data.dataset}")
     engine, why = engines.choose(config, gpu)
@@ -52,12 +54,21 @@ def main(config: Config, profile_reason: str) -> RunDir:
     return run
 
 
-def sft_config(config: Config, gpu: profiles.Gpu | None, run: RunDir) -> SFTConfig:
+def cap_vram(cap_gb: float, gpu: profiles.Gpu) -> None:
+    """Let torch's allocator use at most `cap_gb`, as on a card with that much memory."""
+    import torch
+
+    fraction = min(1.0, cap_gb / gpu.vram_gb)
+    torch.cuda.set_per_process_memory_fraction(fraction)
+    console.print(f"GPU memory capped at {cap_gb:g} GB of {gpu.vram_gb:.1f} GB")
+
+
+def sft_config(config: Config, gpu: profiles.Gpu | None, run: RunDir, has_eval: bool) -> SFTConfig:
     from trl import SFTConfig
 
     train = config.train
     dtype = engines.torch_dtype(config, gpu)
-    eval_steps = train.eval_every_steps or None
+    eval_steps = (train.eval_every_steps or None) if has_eval else None
     return SFTConfig(
         output_dir=str(run.checkpoints),
         per_device_train_batch_size=train.micro_batch_size,
@@ -101,15 +112,17 @@ def make_trainer(config: Config, gpu: profiles.Gpu | None, model: Any, tokenizer
     from trainer.progress import MetricsCallback
 
     datasets.disable_progress_bars()
+    metrics = MetricsCallback(run, gpu is not None)
     trainer = SFTTrainer(
         model=model,
-        args=sft_config(config, gpu, run),
+        args=sft_config(config, gpu, run, has_eval=prepared.eval is not None),
         train_dataset=prepared.train,
         eval_dataset=prepared.eval,
         processing_class=tokenizer,
-        callbacks=[MetricsCallback(run, gpu is not None)],
+        callbacks=[metrics],
     )
     trainer.remove_callback(PrinterCallback)  # MetricsCallback is the one display
+    metrics.scaler = trainer.accelerator.scaler  # fp16 only: the GradScaler, whose loss scale is logged
     return trainer
 
 

@@ -97,6 +97,8 @@ def build(config: Config, examples: Examples, tokenizer: PreTrainedTokenizerBase
             "Raise max_seq_length (--set max_seq_length=4096) or use shorter examples.",
         )
     eval_ds = to_dataset(tokenize(parts.eval, tokenizer), max_length)[0] if len(parts.eval) else None
+    if eval_ds is not None and not len(eval_ds):
+        eval_ds = None
     lengths = [len(ids) for ids, _ in rendered]
     stats = {
         "train_rows": len(train),

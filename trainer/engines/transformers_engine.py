@@ -13,7 +13,7 @@ from trainer.profiles import Gpu
 
 def load(config: Config, gpu: Gpu | None) -> tuple[Any, Any]:
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig, set_seed
     from transformers.utils import logging
 
     logging.disable_progress_bar()
@@ -51,6 +51,7 @@ def load(config: Config, gpu: Gpu | None) -> tuple[Any, Any]:
         use_rslora=config.lora.use_rslora,
         task_type="CAUSAL_LM",
     )
+    set_seed(config.train.seed)  # the LoRA init, as Unsloth's random_state does
     try:
         model = get_peft_model(model, lora)
     except ValueError as e:  # e.g. target modules the architecture doesn't have

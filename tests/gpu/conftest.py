@@ -1,0 +1,63 @@
+"""GPU fixtures: random-init Llama-3.2 1B/3B shapes built on the CUDA host, and result records.
+
+The host has no network: the tokenizer (SmolLM2's vocabulary with Llama 3's special tokens and Meta's Llama 3.2
+template) is built from tokenizer files carried in `.gpu/smol-tokenizer` (or $TRAINER_GPU_TOKENIZER).
+Records go to $TRAINER_RECORDS_DIR (default benchmarks/results/).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests import models
+from tests.conftest import ROOT
+from trainer import bench
+from trainer.runs import RunDir
+
+TOKENIZER_SOURCE = Path(os.environ.get("TRAINER_GPU_TOKENIZER", ROOT / ".gpu" / "smol-tokenizer"))
+RECORDS = Path(os.environ.get("TRAINER_RECORDS_DIR", ROOT / "benchmarks" / "results"))
+
+
+def pytest_collection_modifyitems(config, items):
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if Path(item.fspath).parent == Path(__file__).parent:
+            item.add_marker(pytest.mark.gpu)
+            if not torch.cuda.is_available():
+                item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def llama_tokenizer_gpu(tmp_path_factory) -> Path:
+    return models.llama32_tokenizer(TOKENIZER_SOURCE, tmp_path_factory.mktemp("llama32-tokenizer"))
+
+
+@pytest.fixture(scope="session")
+def llama_1b(llama_tokenizer_gpu, tmp_path_factory) -> Path:
+    return models.random_llama(llama_tokenizer_gpu, tmp_path_factory.mktemp("models") / "llama-3.2-1b-random",
+                               **models.llama32_shape("1B"))
+
+
+@pytest.fixture(scope="session")
+def llama_3b(llama_tokenizer_gpu, tmp_path_factory) -> Path:
+    return models.random_llama(llama_tokenizer_gpu, tmp_path_factory.mktemp("models") / "llama-3.2-3b-random",
+                               **models.llama32_shape("3B"))
+
+
+def record(name: str, run: RunDir | None, passed: bool, **facts) -> dict:
+    """Write benchmarks/results/<date>-<name>.json: environment, run summary, the test's own facts, pass/fail."""
+    env = bench.environment()
+    data = {"test": name, "passed": passed, **env, **facts}
+    if run is not None and run.metrics.exists():
+        data["summary"] = bench.summarize(run)
+    RECORDS.mkdir(parents=True, exist_ok=True)
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name)
+    path = RECORDS / f"{env['date'][:10]}-{slug}.json"
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    return data
