@@ -59,7 +59,8 @@ def test_unsloth_matches_transformers_engine(llama_1b, tmp_path):
     relative = [abs(x - y) / abs(y) for x, y in zip(a, b, strict=False)]
     learned = len(a) == 20 and (a[0] - min(a)) > 5 * PARITY_TOLERANCE * a[0]
     passed = len(a) == len(b) == 20 and max(relative) <= PARITY_TOLERANCE and learned
-    record("parity-unsloth-vs-transformers-1b", runs["unsloth"], passed, profile="rtx3070", tolerance=PARITY_TOLERANCE,
+    record("parity-unsloth-vs-transformers-1b", runs["unsloth"], passed, profile="rtx3070", engine="unsloth",
+           tolerance=PARITY_TOLERANCE,
            unsloth_losses=a, transformers_losses=b, max_relative_difference=max(relative, default=None),
            transformers_summary=bench.summarize(runs["transformers"]))
     assert all(code == 0 for code, _ in outputs.values()), outputs
@@ -118,5 +119,5 @@ def test_falls_back_when_unsloth_does_not_import(llama_1b, tmp_path):
     out = fallback.stdout + fallback.stderr
     passed = (fallback.returncode == 0 and "Engine transformers: unsloth does not import (ImportError: simulated" in out
               and forced.returncode == 2 and "unsloth does not import" in forced.stdout)
-    record("fallback-without-unsloth", RunDir(tmp_path / "run"), passed, profile="rtx3070")
+    record("fallback-without-unsloth", RunDir(tmp_path / "run"), passed, profile="rtx3070", engine="transformers")
     assert passed, (out[-2000:], forced.stdout[-2000:])

@@ -1,0 +1,49 @@
+"""The README's "Verified on" table, generated from the GPU records in benchmarks/results/*.json.
+
+`python benchmarks/verified_table.py` prints it; `--write` replaces the block between the README's markers.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+START, END = "<!-- verified:start -->", "<!-- verified:end -->"
+VERSIONS = ("torch", "transformers", "unsloth", "trl", "peft", "bitsandbytes")
+
+
+def table() -> str:
+    lines = ["| date | GPU | test | profile | engine | steps/min | real tokens/s | peak GB | result |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    stacks = set()
+    for path in sorted(RESULTS.glob("*.json")):
+        record = json.loads(path.read_text())
+        summary = record.get("summary", {})
+        cap = f" ({record['vram_cap_gb']:g} GB cap, {record['dtype']})" if record.get("vram_cap_gb") else ""
+        peak = record.get("peak_reserved_gb", summary.get("peak_reserved_gb", summary.get("peak_memory_gb", "-")))
+        lines.append(
+            f"| {record['date'][:10]} | {record['gpu']}{cap} | {record['test']} | {record.get('profile', '-')} "
+            f"| {record.get('engine', '-')} | {summary.get('steps_per_min', '-')} | {summary.get('tokens_per_s', '-')} "
+            f"| {peak} | {'pass' if record['passed'] else 'FAIL'} |"
+        )
+        stacks.add(", ".join(f"{name} {record['versions'].get(name)}" for name in VERSIONS))
+    lines.append("")
+    lines.extend(f"Versions: {stack}; driver {record.get('driver')}." for stack in sorted(stacks))
+    return "\n".join(lines)
+
+
+def readme_with_table(readme: str) -> str:
+    before, rest = readme.split(START, 1)
+    _, after = rest.split(END, 1)
+    return f"{before}{START}\n{table()}\n{END}{after}"
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--write"]:
+        path = ROOT / "README.md"
+        path.write_text(readme_with_table(path.read_text()))
+    else:
+        print(table())
