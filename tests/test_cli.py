@@ -34,6 +34,17 @@ def test_help_imports_no_ml_libraries():
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "[]"
 
 
+def test_unsloth_can_be_imported_first():
+    """Everything before the engine choice (config, profile, data checks) leaves transformers, peft and trl
+    unimported, so the unsloth engine can patch them on import."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from trainer import config, data; c, _ = config.resolve('cpu'); data.load(c); "
+            "print(sorted(m for m in ('transformers', 'trl', 'peft') if m in sys.modules))")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "[]"
+
+
 def test_profiles_table_and_one_profile():
     result = run_cli("profiles")
     assert result.returncode == 0
