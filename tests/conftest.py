@@ -45,9 +45,20 @@ def tiny_llama(tmp_path, llama_tokenizer_dir) -> Path:
     return models.random_llama(llama_tokenizer_dir, tmp_path / "tiny-llama")
 
 
+@pytest.fixture(scope="session")
+def shared_tiny_llama(llama_tokenizer_dir, tmp_path_factory) -> Path:
+    """One tiny Llama for the tests that only read it (several CLI runs on the same weights)."""
+    return models.random_llama(llama_tokenizer_dir, tmp_path_factory.mktemp("shared") / "tiny-llama")
+
+
+def cli_command(*args: str) -> tuple[list[str], dict[str, str]]:
+    env = {**os.environ, "TRAINER_CACHE_DIR": CACHE_DIR, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
+    return [sys.executable, "-m", "trainer", *args], env
+
+
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600,
             env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """The real CLI in a subprocess, as a user runs it."""
-    env = {**os.environ, "TRAINER_CACHE_DIR": CACHE_DIR, "PYTHONUNBUFFERED": "1", "COLUMNS": "200", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "trainer", *args], cwd=cwd or ROOT, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    command, base_env = cli_command(*args)
+    return subprocess.run(command, cwd=cwd or ROOT, env={**base_env, **(env or {})}, capture_output=True, text=True,
+                          timeout=timeout)

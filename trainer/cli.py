@@ -8,7 +8,7 @@ import sys
 from rich.markup import escape
 
 from trainer.console import console
-from trainer.errors import UserError
+from trainer.errors import Stopped, UserError
 
 COMMANDS = ("train", "profiles", "data")
 
@@ -34,6 +34,9 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--max-steps", type=int, help="optimizer steps (0: use --epochs)")
     train.add_argument("--epochs", type=float, help="passes over the data (used when max steps is 0)")
     train.add_argument("--run-dir", help="where the run is written (default runs/<date-time>-<profile>)")
+    train.add_argument("--resume", action="store_true",
+                       help="continue the newest valid checkpoint of --run-dir (or of the profile's latest run)")
+    train.add_argument("--resume-from", metavar="CHECKPOINT", help="continue from this checkpoint-<step> folder")
 
     profiles = sub.add_parser("profiles", help="list profiles and the detected GPU, or show one resolved")
     profiles.add_argument("name", nargs="?", help="profile to show with every resolved field")
@@ -69,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         if e.hint:
             console.print(f"[yellow]fix:[/] {escape(e.hint)}")
         return 2
+    except Stopped as e:
+        return e.exit_code
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]")
         return 130
@@ -88,5 +93,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         from trainer import train
 
-        train.main(*cfg.resolve(args.profile, args.settings, flags(args)))
+        if args.resume or args.resume_from:
+            train.resume(args.profile, args.settings, flags(args), args.resume_from)
+        else:
+            train.main(*cfg.resolve(args.profile, args.settings, flags(args)))
     return 0

@@ -58,6 +58,7 @@ class TrainConfig:
     gradient_checkpointing: str = "unsloth"  # unsloth | on | off
     eval_every_steps: int = 20  # 0: evaluate only at the end
     save_every_steps: int = 20
+    keep_checkpoints: int = 2  # the newest N checkpoint-<step> folders are kept
     packing: bool = False
 
 
@@ -77,6 +78,7 @@ class RunConfig:
     runs_root: str = "runs"
     cache_dir: str = ""  # converted local models; empty: $TRAINER_CACHE_DIR or ~/.cache/trainer
     vram_cap_gb: float = 0.0  # cap this process's GPU memory (emulate a smaller card, leave room); 0: no cap
+    resume_force: bool = False  # let --resume continue with settings that change what is trained
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
 }
 AT_LEAST_ONE = {
     "model.max_seq_length", "lora.r", "lora.alpha", "train.micro_batch_size", "train.grad_accum_steps",
-    "train.save_every_steps", "data.eval_max_examples",
+    "train.save_every_steps", "train.keep_checkpoints", "data.eval_max_examples",
 }
 NOT_NEGATIVE = {
     "train.max_steps", "train.warmup_steps", "train.eval_every_steps", "train.weight_decay", "lora.dropout",

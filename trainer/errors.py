@@ -11,3 +11,11 @@ class UserError(Exception):
 
     def __str__(self) -> str:
         return f"{self.message}\n{self.hint}" if self.hint else self.message
+
+
+class Stopped(Exception):
+    """Training stopped on a signal after saving a checkpoint; the process exits with 128 + the signal number."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"stopped by signal {signum}")
+        self.exit_code = 128 + signum

@@ -41,7 +41,9 @@ class MetricsCallback(TrainerCallback):
         self.start = 0.0
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        self.start = self.last_time = time.perf_counter()
+        previous = self.run.read_metrics()  # a resumed run continues the clock of the steps it keeps
+        self.start = time.perf_counter() - (previous[-1]["elapsed_s"] if previous else 0.0)
+        self.last_time = time.perf_counter()
         self.last_tokens = state.num_input_tokens_seen
         if console.is_terminal:
             self.progress = Progress(

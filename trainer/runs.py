@@ -45,6 +45,24 @@ class RunDir:
         run.write_config(config)
         return run
 
+    @classmethod
+    def open(cls, path: Path) -> RunDir:
+        """An existing run directory (one with a config.toml)."""
+        run = cls(path)
+        if not run.config.is_file():
+            raise UserError(f"{path} is not a run directory (it has no config.toml)", "Check --run-dir.")
+        return run
+
+    @classmethod
+    def latest(cls, runs_root: Path, profile: str) -> RunDir:
+        """The most recently active run of `profile` under `runs_root`."""
+        runs = [cls(p.parent) for p in runs_root.glob("*/status.json")]
+        mine = [r for r in runs if r.read_status().get("profile") == profile]
+        if not mine:
+            raise UserError(f"no run of profile {profile} under {runs_root}/ to resume",
+                            "Name one with --run-dir, or start a run without --resume.")
+        return max(mine, key=lambda r: r.status.stat().st_mtime)
+
     def write_config(self, config: Config) -> None:
         """config.toml in the profile schema: `--profile <run>/config.toml` runs the same recipe again."""
         lines = [f"# Resolved configuration of this run (profile: {config.profile})."]
@@ -60,6 +78,11 @@ class RunDir:
     def log(self, record: dict[str, Any]) -> None:
         with self.metrics.open("a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
+
+    def keep_metrics_through(self, step: int) -> None:
+        """Drop records after `step`: a resumed run logs those steps again."""
+        kept = [json.dumps(m) + "\n" for m in self.read_metrics() if m["step"] <= step]
+        write_atomic(self.metrics, "".join(kept))
 
     def read_metrics(self) -> list[dict[str, Any]]:
         if not self.metrics.exists():

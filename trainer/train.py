@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from trainer import data, engines, profiles
+from trainer import checkpoints, data, engines, profiles
 from trainer.config import Config
 from trainer.console import config_table, console
+from trainer.errors import Stopped, UserError
 from trainer.runs import RunDir
 
 if TYPE_CHECKING:
     from trl import SFTConfig
 
 
-def main(config: Config, profile_reason: str) -> RunDir:
-    """Train with `config` and return the finished run directory."""
+def main(config: Config, profile_reason: str, resume_from: Path | None = None) -> RunDir:
+    """Train with `config` (continuing from a checkpoint when given) and return the finished run directory."""
     gpu = profiles.detect_gpu()
     console.print(f"Profile [bold]{config.profile}[/]: {profile_reason}")
     console.print(config_table(config))
@@ -33,25 +36,82 @@ def main(config: Config, profile_reason: str) -> RunDir:
         f"min {stats['tokens_min']}, median {stats['tokens_median']:.0f}, max {stats['tokens_max']}; "
         f"{stats['trained_token_fraction']:.0%} of tokens trained"
     )
-    run = RunDir.create(config)
-    console.print(f"Run directory: {run.path}")
-    run.set_status("running", engine=engine)
+    if resume_from is None:
+        run = RunDir.create(config)
+    else:
+        run = RunDir(resume_from.parent.parent)
+        run.keep_metrics_through(checkpoints.step_of(resume_from) or 0)
+    console.print(f"Run directory: {run.path}" + (f", resuming from {resume_from.name}" if resume_from else ""))
+    run.set_status("running", profile=config.profile, engine=engine)
+    from trainer.sft import GracefulStop
+
     try:
-        trainer = make_trainer(config, gpu, model, tokenizer, prepared, run)
-        trainer.train()
+        with GracefulStop() as stop:
+            trainer = make_trainer(config, gpu, model, tokenizer, prepared, run, stop)
+            trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+        if stop.signal is not None:
+            raise Stopped(stop.signal)
         if prepared.eval is not None and not evaluated_at(trainer.state.log_history, trainer.state.global_step):
             trainer.evaluate()
         run.save_adapter(trainer.save_model)
         run.plot_loss()
+    except Stopped:
+        run.set_status("interrupted", profile=config.profile, engine=engine, step=trainer.state.global_step)
+        console.print(f"[yellow]Stopped at step {trainer.state.global_step}; checkpoint saved.[/] Continue with:\n"
+                      f"  {resume_command(run)}")
+        raise
     except KeyboardInterrupt:
-        run.set_status("interrupted", engine=engine)
+        run.set_status("interrupted", profile=config.profile, engine=engine)
+        console.print(f"Aborted. Continue from the last checkpoint with:\n  {resume_command(run)}")
         raise
     except BaseException as e:
-        run.set_status("failed", engine=engine, error=f"{type(e).__name__}: {e}")
+        run.set_status("failed", profile=config.profile, engine=engine, error=f"{type(e).__name__}: {e}")
         raise
-    run.set_status("completed", engine=engine, steps=trainer.state.global_step)
+    run.set_status("completed", profile=config.profile, engine=engine, steps=trainer.state.global_step)
     console.print(f"[green]Done.[/] LoRA adapter: {run.adapter}  loss plot: {run.plot}")
     return run
+
+
+def resume(profile: str, settings: list[str], flags: dict[str, Any], checkpoint: str | None) -> RunDir | None:
+    """Continue a run: its newest valid checkpoint (of --run-dir, or the latest run of the profile), or the one
+    named by --resume-from. The run's own config.toml is the base; flags that change what is trained are refused."""
+    from trainer.config import resolve
+
+    if checkpoint:
+        path = Path(checkpoint)
+        reason = checkpoints.problem(path) if path.is_dir() else "it is not a folder"
+        if reason:
+            raise UserError(f"cannot resume from {path}: {reason}", "Name a checkpoint-<step> folder of a run.")
+        run = RunDir(path.parent.parent)
+    elif flags.get("run.run_dir"):
+        run = RunDir.open(Path(flags["run.run_dir"]))
+    else:
+        base, _ = resolve(profile, settings)
+        run = RunDir.latest(Path(base.run.runs_root), base.profile)
+    saved, _ = resolve(str(run.config))
+    status = run.read_status()
+    name = status.get("profile") or saved.profile
+    config, _ = resolve(str(run.config), settings, flags)
+    config = dataclasses.replace(config, profile=name)
+    changed = checkpoints.differences(saved, config)
+    if changed and not config.run.resume_force:
+        raise UserError(
+            f"resuming {run.path} with settings that change what is trained:\n  " + "\n  ".join(changed),
+            "Resume with the run's own settings (drop those flags), start a new run, or --set resume_force=true.",
+        )
+    if status.get("state") == "completed" and not checkpoint:
+        console.print(f"Run {run.path} already finished ({status.get('steps')} steps); nothing to resume.")
+        return None
+    if not checkpoint:
+        path = checkpoints.latest_valid(run.checkpoints, warn=lambda text: console.print(f"[yellow]{text}[/]"))
+        if path is None:
+            raise UserError(f"{run.path} has no complete checkpoint to resume from",
+                            "Start it again without --resume (and a new --run-dir).")
+    return main(config, f"resuming {run.path}", resume_from=path)
+
+
+def resume_command(run: RunDir) -> str:
+    return f"python -m trainer --resume --run-dir {run.path}"
 
 
 def cap_vram(cap_gb: float, gpu: profiles.Gpu) -> None:
@@ -94,7 +154,7 @@ def sft_config(config: Config, gpu: profiles.Gpu | None, run: RunDir, has_eval: 
         eval_on_start=bool(eval_steps),  # the baseline the eval loss falls from
         save_strategy="steps",
         save_steps=train.save_every_steps,
-        save_total_limit=2,
+        save_total_limit=train.keep_checkpoints,
         include_num_input_tokens_seen="non_padding",
         report_to="none",
         disable_tqdm=True,
@@ -104,22 +164,23 @@ def sft_config(config: Config, gpu: profiles.Gpu | None, run: RunDir, has_eval: 
 
 
 def make_trainer(config: Config, gpu: profiles.Gpu | None, model: Any, tokenizer: Any, prepared: data.Prepared,
-                 run: RunDir) -> Any:
+                 run: RunDir, *callbacks: Any) -> Any:
     import datasets
     from transformers.trainer_callback import PrinterCallback
-    from trl import SFTTrainer
 
     from trainer.progress import MetricsCallback
+    from trainer.sft import Trainer
 
     datasets.disable_progress_bars()
     metrics = MetricsCallback(run, gpu is not None)
-    trainer = SFTTrainer(
+    trainer = Trainer(
         model=model,
         args=sft_config(config, gpu, run, has_eval=prepared.eval is not None),
         train_dataset=prepared.train,
         eval_dataset=prepared.eval,
         processing_class=tokenizer,
-        callbacks=[metrics],
+        callbacks=[metrics, *callbacks],
+        run=run,
     )
     trainer.remove_callback(PrinterCallback)  # MetricsCallback is the one display
     metrics.scaler = trainer.accelerator.scaler  # fp16 only: the GradScaler, whose loss scale is logged

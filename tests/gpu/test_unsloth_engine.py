@@ -121,3 +121,29 @@ def test_falls_back_when_unsloth_does_not_import(llama_1b, tmp_path):
               and forced.returncode == 2 and "unsloth does not import" in forced.stdout)
     record("fallback-without-unsloth", RunDir(tmp_path / "run"), passed, profile="rtx3070", engine="transformers")
     assert passed, (out[-2000:], forced.stdout[-2000:])
+
+
+def test_unsloth_resume_after_kill(llama_1b, tmp_path):
+    """kill -9 right after a checkpoint, then --resume: the run completes and follows the uninterrupted one."""
+    from tests.test_resume import start, wait_for
+
+    common = ["--profile", "rtx3070", "--model", str(llama_1b), "--dataset", "sample", "--max-steps", "16",
+              "--set", "save_every_steps=5", "--set", "eval_every_steps=0", "--set", "engine=unsloth",
+              "--set", "learning_rate=2e-3"]
+    reference = RunDir(tmp_path / "reference")
+    first = run_cli(*common, "--run-dir", str(reference.path), timeout=900)
+    run = RunDir(tmp_path / "run")
+    process = start(*common, "--run-dir", str(run.path))
+    wait_for(lambda: (run.checkpoints / "checkpoint-5").is_dir(), process, timeout=600)
+    process.kill()
+    process.wait()
+    resumed = run_cli("--resume", "--run-dir", str(run.path), timeout=900)
+    a, b = losses(run), losses(reference)
+    relative = [abs(x - y) / abs(y) for x, y in zip(a, b, strict=False)]
+    passed = (first.returncode == 0 and resumed.returncode == 0 and "resuming from checkpoint-" in resumed.stdout
+              and len(a) == len(b) == 16 and max(relative) <= PARITY_TOLERANCE
+              and run.read_status()["state"] == "completed")
+    record("resume-after-kill-unsloth-1b", run, passed, profile="rtx3070", engine="unsloth",
+           tolerance=PARITY_TOLERANCE, resumed_losses=a, uninterrupted_losses=b,
+           max_relative_difference=max(relative, default=None))
+    assert passed, (resumed.stdout[-3000:], relative)

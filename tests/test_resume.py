@@ -1,0 +1,173 @@
+"""Checkpoint and resume through the real CLI: SIGINT, SIGTERM, SIGKILL, damaged checkpoints, a full disk."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, cli_command, run_cli
+from trainer import checkpoints
+from trainer.runs import RunDir
+
+STEPS = 24
+
+
+def args(model: Path, run_dir: Path, *extra: str) -> list[str]:
+    return ["--profile", "cpu", "--model", str(model), "--dataset", "sample", "--max-steps", str(STEPS),
+            "--set", "save_every_steps=5", "--set", "eval_size=0", "--set", "learning_rate=3e-2",
+            "--run-dir", str(run_dir), *extra]
+
+
+def losses(run_dir: Path) -> list[float]:
+    return [m["loss"] for m in RunDir(run_dir).read_metrics() if "loss" in m]
+
+
+def start(*cli_args: str) -> subprocess.Popen:
+    command, env = cli_command(*cli_args)
+    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def wait_for(condition, process: subprocess.Popen, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert process.poll() is None, f"exited early:\n{process.stdout.read()}"
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def logged_steps(run_dir: Path) -> int:
+    metrics = run_dir / "metrics.jsonl"
+    return len(metrics.read_text().splitlines()) if metrics.exists() else 0
+
+
+@pytest.fixture(scope="module")
+def reference(shared_tiny_llama, tmp_path_factory) -> list[float]:
+    """The per-step losses of the same run, never interrupted."""
+    run_dir = tmp_path_factory.mktemp("reference") / "run"
+    result = run_cli(*args(shared_tiny_llama, run_dir))
+    assert result.returncode == 0, result.stdout
+    assert len(losses(run_dir)) == STEPS
+    return losses(run_dir)
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_checkpoints_then_resume_is_bit_exact(sig, code, shared_tiny_llama, reference, tmp_path):
+    run_dir = tmp_path / "run"
+    process = start(*args(shared_tiny_llama, run_dir))
+    wait_for(lambda: logged_steps(run_dir) >= 3, process)
+    process.send_signal(sig)
+    out = process.communicate(timeout=120)[0]
+    assert process.returncode == code, out
+    status = RunDir(run_dir).read_status()
+    stopped = status["step"]
+    assert status["state"] == "interrupted" and 3 <= stopped < STEPS
+    assert checkpoints.problem(run_dir / "checkpoints" / f"checkpoint-{stopped}") is None  # saved at the stop
+    assert f"python -m trainer --resume --run-dir {run_dir}" in out
+    resumed = run_cli("--resume", "--run-dir", str(run_dir))
+    assert resumed.returncode == 0, resumed.stdout
+    assert f"resuming from checkpoint-{stopped}" in resumed.stdout
+    # Same data order, RNG and optimizer state: on the CPU the losses are identical to the last bit.
+    assert losses(run_dir) == reference
+    assert [m["step"] for m in RunDir(run_dir).read_metrics()] == list(range(1, STEPS + 1))
+    assert RunDir(run_dir).read_status()["state"] == "completed"
+
+
+def test_kill_9_right_after_a_checkpoint_loses_nothing_before_it(shared_tiny_llama, reference, tmp_path):
+    run_dir = tmp_path / "run"
+    process = start(*args(shared_tiny_llama, run_dir))
+    wait_for(lambda: (run_dir / "checkpoints" / "checkpoint-10").is_dir(), process)
+    process.kill()
+    process.wait()
+    assert not (run_dir / "adapter").exists()  # no result left as if it were one
+    resumed = run_cli("--resume-from", str(run_dir / "checkpoints" / "checkpoint-10"))
+    assert resumed.returncode == 0, resumed.stdout
+    assert "resuming from checkpoint-10" in resumed.stdout
+    assert losses(run_dir) == reference
+    # Finished runs say so.
+    again = run_cli("--resume", "--run-dir", str(run_dir))
+    assert again.returncode == 0 and "already finished (24 steps); nothing to resume" in again.stdout
+
+
+def test_resume_skips_a_damaged_checkpoint_and_refuses_changed_settings(shared_tiny_llama, reference, tmp_path):
+    run_dir = tmp_path / "run"
+    process = start(*args(shared_tiny_llama, run_dir))
+    wait_for(lambda: (run_dir / "checkpoints" / "checkpoint-10").is_dir(), process)
+    process.kill()
+    process.wait()
+    for stale in (run_dir / "checkpoints").glob("checkpoint-*"):
+        if checkpoints.step_of(stale) > 10:
+            shutil.rmtree(stale)
+    damaged = run_dir / "checkpoints" / "checkpoint-10" / "adapter_model.safetensors"
+    damaged.write_bytes(damaged.read_bytes()[:100])
+    changed = run_cli("--resume", "--run-dir", str(run_dir), "--set", "grad_accum_steps=2")
+    assert changed.returncode == 2 and "Traceback" not in changed.stdout
+    assert "effective batch (micro_batch_size x grad_accum_steps): 4 -> 8" in changed.stdout
+    assert "resume_force=true" in changed.stdout
+    resumed = run_cli("--resume", "--run-dir", str(run_dir))
+    assert resumed.returncode == 0, resumed.stdout
+    assert f"skipping {run_dir / 'checkpoints' / 'checkpoint-10'}: adapter_model.safetensors is damaged" in \
+        resumed.stdout.replace("\n", "")
+    assert "resuming from checkpoint-5" in resumed.stdout
+    assert losses(run_dir) == reference
+
+
+def test_second_ctrl_c_aborts_at_once(shared_tiny_llama, tmp_path):
+    run_dir = tmp_path / "run"
+    # 60 micro-batches per optimizer step: the second Ctrl+C lands while the first waits for the step to end.
+    process = start(*args(shared_tiny_llama, run_dir, "--set", "grad_accum_steps=60"))
+    wait_for(lambda: logged_steps(run_dir) >= 1, process)
+    process.send_signal(signal.SIGINT)
+    time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    out = process.communicate(timeout=120)[0]
+    assert process.returncode == 130, out
+    assert "Ctrl+C again aborts at once" in out and "Aborted" in out and "Stopped at step" not in out
+    status = RunDir(run_dir).read_status()
+    assert status["state"] == "interrupted" and "step" not in status
+    assert not (run_dir / "checkpoints").exists() or not any((run_dir / "checkpoints").iterdir())
+
+
+def test_resume_without_anything_to_resume(tmp_path):
+    result = run_cli("--resume", "--profile", "cpu", "--set", f"runs_root={tmp_path}")
+    assert result.returncode == 2 and f"no run of profile cpu under {tmp_path}/ to resume" in result.stdout
+    result = run_cli("--resume-from", str(tmp_path / "checkpoint-3"))
+    assert result.returncode == 2 and "cannot resume from" in result.stdout
+
+
+def can_mount_tmpfs() -> bool:
+    return shutil.which("unshare") is not None and subprocess.run(
+        ["unshare", "-rm", "sh", "-c", "mount -t tmpfs -o size=1m tmpfs /mnt"], capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(not can_mount_tmpfs(), reason="needs unshare and tmpfs mounts in a user namespace")
+@pytest.mark.parametrize("size, failing, kept", [
+    ("6m", "checkpoint-10", "checkpoint-5"),  # one checkpoint (about 4 MB) fits: the second is refused up front
+    ("2m", "checkpoint-5", None),  # the first one runs out of space while being written
+])
+def test_full_disk_keeps_the_previous_checkpoint_and_says_how_much_space_is_needed(size, failing, kept,
+                                                                                  shared_tiny_llama, tmp_path):
+    run_dir, snapshot = tmp_path / "run", tmp_path / "snapshot"
+    run_dir.mkdir()
+    command, env = cli_command(*args(shared_tiny_llama, run_dir))
+    # The run directory is a small real filesystem, mounted in a private namespace for this one command.
+    script = (f"mount -t tmpfs -o size={size} tmpfs {run_dir} && {' '.join(command)}; code=$?; "
+              f"cp -a {run_dir} {snapshot}; exit $code")
+    result = subprocess.run(["unshare", "-rm", "sh", "-c", script], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=300)
+    out = result.stdout.replace("\n", "")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in out and f"the disk is full while writing {failing}" in out
+    assert re.search(r"it needs about [1-9]\d* MB, \d+ MB are free", out), out
+    done = sorted(p.name for p in (snapshot / "checkpoints").iterdir())
+    assert done == ([kept] if kept else [])  # nothing partial, no staging folder
+    if kept:
+        assert checkpoints.problem(snapshot / "checkpoints" / kept) is None
+    assert not (snapshot / "adapter").exists()
+    assert json.loads((snapshot / "status.json").read_text())["state"] == "failed"

@@ -1,0 +1,96 @@
+"""Checkpoints: which are complete, the newest valid one, and whether a resume continues the same run."""
+
+from __future__ import annotations
+
+import errno
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from trainer.config import Config
+from trainer.errors import UserError
+
+# What the Trainer writes into checkpoint-<step>/ (plus scaler.pt in fp16), and our copy of the run's config.
+REQUIRED = ("trainer_state.json", "adapter_config.json", "adapter_model.safetensors", "optimizer.pt", "scheduler.pt",
+            "rng_state.pth", "config.toml")
+NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+# Rust libraries (tokenizers, safetensors) report I/O errors as plain exceptions ending in "(os error N)":
+# 28 is ENOSPC on Linux, 112 ERROR_DISK_FULL on Windows.
+RUST_NO_SPACE = ("(os error 28)", "(os error 112)")
+
+
+def step_of(path: Path) -> int | None:
+    prefix, _, number = path.name.rpartition("-")
+    return int(number) if prefix == "checkpoint" and number.isdigit() else None
+
+
+def problem(path: Path) -> str | None:
+    """Why `path` is not a usable checkpoint, or None when it is."""
+    for name in REQUIRED:
+        if not (path / name).is_file():
+            return f"{name} is missing"
+    try:
+        state = json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+        if state["global_step"] != step_of(path):
+            return f"trainer_state.json says step {state['global_step']}"
+    except (ValueError, KeyError):
+        return "trainer_state.json is unreadable"
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(path / "adapter_model.safetensors", framework="pt") as f:
+            f.keys()
+    except (SafetensorError, OSError) as e:
+        return f"adapter_model.safetensors is damaged ({e})"
+    return None
+
+
+def latest_valid(folder: Path, warn: Callable[[str], None]) -> Path | None:
+    """The highest-step checkpoint that is complete; damaged ones are skipped with a warning naming them."""
+    found = sorted((p for p in folder.glob("checkpoint-*") if p.is_dir() and step_of(p) is not None),
+                   key=step_of, reverse=True)
+    for path in found:
+        reason = problem(path)
+        if reason is None:
+            return path
+        warn(f"skipping {path}: {reason}")
+    return None
+
+
+# Settings that define what is being trained: a resume that changes them would not continue the same run.
+IDENTITY = ("model.name", "model.load_in_4bit", "model.max_seq_length", "lora.r", "lora.alpha", "lora.target_modules",
+            "data.dataset", "data.format", "data.split", "data.eval_size", "train.seed")
+
+
+def differences(saved: Config, now: Config) -> list[str]:
+    """What `now` changes about the run saved as `saved`, one line each."""
+    def get(config: Config, key: str) -> object:
+        section, name = key.split(".")
+        return getattr(getattr(config, section), name)
+
+    lines = [f"{key}: {get(saved, key)!r} -> {get(now, key)!r}" for key in IDENTITY if get(saved, key) != get(now, key)]
+    batch = [c.train.micro_batch_size * c.train.grad_accum_steps for c in (saved, now)]
+    if batch[0] != batch[1]:
+        lines.append(f"effective batch (micro_batch_size x grad_accum_steps): {batch[0]} -> {batch[1]}")
+    return lines
+
+
+def size_mb(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20 if path.exists() else 0.0
+
+
+def is_no_space(error: BaseException) -> bool:
+    if isinstance(error, OSError):
+        return error.errno in NO_SPACE
+    return str(error).endswith(RUST_NO_SPACE)
+
+
+def no_space_error(what: str, folder: Path, needed_mb: float) -> UserError:
+    free_mb = shutil.disk_usage(folder).free / 2**20
+    return UserError(
+        f"the disk is full while writing {what} in {folder}: it needs about {needed_mb:.0f} MB, {free_mb:.0f} MB "
+        "are free",
+        "Free some space (or use a --run-dir on another disk), then continue with --resume; the previous "
+        "checkpoint is intact.",
+    )

@@ -1,0 +1,86 @@
+"""TRL's SFTTrainer with checkpoints written aside and renamed into place, and a stop on Ctrl+C/SIGTERM that saves.
+
+Imported only once training starts, after the engine is chosen: unsloth must be imported before trl.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+from transformers.trainer_utils import rotate_checkpoints
+from trl import SFTTrainer
+
+from trainer import checkpoints
+from trainer.console import console
+from trainer.runs import RunDir
+
+
+class Trainer(SFTTrainer):
+    def __init__(self, *args: Any, run: RunDir, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.run = run
+
+    def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        """The Trainer's checkpoint, written into checkpoints/.staging/ and renamed: complete, or absent."""
+        final = Path(self.args.output_dir)
+        staging = final / ".staging"
+        name = f"checkpoint-{self.state.global_step}"
+        previous = checkpoints.latest_valid(final, warn=lambda _: None)
+        needed = checkpoints.size_mb(previous) if previous else 0.0
+        shutil.rmtree(staging, ignore_errors=True)
+        final.mkdir(parents=True, exist_ok=True)
+        if needed > shutil.disk_usage(final).free / 2**20:  # refuse before writing anything
+            raise checkpoints.no_space_error(name, final, needed)
+        self.args.output_dir = str(staging)
+        try:
+            super()._save_checkpoint(model, trial)
+            shutil.copy(self.run.config, staging / name / "config.toml")
+            if (final / name).exists():  # saved again at the same step (the end of a run that just checkpointed)
+                shutil.rmtree(final / name)
+            os.replace(staging / name, final / name)
+        except Exception as e:
+            if checkpoints.is_no_space(e):
+                written = checkpoints.size_mb(staging)
+                raise checkpoints.no_space_error(name, final, max(needed, written)) from None
+            raise
+        finally:
+            self.args.output_dir = str(final)
+            shutil.rmtree(staging, ignore_errors=True)
+        rotate_checkpoints(output_dir=str(final), save_total_limit=self.args.save_total_limit, use_mtime=False,
+                           best_model_checkpoint=self.state.best_model_checkpoint)
+
+
+class GracefulStop(TrainerCallback):
+    """First Ctrl+C or SIGTERM: finish the step, checkpoint, stop. A second Ctrl+C aborts at once."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> GracefulStop:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self.previous[sig] = signal.signal(sig, self.handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+    def handle(self, signum: int, frame: Any) -> None:
+        if self.signal is not None:
+            raise KeyboardInterrupt
+        self.signal = signum
+        console.print(f"[yellow]{signal.Signals(signum).name}: finishing this step and saving a checkpoint "
+                      "(Ctrl+C again aborts at once)[/]")
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.signal is not None:
+            control.should_save = True
+            control.should_training_stop = True
+        elif state.global_step >= state.max_steps:
+            control.should_save = True  # the last step is always checkpointed
