@@ -119,6 +119,12 @@ def test_hub_dataset_unreachable_is_a_clear_error(tmp_path):
     assert_user_error(result, "could not load dataset 'no-such-org/no-such-dataset'", "--dataset sample")
 
 
+def test_unwritable_run_dir(tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    result = run_cli("--profile", "cpu", "--run-dir", str(tmp_path / "file" / "run"), "--max-steps", "1")
+    assert_user_error(result, f"cannot create the run directory {tmp_path / 'file' / 'run'}: Not a directory")
+
+
 def test_existing_run_dir_is_not_overwritten(tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "keep.txt").write_text("precious")

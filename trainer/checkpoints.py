@@ -15,6 +15,7 @@ from trainer.errors import UserError
 REQUIRED = ("trainer_state.json", "adapter_config.json", "adapter_model.safetensors", "optimizer.pt", "scheduler.pt",
             "rng_state.pth", "config.toml")
 NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+UNWRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS}
 # Rust libraries (tokenizers, safetensors) report I/O errors as plain exceptions ending in "(os error N)":
 # 28 is ENOSPC on Linux, 112 ERROR_DISK_FULL on Windows.
 RUST_NO_SPACE = ("(os error 28)", "(os error 112)")

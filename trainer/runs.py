@@ -40,7 +40,11 @@ class RunDir:
             while path.exists():
                 suffix += 1
                 path = Path(config.run.runs_root) / f"{stamp}-{config.profile}-{suffix}"
-        path.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            hint = "Pick a --run-dir you can write."
+            raise UserError(f"cannot create the run directory {path}: {e.strerror}", hint) from None
         run = cls(path)
         run.write_config(config)
         return run

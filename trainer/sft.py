@@ -17,6 +17,7 @@ from trl import SFTTrainer
 
 from trainer import checkpoints
 from trainer.console import console
+from trainer.errors import UserError
 from trainer.runs import RunDir
 
 
@@ -47,6 +48,9 @@ class Trainer(SFTTrainer):
             if checkpoints.is_no_space(e):
                 written = checkpoints.size_mb(staging)
                 raise checkpoints.no_space_error(name, final, max(needed, written)) from None
+            if isinstance(e, OSError) and e.errno in checkpoints.UNWRITABLE:
+                raise UserError(f"cannot write {name} in {final}: {e.strerror}",
+                                "Make the run directory writable, then continue with --resume.") from None
             raise
         finally:
             self.args.output_dir = str(final)

@@ -43,7 +43,7 @@ def main(config: Config, profile_reason: str, resume_from: Path | None = None) -
         run.keep_metrics_through(checkpoints.step_of(resume_from) or 0)
     console.print(f"Run directory: {run.path}" + (f", resuming from {resume_from.name}" if resume_from else ""))
     run.set_status("running", profile=config.profile, engine=engine)
-    from trainer.sft import GracefulStop
+    from trainer.sft import GracefulStop  # imports trl: only now, after the engine (and unsloth) is loaded
 
     try:
         with GracefulStop() as stop:
@@ -124,6 +124,7 @@ def cap_vram(cap_gb: float, gpu: profiles.Gpu) -> None:
 
 
 def sft_config(config: Config, gpu: profiles.Gpu | None, run: RunDir, has_eval: bool) -> SFTConfig:
+    import torch
     from trl import SFTConfig
 
     train = config.train
@@ -142,8 +143,8 @@ def sft_config(config: Config, gpu: profiles.Gpu | None, run: RunDir, has_eval: 
         seed=train.seed,
         max_steps=train.max_steps or -1,
         num_train_epochs=train.epochs,
-        bf16=gpu is not None and str(dtype) == "torch.bfloat16",
-        fp16=gpu is not None and str(dtype) == "torch.float16",
+        bf16=gpu is not None and dtype == torch.bfloat16,
+        fp16=gpu is not None and dtype == torch.float16,
         max_length=config.model.max_seq_length,
         packing=train.packing,
         # Engines enable checkpointing on the model themselves (Unsloth's own variant, or PEFT's).
