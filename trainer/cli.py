@@ -10,7 +10,7 @@ from rich.markup import escape
 from trainer.console import console
 from trainer.errors import Stopped, UserError
 
-COMMANDS = ("train", "profiles", "data")
+COMMANDS = ("train", "profiles", "data", "chat", "ui")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -19,7 +19,7 @@ def parser() -> argparse.ArgumentParser:
         description="QLoRA fine-tuning of Llama 3.2 Instruct on consumer NVIDIA cards; an offline demo on the CPU.",
         epilog="`train` is the default command: `python -m trainer --profile rtx3070` trains.",
     )
-    sub = top.add_subparsers(dest="command", metavar="{train,profiles,data}")
+    sub = top.add_subparsers(dest="command", metavar="{train,profiles,data,chat,ui}")
 
     def run_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--profile", default="auto", help="hardware profile name, a .toml file, or auto (default)")
@@ -45,6 +45,21 @@ def parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", help="show rendered examples with trained tokens highlighted, and length stats")
     run_options(data)
     data.add_argument("-n", type=int, default=3, help="how many examples to show (default 3)")
+
+    chat = sub.add_parser("chat", help="chat in the terminal with a run, an adapter folder or a model")
+    chat.add_argument("target", help="run directory, adapter/checkpoint folder, model folder or Hub id")
+    chat.add_argument("--temperature", type=float, default=0.7, help="0: greedy (default 0.7)")
+    chat.add_argument("--top-p", type=float, default=0.9)
+    chat.add_argument("--max-new-tokens", type=int, default=256)
+    chat.add_argument("--system", default="", help="system prompt")
+
+    ui = sub.add_parser("ui", help="the Gradio app: chat, compare with the base model, follow runs")
+    ui.add_argument("targets", nargs="*", help="runs or models to offer (default: the finished runs)")
+    ui.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    ui.add_argument("--port", type=int, default=7860)
+    ui.add_argument("--share", action="store_true", help="also publish a temporary public gradio.live link")
+    ui.add_argument("--auth", help="USER:PASSWORD for basic auth (or set TRAINER_UI_AUTH)")
+    ui.add_argument("--runs-root", default="runs", help="where runs are listed from (default runs)")
     return top
 
 
@@ -86,6 +101,18 @@ def run(args: argparse.Namespace) -> int:
         from trainer import profiles
 
         profiles.show(args.name, args.settings)
+    elif args.command == "chat":
+        from trainer import chat
+
+        settings = chat.GenerationSettings(args.temperature, args.top_p, args.max_new_tokens, args.system)
+        chat.repl(chat.load(args.target, cfg.cache_dir()), settings)
+    elif args.command == "ui":
+        from pathlib import Path
+
+        from trainer import ui
+
+        ui.launch(args.targets, Path(args.runs_root), cfg.cache_dir(), args.host, args.port, args.share,
+                  cfg.ui_auth(args.auth))
     elif args.command == "data":
         from trainer.data import preview
 

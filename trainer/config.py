@@ -272,9 +272,24 @@ def build(flat_layers: list[tuple[str, dict[str, Any]]], profile: str) -> Config
     sections = {name: cls(**grouped.get(name, {})) for name, cls in _sections().items()}
     config = Config(**top, **sections)
     if not config.run.cache_dir:
-        cache = os.environ.get("TRAINER_CACHE_DIR") or str(Path.home() / ".cache" / "trainer")
-        config = dataclasses.replace(config, run=dataclasses.replace(config.run, cache_dir=cache))
+        config = dataclasses.replace(config, run=dataclasses.replace(config.run, cache_dir=cache_dir()))
     return config
+
+
+def cache_dir() -> str:
+    """Where converted local models live: $TRAINER_CACHE_DIR, else ~/.cache/trainer."""
+    return os.environ.get("TRAINER_CACHE_DIR") or str(Path.home() / ".cache" / "trainer")
+
+
+def ui_auth(value: str | None) -> tuple[str, str] | None:
+    """Basic auth for `trainer ui`: --auth user:pass, else $TRAINER_UI_AUTH, else none."""
+    value = value or os.environ.get("TRAINER_UI_AUTH")
+    if not value:
+        return None
+    user, sep, password = value.partition(":")
+    if not (sep and user and password):
+        raise UserError("--auth (or TRAINER_UI_AUTH) must be USER:PASSWORD")
+    return user, password
 
 
 def resolve(

@@ -83,6 +83,7 @@ def convert_gguf(gguf: Path, out: Path) -> None:
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     # The GGUF metadata names <|im_start|> as EOS; SmolLM2-Instruct ends turns (and pads) with <|im_end|>.
     tokenizer.eos_token = tokenizer.pad_token = "<|im_end|>"
+    tokenizer.clean_up_tokenization_spaces = False  # BPE text must decode exactly as it was written
     model.config.eos_token_id = model.config.pad_token_id = tokenizer.eos_token_id
     model.generation_config.eos_token_id = model.generation_config.pad_token_id = tokenizer.eos_token_id
     # The weights are dequantized now; without this transformers refuses to save a "GGUF-quantized" model.

@@ -60,12 +60,11 @@ class RunDir:
     @classmethod
     def latest(cls, runs_root: Path, profile: str) -> RunDir:
         """The most recently active run of `profile` under `runs_root`."""
-        runs = [cls(p.parent) for p in runs_root.glob("*/status.json")]
-        mine = [r for r in runs if r.read_status().get("profile") == profile]
+        mine = [r for r in list_runs(runs_root) if r.read_status().get("profile") == profile]
         if not mine:
             raise UserError(f"no run of profile {profile} under {runs_root}/ to resume",
                             "Name one with --run-dir, or start a run without --resume.")
-        return max(mine, key=lambda r: r.status.stat().st_mtime)
+        return mine[0]
 
     def write_config(self, config: Config) -> None:
         """config.toml in the profile schema: `--profile <run>/config.toml` runs the same recipe again."""
@@ -109,7 +108,38 @@ class RunDir:
             shutil.rmtree(self.adapter)
         os.replace(staging, self.adapter)
 
+    def info(self) -> dict[str, Any]:
+        """One line of a runs table: id, profile, state, progress, latest losses and speed, what exists."""
+        import tomllib
+
+        status = self.read_status()
+        steps = [m for m in self.read_metrics() if "loss" in m]
+        evals = [m for m in self.read_metrics() if "eval_loss" in m]
+        config = tomllib.loads(self.config.read_text(encoding="utf-8")) if self.config.exists() else {}
+        max_steps = config.get("train", {}).get("max_steps") or "?"
+        return {
+            "run": self.path.name,
+            "profile": status.get("profile", "?"),
+            "state": status.get("state", "unknown"),
+            "step": f"{steps[-1]['step'] if steps else 0}/{max_steps}",
+            "loss": round(steps[-1]["loss"], 4) if steps else None,
+            "eval_loss": round(evals[-1]["eval_loss"], 4) if evals else None,
+            "tokens_per_s": steps[-1].get("tokens_per_s") if steps else None,
+            "adapter": self.adapter.is_dir(),
+            "merged": (self.path / "merged").is_dir(),
+        }
+
     def plot_loss(self) -> None:
+        import matplotlib.pyplot as plt
+
+        fig = self.loss_figure()
+        staging = self.path / ".loss.png"
+        fig.savefig(staging)
+        plt.close(fig)
+        os.replace(staging, self.plot)
+
+    def loss_figure(self) -> Any:
+        """Train and eval loss by step, as a matplotlib figure."""
         import matplotlib
 
         matplotlib.use("Agg")
@@ -127,12 +157,16 @@ class RunDir:
         ax.set_ylabel("loss")
         ax.set_title(self.path.name)
         ax.grid(alpha=0.3)
-        ax.legend()
+        if train or evals:
+            ax.legend()
         fig.tight_layout()
-        staging = self.path / ".loss.png"
-        fig.savefig(staging)
-        plt.close(fig)
-        os.replace(staging, self.plot)
+        return fig
+
+
+def list_runs(root: Path) -> list[RunDir]:
+    """Every run directory under `root`, newest first."""
+    runs = [RunDir(p.parent) for p in root.glob("*/status.json")]
+    return sorted(runs, key=lambda r: r.status.stat().st_mtime, reverse=True)
 
 
 def toml_value(value: Any) -> str:

@@ -1,0 +1,130 @@
+"""The Gradio app in a real browser: Playwright drives Debian's Chromium against `trainer ui` on 127.0.0.1."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, cli_command, run_cli
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = ROOT / "test-artifacts"
+# Headless, and quiet on a machine without internet (no background connections, no component updates).
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
+                 "--disable-background-networking", "--disable-component-update"]
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def runs_root(shared_tiny_llama, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("ui-runs")
+    result = run_cli("--profile", "cpu", "--model", str(shared_tiny_llama), "--dataset", "sample", "--max-steps",
+                     "3", "--set", "eval_size=0", "--run-dir", str(root / "tiny-run"))
+    assert result.returncode == 0, result.stdout
+    return root
+
+
+def serve(*args: str) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    command, env = cli_command("ui", *args, "--port", str(port))
+    server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 120
+    while True:
+        assert server.poll() is None, server.stdout.read()
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return server, url
+        except OSError:
+            assert time.monotonic() < deadline, "the UI did not start"
+            time.sleep(0.5)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    assert CHROMIUM.exists(), "install Debian's Chromium: apt-get install chromium (.ci/run does)"
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def wait_until(page, check, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        page.wait_for_timeout(250)
+
+
+def test_chat_compare_and_runs_in_a_browser(browser, runs_root):
+    ARTIFACTS.mkdir(exist_ok=True)
+    server, url = serve(str(runs_root / "tiny-run"), str(runs_root / "missing-model"), "--runs-root", str(runs_root))
+    try:
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.goto(url)
+        page.wait_for_selector("#model-status >> text=LoRA adapter on", timeout=120_000)
+
+        page.fill("#message textarea", "Hello, who are you?")
+        page.press("#message textarea", "Enter")
+        page.wait_for_selector('#chatbot [data-testid="user"] >> text=Hello, who are you?')
+        bot = page.locator('#chatbot [data-testid="bot"]')
+        wait_until(page, lambda: bot.count() == 1 and bot.inner_text().strip() != "")
+        seen = [bot.inner_text()]
+        wait_until(page, lambda: (seen.append(bot.inner_text()) or True) and not page.locator(
+            "#chatbot .generating, #chatbot .pending").count() and seen[-1] == bot.inner_text(), 60)
+        assert seen[-1].strip()
+        page.screenshot(path=str(ARTIFACTS / "ui-chat.png"), full_page=True)
+
+        page.get_by_role("tab", name="Compare").click()
+        page.fill("#compare-prompt textarea", "What is 2 + 2?")
+        page.click("#compare")
+        wait_until(page, lambda: page.input_value("#base-answer textarea").strip() != ""
+                   and page.input_value("#tuned-answer textarea").strip() != "")
+        page.screenshot(path=str(ARTIFACTS / "ui-compare.png"), full_page=True)
+
+        page.get_by_role("tab", name="Runs").click()
+        wait_until(page, lambda: "tiny-run" in page.inner_text("#runs"), 30)
+        assert "completed" in page.inner_text("#runs") and "3/3" in page.inner_text("#runs")
+        page.screenshot(path=str(ARTIFACTS / "ui-runs.png"), full_page=True)
+
+        # A broken model shows an error in the page; the app keeps working.
+        page.get_by_role("tab", name="Chat").click()
+        page.locator("#model-picker input").click()
+        page.get_by_role("option", name=str(runs_root / "missing-model")).click()
+        page.wait_for_selector("#model-status >> text=Error:", timeout=60_000)
+        assert "neither an existing folder nor a Hub id" in page.inner_text("#model-status")
+        page.screenshot(path=str(ARTIFACTS / "ui-error.png"), full_page=True)
+    finally:
+        server.terminate()
+        output = server.communicate(timeout=30)[0]
+    assert "Running on local URL:  http://127.0.0.1:" in output  # bound to this machine only by default
+
+
+def test_basic_auth_guards_the_app(browser, runs_root):
+    server, url = serve(str(runs_root / "tiny-run"), "--runs-root", str(runs_root), "--auth", "ada:lovelace")
+    try:
+        page = browser.new_page()
+        page.goto(url)
+        page.wait_for_selector("text=Login", timeout=60_000)
+        assert page.locator("#model-status").count() == 0
+        page.get_by_label("username").fill("ada")
+        page.get_by_label("password").fill("lovelace")
+        page.get_by_role("button", name="Login").click()
+        page.wait_for_selector("#model-status >> text=LoRA adapter on", timeout=120_000)
+    finally:
+        server.terminate()
+        server.communicate(timeout=30)

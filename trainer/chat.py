@@ -1,0 +1,152 @@
+"""Chat with a result: a run's adapter on its base model, an adapter or checkpoint folder, or any model; streamed."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trainer import models
+from trainer.console import console
+from trainer.errors import UserError
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    temperature: float = 0.7  # 0: greedy
+    top_p: float = 0.9
+    max_new_tokens: int = 256
+    system_prompt: str = ""
+
+
+@dataclass
+class ChatModel:
+    name: str
+    model: Any
+    tokenizer: Any
+    base_name: str  # the model the adapter was trained on (the model itself when there is no adapter)
+    has_adapter: bool
+    lock: threading.Lock = field(default_factory=threading.Lock)  # one generation at a time per model
+
+
+def describe(target: str) -> tuple[str, Path | None]:
+    """The base model and the adapter folder (if any) that `target` names: a run directory, an adapter or
+    checkpoint folder, or a model (local folder or Hub id)."""
+    path = Path(target)
+    if (path / "config.toml").is_file() and (path / "status.json").is_file():  # a run directory
+        adapter = path / "adapter"
+        if not (adapter / "adapter_config.json").is_file():
+            state = json.loads((path / "status.json").read_text()).get("state", "unknown")
+            raise UserError(f"run {path} has no finished adapter yet (status: {state})",
+                            f"Wait for it to finish, or chat with one of its checkpoints: {path}/checkpoints/...")
+        path = adapter
+    if (path / "adapter_config.json").is_file():
+        base = json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"]
+        return base, path
+    return target, None
+
+
+def load(target: str, cache_dir: str) -> ChatModel:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+    base, adapter = describe(target)
+    source = models.resolve(base, cache_dir)
+    gpu = torch.cuda.is_available()
+    kwargs: dict[str, Any] = {"dtype": torch.float32}
+    if gpu:
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        kwargs = {"dtype": dtype, "device_map": {"": 0},
+                  "quantization_config": BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                                            bnb_4bit_compute_dtype=dtype)}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(adapter or source)
+        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    except OSError as e:
+        raise UserError(f"could not load '{base}': {e}",
+                        "Check the path or Hub id (and your network) and try again.") from None
+    if adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, adapter)
+    model.eval()
+    if not tokenizer.chat_template:
+        raise UserError(f"{base} has no chat template, so it can't chat", "Use an Instruct model or a run of one.")
+    return ChatModel(str(target), model, tokenizer, base, adapter is not None)
+
+
+def prompt(chat: ChatModel, messages: list[dict[str, str]], settings: GenerationSettings) -> Any:
+    """The model inputs for the next reply: the conversation (after the system prompt) in the chat template."""
+    if settings.system_prompt:
+        messages = [{"role": "system", "content": settings.system_prompt}, *messages]
+    return chat.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
+                                              return_dict=True).to(chat.model.device)
+
+
+def stream(chat: ChatModel, messages: list[dict[str, str]], settings: GenerationSettings,
+           use_adapter: bool = True) -> Iterator[str]:
+    """The reply to `messages`, yielded as it grows (each item is the whole reply so far)."""
+    import torch
+    from transformers import TextIteratorStreamer
+
+    tokenizer = chat.tokenizer
+    inputs = prompt(chat, messages, settings)
+    streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
+    sampling = {"do_sample": True, "temperature": settings.temperature, "top_p": settings.top_p}
+    kwargs = {**inputs, "streamer": streamer, "max_new_tokens": settings.max_new_tokens,
+              "pad_token_id": tokenizer.pad_token_id or tokenizer.eos_token_id,
+              **(sampling if settings.temperature > 0 else {"do_sample": False})}
+    errors: list[BaseException] = []
+
+    def generate() -> None:
+        without = chat.model.disable_adapter() if chat.has_adapter and not use_adapter else nullcontext()
+        try:
+            with torch.inference_mode(), without:
+                chat.model.generate(**kwargs)
+        except BaseException as e:  # surfaced to the reader below, not lost in the thread
+            errors.append(e)
+            streamer.end()
+
+    with chat.lock:
+        thread = threading.Thread(target=generate, daemon=True)
+        thread.start()
+        text = ""
+        for piece in streamer:
+            text += piece
+            yield text
+        thread.join()
+    if errors:
+        raise errors[0]
+
+
+def repl(chat: ChatModel, settings: GenerationSettings) -> None:
+    """`trainer chat`: a terminal conversation; /reset starts over, /exit (or Ctrl+D) leaves."""
+    console.print(f"Chatting with [bold]{chat.name}[/]" + (f" (adapter on {chat.base_name})" if chat.has_adapter
+                                                            else "") + ". /reset starts over, /exit leaves.")
+    history: list[dict[str, str]] = []
+    while True:
+        try:
+            prompt = console.input("[bold cyan]you>[/] ").strip()
+        except EOFError:
+            break
+        if prompt in ("/exit", "/quit"):
+            break
+        if prompt == "/reset":
+            history = []
+            continue
+        if not prompt:
+            continue
+        history.append({"role": "user", "content": prompt})
+        console.print("[bold green]model>[/] ", end="")
+        shown = ""
+        for reply in stream(chat, history, settings):
+            console.print(reply[len(shown):], end="", markup=False, highlight=False)
+            shown = reply
+        console.print()
+        history.append({"role": "assistant", "content": shown})

@@ -1,0 +1,130 @@
+"""`trainer ui`: a Gradio app to chat with a result, compare it with its base model, and follow the runs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from trainer import chat
+from trainer.errors import UserError
+from trainer.runs import RunDir, list_runs
+
+RUN_COLUMNS = ["run", "profile", "state", "step", "loss", "eval_loss", "tokens_per_s", "adapter", "merged"]
+
+
+def text_of(content: Any) -> str:
+    """A Gradio chat message's content as plain text (Gradio 6 sends a list of typed parts)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, dict):
+        return content.get("text", "")
+    return "".join(text_of(part) for part in content or [])
+
+
+def build(targets: list[str], runs_root: Path, cache_dir: str) -> Any:
+    import gradio as gr
+
+    loaded: dict[str, chat.ChatModel] = {}
+    choices = targets or [str(r.path) for r in list_runs(runs_root) if r.adapter.is_dir()]
+
+    def model_for(target: str | None) -> chat.ChatModel:
+        if not target:
+            raise UserError("no model selected", "Pick a run or type a model folder or Hub id above.")
+        if target not in loaded:
+            loaded[target] = chat.load(target, cache_dir)
+        return loaded[target]
+
+    def select(target: str | None) -> str:
+        try:
+            model = model_for(target)
+        except UserError as e:
+            return f"**Error:** {e.message}  \n{e.hint}"
+        kind = f"LoRA adapter on `{model.base_name}`" if model.has_adapter else "plain model (no adapter)"
+        return f"Loaded `{target}`: {kind}."
+
+    def settings(system: str, temperature: float, top_p: float, max_new_tokens: float) -> chat.GenerationSettings:
+        return chat.GenerationSettings(temperature, top_p, int(max_new_tokens), (system or "").strip())
+
+    def respond(message: str, history: list[dict], target: str, *options: Any) -> Iterator[tuple[str, list]]:
+        if not message.strip():
+            yield "", history
+            return
+        try:
+            model = model_for(target)
+        except UserError as e:
+            raise gr.Error(f"{e.message}. {e.hint}") from None
+        messages = [{"role": m["role"], "content": text_of(m["content"])} for m in history]
+        messages.append({"role": "user", "content": message})
+        for reply in chat.stream(model, messages, settings(*options)):
+            yield "", [*messages, {"role": "assistant", "content": reply}]
+
+    def compare(prompt: str, target: str, *options: Any) -> Iterator[tuple[str, str]]:
+        try:
+            model = model_for(target)
+        except UserError as e:
+            raise gr.Error(f"{e.message}. {e.hint}") from None
+        if not model.has_adapter:
+            raise gr.Error("This model has no adapter: pick a training run to compare it with its base model.")
+        messages = [{"role": "user", "content": prompt}]
+        base = ""
+        for base in chat.stream(model, messages, settings(*options), use_adapter=False):
+            yield base, ""
+        for tuned in chat.stream(model, messages, settings(*options)):
+            yield base, tuned
+
+    def runs_table() -> tuple[list[list[Any]], Any]:
+        runs = list_runs(runs_root)
+        rows = [[info[c] for c in RUN_COLUMNS] for info in (r.info() for r in runs)]
+        return rows, gr.update(choices=[r.path.name for r in runs])
+
+    def loss_plot(name: str | None) -> Any:
+        if not name or not (runs_root / name).is_dir():
+            return None
+        return RunDir(runs_root / name).loss_figure()
+
+    with gr.Blocks(title="trainer") as app:
+        gr.Markdown("# trainer: chat with your fine-tune")
+        target = gr.Dropdown(choices, value=choices[0] if choices else None, allow_custom_value=True,
+                             elem_id="model-picker", label="Model: a run directory, an adapter folder, or a model folder / Hub id")
+        status = gr.Markdown(elem_id="model-status")
+        with gr.Tab("Chat"):
+            chatbot = gr.Chatbot(label="Conversation", height=420, elem_id="chatbot")
+            message = gr.Textbox(label="Message", placeholder="Type a message and press Enter", elem_id="message")
+            with gr.Row():
+                send = gr.Button("Send", variant="primary", elem_id="send")
+                clear = gr.Button("Clear")
+            with gr.Accordion("Generation settings", open=False):
+                options = [
+                    gr.Textbox(label="System prompt", value=""),
+                    gr.Slider(0.0, 2.0, 0.7, step=0.05, label="Temperature (0: greedy)"),
+                    gr.Slider(0.05, 1.0, 0.9, step=0.05, label="Top-p"),
+                    gr.Slider(16, 2048, 256, step=16, label="Max new tokens"),
+                ]
+        with gr.Tab("Compare"):
+            prompt = gr.Textbox(label="Prompt", elem_id="compare-prompt")
+            compare_button = gr.Button("Answer with both", variant="primary", elem_id="compare")
+            with gr.Row():
+                base_out = gr.Textbox(label="Base model", lines=10, elem_id="base-answer")
+                tuned_out = gr.Textbox(label="Fine-tuned", lines=10, elem_id="tuned-answer")
+        with gr.Tab("Runs"):
+            table = gr.Dataframe(headers=RUN_COLUMNS, label=f"Runs in {runs_root}", elem_id="runs", interactive=False)
+            run_pick = gr.Dropdown(label="Loss curve of run", choices=[])
+            plot = gr.Plot(label="Loss")
+            timer = gr.Timer(5)  # refresh while runs train
+
+        app.load(select, target, status).then(runs_table, None, [table, run_pick])
+        target.change(select, target, status)
+        for event in (message.submit, send.click):
+            event(respond, [message, chatbot, target, *options], [message, chatbot])
+        clear.click(lambda: [], None, chatbot)
+        compare_button.click(compare, [prompt, target, *options], [base_out, tuned_out])
+        timer.tick(runs_table, None, [table, run_pick]).then(loss_plot, run_pick, plot)
+        run_pick.change(loss_plot, run_pick, plot)
+    return app
+
+
+def launch(targets: list[str], runs_root: Path, cache_dir: str, host: str, port: int, share: bool,
+           auth: tuple[str, str] | None) -> None:
+    app = build(targets, runs_root, cache_dir)
+    app.queue().launch(server_name=host, server_port=port, share=share, auth=auth, show_error=True)
