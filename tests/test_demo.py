@@ -24,5 +24,12 @@ def test_offline_demo_trains_smollm2_and_writes_an_adapter(tmp_path, smollm2_dir
     assert evals[-1] < 0.8 * evals[0]  # eval loss before training vs after
     assert (run.adapter / "adapter_model.safetensors").is_file() and run.plot.is_file()
     assert run.read_status()["state"] == "completed"
+    # The result chats offline: the adapter on SmolLM2, in the terminal.
+    from tests.test_chat import chat_session
+
+    chat = chat_session(str(path), "What is 12 + 30?\n", "--temperature", "0", "--max-new-tokens", "40")
+    assert chat.returncode == 0, chat.stdout + chat.stderr
+    reply = chat.stdout.split("model>", 1)[1].split("you>", 1)[0].strip()
+    assert reply, chat.stdout
     print(f"demo: train loss {losses[0]:.3f} -> {losses[-1]:.3f}, eval {evals[0]:.3f} -> {evals[-1]:.3f}, "
           f"{metrics[-1]['elapsed_s']:.0f}s of training")

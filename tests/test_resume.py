@@ -79,12 +79,17 @@ def test_signal_checkpoints_then_resume_is_bit_exact(sig, code, shared_tiny_llam
     assert RunDir(run_dir).read_status()["state"] == "completed"
 
 
-def test_kill_9_right_after_a_checkpoint_loses_nothing_before_it(shared_tiny_llama, reference, tmp_path):
-    run_dir = tmp_path / "run"
-    process = start(*args(shared_tiny_llama, run_dir))
-    wait_for(lambda: (run_dir / "checkpoints" / "checkpoint-10").is_dir(), process)
+def kill_after_checkpoint(model: Path, run_dir: Path, step: int) -> None:
+    """Start a run and SIGKILL it as soon as checkpoint-<step> exists."""
+    process = start(*args(model, run_dir))
+    wait_for(lambda: (run_dir / "checkpoints" / f"checkpoint-{step}").is_dir(), process)
     process.kill()
     process.wait()
+
+
+def test_kill_9_right_after_a_checkpoint_loses_nothing_before_it(shared_tiny_llama, reference, tmp_path):
+    run_dir = tmp_path / "run"
+    kill_after_checkpoint(shared_tiny_llama, run_dir, 10)
     assert not (run_dir / "adapter").exists()  # no result left as if it were one
     resumed = run_cli("--resume-from", str(run_dir / "checkpoints" / "checkpoint-10"))
     assert resumed.returncode == 0, resumed.stdout
@@ -97,10 +102,7 @@ def test_kill_9_right_after_a_checkpoint_loses_nothing_before_it(shared_tiny_lla
 
 def test_resume_skips_a_damaged_checkpoint_and_refuses_changed_settings(shared_tiny_llama, reference, tmp_path):
     run_dir = tmp_path / "run"
-    process = start(*args(shared_tiny_llama, run_dir))
-    wait_for(lambda: (run_dir / "checkpoints" / "checkpoint-10").is_dir(), process)
-    process.kill()
-    process.wait()
+    kill_after_checkpoint(shared_tiny_llama, run_dir, 10)
     for stale in (run_dir / "checkpoints").glob("checkpoint-*"):
         if checkpoints.step_of(stale) > 10:
             shutil.rmtree(stale)

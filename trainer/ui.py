@@ -86,7 +86,8 @@ def build(targets: list[str], runs_root: Path, cache_dir: str) -> Any:
     with gr.Blocks(title="trainer") as app:
         gr.Markdown("# trainer: chat with your fine-tune")
         target = gr.Dropdown(choices, value=choices[0] if choices else None, allow_custom_value=True,
-                             elem_id="model-picker", label="Model: a run directory, an adapter folder, or a model folder / Hub id")
+                             elem_id="model-picker",
+                             label="Model: a run directory, an adapter folder, or a model folder / Hub id")
         status = gr.Markdown(elem_id="model-status")
         with gr.Tab("Chat"):
             chatbot = gr.Chatbot(label="Conversation", height=420, elem_id="chatbot")
