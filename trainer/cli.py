@@ -10,7 +10,7 @@ from rich.markup import escape
 from trainer.console import console
 from trainer.errors import Stopped, UserError
 
-COMMANDS = ("train", "profiles", "data", "chat", "ui")
+COMMANDS = ("train", "profiles", "data", "chat", "ui", "doctor", "runs")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -19,7 +19,7 @@ def parser() -> argparse.ArgumentParser:
         description="QLoRA fine-tuning of Llama 3.2 Instruct on consumer NVIDIA cards; an offline demo on the CPU.",
         epilog="`train` is the default command: `python -m trainer --profile rtx3070` trains.",
     )
-    sub = top.add_subparsers(dest="command", metavar="{train,profiles,data,chat,ui}")
+    sub = top.add_subparsers(dest="command", metavar="{train,profiles,data,chat,ui,doctor,runs}")
 
     def run_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--profile", default="auto", help="hardware profile name, a .toml file, or auto (default)")
@@ -37,6 +37,8 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true",
                        help="continue the newest valid checkpoint of --run-dir (or of the profile's latest run)")
     train.add_argument("--resume-from", metavar="CHECKPOINT", help="continue from this checkpoint-<step> folder")
+    train.add_argument("--detach", action="store_true",
+                       help="train in the background (survives closing the terminal); output in RUN_DIR/train.log")
 
     profiles = sub.add_parser("profiles", help="list profiles and the detected GPU, or show one resolved")
     profiles.add_argument("name", nargs="?", help="profile to show with every resolved field")
@@ -60,6 +62,12 @@ def parser() -> argparse.ArgumentParser:
     ui.add_argument("--share", action="store_true", help="also publish a temporary public gradio.live link")
     ui.add_argument("--auth", help="USER:PASSWORD for basic auth (or set TRAINER_UI_AUTH)")
     ui.add_argument("--runs-root", default="runs", help="where runs are listed from (default runs)")
+
+    sub.add_parser("doctor", help="check Python, torch/CUDA, the GPU, bitsandbytes, triton, unsloth, disk and the Hub")
+
+    runs = sub.add_parser("runs", help="list runs (state, steps, last checkpoint, exports) or follow one")
+    runs.add_argument("--follow", metavar="RUN", help="print a run's output until it ends (run folder or id)")
+    runs.add_argument("--runs-root", default="runs", help="where runs are listed from (default runs)")
     return top
 
 
@@ -81,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         argv.insert(0, "train")
     args = parser().parse_args(argv)
     try:
-        return run(args)
+        return run(args, argv)
     except UserError as e:
         console.print(f"[bold red]error:[/] {escape(e.message)}")
         if e.hint:
@@ -94,10 +102,22 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, argv: list[str]) -> int:
     from trainer import config as cfg
 
-    if args.command == "profiles":
+    if args.command == "doctor":
+        from trainer import doctor
+
+        return doctor.main(cfg.cache_dir())
+    if args.command == "runs":
+        from pathlib import Path
+
+        from trainer import detach, runs
+
+        if args.follow:
+            return detach.follow(runs.find(args.follow, Path(args.runs_root)))
+        runs.show(Path(args.runs_root))
+    elif args.command == "profiles":
         from trainer import profiles
 
         profiles.show(args.name, args.settings)
@@ -120,7 +140,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         from trainer import train
 
-        if args.resume or args.resume_from:
+        if args.detach:
+            from trainer import detach
+
+            detach.start(argv, args.profile, args.settings, flags(args), args.resume, args.resume_from)
+        elif args.resume or args.resume_from:
             train.resume(args.profile, args.settings, flags(args), args.resume_from)
         else:
             train.main(*cfg.resolve(args.profile, args.settings, flags(args)))

@@ -1,4 +1,4 @@
-"""A run directory: resolved config, metrics.jsonl, status, the LoRA adapter and the loss plot."""
+"""A run directory: resolved config, metrics.jsonl, status, the LoRA adapter and the loss plot; listing runs."""
 
 from __future__ import annotations
 
@@ -25,21 +25,13 @@ class RunDir:
     adapter = property(lambda self: self.path / "adapter")
     checkpoints = property(lambda self: self.path / "checkpoints")
     plot = property(lambda self: self.path / "loss.png")
+    log_file = property(lambda self: self.path / "train.log")  # a detached run's console output
+    launch = property(lambda self: self.path / "launch.json")  # the detached process: pid, start time, command
 
     @classmethod
     def create(cls, config: Config) -> RunDir:
-        """A new, empty run directory: --run-dir, or runs/<date-time>-<profile>."""
-        if config.run.run_dir:
-            path = Path(config.run.run_dir)
-            if path.exists() and (not path.is_dir() or any(path.iterdir())):
-                raise UserError(f"run directory {path} already exists and is not empty", "Pick a new --run-dir.")
-        else:
-            stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-            path = Path(config.run.runs_root) / f"{stamp}-{config.profile}"
-            suffix = 1
-            while path.exists():
-                suffix += 1
-                path = Path(config.run.runs_root) / f"{stamp}-{config.profile}-{suffix}"
+        """A new, empty run directory: --run-dir, or runs/<date-time>-<profile> (or the one `--detach` made)."""
+        path = new_path(config)
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -93,8 +85,11 @@ class RunDir:
         return [json.loads(line) for line in self.metrics.read_text(encoding="utf-8").splitlines() if line.strip()]
 
     def set_status(self, state: str, **extra: Any) -> None:
-        """running | completed | failed | interrupted; only `completed` runs have a final adapter."""
-        record = {"state": state, "updated": datetime.now().isoformat(timespec="seconds"), **extra}
+        """running | completed | failed | interrupted; only `completed` runs have a final adapter.
+
+        The writing process is recorded, so a run whose process died without a word is not `running` forever."""
+        record = {"state": state, "updated": datetime.now().isoformat(timespec="seconds"), **extra,
+                  **process_identity(os.getpid())}
         write_atomic(self.status, json.dumps(record, indent=2) + "\n")
 
     def read_status(self) -> dict[str, Any]:
@@ -108,6 +103,38 @@ class RunDir:
             shutil.rmtree(self.adapter)
         os.replace(staging, self.adapter)
 
+    def read_launch(self) -> dict[str, Any]:
+        return json.loads(self.launch.read_text(encoding="utf-8")) if self.launch.exists() else {}
+
+    def state(self) -> str:
+        """The status file's state, checked against the processes: `starting` while a detached run loads, `died`
+        when the process that should be running is gone (killed, crashed) without recording how it ended."""
+        status, launch = self.read_status(), self.read_launch()
+        state = status.get("state", "unknown")
+        if launch and is_alive(launch):
+            return "running" if state == "running" and status.get("pid") == launch["pid"] else "starting"
+        if state == "running" and not is_alive(status):
+            return "died"
+        if launch and status.get("updated", "") < launch["launched"]:
+            return "died"  # launched, but it never recorded a status (it failed while loading: see train.log)
+        return state
+
+    def last_checkpoint(self) -> str | None:
+        """The newest checkpoint-<step> folder with every file a resume needs (not opened: listing stays fast)."""
+        from trainer import checkpoints
+
+        found = [p for p in self.checkpoints.glob("checkpoint-*") if checkpoints.step_of(p) is not None
+                 and all((p / name).is_file() for name in checkpoints.REQUIRED)]
+        return max(found, key=checkpoints.step_of).name if found else None
+
+    def exports(self) -> list[str]:
+        """What this run has produced to use elsewhere: the adapter, a merged model, GGUF files, exports/."""
+        found = [name for name in ("adapter", "merged") if (self.path / name).is_dir()]
+        found += sorted(p.name for p in self.path.glob("*.gguf"))
+        if (self.path / "exports").is_dir():
+            found += sorted(f"exports/{p.name}" for p in (self.path / "exports").iterdir())
+        return found
+
     def info(self) -> dict[str, Any]:
         """One line of a runs table: id, profile, state, progress, latest losses and speed, what exists."""
         import tomllib
@@ -119,14 +146,16 @@ class RunDir:
         max_steps = config.get("train", {}).get("max_steps") or "?"
         return {
             "run": self.path.name,
-            "profile": status.get("profile", "?"),
-            "state": status.get("state", "unknown"),
+            "profile": status.get("profile") or self.read_launch().get("profile", "?"),
+            "state": self.state(),
             "step": f"{steps[-1]['step'] if steps else 0}/{max_steps}",
             "loss": round(steps[-1]["loss"], 4) if steps else None,
             "eval_loss": round(evals[-1]["eval_loss"], 4) if evals else None,
             "tokens_per_s": steps[-1].get("tokens_per_s") if steps else None,
             "adapter": self.adapter.is_dir(),
             "merged": (self.path / "merged").is_dir(),
+            "checkpoint": self.last_checkpoint(),
+            "exports": self.exports(),
         }
 
     def plot_loss(self) -> None:
@@ -163,10 +192,98 @@ class RunDir:
         return fig
 
 
+FINAL_STATES = ("completed", "failed", "interrupted", "died")
+DETACH_FILES = {"train.log", "launch.json"}  # what `--detach` puts into a new run directory before training starts
+
+
+def new_path(config: Config) -> Path:
+    """Where a new run goes: --run-dir (empty, or holding only what `--detach` wrote), or runs/<date-time>-<profile>."""
+    if config.run.run_dir:
+        path = Path(config.run.run_dir)
+        if path.exists() and (not path.is_dir() or not {p.name for p in path.iterdir()} <= DETACH_FILES):
+            raise UserError(f"run directory {path} already exists and is not empty", "Pick a new --run-dir.")
+        return path
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = Path(config.run.runs_root) / f"{stamp}-{config.profile}"
+    suffix = 1
+    while path.exists():
+        suffix += 1
+        path = Path(config.run.runs_root) / f"{stamp}-{config.profile}-{suffix}"
+    return path
+
+
 def list_runs(root: Path) -> list[RunDir]:
-    """Every run directory under `root`, newest first."""
-    runs = [RunDir(p.parent) for p in root.glob("*/status.json")]
-    return sorted(runs, key=lambda r: r.status.stat().st_mtime, reverse=True)
+    """Every run directory under `root` (with a status, or launched by --detach and still loading), newest first."""
+    paths = {p.parent for name in ("status.json", "launch.json") for p in root.glob(f"*/{name}")}
+    runs = [RunDir(p) for p in paths]
+    return sorted(runs, key=lambda r: max(f.stat().st_mtime for f in (r.status, r.launch) if f.exists()),
+                  reverse=True)
+
+
+def show(root: Path) -> None:
+    """`trainer runs`: every run under `root`, newest first, with what it has produced."""
+    from rich.table import Table
+
+    from trainer.console import console
+
+    runs = list_runs(root)
+    if not runs:
+        console.print(f"No runs under {root}/ yet. Start one with: python -m trainer (--detach: in the background)")
+        return
+    table = Table(title=f"Runs in {root}/")
+    for column in ("run", "profile", "state", "steps", "loss", "last checkpoint", "exports"):
+        table.add_column(column, overflow="fold")
+    for run in runs:
+        info = run.info()
+        table.add_row(info["run"], info["profile"], info["state"], info["step"],
+                      "" if info["loss"] is None else f"{info['loss']:.4f}", info["checkpoint"] or "",
+                      ", ".join(info["exports"]))
+    console.print(table)
+    console.print("Follow one with: python -m trainer runs --follow RUN")
+
+
+def find(name: str, root: Path) -> RunDir:
+    """A run by its folder or by its id under `root`."""
+    for path in (Path(name), root / name):
+        if (path / "status.json").is_file() or (path / "launch.json").is_file():
+            return RunDir(path)
+    known = ", ".join(r.path.name for r in list_runs(root)[:5]) or "none yet"
+    raise UserError(f"no run '{name}' (neither a run folder nor a run id under {root}/)",
+                    f"`python -m trainer runs` lists them (latest: {known}); or pass --runs-root.")
+
+
+def process_identity(pid: int) -> dict[str, Any]:
+    """pid, its start time and the host: enough to tell later whether that same process still runs."""
+    import socket
+
+    import psutil
+
+    try:
+        started = psutil.Process(pid).create_time()
+    except psutil.Error:  # already gone
+        started = None
+    return {"pid": pid, "pid_started": started, "host": socket.gethostname()}
+
+
+def is_alive(record: dict[str, Any]) -> bool:
+    """Whether the process a status or launch record names still runs. psutil rather than os.kill(pid, 0): that kills
+    the process on Windows, and sees neither zombies nor a pid reused by another program. On another host (runs on a
+    shared disk) we cannot tell, so the record is believed."""
+    import socket
+
+    import psutil
+
+    if "pid" not in record:
+        return True  # written before pids were recorded: believe it
+    if record.get("host") and record["host"] != socket.gethostname():
+        return True
+    try:
+        process = psutil.Process(record["pid"])
+        started = record.get("pid_started", process.create_time())
+        return (started is not None and abs(process.create_time() - started) < 1
+                and process.status() != psutil.STATUS_ZOMBIE)
+    except psutil.Error:
+        return False
 
 
 def toml_value(value: Any) -> str:

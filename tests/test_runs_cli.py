@@ -1,0 +1,121 @@
+"""`train --detach` and `runs [--follow]` through the real CLI: a background run outlives its terminal, a killed one
+is shown as died, following ends with the run's outcome, and Ctrl+C stops only the following."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.conftest import ROOT, cli_command, run_cli
+from tests.test_cli import assert_user_error
+from trainer.runs import RunDir
+
+
+def train_args(model: Path, run_dir: Path, steps: int = 3, *extra: str) -> list[str]:
+    return ["--profile", "cpu", "--model", str(model), "--dataset", "sample", "--max-steps", str(steps),
+            "--set", "eval_size=0", "--run-dir", str(run_dir), *extra]
+
+
+def wait_until(condition, timeout: float = 300, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def launched_pid(run_dir: Path) -> int:
+    return json.loads((run_dir / "launch.json").read_text())["pid"]
+
+
+def table_row(output: str, run_id: str) -> str:
+    return next(line for line in output.splitlines() if run_id in line)
+
+
+@pytest.mark.slow
+def test_detached_run_outlives_its_terminal_and_follow_reports_completion(shared_tiny_llama, tmp_path):
+    runs_root = tmp_path / "runs"
+    foreground = run_cli(*train_args(shared_tiny_llama, runs_root / "foreground"))
+    assert foreground.returncode == 0, foreground.stdout
+    # A "terminal": a shell in its own session that starts the detached run and stays open.
+    command, env = cli_command(*train_args(shared_tiny_llama, runs_root / "background", 3, "--detach"))
+    terminal = subprocess.Popen(["bash", "-c", '"$@"; echo "detach exited $?"; sleep 600', "bash",
+                                 *command], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, start_new_session=True)
+    run_dir = runs_root / "background"
+    wait_until(lambda: (run_dir / "launch.json").exists(), 60, "launch.json")
+    pid = launched_pid(run_dir)
+    assert os.getsid(pid) != terminal.pid  # a session of its own, not the terminal's
+    # Close the terminal: SIGHUP to its whole process group, then make sure it is gone.
+    os.killpg(terminal.pid, signal.SIGHUP)
+    out = terminal.communicate(timeout=30)[0]
+    assert "detach exited 0" in out and "Training in the background" in out, out
+    assert f"python -m trainer runs --follow {run_dir}" in out
+    assert psutil.pid_exists(pid)  # the run goes on
+
+    follow = run_cli("runs", "--follow", str(run_dir), timeout=600)
+    assert follow.returncode == 0, follow.stdout
+    assert "step 3/3" in follow.stdout and "Run background completed (3 steps)" in follow.stdout
+    assert RunDir(run_dir).read_status()["state"] == "completed"
+    assert (run_dir / "adapter" / "adapter_model.safetensors").is_file()
+    assert "Done." in (run_dir / "train.log").read_text()
+
+    listing = run_cli("runs", "--runs-root", str(runs_root))
+    assert listing.returncode == 0, listing.stdout
+    for run_id in ("background", "foreground"):
+        row = table_row(listing.stdout, run_id)
+        assert "cpu" in row and "completed" in row and "3/3" in row and "checkpoint-3" in row and "adapter" in row
+    # A foreground run has no train.log: following it shows its metrics, and it has already ended.
+    metrics = run_cli("runs", "--follow", "foreground", "--runs-root", str(runs_root))
+    assert metrics.returncode == 0 and "step 3  loss" in metrics.stdout, metrics.stdout
+
+
+@pytest.mark.slow
+def test_killed_detached_run_is_shown_died_and_ctrl_c_stops_only_the_follower(shared_tiny_llama, tmp_path):
+    run_dir = tmp_path / "runs" / "long"
+    started = run_cli(*train_args(shared_tiny_llama, run_dir, 500, "--detach"), cwd=tmp_path)
+    assert started.returncode == 0, started.stdout
+    pid = launched_pid(run_dir)
+    wait_until(lambda: RunDir(run_dir).read_status().get("state") == "running", 300, "the run to start")
+    assert RunDir(run_dir).read_status()["pid"] == pid
+
+    command, env = cli_command("runs", "--follow", str(run_dir))
+    follower = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True)
+    wait_until(lambda: (run_dir / "metrics.jsonl").exists(), 300, "a logged step")
+    time.sleep(2)  # the follower is imported and polling
+    follower.send_signal(signal.SIGINT)
+    out = follower.communicate(timeout=60)[0]
+    assert follower.returncode == 130, out
+    assert "Stopped following; the run goes on" in out and "Traceback" not in out
+    assert RunDir(run_dir).state() == "running" and psutil.pid_exists(pid)
+
+    os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: RunDir(run_dir).state() == "died", 30, "the run to be seen dead")
+    listing = run_cli("runs", "--runs-root", str(tmp_path / "runs"))
+    assert "died" in table_row(listing.stdout, "long"), listing.stdout
+    follow = run_cli("runs", "--follow", "long", "--runs-root", str(tmp_path / "runs"))
+    assert follow.returncode == 1, follow.stdout
+    assert "Run long died" in follow.stdout and f"--resume --run-dir {run_dir}" in follow.stdout
+
+
+def test_runs_bad_input_and_empty_listing(tmp_path):
+    assert_user_error(run_cli("runs", "--follow", "nope", "--runs-root", str(tmp_path)),
+                      "no run 'nope'", "python -m trainer runs")
+    empty = run_cli("runs", "--runs-root", str(tmp_path / "none"))
+    assert empty.returncode == 0 and "No runs under" in empty.stdout
+    # --detach resolves the settings first: a bad flag is an error now, and nothing is started or created.
+    assert_user_error(run_cli("--profile", "cpu", "--set", "batch=4", "--detach", "--run-dir", str(tmp_path / "r")),
+                      "unknown setting 'batch'")
+    assert not (tmp_path / "r").exists()
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "keep.txt").write_text("precious")
+    assert_user_error(run_cli("--profile", "cpu", "--detach", "--run-dir", str(tmp_path / "full")),
+                      "already exists and is not empty")
+    assert sorted(p.name for p in (tmp_path / "full").iterdir()) == ["keep.txt"]

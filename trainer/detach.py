@@ -1,0 +1,144 @@
+"""Background runs: `train --detach` starts training in its own session, `runs --follow` watches one to its end."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from rich.markup import escape
+
+from trainer.console import console
+from trainer.errors import UserError
+from trainer.runs import FINAL_STATES, RunDir, new_path, process_identity, write_atomic
+
+# What `runs --follow` exits with once the run has ended (Ctrl+C while following: 130, the run goes on).
+EXIT_CODES = {"completed": 0, "failed": 1, "died": 1, "interrupted": 130}
+TAIL_LINES = 20
+
+
+def start(argv: list[str], profile: str, settings: list[str], flags: dict[str, Any], resume: bool,
+          resume_from: str | None) -> RunDir | None:
+    """Run `python -m trainer <argv without --detach>` in a new session, its output in RUN_DIR/train.log; return at
+    once. The settings are resolved here first, so a bad flag or profile is an error now, not in the log."""
+    from trainer.config import resolve
+
+    if resume or resume_from:
+        run = run_to_resume(profile, settings, flags, resume_from)
+        if run is None:
+            return None
+    else:
+        config, _ = resolve(profile, settings, flags)
+        run = RunDir(new_path(config))
+        try:
+            run.path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UserError(f"cannot create the run directory {run.path}: {e.strerror}",
+                            "Pick a --run-dir you can write.") from None
+    command = [sys.executable, "-m", "trainer", *(a for a in argv if not is_detach_flag(a))]
+    if "run.run_dir" not in flags and not resume_from:
+        command += ["--run-dir", str(run.path)]
+    launched = datetime.now().isoformat(timespec="seconds")
+    with run.log_file.open("ab") as log:
+        log.write(f"--- {launched} started in the background: {' '.join(command)}\n".encode())
+        log.flush()
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                   env={**os.environ, "PYTHONUNBUFFERED": "1"}, **new_session())
+    record = {"launched": launched, "profile": profile, "command": command, **process_identity(process.pid)}
+    write_atomic(run.launch, json.dumps(record, indent=2) + "\n")
+    console.print(f"Training in the background (pid {process.pid}); it goes on when this terminal closes.\n"
+                  f"Run directory: {escape(str(run.path))}  (output in {escape(str(run.log_file))})\n"
+                  f"Follow it with:\n  python -m trainer runs --follow {escape(str(run.path))}")
+    return run
+
+
+def is_detach_flag(arg: str) -> bool:
+    """--detach, or an abbreviation argparse accepts for it; the child must not detach again."""
+    return len(arg) >= 5 and "--detach".startswith(arg)
+
+
+def new_session() -> dict[str, Any]:
+    """Popen options that cut the child off from this terminal: closing it (SIGHUP, Ctrl+C) does not reach it."""
+    if sys.platform == "win32":
+        return {"creationflags": subprocess.DETACHED_PROCESS | subprocess.CREATE_NEW_PROCESS_GROUP}
+    return {"start_new_session": True}
+
+
+def run_to_resume(profile: str, settings: list[str], flags: dict[str, Any], resume_from: str | None) -> RunDir | None:
+    """The run a `--resume --detach` continues (the same choice `train.resume` makes), or None if it finished."""
+    from trainer.config import resolve
+
+    if resume_from:
+        run = RunDir.open(Path(resume_from).parent.parent)
+    elif flags.get("run.run_dir"):
+        run = RunDir.open(Path(str(flags["run.run_dir"])))
+    else:
+        base, _ = resolve(profile, settings)
+        run = RunDir.latest(Path(base.run.runs_root), base.profile)
+    status = run.read_status()
+    if status.get("state") == "completed" and not resume_from:
+        console.print(f"Run {run.path} already finished ({status.get('steps')} steps); nothing to resume.")
+        return None
+    return run
+
+
+def follow(run: RunDir, poll_s: float = 0.5) -> int:
+    """Print the run's output as it comes (train.log, or metrics for a run started in the foreground) until its
+    state is final; the exit code says how it ended. Ctrl+C stops following, never the run."""
+    console.print(f"Following {escape(str(run.path))} (Ctrl+C stops following; the run goes on)")
+    position = None
+    try:
+        while True:
+            state = run.state()  # read before the output: everything written before a final state gets shown
+            position = show_new_output(run, position)
+            if state in FINAL_STATES:
+                break
+            time.sleep(poll_s)
+    except KeyboardInterrupt:
+        console.print(f"Stopped following; the run goes on. Again: python -m trainer runs --follow {run.path}")
+        return 130
+    status = run.read_status()
+    if state == "completed":
+        console.print(f"[green]Run {escape(run.path.name)} completed[/] ({status.get('steps')} steps); "
+                      f"adapter: {escape(str(run.adapter))}")
+    elif state == "died":
+        console.print(f"[red]Run {escape(run.path.name)} died[/]: its process is gone without recording how it "
+                      f"ended (killed, or it failed while loading; see {escape(str(run.log_file))}). "
+                      f"Continue it with: python -m trainer --resume --run-dir {escape(str(run.path))}")
+    elif state == "failed":
+        console.print(f"[red]Run {escape(run.path.name)} failed[/]: {escape(str(status.get('error', '?')))}")
+    else:
+        console.print(f"[yellow]Run {escape(run.path.name)} was stopped[/] at step {status.get('step', '?')}; "
+                      f"continue with: python -m trainer --resume --run-dir {escape(str(run.path))}")
+    return EXIT_CODES[state]
+
+
+def show_new_output(run: RunDir, position: int | None) -> int:
+    """Print the whole lines added since `position` (None: the last few so far); return the new position."""
+    if run.log_file.exists():
+        data = run.log_file.read_bytes()
+        end = data.rfind(b"\n") + 1  # a line still being written is printed once it is whole
+        if position is None:
+            new = b"".join(data[:end].splitlines(keepends=True)[-TAIL_LINES:])
+        else:
+            new = data[position:end]
+        if new:
+            console.out(new.decode("utf-8", errors="replace"), end="", highlight=False)
+        return end
+    try:
+        metrics = run.read_metrics()
+    except json.JSONDecodeError:  # a record half written: read it on the next poll
+        return position or 0
+    start = max(0, len(metrics) - TAIL_LINES) if position is None else position
+    for m in metrics[start:]:
+        if "loss" in m:
+            console.out(f"step {m['step']}  loss {m['loss']:.4f}  {m.get('tokens_per_s') or 0:,.0f} tok/s",
+                        highlight=False)
+        elif "eval_loss" in m:
+            console.out(f"step {m['step']}  eval loss {m['eval_loss']:.4f}", highlight=False)
+    return len(metrics)
