@@ -63,7 +63,9 @@ def parser() -> argparse.ArgumentParser:
     ui.add_argument("--auth", help="USER:PASSWORD for basic auth (or set TRAINER_UI_AUTH)")
     ui.add_argument("--runs-root", default="runs", help="where runs are listed from (default runs)")
 
-    sub.add_parser("doctor", help="check Python, torch/CUDA, the GPU, bitsandbytes, triton, unsloth, disk and the Hub")
+    doctor = sub.add_parser("doctor", help="check Python, torch/CUDA, the GPU, bitsandbytes, unsloth, disk, the Hub")
+    doctor.add_argument("--timeout", type=float, default=180, metavar="SECONDS",
+                        help="how long each import probe may take (default 180)")
 
     runs = sub.add_parser("runs", help="list runs (state, steps, last checkpoint, exports) or follow one")
     runs.add_argument("--follow", metavar="RUN", help="print a run's output until it ends (run folder or id)")
@@ -108,7 +110,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     if args.command == "doctor":
         from trainer import doctor
 
-        return doctor.main(cfg.cache_dir())
+        return doctor.main(cfg.cache_dir(), args.timeout)
     if args.command == "runs":
         from pathlib import Path
 

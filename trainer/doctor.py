@@ -1,0 +1,461 @@
+"""`trainer doctor`: check the install (Python, torch/CUDA, driver, GPU, bitsandbytes, triton, xformers, unsloth,
+disk, Hub) line by line, each with the fix, and name the profile `auto` would choose.
+
+Imports that can crash or hang (torch on a broken CUDA install, bitsandbytes, triton, xformers, unsloth) run in child
+processes with a timeout, so doctor itself always finishes and reports them.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from rich.markup import escape
+
+from trainer import profiles
+from trainer.console import console
+
+PASS, WARN, FAIL = "pass", "warn", "fail"
+STYLES = {PASS: "green", WARN: "yellow", FAIL: "bold red"}
+PYTHON_SUPPORTED = ((3, 11), (3, 14))  # pyproject's requires-python; unsloth 2026.10.7 wants < 3.15
+MIN_COMPUTE_CAPABILITY = 7.0  # unsloth and bitsandbytes' 4-bit kernels
+# Disk a profile needs: the model download, two checkpoints, and one merged 16-bit export.
+NEEDED_GB = {"3B": 10.0, "1B": 5.0}
+CPU_DEMO_GB = 1.0
+IS_WINDOWS = sys.platform == "win32"
+TORCH_INSTALL = ('pip install --force-reinstall torch==2.11.0 --index-url https://download.pytorch.org/whl/cu128'
+                 + (' (or run scripts\\setup_windows.ps1)' if IS_WINDOWS else ''))
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    level: str  # pass | warn | fail
+    detail: str
+    fix: str = ""
+
+
+@dataclass(frozen=True)
+class Probe:
+    ok: bool
+    data: dict[str, Any]
+    error: str  # the exception line, "crashed", or "did not finish in N s"
+    output: str  # the child's stderr, for warnings printed on import
+
+
+def main(cache_dir: str, timeout_s: float = 180) -> int:
+    """Print every check and the profile `auto` picks; 1 if any check is a blocker, else 0."""
+    checks, gpu = run_checks(cache_dir, timeout_s)
+    width = max(len(c.name) for c in checks)
+    for c in checks:
+        # soft_wrap: one line per check, whole, for grep and for pasting into a bug report
+        line = f"[{STYLES[c.level]}]{c.level.upper()}[/]  {c.name:<{width}}  {escape(c.detail)}"
+        console.print(line, soft_wrap=True)
+        if c.fix:
+            console.print(f"{'':<{width + 8}}[yellow]fix:[/] {escape(c.fix)}", soft_wrap=True)
+    if gpu is not False:
+        choice = profiles.pick(gpu)
+        console.print(f"Profile: auto → [bold]{choice.name}[/] ({escape(choice.reason)})")
+    else:
+        console.print("Profile: auto cannot tell until torch imports (it would run the CPU demo)")
+    failed = [c.name for c in checks if c.level == FAIL]
+    warned = [c.name for c in checks if c.level == WARN]
+    if failed:
+        console.print(f"[bold red]{len(failed)} blocker(s)[/]: {', '.join(failed)}. Fix those, then run "
+                      f"`python -m trainer doctor` again.")
+        return 1
+    summary = "ready to train" if gpu else "the offline CPU demo works here"
+    console.print(f"[green]No blockers[/] ({len(warned)} warning(s)): {summary}.")
+    return 0
+
+
+def run_checks(cache_dir: str, timeout_s: float) -> tuple[list[Check], profiles.Gpu | None | bool]:
+    """All checks in order, and the detected GPU (None: no CUDA GPU; False: torch does not import)."""
+    checks = [check_python()]
+    driver = nvidia_driver()
+    torch_probe = probe(TORCH_CODE, timeout_s)
+    torch_checks, gpu = check_torch(torch_probe, driver)
+    checks += torch_checks
+    on_gpu = isinstance(gpu, profiles.Gpu)
+    checks.append(check_bitsandbytes(on_gpu, timeout_s))
+    checks.append(check_triton(on_gpu, timeout_s))
+    checks.append(check_xformers(on_gpu, timeout_s))
+    checks.append(check_unsloth(on_gpu, timeout_s))
+    checks += check_packages(on_gpu)
+    choice = profiles.pick(gpu if on_gpu else None)
+    checks += check_disk(choice, cache_dir)
+    checks.append(check_hub())
+    checks.append(check_token())
+    return checks, gpu
+
+
+def probe(code: str, timeout_s: float) -> Probe:
+    """Run `code` in a fresh interpreter; it prints one JSON object as its last line of output."""
+    with tempfile.TemporaryDirectory(prefix="trainer-doctor-") as folder:
+        script = Path(folder) / "probe.py"  # a file, not -c: triton's JIT reads the kernel's source
+        script.write_text(code, encoding="utf-8")
+        try:
+            result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                                    timeout=timeout_s, stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired as e:
+            return Probe(False, {}, f"did not finish in {timeout_s:g} s (hangs on import?)", str(e.stderr or ""))
+    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    if result.returncode == 0 and lines:
+        try:
+            return Probe(True, json.loads(lines[-1]), "", result.stderr)
+        except ValueError:
+            pass
+    errors = [line.strip() for line in result.stderr.splitlines() if line.strip()]
+    if result.returncode < 0 or (result.returncode > 1 and not errors):
+        return Probe(False, {}, f"crashed (exit code {result.returncode})", result.stderr)
+    return Probe(False, {}, errors[-1] if errors else f"exit code {result.returncode}", result.stderr)
+
+
+def installed(module: str) -> bool:
+    """Whether a module can be found, without importing (and so without running) it."""
+    return importlib.util.find_spec(module) is not None
+
+
+def version_of(*distributions: str) -> str | None:
+    for name in distributions:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def check_python() -> Check:
+    version = platform.python_version()
+    low, high = PYTHON_SUPPORTED
+    if low <= sys.version_info[:2] <= high:
+        return Check("python", PASS, f"{version} ({sys.executable})")
+    return Check("python", FAIL, f"{version}: this project needs Python 3.11 to 3.14",
+                 "Create an environment with Python 3.12: conda create --name trainer --file spec-file.txt "
+                 "(Windows) or python3.12 -m venv .venv")
+
+
+def nvidia_driver() -> dict[str, str] | None:
+    """The driver version and GPU names nvidia-smi reports, or None where there is no NVIDIA driver."""
+    if shutil.which("nvidia-smi") is None:
+        return None
+    try:
+        result = subprocess.run(["nvidia-smi", "--query-gpu=driver_version,name", "--format=csv,noheader"],
+                                capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        return {"error": "nvidia-smi did not answer in 30 s"}
+    if result.returncode != 0 or not result.stdout.strip():
+        return {"error": (result.stdout + result.stderr).strip().splitlines()[-1] if result.stdout + result.stderr
+                else f"nvidia-smi exit code {result.returncode}"}
+    version, _, name = result.stdout.strip().splitlines()[0].partition(",")
+    return {"version": version.strip(), "name": name.strip()}
+
+
+TORCH_CODE = """
+import json
+import torch
+
+info = {"version": torch.__version__, "cuda": torch.version.cuda, "available": torch.cuda.is_available()}
+if info["available"]:
+    props = torch.cuda.get_device_properties(0)
+    info.update(name=props.name, vram_gb=props.total_memory / 2**30, capability=f"{props.major}.{props.minor}",
+                bf16=torch.cuda.is_bf16_supported(), devices=torch.cuda.device_count())
+    try:
+        driver_cuda = torch._C._cuda_getDriverVersion()  # e.g. 12080: the newest CUDA the driver runs
+        info["driver_cuda"] = f"{driver_cuda // 1000}.{driver_cuda % 1000 // 10}"
+    except Exception:
+        pass
+print(json.dumps(info))
+"""
+
+
+def check_torch(result: Probe, driver: dict[str, str] | None) -> tuple[list[Check], profiles.Gpu | None | bool]:
+    """torch (build, CUDA), the driver, the GPU (name, VRAM, compute capability) and bf16."""
+    has_driver = driver is not None and "version" in driver
+    if driver is None:
+        driver_check = Check("driver", WARN, "no NVIDIA driver (nvidia-smi not found)",
+                             "Only needed to train on an NVIDIA GPU: install the current driver from nvidia.com.")
+    elif not has_driver:
+        driver_check = Check("driver", FAIL if not result.data.get("available") else WARN,
+                             f"nvidia-smi fails: {driver['error']}", "Reinstall the NVIDIA driver, then reboot.")
+    else:
+        driver_check = Check("driver", PASS, f"NVIDIA {driver['version']}")
+    if not result.ok:
+        fix = TORCH_INSTALL if has_driver else "pip install torch (CPU) or see the README's setup section"
+        if "DLL" in result.error:
+            fix += "; on Windows also install the Microsoft Visual C++ Redistributable (x64)"
+        return [Check("torch", FAIL, f"does not import: {result.error}", fix), driver_check], False
+    t = result.data
+    checks = []
+    if t["cuda"] is None:
+        level = FAIL if has_driver else WARN
+        fix = (f"This machine has an NVIDIA driver: install the CUDA build: {TORCH_INSTALL}" if has_driver else
+               "Fine for the CPU demo; on a GPU machine install the CUDA build of torch.")
+        checks.append(Check("torch", level, f"{t['version']}, a CPU-only build (no CUDA)", fix))
+    else:
+        checks.append(Check("torch", PASS, f"{t['version']}, built for CUDA {t['cuda']}"))
+    checks.append(driver_check)
+    if not t["available"]:
+        if t["cuda"] is not None:
+            fix = ("Update the NVIDIA driver to one that runs CUDA " + t["cuda"] + " (nvidia-smi shows the newest "
+                   "CUDA version it supports), or install a torch built for an older CUDA.") if has_driver else \
+                "Install the NVIDIA driver, or use the CPU demo (--profile cpu)."
+            checks.append(Check("cuda", FAIL if has_driver else WARN, "CUDA is not available to torch", fix))
+        else:
+            checks.append(Check("gpu", WARN, "no CUDA GPU: `auto` runs the offline CPU demo",
+                                "To train Llama 3.2, use a machine with an NVIDIA GPU (8 GB or more)."))
+        checks.append(Check("bf16", WARN, "no GPU: the CPU demo trains in float32"))
+        return checks, None
+    gpu = profiles.Gpu(t["name"], t["vram_gb"], t["capability"])
+    driver_cuda = t.get("driver_cuda")
+    checks.append(Check("cuda", PASS, f"available, {t['devices']} device(s)"
+                        + (f"; the driver runs CUDA up to {driver_cuda}" if driver_cuda else "")))
+    checks.append(Check("gpu", PASS, t["name"]))
+    smallest = min(profiles.hardware(n)["vram_gb"] for n in profiles.names() if profiles.hardware(n)["vram_gb"])
+    if gpu.vram_gb >= smallest * profiles.VRAM_SLACK:
+        checks.append(Check("vram", PASS, f"{gpu.vram_gb:.1f} GB"))
+    else:
+        checks.append(Check("vram", WARN, f"{gpu.vram_gb:.1f} GB, less than the smallest profile's {smallest:.0f} GB",
+                            "Lower --set max_seq_length=1024 and micro_batch_size=1 if it runs out of memory."))
+    capability = float(gpu.compute_capability)
+    if capability >= MIN_COMPUTE_CAPABILITY:
+        checks.append(Check("compute capability", PASS, f"sm_{gpu.compute_capability.replace('.', '')}"))
+    else:
+        checks.append(Check("compute capability", FAIL,
+                            f"sm_{gpu.compute_capability.replace('.', '')}: unsloth and 4-bit training need 7.0+",
+                            "Use a Turing (RTX 20xx) or newer card, or the CPU demo."))
+    if t["bf16"]:
+        checks.append(Check("bf16", PASS, "supported: profiles train in bfloat16"))
+    else:
+        checks.append(Check("bf16", PASS, "not on this card (before Ampere): profiles train in float16"))
+    return checks, gpu
+
+
+BITSANDBYTES_CODE = """
+import json
+import bitsandbytes as bnb
+
+info = {"version": bnb.__version__}
+if CUDA:
+    import torch
+    from bitsandbytes import functional as F
+
+    x = torch.randn(256, 256, device="cuda", dtype=torch.float16)
+    packed, state = F.quantize_4bit(x, quant_type="nf4")  # runs the native CUDA library
+    info["nf4_error"] = (F.dequantize_4bit(packed, state) - x).abs().mean().item()
+print(json.dumps(info))
+"""
+
+
+def check_bitsandbytes(on_gpu: bool, timeout_s: float) -> Check:
+    fix = 'pip install "bitsandbytes>=0.45.5,<0.51" (part of pip install -e ".[gpu]")'
+    if not installed("bitsandbytes"):
+        if on_gpu:
+            return Check("bitsandbytes", FAIL, "not installed: the GPU profiles load the model in 4-bit", fix)
+        return Check("bitsandbytes", WARN, "not installed (only needed on a GPU)", 'On a GPU: pip install -e ".[gpu]"')
+    result = probe(BITSANDBYTES_CODE.replace("CUDA", str(on_gpu)), timeout_s)
+    if not result.ok:
+        return Check("bitsandbytes", FAIL if on_gpu else WARN, f"fails: {result.error}",
+                     fix + "; its native library must match torch's CUDA (reinstall it after changing torch)")
+    b = result.data
+    if not on_gpu:
+        return Check("bitsandbytes", PASS, f"{b['version']} imports (its CUDA kernels are not tested without a GPU)")
+    if not b["nf4_error"] < 0.2:  # NF4 of a unit normal is off by about 0.07 on average; NaN also fails here
+        return Check("bitsandbytes", FAIL, f"{b['version']}: 4-bit round trip is wrong (error {b['nf4_error']})", fix)
+    return Check("bitsandbytes", PASS, f"{b['version']}, native CUDA library works (NF4 quantize round trip)")
+
+
+TRITON_CODE = """
+import json
+import triton
+
+info = {"version": triton.__version__}
+if CUDA:
+    import torch
+    import triton.language as tl
+
+    @triton.jit
+    def add(x, y, out, n, BLOCK: tl.constexpr):
+        i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        tl.store(out + i, tl.load(x + i, mask=i < n) + tl.load(y + i, mask=i < n), mask=i < n)
+
+    x = torch.arange(100, device="cuda", dtype=torch.float32)
+    out = torch.empty_like(x)
+    add[(1,)](x, x, out, 100, BLOCK=128)  # compiles a kernel: needs a working compiler toolchain
+    info["kernel_ok"] = bool(torch.equal(out, 2 * x))
+print(json.dumps(info))
+"""
+
+
+def check_triton(on_gpu: bool, timeout_s: float) -> Check:
+    fix = ('pip install "triton-windows>=3.6,<3.7" (the series torch 2.11 expects)' if IS_WINDOWS else
+           "pip install triton (it comes with torch's CUDA builds on Linux)")
+    if not installed("triton"):
+        if on_gpu:
+            return Check("triton", FAIL, "not installed: unsloth's kernels need it", fix)
+        return Check("triton", PASS, "not installed, as it should be on a CPU-only machine (it makes TRL pick "
+                                     "GPU kernels)")
+    result = probe(TRITON_CODE.replace("CUDA", str(on_gpu)), timeout_s)
+    if not result.ok:
+        return Check("triton", FAIL if on_gpu else WARN, f"fails: {result.error}", fix)
+    t = result.data
+    if on_gpu and not t.get("kernel_ok"):
+        return Check("triton", FAIL, f"{t['version']}: a test kernel computed wrong values", fix)
+    detail = f"{t['version']}" + (", compiled and ran a test kernel" if on_gpu else " imports")
+    if not on_gpu:
+        return Check("triton", WARN, detail + ": on a CPU-only machine TRL may pick GPU kernels",
+                     "Uninstall it from CPU-only environments: pip uninstall triton")
+    return Check("triton", PASS, detail)
+
+
+XFORMERS_CODE = """
+import json
+import xformers
+import xformers.ops  # loads the compiled extensions (and warns when they were built for another torch)
+
+print(json.dumps({"version": xformers.__version__}))
+"""
+
+
+def check_xformers(on_gpu: bool, timeout_s: float) -> Check:
+    if not installed("xformers"):
+        return Check("xformers", PASS, "not installed (optional: unsloth uses PyTorch's own attention)")
+    result = probe(XFORMERS_CODE, timeout_s)
+    mismatch = [line.strip() for line in result.output.splitlines() if "built for" in line or "can't load" in line]
+    fix = ("pip uninstall xformers (optional), or install the xformers build made for your torch "
+           "(each xformers release pins one torch version)")
+    if not result.ok:
+        return Check("xformers", FAIL if on_gpu else WARN, f"fails: {result.error}", fix)
+    if mismatch:
+        return Check("xformers", WARN, f"{result.data['version']}: {' '.join(mismatch)[:300]}", fix)
+    return Check("xformers", PASS, f"{result.data['version']} imports")
+
+
+UNSLOTH_CODE = """
+import json
+import unsloth
+
+print(json.dumps({"version": unsloth.__version__}))
+"""
+
+
+def check_unsloth(on_gpu: bool, timeout_s: float) -> Check:
+    fix = 'pip install -e ".[gpu]" (unsloth==2026.10.7, unsloth_zoo==2026.10.7)'
+    version = version_of("unsloth")
+    if not on_gpu:  # unsloth refuses to import without a GPU: not even tried here
+        detail = (f"{version} installed; it imports only with a GPU" if version else
+                  "not installed (only needed on a GPU; the CPU demo uses the transformers engine)")
+        return Check("unsloth", WARN, detail, "" if version else 'On a GPU: pip install -e ".[gpu]"')
+    if not installed("unsloth"):
+        return Check("unsloth", FAIL, "not installed: training would fall back to the slower transformers engine, "
+                                      "which needs more memory than the profiles plan for", fix)
+    result = probe(UNSLOTH_CODE, timeout_s)
+    if not result.ok:
+        return Check("unsloth", FAIL, f"does not import: {result.error}",
+                     fix + "; it must match torch, triton and xformers: see `python -m trainer doctor` above")
+    return Check("unsloth", PASS, f"{result.data['version']} imports")
+
+
+def check_packages(on_gpu: bool) -> list[Check]:
+    """Installed versions against this project's pins (pyproject.toml), e.g. a later pip upgrade of trl."""
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    try:
+        requirements = metadata.requires("trainer") or []
+    except metadata.PackageNotFoundError:
+        return [Check("packages", WARN, "the trainer project is not installed", 'pip install -e ".[gpu]" (or ".")')]
+    wrong, missing, checked = [], [], 0
+    for line in requirements:
+        req = Requirement(line)
+        if req.marker is not None and not req.marker.evaluate({"extra": "gpu" if on_gpu else ""}):
+            continue
+        checked += 1
+        have = version_of(req.name)
+        if have is None:
+            missing.append(req.name)
+        elif not req.specifier.contains(Version(have), prereleases=True):
+            wrong.append(f"{req.name} {have} (needs {req.specifier})")
+    if wrong or missing:
+        detail = "; ".join(wrong + [f"{name} missing" for name in missing])
+        return [Check("packages", FAIL, detail, 'pip install -e ".[gpu]"' if on_gpu else "pip install -e .")]
+    return [Check("packages", PASS, f"the {checked} pinned requirements are satisfied"
+                  + ("" if on_gpu else " (GPU extra not checked)"))]
+
+
+def check_disk(choice: profiles.Choice, cache_dir: str) -> list[Check]:
+    """Free space where the model, converted models and runs go, for what the chosen profile needs."""
+    from huggingface_hub import constants
+
+    model = str(profiles.read(choice.path).get("model.name", ""))
+    needed = CPU_DEMO_GB if choice.name == "cpu" else next(
+        (gb for size, gb in NEEDED_GB.items() if size in model), max(NEEDED_GB.values()))
+    places = {"Hugging Face cache": Path(constants.HF_HUB_CACHE), "trainer cache": Path(cache_dir),
+              "runs": Path("runs").resolve()}
+    by_disk: dict[int, list[tuple[str, Path]]] = {}
+    for what, path in places.items():
+        existing = next(p for p in (path, *path.parents) if p.exists())  # what will hold it once created
+        by_disk.setdefault(existing.stat().st_dev, []).append((what, path))
+    checks = []
+    for entries in by_disk.values():
+        existing = next(p for p in (entries[0][1], *entries[0][1].parents) if p.exists())
+        free = shutil.disk_usage(existing).free / 2**30
+        where = ", ".join(f"{what} ({path})" for what, path in entries)
+        detail = f"{free:.1f} GB free for {where}; profile {choice.name} needs about {needed:g} GB"
+        if free < needed:
+            checks.append(Check("disk", FAIL, detail, "Free space there, or point HF_HOME / TRAINER_CACHE_DIR / "
+                                                      "--set runs_root=... at a larger disk."))
+        elif free < 2 * needed:
+            checks.append(Check("disk", WARN, detail, "Checkpoints and exports add up: keep a few GB more free."))
+        else:
+            checks.append(Check("disk", PASS, detail))
+    return checks
+
+
+def check_hub(timeout_s: float = 5) -> Check:
+    """A HEAD request to the Hub endpoint (HF_ENDPOINT or huggingface.co); any HTTP answer means reachable."""
+    import urllib.error
+    import urllib.request
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return Check("hub", PASS, "offline mode (HF_HUB_OFFLINE=1): local models and datasets only")
+    url = constants.ENDPOINT
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout_s) as response:
+            status = response.status
+    except urllib.error.HTTPError as e:
+        status = e.code  # the server answered
+    except (urllib.error.URLError, TimeoutError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        return Check("hub", WARN, f"{url} is not reachable ({reason})",
+                     "Check the network or the proxy (HTTPS_PROXY); without the Hub, set HF_HUB_OFFLINE=1 and use "
+                     "local models (--model PATH) and datasets (--dataset FILE or sample).")
+    return Check("hub", PASS, f"{url} answers (HTTP {status})")
+
+
+def check_token() -> Check:
+    """Whether a Hugging Face token is set, and where from; never the token itself."""
+    from huggingface_hub import constants, get_token
+
+    token = get_token()
+    if token:
+        token_file = Path(constants.HF_TOKEN_PATH)
+        from_file = token_file.is_file() and token_file.read_text(encoding="utf-8").strip() == token
+        return Check("hf token", PASS, f"set ({'token file ' + str(token_file) if from_file else 'HF_TOKEN'})")
+    for name in (".hftoken", "token.txt"):
+        if Path(name).is_file():
+            return Check("hf token", WARN, f"found in ./{name}, which the Hugging Face libraries do not read",
+                         f"Run scripts/setup_paperspace.sh, or: hf auth login --token \"$(cat {name})\"")
+    return Check("hf token", WARN, "none (public models and datasets work; gated ones and pushes need one)",
+                 "hf auth login, or set HF_TOKEN")
