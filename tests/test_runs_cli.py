@@ -119,3 +119,17 @@ def test_runs_bad_input_and_empty_listing(tmp_path):
     assert_user_error(run_cli("--profile", "cpu", "--detach", "--run-dir", str(tmp_path / "full")),
                       "already exists and is not empty")
     assert sorted(p.name for p in (tmp_path / "full").iterdir()) == ["keep.txt"]
+
+
+@pytest.mark.slow
+def test_resume_from_a_checkpoint_in_the_background(shared_tiny_llama, tmp_path):
+    run_dir = tmp_path / "run"
+    first = run_cli(*train_args(shared_tiny_llama, run_dir, 6, "--set", "save_every_steps=3"))
+    assert first.returncode == 0, first.stdout
+    started = run_cli("--resume-from", str(run_dir / "checkpoints" / "checkpoint-3"), "--detach", cwd=tmp_path)
+    assert started.returncode == 0 and f"runs --follow {run_dir}" in started.stdout, started.stdout
+    follow = run_cli("runs", "--follow", str(run_dir), timeout=600)
+    assert follow.returncode == 0, follow.stdout
+    assert "resuming from checkpoint-3" in (run_dir / "train.log").read_text()
+    assert RunDir(run_dir).read_status()["steps"] == 6
+    assert [m["step"] for m in RunDir(run_dir).read_metrics()] == list(range(1, 7))
