@@ -361,7 +361,7 @@ def check_unsloth(on_gpu: bool, timeout_s: float) -> Check:
     result = probe(UNSLOTH_CODE, timeout_s)
     if not result.ok:
         return Check("unsloth", FAIL, f"does not import: {result.error}",
-                     fix + "; it must match torch, triton and xformers: see `python -m trainer doctor` above")
+                     fix + "; it must match torch, triton and xformers (see their lines above)")
     return Check("unsloth", PASS, f"{result.data['version']} imports")
 
 
