@@ -25,6 +25,8 @@ class RunDir:
     adapter = property(lambda self: self.path / "adapter")
     checkpoints = property(lambda self: self.path / "checkpoints")
     plot = property(lambda self: self.path / "loss.png")
+    data_stats = property(lambda self: self.path / "data.json")  # rows and tokens trained on (data.build's stats)
+    benchmark = property(lambda self: self.path / "benchmark.json")  # the run's speed, memory and projections
 
     @classmethod
     def create(cls, config: Config) -> RunDir:
