@@ -51,6 +51,10 @@ def test_training_run_loss_falls_and_run_dir_is_complete(tiny_llama, tmp_path):
     assert run.plot.stat().st_size > 10_000
     assert run.read_status()["state"] == "completed" and run.read_status()["steps"] == 60
     assert resolve(str(run.config))[0].train.learning_rate == 3e-2
+    speed = json.loads(run.benchmark.read_text())  # every run is its own benchmark
+    assert speed["numbers"]["steps"] == 60 and speed["numbers"]["tokens_per_s"] > 0
+    assert speed["numbers"]["samples_per_s"] > 0 and speed["numbers"]["time_to_first_step_s"] > 0
+    assert speed["versions"]["torch"] and speed["micro_batch_size"] == config.train.micro_batch_size
 
 
 def test_without_eval_rows_training_still_completes(tiny_llama, tmp_path):

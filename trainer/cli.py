@@ -10,7 +10,7 @@ from rich.markup import escape
 from trainer.console import console
 from trainer.errors import Stopped, UserError
 
-COMMANDS = ("train", "profiles", "data", "chat", "ui", "doctor", "runs")
+COMMANDS = ("train", "profiles", "data", "chat", "ui", "bench", "doctor", "runs")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -19,7 +19,7 @@ def parser() -> argparse.ArgumentParser:
         description="QLoRA fine-tuning of Llama 3.2 Instruct on consumer NVIDIA cards; an offline demo on the CPU.",
         epilog="`train` is the default command: `python -m trainer --profile rtx3070` trains.",
     )
-    sub = top.add_subparsers(dest="command", metavar="{train,profiles,data,chat,ui,doctor,runs}")
+    sub = top.add_subparsers(dest="command", metavar="{train,profiles,data,chat,ui,bench,doctor,runs}")
 
     def run_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--profile", default="auto", help="hardware profile name, a .toml file, or auto (default)")
@@ -62,6 +62,19 @@ def parser() -> argparse.ArgumentParser:
     ui.add_argument("--share", action="store_true", help="also publish a temporary public gradio.live link")
     ui.add_argument("--auth", help="USER:PASSWORD for basic auth (or set TRAINER_UI_AUTH)")
     ui.add_argument("--runs-root", default="runs", help="where runs are listed from (default runs)")
+    bench = sub.add_parser("bench", help="measure training speed (tuned vs notebook vs transformers); --report")
+    bench.add_argument("--profile", default="auto", help="hardware profile name, a .toml file, or auto (default)")
+    bench.add_argument("--model", help="Hub id or local folder of the base model")
+    bench.add_argument("--engines", help="built-in configurations: unsloth (tuned + notebook recipe), transformers "
+                       "(plain PEFT at its best settings); default both")
+    bench.add_argument("--config", dest="configs", action="append", default=[], metavar="NAME:KEY=VALUE,...",
+                       help="also measure the profile with these settings (repeatable)")
+    bench.add_argument("--steps", type=int, default=30, help="optimizer steps per configuration (default 30)")
+    bench.add_argument("--data", default="finetome-like", help="finetome-like (generated, default), sample or a file")
+    bench.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+                       help="applied to every configuration, e.g. --set vram_cap_gb=8")
+    bench.add_argument("--report", action="store_true", help="render the records as markdown (--output)")
+    bench.add_argument("--output", default="benchmarks/RESULTS.md", help="where --report writes")
 
     doctor = sub.add_parser("doctor", help="check Python, torch/CUDA, the GPU, bitsandbytes, unsloth, disk, the Hub")
     doctor.add_argument("--timeout", type=float, default=180, metavar="SECONDS",
@@ -135,6 +148,16 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
 
         ui.launch(args.targets, Path(args.runs_root), cfg.cache_dir(), args.host, args.port, args.share,
                   cfg.ui_auth(args.auth))
+    elif args.command == "bench":
+        from pathlib import Path
+
+        from trainer import bench
+
+        if args.report:
+            console.print(f"Wrote {bench.write_report(output=Path(args.output))}")
+        else:
+            configs = bench.configurations(args.engines, args.configs)
+            bench.run(args.profile, args.settings, flags(args), configs, args.steps, args.data)
     elif args.command == "data":
         from trainer.data import preview
 

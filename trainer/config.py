@@ -59,7 +59,12 @@ class TrainConfig:
     eval_every_steps: int = 20  # 0: evaluate only at the end
     save_every_steps: int = 20
     keep_checkpoints: int = 2  # the newest N checkpoint-<step> folders are kept
-    packing: bool = False
+    packing: bool = False  # TRL's best-fit packing of several conversations into each max_seq_length row
+    padding_free: str = "auto"  # auto: the engine's default (Unsloth flattens each batch) | on | off
+    group_by_length: bool = False  # batches of similar lengths: little padding, few distinct shapes
+    pad_to_multiple_of: int = 0  # round each batch's length up (few shapes for cached attention plans); 0: no
+    cudnn_attention: bool = True  # torch's cuDNN SDPA backend; it re-plans for every new shape (CPU cost)
+    loss_type: str = "nll"  # nll | chunked_nll (TRL's chunked LM head + loss: less memory, plain transformers)
 
 
 @dataclass(frozen=True)
@@ -104,6 +109,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "train.lr_scheduler": ("linear", "cosine", "constant", "constant_with_warmup"),
     "train.optimizer": ("adamw_8bit", "adamw_torch", "paged_adamw_8bit", "adafactor"),
     "train.gradient_checkpointing": ("unsloth", "on", "off"),
+    "train.padding_free": ("auto", "on", "off"),
+    "train.loss_type": ("nll", "chunked_nll"),
     "data.format": ("auto", "sharegpt", "openai", "alpaca", "text"),
 }
 AT_LEAST_ONE = {
@@ -111,8 +118,8 @@ AT_LEAST_ONE = {
     "train.save_every_steps", "train.keep_checkpoints", "data.eval_max_examples",
 }
 NOT_NEGATIVE = {
-    "train.max_steps", "train.warmup_steps", "train.eval_every_steps", "train.weight_decay", "lora.dropout",
-    "run.vram_cap_gb",
+    "train.max_steps", "train.warmup_steps", "train.pad_to_multiple_of", "train.eval_every_steps",
+    "train.weight_decay", "lora.dropout", "run.vram_cap_gb",
 }
 
 

@@ -5,12 +5,14 @@ Imported only once training starts, after the engine is chosen: unsloth must be 
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from transformers import TrainerCallback
 
+from trainer.bench import since_process_start
 from trainer.console import console
 from trainer.runs import RunDir
 
@@ -27,11 +29,57 @@ def memory(on_gpu: bool) -> dict[str, float]:
     return {"memory_gb": round(psutil.Process().memory_info().rss / 2**30, 3)}
 
 
+class GpuBusy:
+    """The fraction of time the GPU was running a kernel, sampled from NVML every 0.1 s (nvidia-ml-py).
+
+    Low values with a fast GPU mean the step is CPU/launch-bound; `read()` averages the samples since the last read.
+    Absent (None) where NVML is not installed or not working.
+    """
+
+    def __init__(self) -> None:
+        self.samples: list[int] = []
+        self.stopped = threading.Event()
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            handle = pynvml.nvmlDeviceGetHandleByIndex(_device_index())
+            self.sample = lambda: pynvml.nvmlDeviceGetUtilizationRates(handle).gpu
+            self.sample()
+        except Exception:  # no NVML: report nothing rather than a guess
+            self.sample = None
+            return
+        threading.Thread(target=self.loop, daemon=True, name="gpu-busy").start()
+
+    def loop(self) -> None:
+        while not self.stopped.wait(0.1):
+            self.samples.append(self.sample())
+
+    def read(self) -> float | None:
+        samples, self.samples = self.samples, []
+        return round(sum(samples) / len(samples) / 100, 3) if samples else None
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+
+def _device_index() -> int:
+    """NVML's index of torch's current device (CUDA_VISIBLE_DEVICES renumbers torch's view, not NVML's)."""
+    import os
+
+    import torch
+
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")
+    current = torch.cuda.current_device()
+    return int(visible[current]) if len(visible) > current and visible[current].strip().isdigit() else current
+
+
 class MetricsCallback(TrainerCallback):
     """Writes metrics.jsonl and drives the one progress display (a live bar on a terminal, lines otherwise)."""
 
-    def __init__(self, run: RunDir, on_gpu: bool) -> None:
+    def __init__(self, run: RunDir, on_gpu: bool, startup: dict[str, float] | None = None) -> None:
         self.run = run
+        self.startup = startup or {}  # seconds since process start when each start-up stage ended
         self.on_gpu = on_gpu
         self.scaler: Any = None  # set by the recipe when training in fp16
         self.progress: Progress | None = None
@@ -39,12 +87,15 @@ class MetricsCallback(TrainerCallback):
         self.last_time = 0.0
         self.last_tokens = 0
         self.start = 0.0
+        self.busy: GpuBusy | None = None
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         previous = self.run.read_metrics()  # a resumed run continues the clock of the steps it keeps
         self.start = time.perf_counter() - (previous[-1]["elapsed_s"] if previous else 0.0)
         self.last_time = time.perf_counter()
         self.last_tokens = state.num_input_tokens_seen
+        self.first_step = state.global_step + 1
+        self.busy = GpuBusy() if self.on_gpu else None
         if console.is_terminal:
             self.progress = Progress(
                 TextColumn("step {task.completed}/{task.total}"), BarColumn(), TextColumn("{task.fields[info]}"),
@@ -73,6 +124,12 @@ class MetricsCallback(TrainerCallback):
         )
         if self.scaler is not None:
             record["loss_scale"] = self.scaler.get_scale()
+        busy = self.busy.read() if self.busy else None
+        if busy is not None:
+            record["gpu_busy"] = busy
+        if state.global_step == self.first_step:  # load + quantize + data + first step (and compilation)
+            record["since_process_start_s"] = since_process_start()
+            record["startup_s"] = self.startup
         self.run.log(record)
         used = f"{'VRAM' if self.on_gpu else 'RAM'} {record['memory_gb']:.2f} GB"
         info = f"loss {logs['loss']:.4f}  {tokens_per_s:,.0f} tok/s  {used}"
@@ -86,5 +143,7 @@ class MetricsCallback(TrainerCallback):
         (self.progress.console if self.progress else console).print(text)
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.busy is not None:
+            self.busy.stop()
         if self.progress is not None:
             self.progress.stop()

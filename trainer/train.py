@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from trainer import checkpoints, data, engines, profiles
+from trainer import bench, checkpoints, data, engines, profiles
 from trainer.config import Config
 from trainer.console import config_table, console
 from trainer.errors import Stopped, UserError
-from trainer.runs import RunDir
+from trainer.runs import RunDir, write_atomic
 
 if TYPE_CHECKING:
     from trl import SFTConfig
@@ -26,10 +27,18 @@ def main(config: Config, profile_reason: str, resume_from: Path | None = None) -
         cap_vram(config.run.vram_cap_gb, gpu)
     examples = data.load(config)  # every data problem surfaces here, before the slow model load
     console.print(f"Data: {len(examples)} {examples.format} rows from {config.data.dataset}")
+    startup = {"data_read": bench.since_process_start()}
     engine, why = engines.choose(config, gpu)
+    startup["engine_imported"] = bench.since_process_start()
     console.print(f"Engine [bold]{engine}[/]: {why}")
     model, tokenizer = engines.get(engine).load(config, gpu)
+    startup["model_loaded"] = bench.since_process_start()
+    if gpu is not None:
+        import torch
+
+        torch.backends.cuda.enable_cudnn_sdp(config.train.cudnn_attention)
     prepared = data.build(config, examples, tokenizer)
+    startup["data_tokenized"] = bench.since_process_start()
     stats = prepared.stats
     console.print(
         f"Tokenized {stats['train_rows']} train / {stats['eval_rows']} eval rows; tokens per row "
@@ -42,12 +51,13 @@ def main(config: Config, profile_reason: str, resume_from: Path | None = None) -
         run = RunDir(resume_from.parent.parent)
         run.keep_metrics_through(checkpoints.step_of(resume_from) or 0)
     console.print(f"Run directory: {run.path}" + (f", resuming from {resume_from.name}" if resume_from else ""))
+    write_atomic(run.data_stats, json.dumps(stats, indent=2) + "\n")
     run.set_status("running", profile=config.profile, engine=engine)
     from trainer.sft import GracefulStop  # imports trl: only now, after the engine (and unsloth) is loaded
 
     try:
         with GracefulStop() as stop:
-            trainer = make_trainer(config, gpu, model, tokenizer, prepared, run, stop)
+            trainer = make_trainer(config, gpu, model, tokenizer, prepared, run, stop, startup=startup)
             trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
         if stop.signal is not None:
             raise Stopped(stop.signal)
@@ -68,7 +78,11 @@ def main(config: Config, profile_reason: str, resume_from: Path | None = None) -
         run.set_status("failed", profile=config.profile, engine=engine, error=f"{type(e).__name__}: {e}")
         raise
     run.set_status("completed", profile=config.profile, engine=engine, steps=trainer.state.global_step)
+    speed = bench.write_run_benchmark(run, config)
     console.print(f"[green]Done.[/] LoRA adapter: {run.adapter}  loss plot: {run.plot}")
+    if speed.get("tokens_per_s"):
+        console.print(f"Speed: {speed['steps_per_min']} steps/min, {speed['tokens_per_s']:,.0f} real tokens/s, peak "
+                      f"{speed['peak_memory_gb']} GB; details in {run.benchmark}")
     return run
 
 
@@ -145,8 +159,13 @@ def sft_config(config: Config, gpu: profiles.Gpu | None, run: RunDir, has_eval: 
         num_train_epochs=train.epochs,
         bf16=gpu is not None and dtype == torch.bfloat16,
         fp16=gpu is not None and dtype == torch.float16,
-        max_length=config.model.max_seq_length,
+        # Rows come truncated (data.to_dataset); TRL refuses a max_length it would not enforce (padding-free).
+        max_length=None if train.padding_free == "on" and not train.packing else config.model.max_seq_length,
         packing=train.packing,
+        padding_free={"auto": None, "on": True, "off": False}[train.padding_free],
+        pad_to_multiple_of=train.pad_to_multiple_of or None,
+        train_sampling_strategy="group_by_length" if train.group_by_length else "random",
+        loss_type=train.loss_type,
         # Engines enable checkpointing on the model themselves (Unsloth's own variant, or PEFT's).
         gradient_checkpointing=False,
         logging_steps=1,
@@ -156,7 +175,7 @@ def sft_config(config: Config, gpu: profiles.Gpu | None, run: RunDir, has_eval: 
         save_strategy="steps",
         save_steps=train.save_every_steps,
         save_total_limit=train.keep_checkpoints,
-        include_num_input_tokens_seen="non_padding",
+        include_num_input_tokens_seen="non_padding",  # counted on the CPU by our Trainer: no GPU sync per batch
         report_to="none",
         disable_tqdm=True,
         dataloader_num_workers=0,
@@ -165,7 +184,7 @@ def sft_config(config: Config, gpu: profiles.Gpu | None, run: RunDir, has_eval: 
 
 
 def make_trainer(config: Config, gpu: profiles.Gpu | None, model: Any, tokenizer: Any, prepared: data.Prepared,
-                 run: RunDir, *callbacks: Any) -> Any:
+                 run: RunDir, *callbacks: Any, startup: dict[str, float] | None = None) -> Any:
     import datasets
     from transformers.trainer_callback import PrinterCallback
 
@@ -173,7 +192,8 @@ def make_trainer(config: Config, gpu: profiles.Gpu | None, model: Any, tokenizer
     from trainer.sft import Trainer
 
     datasets.disable_progress_bars()
-    metrics = MetricsCallback(run, gpu is not None)
+    startup = startup if startup is not None else {}
+    metrics = MetricsCallback(run, gpu is not None, startup)
     trainer = Trainer(
         model=model,
         args=sft_config(config, gpu, run, has_eval=prepared.eval is not None),
@@ -185,6 +205,7 @@ def make_trainer(config: Config, gpu: profiles.Gpu | None, model: Any, tokenizer
     )
     trainer.remove_callback(PrinterCallback)  # MetricsCallback is the one display
     metrics.scaler = trainer.accelerator.scaler  # fp16 only: the GradScaler, whose loss scale is logged
+    startup["trainer_built"] = bench.since_process_start()
     return trainer
 
 

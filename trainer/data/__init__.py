@@ -73,11 +73,12 @@ def tokenize(examples: Examples, tokenizer: PreTrainedTokenizerBase) -> list[tup
 
 
 def to_dataset(rendered: list[tuple[list[int], list[int]]], max_length: int) -> tuple[datasets.Dataset, int, int]:
-    """A dataset TRL trains on as is (it builds labels from `assistant_masks` and truncates), with rows whose
-    answer starts past max_length dropped; also returns how many rows were too long and how many were dropped."""
+    """A dataset TRL trains on as is (it builds labels from `assistant_masks`), truncated to max_length (as TRL would;
+    done here so padding-free batches, which TRL does not truncate, are capped too), with rows whose answer starts
+    past max_length dropped; also returns how many rows were too long and how many were dropped."""
     import datasets
 
-    kept = [(ids, mask) for ids, mask in rendered if any(mask[:max_length])]
+    kept = [(ids[:max_length], mask[:max_length]) for ids, mask in rendered if any(mask[:max_length])]
     too_long = sum(len(ids) > max_length for ids, _ in rendered)
     columns = {"input_ids": [ids for ids, _ in kept], "assistant_masks": [mask for _, mask in kept]}
     return datasets.Dataset.from_dict(columns), too_long, len(rendered) - len(kept)
@@ -100,6 +101,7 @@ def build(config: Config, examples: Examples, tokenizer: PreTrainedTokenizerBase
     if eval_ds is not None and not len(eval_ds):
         eval_ds = None
     lengths = [len(ids) for ids, _ in rendered]
+    trained_lengths = [len(ids) for ids in train["input_ids"]]
     stats = {
         "train_rows": len(train),
         "eval_rows": len(eval_ds) if eval_ds is not None else 0,
@@ -108,6 +110,8 @@ def build(config: Config, examples: Examples, tokenizer: PreTrainedTokenizerBase
         "tokens_min": min(lengths),
         "tokens_median": statistics.median(lengths),
         "tokens_max": max(lengths),
+        "tokens_mean": round(statistics.mean(trained_lengths), 1),  # of the rows trained on, after truncation
+        "train_tokens": sum(trained_lengths),
         "trained_token_fraction": sum(sum(m[:max_length]) for _, m in rendered)
         / sum(min(n, max_length) for n in lengths),
     }

@@ -1,4 +1,5 @@
-"""Read a dataset's rows from a local file (.jsonl .json .csv .parquet), the Hugging Face Hub, or the bundled sample."""
+"""Read a dataset's rows from a local file (.jsonl .json .csv .parquet), the Hugging Face Hub, the bundled sample,
+or the generated finetome-like benchmark data."""
 
 from __future__ import annotations
 
@@ -28,9 +29,13 @@ class Table:
 
 
 def read(dataset: str, split: str = "train") -> Table:
-    """Rows of `dataset`: "sample", a local file, or a Hub dataset id."""
+    """Rows of `dataset`: "sample", "finetome-like", a local file, or a Hub dataset id."""
     if dataset == "sample":
         return read_file(SAMPLE)
+    if dataset == "finetome-like":
+        from trainer.data.synthetic import finetome_like
+
+        return Table("finetome-like (generated)", finetome_like())
     path = Path(dataset)
     if path.exists() or path.suffix.lower() in EXTENSIONS:
         return read_file(path)

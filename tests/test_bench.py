@@ -1,0 +1,139 @@
+"""The benchmark's bookkeeping on the CPU: real short runs of a tiny Llama, records, the report, the arithmetic.
+
+Speed targets live in the benchmark's GPU records (benchmarks/results/), never in a timed test.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, run_cli
+from trainer import bench
+from trainer.config import resolve
+from trainer.data.synthetic import FINETOME_ROWS, TOKENS_PER_ROW, finetome_like
+
+
+def test_finetome_like_lengths_match_the_documented_distribution(llama_tokenizer):
+    from trainer import data
+
+    config, _ = resolve("rtx3070", ["eval_size=0", "max_steps=0"], {"data.dataset": "finetome-like"})
+    prepared = data.build(config, data.load(config), llama_tokenizer)
+    lengths = [min(len(ids), 2048) for ids in prepared.train["input_ids"]]
+    assert abs(statistics.mean(lengths) - TOKENS_PER_ROW) / TOKENS_PER_ROW < 0.03
+    assert prepared.stats["tokens_mean"] == pytest.approx(statistics.mean(lengths), abs=0.1)
+    assert 450 < statistics.median(lengths) < 700 and 0.01 < sum(n >= 2048 for n in lengths) / len(lengths) < 0.05
+    assert finetome_like(5) == finetome_like(5) and finetome_like(5, seed=1) != finetome_like(5)
+
+
+def test_bench_runs_configurations_records_and_reports(shared_tiny_llama, tmp_path):
+    results = tmp_path / "results"
+    env = {"TRAINER_RECORDS_DIR": str(results)}
+    result = run_cli("bench", "--profile", "cpu", "--model", str(shared_tiny_llama), "--steps", "6",
+                     "--config", "small:micro_batch_size=2,grad_accum_steps=1",
+                     "--config", "grouped:micro_batch_size=4,grad_accum_steps=1,group_by_length=true,"
+                     "pad_to_multiple_of=64", env=env)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-3000:]
+    assert "Traceback" not in out and "small" in out and "grouped" in out
+    (path,) = results.glob("*.jsonl")
+    assert path.name == "cpu.jsonl"
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [r["config"] for r in records] == ["small", "grouped"]
+    assert records[0]["session"] == records[1]["session"]
+    for r in records:
+        n = r["numbers"]
+        assert n["steps"] == 6 and n["tokens_per_s"] > 0 and n["steps_per_min"] > 0
+        assert 0 < n["time_to_first_step_s"] < r["wall_s"]
+        # finetome-like rows through the tiny model's Llama 3.2 template: about TOKENS_PER_ROW tokens per sample
+        assert 300 < n["tokens_per_s"] / n["samples_per_s"] < 1200
+        assert n["finetome_epoch_h"] == pytest.approx(FINETOME_ROWS * TOKENS_PER_ROW / n["tokens_per_s"] / 3600,
+                                                      rel=0.01)
+        assert r["versions"]["torch"] and r["gpu"] is None and r["data"] == "finetome-like"
+    assert records[1]["micro_batch_size"] == 4 and records[1]["group_by_length"] is True
+    assert records[1]["options"] == ["micro_batch_size=4", "grad_accum_steps=1", "group_by_length=true",
+                                     "pad_to_multiple_of=64"]
+
+    output = tmp_path / "RESULTS.md"
+    result = run_cli("bench", "--report", "--output", str(output), env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    text = output.read_text()
+    assert "## CPU" in text and "| small | transformers |" in text and "| grouped | transformers |" in text
+    assert "micro_batch_size=4, grad_accum_steps=1, group_by_length=true" in text
+
+
+def test_a_failed_configuration_is_recorded_and_the_others_still_run(shared_tiny_llama, tmp_path):
+    results = tmp_path / "results"
+    result = run_cli("bench", "--profile", "cpu", "--model", str(shared_tiny_llama), "--steps", "3",
+                     "--config", "huge:micro_batch_size=4000,grad_accum_steps=1",
+                     "--config", "ok:micro_batch_size=2,grad_accum_steps=1", env={"TRAINER_RECORDS_DIR": str(results)})
+    assert result.returncode == 0, result.stdout + result.stderr
+    huge, ok = [json.loads(line) for line in (results / "cpu.jsonl").read_text().splitlines()]
+    assert huge["failed"] == "exit code 2" and "= 4000" in huge["log_tail"] and "fix:" in huge["log_tail"]
+    assert ok["numbers"]["steps"] == 3
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["--config", "nonsense"], ["unknown benchmark configuration 'nonsense'", "NAME:key=value"]),
+    (["--config", "a b:lora.r=8"], ["must be letters"]),
+    (["--engines", "jax"], ["unknown engine jax"]),
+    (["--engines", "unsloth"], ["need an NVIDIA GPU", "--engines transformers"]),
+    (["--engines", "transformers", "--steps", "1"], ["too few to measure"]),
+    (["--config", "x:lora.r=zero"], ["lora.r", "'zero'"]),
+    (["--engines", "transformers", "--profile", "nope"], ["nope"]),
+])
+def test_bad_bench_input_exits_2_with_the_fix(args, fragments, tmp_path):
+    result = run_cli("bench", *args, env={"TRAINER_RECORDS_DIR": str(tmp_path / "results")})
+    out = result.stdout + result.stderr
+    assert result.returncode == 2 and "Traceback" not in out, out
+    for fragment in fragments:
+        assert fragment in out, out
+    assert not (tmp_path / "results").exists()
+
+
+def test_a_damaged_record_file_is_named(tmp_path):
+    (tmp_path / "gpu.jsonl").write_text('{"config": "a"}\n{not json\n')
+    result = run_cli("bench", "--report", "--output", str(tmp_path / "R.md"),
+                     env={"TRAINER_RECORDS_DIR": str(tmp_path)})
+    assert result.returncode == 2 and "gpu.jsonl line 2" in result.stdout and not (tmp_path / "R.md").exists()
+
+
+SHAPE_1B = bench.LLAMA_32_SHAPES["1B"]
+
+
+def test_model_arithmetic_matches_llama_3_2():
+    # Meta's model cards: 1.23B and 3.21B parameters (our count leaves out the norms; the embedding is the tied head).
+    assert abs(bench.parameters(SHAPE_1B) - 1.236e9) / 1.236e9 < 0.005
+    assert abs(bench.parameters(bench.LLAMA_32_SHAPES["3B"]) - 3.213e9) / 3.213e9 < 0.005
+    with_recompute = bench.flops_per_token(SHAPE_1B, 690, checkpointing=True)
+    assert with_recompute == pytest.approx(1.5 * bench.flops_per_token(SHAPE_1B, 690, checkpointing=False))
+    assert with_recompute == pytest.approx(3 * (2 * bench.parameters(SHAPE_1B) + 2 * 690 * 32 * 64 * 16))
+
+
+def test_projection_is_bounded_by_the_h100_step_and_by_the_card():
+    record = {"shape": SHAPE_1B, "grad_accum_steps": 4, "gradient_checkpointing": "unsloth",
+              "numbers": {"steps_per_min": 30.0, "tokens_per_s": 2760.0, "samples_per_s": 4.0}}
+    card = bench.CARDS["rtx3070"]
+    slow = bench.project(record, card)
+    step_s = 2.0  # 30 steps/min on the H100; 5,520 tokens per step
+    compute_s = 5520 * bench.flops_per_token(SHAPE_1B, 690, True) / (bench.EFFICIENCY * card.tflops * 1e12)
+    weights_s = 4 * 3 * bench.parameters(SHAPE_1B) * bench.BYTES_PER_PARAM_PASS / 448e9
+    expected_s = max(step_s, compute_s + weights_s)
+    assert slow["steps_per_min"] == pytest.approx(60 / expected_s, rel=0.01)
+    assert slow["finetome_epoch_h"] == pytest.approx(FINETOME_ROWS * TOKENS_PER_ROW / (5520 / expected_s) / 3600,
+                                                     rel=0.01)
+    fast = dict(record, numbers={"steps_per_min": 600.0, "tokens_per_s": 55200.0, "samples_per_s": 80.0})
+    assert bench.project(fast, card)["bound"] == "GPU" and bench.project(fast, card)["tokens_per_s"] < 55200
+    assert bench.project(record, bench.CARDS["quadro-rtx5000"])["tokens_per_s"] >= slow["tokens_per_s"]
+
+
+def test_committed_report_matches_the_committed_records():
+    """benchmarks/RESULTS.md is `bench --report` of benchmarks/results/*.jsonl: regenerate it after a benchmark."""
+    assert (ROOT / "benchmarks" / "RESULTS.md").read_text() == bench.report(ROOT / "benchmarks" / "results")
+
+
+def test_readme_bench_command_is_real():
+    assert "python -m trainer bench" in Path(ROOT / "README.md").read_text()
