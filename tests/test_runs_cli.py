@@ -45,16 +45,22 @@ def test_detached_run_outlives_its_terminal_and_follow_reports_completion(shared
     assert foreground.returncode == 0, foreground.stdout
     # A "terminal": a shell in its own session that starts the detached run and stays open.
     command, env = cli_command(*train_args(shared_tiny_llama, runs_root / "background", 3, "--detach"))
-    terminal = subprocess.Popen(["bash", "-c", '"$@"; echo "detach exited $?"; sleep 600', "bash",
-                                 *command], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, start_new_session=True)
+    screen = tmp_path / "terminal.txt"
+    with screen.open("w") as out:
+        terminal = subprocess.Popen(["bash", "-c", '"$@"; echo "detach exited $?"; sleep 600', "bash", *command],
+                                    cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
     run_dir = runs_root / "background"
-    wait_until(lambda: (run_dir / "launch.json").exists(), 60, "launch.json")
-    pid = launched_pid(run_dir)
-    assert os.getsid(pid) != terminal.pid  # a session of its own, not the terminal's
-    # Close the terminal: SIGHUP to its whole process group, then make sure it is gone.
-    os.killpg(terminal.pid, signal.SIGHUP)
-    out = terminal.communicate(timeout=30)[0]
+    try:
+        # `--detach` has returned: close the terminal only now, so what it printed is whole.
+        wait_until(lambda: "detach exited" in screen.read_text(), 120, "train --detach to return")
+        pid = launched_pid(run_dir)
+        assert os.getsid(pid) != terminal.pid  # a session of its own, not the terminal's
+    finally:
+        # Close the terminal: SIGHUP to its whole process group.
+        os.killpg(terminal.pid, signal.SIGHUP)
+        terminal.wait(timeout=30)
+    out = screen.read_text()
     assert "detach exited 0" in out and "Training in the background" in out, out
     assert f"python -m trainer runs --follow {run_dir}" in out
     assert psutil.pid_exists(pid)  # the run goes on
