@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -88,8 +90,10 @@ def export(merged: Path, out_dir: Path, kind: str, cache_dir: str) -> dict[str, 
     staged = out_dir / f".{target.name}.tmp"
     f16 = staged if kind == "f16" else out_dir / ".model-f16.gguf.tmp"
     started = time.perf_counter()
-    result = subprocess.run([sys.executable, str(script), str(merged), "--outfile", str(f16), "--outtype", "f16"],
-                            capture_output=True, text=True)
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".convert-") as tmp:
+        source = converter_input(merged, Path(tmp))
+        result = subprocess.run([sys.executable, str(script), str(source), "--outfile", str(f16), "--outtype", "f16"],
+                                capture_output=True, text=True)
     if result.returncode != 0:
         f16.unlink(missing_ok=True)
         raise RuntimeError(f"llama.cpp's converter failed on {merged}:\n{result.stderr[-3000:]}")
@@ -114,6 +118,30 @@ def export(merged: Path, out_dir: Path, kind: str, cache_dir: str) -> dict[str, 
     return {"file": target.name, "bytes": target.stat().st_size, "convert_s": round(convert_s, 2),
             "quantize_s": round(quantize_s, 2), "llama_cpp_python": metadata.version("llama-cpp-python"),
             "question": CHECK_QUESTION, "reply": reply}
+
+
+def converter_input(merged: Path, tmp: Path) -> Path:
+    """The folder to convert: `merged` itself, or a view of it whose tokenizer.json says what it is.
+
+    A byte-level BPE tokenizer (GPT-2 style: SmolLM2, Llama 3) never needs byte fallback, yet one rebuilt from a GGUF
+    (our CPU demo's SmolLM2) carries `byte_fallback: true` and a SentencePiece-style decoder. llama.cpp's converter
+    then takes it for a Llama-2 SentencePiece vocabulary, and llama.cpp aborts on loading the file. The view's
+    tokenizer.json is the same vocabulary and merges with the byte-level decoder, so it tokenizes identically.
+    """
+    tokenizer = json.loads((merged / "tokenizer.json").read_text(encoding="utf-8"))
+    model, pre = tokenizer.get("model", {}), tokenizer.get("pre_tokenizer") or {}
+    if not (model.get("type") == "BPE" and model.get("byte_fallback") and pre.get("type") == "ByteLevel"):
+        return merged
+    for item in merged.iterdir():
+        if item.name != "tokenizer.json":
+            try:
+                os.link(item, tmp / item.name)
+            except OSError:  # another file system, or no hard links: copy
+                shutil.copy2(item, tmp / item.name)
+    model["byte_fallback"] = False
+    tokenizer["decoder"] = {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True}
+    (tmp / "tokenizer.json").write_text(json.dumps(tokenizer, ensure_ascii=False), encoding="utf-8")
+    return tmp
 
 
 def generate(path: Path) -> str:
