@@ -81,13 +81,16 @@ def serve(hub: Hub) -> tuple[ThreadingHTTPServer, str]:
                 return
             data = self.body()
             path = self.path.split("?")[0]
+            if path == "/api/validate-yaml":  # the client checks README.md's front matter before uploading it
+                return self.reply(*validate_card(json.loads(data)["content"]))
             if path == "/api/repos/create":
                 request = json.loads(data)
                 repo_id = f"{request.get('organization') or hub.user}/{request['name']}"
                 with hub.lock:
                     if repo_id in hub.repos:
                         return self.reply(409, {"error": "You already created this model repo", "url": repo_id})
-                    hub.repos[repo_id] = {"private": bool(request.get("private")), "files": {}, "sha": "0" * 40}
+                    private = request.get("visibility") == "private" or request.get("private") is True
+                    hub.repos[repo_id] = {"private": private, "files": {}, "sha": "0" * 40}
                 return self.reply(200, {"url": f"http://{self.headers['Host']}/{repo_id}", "name": repo_id})
             if path.endswith(".git/info/lfs/objects/batch"):
                 objects = []
@@ -158,6 +161,25 @@ def serve(hub: Hub) -> tuple[ThreadingHTTPServer, str]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def validate_card(content: str) -> tuple[int, dict[str, Any]]:
+    """The front matter must be a YAML mapping with the fields the Hub checks typed as the Hub expects."""
+    import yaml
+
+    errors = []
+    if not content.startswith("---\n") or "\n---\n" not in content[3:]:
+        errors.append("README.md has no YAML front matter")
+    else:
+        meta = yaml.safe_load(content[4:content.index("\n---\n", 3)])
+        if not isinstance(meta, dict):
+            errors.append("front matter is not a mapping")
+        else:
+            for key, kind in {"license": str, "library_name": str, "pipeline_tag": str, "tags": list,
+                              "datasets": list, "base_model": (str, list)}.items():
+                if key in meta and not isinstance(meta[key], kind):
+                    errors.append(f"\"{key}\" must be a {kind}")
+    return (400 if errors else 200), {"errors": [{"message": e} for e in errors], "warnings": []}
 
 
 def git_blob_sha(content: bytes) -> str:
