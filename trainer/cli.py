@@ -10,7 +10,7 @@ from rich.markup import escape
 from trainer.console import console
 from trainer.errors import Stopped, UserError
 
-COMMANDS = ("train", "profiles", "data", "chat", "ui", "bench", "doctor", "runs")
+COMMANDS = ("train", "profiles", "data", "chat", "ui", "bench", "export", "doctor", "runs")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -19,7 +19,7 @@ def parser() -> argparse.ArgumentParser:
         description="QLoRA fine-tuning of Llama 3.2 Instruct on consumer NVIDIA cards; an offline demo on the CPU.",
         epilog="`train` is the default command: `python -m trainer --profile rtx3070` trains.",
     )
-    sub = top.add_subparsers(dest="command", metavar="{train,profiles,data,chat,ui,bench,doctor,runs}")
+    sub = top.add_subparsers(dest="command", metavar="{train,profiles,data,chat,ui,bench,export,doctor,runs}")
 
     def run_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--profile", default="auto", help="hardware profile name, a .toml file, or auto (default)")
@@ -83,6 +83,15 @@ def parser() -> argparse.ArgumentParser:
     runs = sub.add_parser("runs", help="list runs (state, steps, last checkpoint, exports) or follow one")
     runs.add_argument("--follow", metavar="RUN", help="print a run's output until it ends (run folder or id)")
     runs.add_argument("--runs-root", default="runs", help="where runs are listed from (default runs)")
+
+    export = sub.add_parser("export", help="merge the adapter (16-bit), write a model card, GGUF, push to the Hub")
+    export.add_argument("run_dir", help="a finished run directory")
+    export.add_argument("--merged-16bit", action="store_true", help="(re)build RUN_DIR/merged (the default action)")
+    export.add_argument("--gguf", metavar="f16|q8_0|q4_k_m", help="also write RUN_DIR/gguf/ with an Ollama Modelfile")
+    export.add_argument("--push", metavar="USER/NAME", help="upload to this Hugging Face Hub repository")
+    export.add_argument("--private", action="store_true", help="create the Hub repository private")
+    export.add_argument("--adapter-only", action="store_true", help="push the LoRA adapter instead of merged weights")
+    export.add_argument("--token-file", help="file holding the Hub token (default: HF_TOKEN, or .hftoken/token.txt)")
     return top
 
 
@@ -158,6 +167,11 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         else:
             configs = bench.configurations(args.engines, args.configs)
             bench.run(args.profile, args.settings, flags(args), configs, args.steps, args.data)
+    elif args.command == "export":
+        from trainer import export
+
+        export.main(args.run_dir, cfg.cache_dir(), args.merged_16bit, args.gguf, args.push, args.private,
+                    args.adapter_only, args.token_file)
     elif args.command == "data":
         from trainer.data import preview
 

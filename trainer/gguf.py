@@ -1,0 +1,180 @@
+"""GGUF export with llama.cpp's own converter and quantizer (from PyPI's llama-cpp-python), checked by generating."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from trainer.console import console
+from trainer.errors import UserError
+from trainer.runs import write_atomic
+
+INSTALL_HINT = ('Install llama.cpp\'s Python package: pip install -e ".[gguf]" (it compiles llama.cpp: a C++ compiler '
+                "and cmake, a few minutes), or on conda: conda install -c conda-forge llama-cpp-python.")
+CHECK_QUESTION = "What is the capital of France?"
+# Ollama templates (Go text/template) for the chat formats our models use; they render what the models' own Jinja
+# templates render for a conversation without tools.
+OLLAMA_TEMPLATES = {
+    "llama3": (
+        # Meta's template always opens with this system block (the date line as in its default).
+        '<|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December 2023\n'
+        'Today Date: 26 Jul 2024\n\n{{ if .System }}{{ .System }}{{ end }}<|eot_id|>'
+        '{{- range .Messages }}{{- if ne .Role "system" }}<|start_header_id|>{{ .Role }}<|end_header_id|>\n\n'
+        '{{ .Content }}<|eot_id|>{{ end }}{{ end }}<|start_header_id|>assistant<|end_header_id|>\n\n',
+        ["<|eot_id|>", "<|start_header_id|>"]),
+    "chatml": (
+        '{{- if .System }}<|im_start|>system\n{{ .System }}<|im_end|>\n{{ end }}'
+        '{{- range .Messages }}{{- if ne .Role "system" }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n'
+        '{{ end }}{{ end }}<|im_start|>assistant\n',
+        ["<|im_end|>", "<|im_start|>"]),
+}
+
+
+def check_tooling() -> str:
+    """The installed llama-cpp-python version, or a UserError naming the install command."""
+    try:
+        import llama_cpp  # noqa: F401
+    except ImportError as e:
+        raise UserError(f"--gguf needs llama.cpp's converter and quantizer, which are not installed ({e})",
+                        INSTALL_HINT) from None
+    return metadata.version("llama-cpp-python")
+
+
+def converter(cache_dir: str) -> Path:
+    """llama.cpp's convert_hf_to_gguf.py of the installed llama-cpp-python version, from that version's source
+    distribution on PyPI (the wheel doesn't carry it), unpacked once under the cache."""
+    version = check_tooling()
+    target = Path(cache_dir) / f"llama.cpp-{version}"
+    script = target / "convert_hf_to_gguf.py"
+    if script.is_file():
+        return script
+    target.parent.mkdir(parents=True, exist_ok=True)
+    console.print(f"Fetching llama.cpp's converter from PyPI (llama-cpp-python=={version} source) into {target}")
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".llama.cpp-") as tmp:
+        result = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+                                 "--disable-pip-version-check", "-q", "-d", tmp, f"llama-cpp-python=={version}"],
+                                capture_output=True, text=True)
+        sdists = list(Path(tmp).glob("llama_cpp_python-*.tar.gz"))
+        if result.returncode != 0 or not sdists:
+            raise UserError(f"could not download llama-cpp-python=={version}'s source from PyPI: "
+                            f"{result.stderr.strip()[-400:]}", "Check that pip can reach the package index.")
+        staged = Path(tmp) / "llama.cpp"
+        prefix = f"{sdists[0].name.removesuffix('.tar.gz')}/vendor/llama.cpp/"
+        wanted = ("convert_hf_to_gguf.py", "conversion/", "gguf-py/")
+        with tarfile.open(sdists[0]) as sdist:
+            for member in sdist.getmembers():
+                name = member.name.removeprefix(prefix)
+                if member.name.startswith(prefix) and name.startswith(wanted) and member.isfile():
+                    member.name = name
+                    sdist.extract(member, staged, filter="data")
+        os.replace(staged, target)
+    return script
+
+
+def export(merged: Path, out_dir: Path, kind: str, cache_dir: str) -> dict[str, Any]:
+    """RUN_DIR/gguf/model-<kind>.gguf and a Modelfile, checked by loading the file with llama.cpp and chatting."""
+    import llama_cpp
+
+    script = converter(cache_dir)
+    out_dir.mkdir(exist_ok=True)
+    target = out_dir / f"model-{kind}.gguf"
+    staged = out_dir / f".{target.name}.tmp"
+    f16 = staged if kind == "f16" else out_dir / ".model-f16.gguf.tmp"
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".convert-") as tmp:
+        source = converter_input(merged, Path(tmp))
+        result = subprocess.run([sys.executable, str(script), str(source), "--outfile", str(f16), "--outtype", "f16"],
+                                capture_output=True, text=True)
+    if result.returncode != 0:
+        f16.unlink(missing_ok=True)
+        raise RuntimeError(f"llama.cpp's converter failed on {merged}:\n{result.stderr[-3000:]}")
+    convert_s = time.perf_counter() - started
+    if kind != "f16":
+        params = llama_cpp.llama_model_quantize_default_params()
+        params.ftype = {"q8_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0, "q4_k_m": llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_K_M}[kind]
+        code = llama_cpp.llama_model_quantize(str(f16).encode(), str(staged).encode(), params)
+        f16.unlink()
+        if code != 0:
+            staged.unlink(missing_ok=True)
+            raise RuntimeError(f"llama.cpp's quantizer returned {code} for {kind}")
+    quantize_s = time.perf_counter() - started - convert_s
+    reply = generate(staged)
+    if not reply.strip():
+        staged.unlink()
+        raise RuntimeError(f"the {kind} GGUF loads but generated nothing for {CHECK_QUESTION!r}")
+    os.replace(staged, target)
+    write_atomic(out_dir / "Modelfile", modelfile(target.name, merged))
+    console.print(f"[green]GGUF[/] {target} ({target.stat().st_size / 2**20:.0f} MB); llama.cpp answers "
+                  f"{CHECK_QUESTION!r} with: {reply.strip()[:120]!r}")
+    return {"file": target.name, "bytes": target.stat().st_size, "convert_s": round(convert_s, 2),
+            "quantize_s": round(quantize_s, 2), "llama_cpp_python": metadata.version("llama-cpp-python"),
+            "question": CHECK_QUESTION, "reply": reply}
+
+
+def converter_input(merged: Path, tmp: Path) -> Path:
+    """The folder to convert: `merged` itself, or a view of it whose tokenizer.json says what it is.
+
+    A byte-level BPE tokenizer (GPT-2 style: SmolLM2, Llama 3) never needs byte fallback, yet one rebuilt from a GGUF
+    (our CPU demo's SmolLM2) carries `byte_fallback: true` and a SentencePiece-style decoder. llama.cpp's converter
+    then takes it for a Llama-2 SentencePiece vocabulary, and llama.cpp aborts on loading the file. The view's
+    tokenizer.json is the same vocabulary and merges with the byte-level decoder, so it tokenizes identically.
+    """
+    tokenizer = json.loads((merged / "tokenizer.json").read_text(encoding="utf-8"))
+    model, pre = tokenizer.get("model", {}), tokenizer.get("pre_tokenizer") or {}
+    if not (model.get("type") == "BPE" and model.get("byte_fallback") and pre.get("type") == "ByteLevel"):
+        return merged
+    for item in merged.iterdir():
+        if item.name != "tokenizer.json":
+            try:
+                os.link(item, tmp / item.name)
+            except OSError:  # another file system, or no hard links: copy
+                shutil.copy2(item, tmp / item.name)
+    model["byte_fallback"] = False
+    tokenizer["decoder"] = {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True}
+    (tmp / "tokenizer.json").write_text(json.dumps(tokenizer, ensure_ascii=False), encoding="utf-8")
+    return tmp
+
+
+def generate(path: Path) -> str:
+    """Greedy reply from llama.cpp, with the chat template embedded in the GGUF."""
+    from llama_cpp import Llama
+
+    model = Llama(model_path=str(path), n_ctx=512, n_threads=os.cpu_count() or 1, verbose=False, seed=0)
+    out = model.create_chat_completion(messages=[{"role": "user", "content": CHECK_QUESTION}], max_tokens=32,
+                                       temperature=0.0)
+    model.close()
+    return str(out["choices"][0]["message"]["content"] or "")
+
+
+def chat_format(merged: Path) -> str | None:
+    """Which Ollama template renders this model's chat template: llama3, chatml, or None (unknown)."""
+    files = [merged / "chat_template.jinja", merged / "tokenizer_config.json"]
+    text = "".join(f.read_text(encoding="utf-8") for f in files if f.is_file())
+    if "<|start_header_id|>" in text:
+        return "llama3"
+    if "<|im_start|>" in text:
+        return "chatml"
+    return None
+
+
+def modelfile(gguf_name: str, merged: Path) -> str:
+    """An Ollama Modelfile: the GGUF, its chat template in Ollama's syntax, and the end-of-turn stop tokens."""
+    lines = [f"FROM ./{gguf_name}"]
+    kind = chat_format(merged)
+    if kind is None:
+        console.print("[yellow]Unknown chat template: the Modelfile leaves TEMPLATE out, so Ollama uses the one "
+                      "embedded in the GGUF.[/]")
+        return "\n".join(lines) + "\n"
+    template, stops = OLLAMA_TEMPLATES[kind]
+    lines.append(f'TEMPLATE """{template}"""')
+    lines += [f'PARAMETER stop "{s}"' for s in stops]
+    return "\n".join(lines) + "\n"
