@@ -283,7 +283,8 @@ def run_one(profile: str, settings: list[str], flags: dict[str, Any], name: str,
         return {**record, "failed": f"exit code {code}", "log_tail": tail}
     config, _ = resolve(str(run.config))
     status = run.read_status()
-    record.update(settings_of(config), engine=status.get("engine", config.engine), numbers=summarize(run))
+    record.update(settings_of(config), numbers=summarize(run), engine=status.get("engine", config.engine),
+                  profile=status.get("profile", config.profile))  # the run's config.toml is named "config"
     if env.get("gpu"):
         record["projections"] = projections(record)
     return record
@@ -385,7 +386,14 @@ def report(results: Path = RESULTS) -> str:
                     [[r["config"], p["card"], f"{p['steps_per_min']:g}", f"{p['tokens_per_s']:,.0f}",
                       f"{p['finetome_epoch_h']:g}", p["bound"]] for r, p in projected])
                 lines.append("")
-    lines += ["## How projections are made", "", MODEL, "",
+    lines += ["## How projections are made", "", MODEL, ""]
+    anchor = [r for r in records if r.get("config") == "notebook" and r.get("profile") == "rtx3070"
+              and r.get("projections", {}).get("rtx3070")]
+    if anchor:
+        hours = anchor[-1]["projections"]["rtx3070"]["finetome_epoch_h"]
+        lines += [f"Check against users: the notebook recipe projects to {hours:g} h per FineTome-100k epoch on an RTX "
+                  "3070 (the latest such record); users of that notebook reported about 9 h.", ""]
+    lines += [
               "Card specifications: " + "; ".join(f"{c.name}: {c.tflops:g} TFLOPS, {c.bandwidth_gbs:g} GB/s"
                                                   for c in CARDS.values()) + ".", ""]
     return "\n".join(lines)

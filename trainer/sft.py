@@ -11,6 +11,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
+import torch
 from transformers import TrainerCallback
 from transformers.trainer_utils import rotate_checkpoints
 from trl import SFTTrainer
@@ -25,6 +26,12 @@ class Trainer(SFTTrainer):
     def __init__(self, *args: Any, run: RunDir, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.run = run
+        if self.args.fp16:
+            # TRL casts a 4-bit model's LoRA weights to bf16, whose gradients fp16's GradScaler cannot unscale (seen
+            # on the CUDA host: quadro-rtx5000 with the transformers engine). fp16 training keeps fp32 weights.
+            for param in self.model.parameters():
+                if param.requires_grad and param.dtype == torch.bfloat16:
+                    param.data = param.data.float()
 
     def _save_checkpoint(self, model: Any, trial: Any) -> None:
         """The Trainer's checkpoint, written into checkpoints/.staging/ and renamed: complete, or absent."""
