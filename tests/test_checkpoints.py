@@ -47,5 +47,6 @@ def test_differences_name_what_changes_the_run():
                   data=replace(saved.data, dataset="other.jsonl"))
     assert checkpoints.differences(saved, now) == [
         "data.dataset: 'mlabonne/FineTome-100k' -> 'other.jsonl'",
-        "effective batch (micro_batch_size x grad_accum_steps): 8 -> 16",
+        "effective batch (micro_batch_size x grad_accum_steps): "
+        f"{saved.train.micro_batch_size * saved.train.grad_accum_steps} -> {4 * saved.train.grad_accum_steps}",
     ]

@@ -147,3 +147,16 @@ def test_unsloth_resume_after_kill(llama_1b, tmp_path):
            tolerance=PARITY_TOLERANCE, resumed_losses=a, uninterrupted_losses=b,
            max_relative_difference=max(relative, default=None))
     assert passed, (resumed.stdout[-3000:], relative)
+
+
+def test_transformers_engine_trains_in_fp16(llama_1b, tmp_path):
+    """Turing cards (fp16 only) with the transformers engine: TRL casts the 4-bit model's LoRA weights to bf16, which
+    fp16's GradScaler cannot unscale; our Trainer keeps them in fp32 (the first H100 try failed without that)."""
+    run = RunDir(tmp_path / "run")
+    result = train(llama_1b, run.path, "--profile", "rtx2060s", "--dataset", "sample", "--max-steps", "5",
+                   "--set", "engine=transformers", "--set", "eval_size=0")
+    metrics = [m for m in run.read_metrics() if "loss" in m]
+    passed = (result.returncode == 0 and len(metrics) == 5 and all(math.isfinite(m["loss"]) for m in metrics)
+              and all("loss_scale" in m for m in metrics))
+    record("transformers-engine-fp16-1b", run, passed, profile="rtx2060s", engine="transformers", dtype="float16")
+    assert passed, (result.stdout + result.stderr)[-3000:]
