@@ -13,7 +13,6 @@ import json
 import os
 import platform
 import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -21,10 +20,10 @@ import tempfile
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from trainer import doctor
 from trainer.config import Config, resolve
 from trainer.console import console
 from trainer.data.synthetic import FINETOME_ROWS, TOKENS_PER_ROW
@@ -200,8 +199,9 @@ def projections(record: dict[str, Any]) -> dict[str, Any]:
 
 def configurations(engines: str | None, custom: list[str]) -> list[str]:
     """--engines unsloth,transformers picks the built-in configurations; --config NAME:SETTINGS adds one."""
-    names = [e.strip() for e in (engines if engines is not None else ("" if custom else "unsloth,transformers"))
-             .split(",") if e.strip()]
+    if engines is None:
+        engines = "" if custom else "unsloth,transformers"
+    names = [e.strip() for e in engines.split(",") if e.strip()]
     unknown = set(names) - {"unsloth", "transformers"}
     if unknown:
         raise UserError(f"--engines {engines}: unknown engine {', '.join(sorted(unknown))}",
@@ -304,7 +304,8 @@ def comparison_table(records: list[dict[str, Any]]) -> Any:
 
 def report_rows(records: list[dict[str, Any]]) -> list[list[str]]:
     """One row per configuration of one benchmark session."""
-    speed = {r["config"]: r.get("numbers", {}).get("tokens_per_s") for r in records}
+    notebook = next((r["numbers"].get("tokens_per_s") for r in records if r["config"] == "notebook"
+                     and "numbers" in r), None)
     plain = [r["numbers"]["tokens_per_s"] for r in records
              if r.get("engine") == "transformers" and "tokens_per_s" in r.get("numbers", {})]
     best_plain = max(plain, default=None)  # the fastest plain transformers configuration of the session
@@ -315,7 +316,7 @@ def report_rows(records: list[dict[str, Any]]) -> list[list[str]]:
             rows.append([r["config"], r.get("engine", "?"), r.get("failed", "too few steps")] + [""] * 8)
             continue
         rows.append([
-            r["config"], r["engine"], f"{n['tokens_per_s']:,.0f}", ratio(n["tokens_per_s"], speed.get("notebook")),
+            r["config"], r["engine"], f"{n['tokens_per_s']:,.0f}", ratio(n["tokens_per_s"], notebook),
             ratio(n["tokens_per_s"], best_plain), f"{n['steps_per_min']:g}",
             _fmt(n.get("samples_per_s")), _fmt(n.get("peak_reserved_gb", n["peak_memory_gb"])),
             _fmt(n.get("time_to_first_step_s")), _fmt(n.get("gpu_busy")), _fmt(n.get("finetome_epoch_h")),
@@ -436,14 +437,14 @@ def environment() -> dict[str, Any]:
     env: dict[str, Any] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "python": platform.python_version(),
-        "versions": {name: _version(name) for name in PACKAGES},
+        "versions": {name: doctor.version_of(name) for name in PACKAGES},
     }
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
         env["gpu"] = props.name
         env["gpu_memory_gb"] = round(props.total_memory / 2**30, 1)
         env["cuda"] = torch.version.cuda
-        env["driver"] = _driver()
+        env["driver"] = (doctor.nvidia_driver() or {}).get("version")
     else:
         env["gpu"] = None
     return env
@@ -451,18 +452,3 @@ def environment() -> dict[str, Any]:
 
 def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-").lower()
-
-
-def _version(name: str) -> str | None:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def _driver() -> str | None:
-    if shutil.which("nvidia-smi") is None:
-        return None
-    result = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                            capture_output=True, text=True)
-    return result.stdout.strip().splitlines()[0] if result.returncode == 0 and result.stdout.strip() else None
