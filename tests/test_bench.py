@@ -137,3 +137,20 @@ def test_committed_report_matches_the_committed_records():
 
 def test_readme_bench_command_is_real():
     assert "python -m trainer bench" in Path(ROOT / "README.md").read_text()
+
+
+def test_profile_steps_names_where_the_host_waits(shared_tiny_llama, tmp_path):
+    """benchmarks/profile_steps.py (how the per-step waits were found on the GPU) on the CPU: the same report, with
+    TRL's per-batch metrics named as a wait (`.item()` in SFTTrainer.compute_loss)."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "profile.txt"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "profile_steps.py"), str(out), "2", "3", "--", "--profile", "cpu",
+         "--model", str(shared_tiny_llama), "--dataset", "sample", "--max-steps", "3", "--set", "eval_size=0",
+         "--run-dir", str(tmp_path / "run")], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    text = out.read_text()
+    assert text.startswith("2 steps in ") and "Host waits on the GPU" in text
+    assert "aten::_local_scalar_dense" in text and "compute_loss" in text

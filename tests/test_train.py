@@ -3,6 +3,8 @@
 import json
 import statistics
 
+import pytest
+
 from trainer import data, models, train
 from trainer.config import resolve
 from trainer.runs import RunDir
@@ -62,3 +64,22 @@ def test_without_eval_rows_training_still_completes(tiny_llama, tmp_path):
     run = train.main(config, reason)
     assert not any("eval_loss" in m for m in run.read_metrics())
     assert run.read_status()["state"] == "completed"
+
+
+def test_metrics_every_log_every_s_keep_first_checkpoint_and_last_steps_and_every_token(tiny_llama, tmp_path):
+    """On a GPU each metrics record waits for the GPU, so records are spaced out by log_every_s. The first step,
+    checkpoint steps and the last step are still recorded, with the mean loss since the previous record and every
+    token counted (the Trainer's token count is kept on the device between records)."""
+    settings = ("eval_size=0", "save_every_steps=4")
+    every, reason = tiny_config(tiny_llama, tmp_path / "every", *settings, "log_every_s=0", max_steps=6)
+    spaced, _ = tiny_config(tiny_llama, tmp_path / "spaced", *settings, "log_every_s=1000", max_steps=6)
+    a = [m for m in train.main(every, reason).read_metrics() if "loss" in m]
+    run = train.main(spaced, reason)
+    b = [m for m in run.read_metrics() if "loss" in m]
+    assert [m["step"] for m in a] == [1, 2, 3, 4, 5, 6]
+    assert [m["step"] for m in b] == [1, 4, 6]
+    assert [m["tokens"] for m in b] == [a[0]["tokens"], a[3]["tokens"], a[5]["tokens"]]
+    assert b[1]["loss"] == pytest.approx(statistics.mean(m["loss"] for m in a[1:4]), rel=1e-4)
+    assert b[2]["loss"] == pytest.approx(statistics.mean(m["loss"] for m in a[4:6]), rel=1e-4)
+    speed = json.loads(run.benchmark.read_text())["numbers"]
+    assert speed["steps"] == 6 and speed["tokens_per_s"] > 0

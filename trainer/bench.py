@@ -49,13 +49,17 @@ CONFIGS: dict[str, tuple[str, ...]] = {"tuned": (), "notebook": NOTEBOOK, "trans
 # --- one run's numbers ---------------------------------------------------------------------------------------------
 
 def summarize(run: RunDir, skip_steps: int | None = None) -> dict[str, Any]:
-    """Speed over the logged steps after the warm-up ones (cuDNN plans, allocator growth, compilation: the first 20%
-    of the steps, 1 to 5), memory and time to first step over all of them."""
+    """Speed from the last record within the warm-up steps (cuDNN plans, allocator growth, compilation: the first 20%
+    of the steps, 1 to 5) to the last record; memory and time to first step over all of them. Records need not be
+    one per step (train.log_every_s)."""
     steps = [m for m in run.read_metrics() if "loss" in m]
-    skip = skip_steps if skip_steps is not None else min(5, max(1, len(steps) // 5))
-    if len(steps) <= skip:
-        return {"steps": len(steps)}
-    first, last = steps[skip - 1], steps[-1]
+    if not steps:
+        return {"steps": 0}
+    skip = skip_steps if skip_steps is not None else min(5, max(1, steps[-1]["step"] // 5))
+    warm = [m for m in steps if m["step"] <= skip]
+    if not warm or warm[-1] is steps[-1]:
+        return {"steps": steps[-1]["step"]}
+    first, last = warm[-1], steps[-1]
     seconds = last["elapsed_s"] - first["elapsed_s"]
     tokens_per_s = (last["tokens"] - first["tokens"]) / seconds
     summary: dict[str, Any] = {
@@ -75,7 +79,7 @@ def summarize(run: RunDir, skip_steps: int | None = None) -> dict[str, Any]:
     if "since_process_start_s" in steps[0]:
         summary["time_to_first_step_s"] = steps[0]["since_process_start_s"]
         summary["startup_s"] = steps[0].get("startup_s", {})  # when each start-up stage ended
-    busy = [m["gpu_busy"] for m in steps[skip:] if m.get("gpu_busy") is not None]
+    busy = [m["gpu_busy"] for m in steps if m["step"] > first["step"] and m.get("gpu_busy") is not None]
     if busy:
         summary["gpu_busy"] = round(statistics.mean(busy), 3)
     return summary
@@ -377,7 +381,8 @@ def report(results: Path = RESULTS) -> str:
             lines += markdown_table(header, report_rows(rows))
             lines.append("")
             lines += ["Settings:", ""]
-            lines += [f"- `{r['config']}`: {', '.join(r.get('options') or ['the profile as is'])}" for r in rows]
+            lines += [f"- `{r['config']}`: {', '.join(r.get('options') or ['the profile as is'])}"
+                      + (f". {r['note']}" if r.get("note") else "") for r in rows]
             lines.append("")
             projected = [(r, p) for r in rows for p in [r.get("projections", {}).get(r.get("profile", ""))] if p]
             if projected:

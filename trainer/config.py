@@ -57,6 +57,7 @@ class TrainConfig:
     epochs: float = 1.0
     gradient_checkpointing: str = "unsloth"  # unsloth | on | off
     eval_every_steps: int = 20  # 0: evaluate only at the end
+    log_every_s: float = 2.0  # metrics at most this often (reading them waits for the GPU); 0: every step
     save_every_steps: int = 20
     keep_checkpoints: int = 2  # the newest N checkpoint-<step> folders are kept
     packing: bool = False  # TRL's best-fit packing of several conversations into each max_seq_length row
@@ -119,7 +120,7 @@ AT_LEAST_ONE = {
 }
 NOT_NEGATIVE = {
     "train.max_steps", "train.warmup_steps", "train.pad_to_multiple_of", "train.eval_every_steps",
-    "train.weight_decay", "lora.dropout", "run.vram_cap_gb",
+    "train.weight_decay", "lora.dropout", "run.vram_cap_gb", "train.log_every_s",
 }
 
 

@@ -87,16 +87,18 @@ def merge_peft(source: Source, cache_dir: str, out: Path) -> dict[str, Any]:
     reference = logits(model, inputs)
     with model.disable_adapter():
         unadapted = logits(model, inputs)
+    saving = time.perf_counter()
     merged = model.merge_and_unload()
     merge_diff = (logits(merged, inputs) - reference).abs().max().item()
     if merge_diff > MERGE_TOLERANCE:
         raise RuntimeError(f"merge_and_unload changed the logits by {merge_diff} (> {MERGE_TOLERANCE})")
     merged.to(dtype).save_pretrained(out)
     save_tokenizer(tokenizer, merged, out)
+    save_seconds = round(time.perf_counter() - saving, 2)
     check = verify_saved(out, inputs, reference)
     return {"method": "peft merge_and_unload (cpu, float32)", "dtype": str(dtype).removeprefix("torch."),
             "merge_max_abs_diff": merge_diff, "merge_tolerance": MERGE_TOLERANCE,
-            "adapter_max_abs_effect": (reference - unadapted).abs().max().item(), **check}
+            "adapter_max_abs_effect": (reference - unadapted).abs().max().item(), "save_seconds": save_seconds, **check}
 
 
 def merge_unsloth(source: Source, out: Path) -> dict[str, Any]:
@@ -110,11 +112,13 @@ def merge_unsloth(source: Source, out: Path) -> dict[str, Any]:
     FastLanguageModel.for_inference(model)
     inputs = check_inputs(tokenizer).to(model.device)
     reference = logits(model, inputs)
+    saving = time.perf_counter()
     model.save_pretrained_merged(str(out), tokenizer, save_method="merged_16bit")
     save_tokenizer(tokenizer, None, out)
+    save_seconds = round(time.perf_counter() - saving, 2)
     del model
     check = verify_saved(out, inputs, reference, device="cuda")
-    return {"method": "unsloth save_pretrained_merged (merged_16bit, gpu)", **check}
+    return {"method": "unsloth save_pretrained_merged (merged_16bit, gpu)", "save_seconds": save_seconds, **check}
 
 
 def saved_dtype(config: Any) -> Any:

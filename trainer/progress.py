@@ -77,8 +77,10 @@ def _device_index() -> int:
 class MetricsCallback(TrainerCallback):
     """Writes metrics.jsonl and drives the one progress display (a live bar on a terminal, lines otherwise)."""
 
-    def __init__(self, run: RunDir, on_gpu: bool, startup: dict[str, float] | None = None) -> None:
+    def __init__(self, run: RunDir, on_gpu: bool, startup: dict[str, float] | None = None,
+                 log_every_s: float = 0.0) -> None:
         self.run = run
+        self.log_every_s = log_every_s
         self.startup = startup or {}  # seconds since process start when each start-up stage ended
         self.on_gpu = on_gpu
         self.scaler: Any = None  # set by the recipe when training in fp16
@@ -103,6 +105,13 @@ class MetricsCallback(TrainerCallback):
             )
             self.task = self.progress.add_task("train", total=state.max_steps, completed=state.global_step, info="")
             self.progress.start()
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Log the first step, checkpoints, the end, and otherwise every `log_every_s`: each log waits for the GPU,
+        which then idles until the CPU has prepared the next step."""
+        if (state.global_step == self.first_step or control.should_save or control.should_training_stop
+                or time.perf_counter() - self.last_time >= self.log_every_s):
+            control.should_log = True
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kwargs: Any) -> None:
         logs = logs or {}

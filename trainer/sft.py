@@ -33,8 +33,24 @@ class Trainer(SFTTrainer):
                 if param.requires_grad and param.dtype == torch.bfloat16:
                     param.data = param.data.float()
 
+    def _track_num_input_tokens(self, inputs: dict[str, Any]) -> None:
+        """Real (non-padding) tokens, summed on the GPU and read when logging or saving: the Trainer's own count
+        waits for the GPU to finish the step after every batch."""
+        mask = inputs.get("attention_mask")
+        tokens = mask.sum() if mask is not None else inputs["input_ids"].numel()  # padding-free rows have no pads
+        self.pending_tokens = getattr(self, "pending_tokens", 0) + tokens
+
+    def count_tokens(self) -> None:
+        self.state.num_input_tokens_seen += int(getattr(self, "pending_tokens", 0))
+        self.pending_tokens = 0
+
+    def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
+        self.count_tokens()
+        super().log(logs, *args, **kwargs)
+
     def _save_checkpoint(self, model: Any, trial: Any) -> None:
         """The Trainer's checkpoint, written into checkpoints/.staging/ and renamed: complete, or absent."""
+        self.count_tokens()
         final = Path(self.args.output_dir)
         staging = final / ".staging"
         name = f"checkpoint-{self.state.global_step}"

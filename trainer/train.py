@@ -168,14 +168,16 @@ def sft_config(config: Config, gpu: profiles.Gpu | None, run: RunDir, has_eval: 
         loss_type=train.loss_type,
         # Engines enable checkpointing on the model themselves (Unsloth's own variant, or PEFT's).
         gradient_checkpointing=False,
-        logging_steps=1,
+        # MetricsCallback decides when to log (train.log_every_s): reading the loss waits for the GPU to finish.
+        logging_strategy="no",
+        logging_nan_inf_filter=False,  # its isnan check waits for the GPU after every micro-batch
         eval_strategy="steps" if eval_steps else "no",
         eval_steps=eval_steps,
         eval_on_start=bool(eval_steps),  # the baseline the eval loss falls from
         save_strategy="steps",
         save_steps=train.save_every_steps,
         save_total_limit=train.keep_checkpoints,
-        include_num_input_tokens_seen="non_padding",  # counted on the CPU by our Trainer: no GPU sync per batch
+        include_num_input_tokens_seen="non_padding",  # counted on the GPU by our Trainer, read when logging
         report_to="none",
         disable_tqdm=True,
         dataloader_num_workers=0,
@@ -193,14 +195,14 @@ def make_trainer(config: Config, gpu: profiles.Gpu | None, model: Any, tokenizer
 
     datasets.disable_progress_bars()
     startup = startup if startup is not None else {}
-    metrics = MetricsCallback(run, gpu is not None, startup)
+    metrics = MetricsCallback(run, gpu is not None, startup, log_every_s=config.train.log_every_s)
     trainer = Trainer(
         model=model,
         args=sft_config(config, gpu, run, has_eval=prepared.eval is not None),
         train_dataset=prepared.train,
         eval_dataset=prepared.eval,
         processing_class=tokenizer,
-        callbacks=[metrics, *callbacks],
+        callbacks=[*callbacks, metrics],  # last: it logs when the others decided to save or stop
         run=run,
     )
     trainer.remove_callback(PrinterCallback)  # MetricsCallback is the one display

@@ -18,9 +18,12 @@ from trainer import bench
 from trainer.config import resolve
 from trainer.runs import RunDir
 
+# These tests compare losses step by step, so every step is logged (the profiles log every 2 s on a GPU).
+EVERY_STEP = ("--set", "log_every_s=0")
+
 
 def train(model, run_dir, *args, env=None):
-    return run_cli("--model", str(model), "--run-dir", str(run_dir), *args, timeout=900, env=env)
+    return run_cli("--model", str(model), "--run-dir", str(run_dir), *args, *EVERY_STEP, timeout=900, env=env)
 
 
 def losses(run: RunDir) -> list[float]:
@@ -129,7 +132,7 @@ def test_unsloth_resume_after_kill(llama_1b, tmp_path):
 
     common = ["--profile", "rtx3070", "--model", str(llama_1b), "--dataset", "sample", "--max-steps", "16",
               "--set", "save_every_steps=5", "--set", "eval_every_steps=0", "--set", "engine=unsloth",
-              "--set", "learning_rate=2e-3"]
+              "--set", "learning_rate=2e-3", *EVERY_STEP]
     reference = RunDir(tmp_path / "reference")
     first = run_cli(*common, "--run-dir", str(reference.path), timeout=900)
     run = RunDir(tmp_path / "run")
