@@ -26,6 +26,7 @@ class Trainer(SFTTrainer):
     def __init__(self, *args: Any, run: RunDir, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.run = run
+        self.pending_tokens: Any = 0  # real tokens of the batches since the last log, a GPU tensor while training
         if self.args.fp16:
             # TRL casts a 4-bit model's LoRA weights to bf16, whose gradients fp16's GradScaler cannot unscale (seen
             # on the CUDA host: quadro-rtx5000 with the transformers engine). fp16 training keeps fp32 weights.
@@ -38,10 +39,10 @@ class Trainer(SFTTrainer):
         waits for the GPU to finish the step after every batch."""
         mask = inputs.get("attention_mask")
         tokens = mask.sum() if mask is not None else inputs["input_ids"].numel()  # padding-free rows have no pads
-        self.pending_tokens = getattr(self, "pending_tokens", 0) + tokens
+        self.pending_tokens = self.pending_tokens + tokens
 
     def count_tokens(self) -> None:
-        self.state.num_input_tokens_seen += int(getattr(self, "pending_tokens", 0))
+        self.state.num_input_tokens_seen += int(self.pending_tokens)
         self.pending_tokens = 0
 
     def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
