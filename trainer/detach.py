@@ -8,7 +8,6 @@ import subprocess
 import sys
 import time
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from rich.markup import escape
@@ -29,8 +28,10 @@ def start(argv: list[str], profile: str, settings: list[str], flags: dict[str, A
     from trainer.config import resolve
 
     if resume or resume_from:
+        from trainer.train import finished, run_to_resume
+
         run = run_to_resume(profile, settings, flags, resume_from)
-        if run is None:
+        if finished(run, resume_from):
             return None
     else:
         config, _ = resolve(profile, settings, flags)
@@ -67,24 +68,6 @@ def new_session() -> dict[str, Any]:
     if sys.platform == "win32":
         return {"creationflags": subprocess.DETACHED_PROCESS | subprocess.CREATE_NEW_PROCESS_GROUP}
     return {"start_new_session": True}
-
-
-def run_to_resume(profile: str, settings: list[str], flags: dict[str, Any], resume_from: str | None) -> RunDir | None:
-    """The run a `--resume --detach` continues (the same choice `train.resume` makes), or None if it finished."""
-    from trainer.config import resolve
-
-    if resume_from:
-        run = RunDir.open(Path(resume_from).parent.parent)
-    elif flags.get("run.run_dir"):
-        run = RunDir.open(Path(str(flags["run.run_dir"])))
-    else:
-        base, _ = resolve(profile, settings)
-        run = RunDir.latest(Path(base.run.runs_root), base.profile)
-    status = run.read_status()
-    if status.get("state") == "completed" and not resume_from:
-        console.print(f"Run {run.path} already finished ({status.get('steps')} steps); nothing to resume.")
-        return None
-    return run
 
 
 def follow(run: RunDir, poll_s: float = 0.5) -> int:

@@ -86,9 +86,9 @@ def main(config: Config, profile_reason: str, resume_from: Path | None = None) -
     return run
 
 
-def resume(profile: str, settings: list[str], flags: dict[str, Any], checkpoint: str | None) -> RunDir | None:
-    """Continue a run: its newest valid checkpoint (of --run-dir, or the latest run of the profile), or the one
-    named by --resume-from. The run's own config.toml is the base; flags that change what is trained are refused."""
+def run_to_resume(profile: str, settings: list[str], flags: dict[str, Any], checkpoint: str | None) -> RunDir:
+    """The run a resume continues: the one of --resume-from's checkpoint, of --run-dir, or the latest run of the
+    profile."""
     from trainer.config import resolve
 
     if checkpoint:
@@ -102,9 +102,26 @@ def resume(profile: str, settings: list[str], flags: dict[str, Any], checkpoint:
     else:
         base, _ = resolve(profile, settings)
         run = RunDir.latest(Path(base.run.runs_root), base.profile)
-    saved, _ = resolve(str(run.config))
+    return run
+
+
+def finished(run: RunDir, checkpoint: str | None) -> bool:
+    """Whether there is nothing to resume (the run completed, and no checkpoint was named); says so."""
     status = run.read_status()
-    name = status.get("profile") or saved.profile
+    if status.get("state") == "completed" and not checkpoint:
+        console.print(f"Run {run.path} already finished ({status.get('steps')} steps); nothing to resume.")
+        return True
+    return False
+
+
+def resume(profile: str, settings: list[str], flags: dict[str, Any], checkpoint: str | None) -> RunDir | None:
+    """Continue a run (see run_to_resume) from its newest valid checkpoint, or from the one named by --resume-from.
+    The run's own config.toml is the base; flags that change what is trained are refused."""
+    from trainer.config import resolve
+
+    run = run_to_resume(profile, settings, flags, checkpoint)
+    saved, _ = resolve(str(run.config))
+    name = run.read_status().get("profile") or saved.profile
     config, _ = resolve(str(run.config), settings, flags)
     config = dataclasses.replace(config, profile=name)
     changed = checkpoints.differences(saved, config)
@@ -113,10 +130,11 @@ def resume(profile: str, settings: list[str], flags: dict[str, Any], checkpoint:
             f"resuming {run.path} with settings that change what is trained:\n  " + "\n  ".join(changed),
             "Resume with the run's own settings (drop those flags), start a new run, or --set resume_force=true.",
         )
-    if status.get("state") == "completed" and not checkpoint:
-        console.print(f"Run {run.path} already finished ({status.get('steps')} steps); nothing to resume.")
+    if finished(run, checkpoint):
         return None
-    if not checkpoint:
+    if checkpoint:
+        path: Path | None = Path(checkpoint)
+    else:
         path = checkpoints.latest_valid(run.checkpoints, warn=lambda text: console.print(f"[yellow]{text}[/]"))
         if path is None:
             raise UserError(f"{run.path} has no complete checkpoint to resume from",
