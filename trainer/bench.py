@@ -85,10 +85,11 @@ def summarize(run: RunDir, skip_steps: int | None = None) -> dict[str, Any]:
     return summary
 
 
-def write_run_benchmark(run: RunDir, config: Config) -> dict[str, Any]:
-    """The run's own benchmark.json: its numbers, the environment, and (on a GPU) projections for the cards."""
+def write_run_benchmark(run: RunDir, config: Config, engine: str) -> dict[str, Any]:
+    """The run's own benchmark.json: its numbers, the environment, the settings and the engine that ran, and (on a
+    GPU) projections for the cards. `bench` records it as it is, with the session's facts added."""
     summary = summarize(run)
-    record = {**environment(), **settings_of(config), "numbers": summary}
+    record = {**environment(), **settings_of(config), "engine": engine, "numbers": summary}
     if record.get("gpu") and "tokens_per_s" in summary:
         record["projections"] = projections(record)
     write_atomic(run.benchmark, json.dumps(record, indent=2) + "\n")
@@ -281,17 +282,11 @@ def run_one(profile: str, settings: list[str], flags: dict[str, Any], name: str,
     run = RunDir(folder / "run")
     record: dict[str, Any] = {**env, "session": session, "config": name, "options": list(extra),
                               "wall_s": round(time.perf_counter() - started, 1), "steps_asked": steps, "data": data}
-    if code != 0 or not run.config.exists():
+    if code != 0 or not run.benchmark.exists():
         tail = log.read_text(errors="replace")[-2000:]
         console.print(f"[red]{name} failed (exit {code})[/]; the end of its log:\n{tail}")
         return {**record, "failed": f"exit code {code}", "log_tail": tail}
-    config, _ = resolve(str(run.config))
-    status = run.read_status()
-    record.update(settings_of(config), numbers=summarize(run), engine=status.get("engine", config.engine),
-                  profile=status.get("profile", config.profile))  # the run's config.toml is named "config"
-    if env.get("gpu"):
-        record["projections"] = projections(record)
-    return record
+    return {**json.loads(run.benchmark.read_text()), **record}  # the run's own benchmark.json (write_run_benchmark)
 
 
 def comparison_table(records: list[dict[str, Any]]) -> Any:

@@ -78,7 +78,7 @@ def main(config: Config, profile_reason: str, resume_from: Path | None = None) -
         run.set_status("failed", profile=config.profile, engine=engine, error=f"{type(e).__name__}: {e}")
         raise
     run.set_status("completed", profile=config.profile, engine=engine, steps=trainer.state.global_step)
-    speed = bench.write_run_benchmark(run, config)
+    speed = bench.write_run_benchmark(run, config, engine)
     console.print(f"[green]Done.[/] LoRA adapter: {run.adapter}  loss plot: {run.plot}")
     if speed.get("tokens_per_s"):
         console.print(f"Speed: {speed['steps_per_min']} steps/min, {speed['tokens_per_s']:,.0f} real tokens/s, peak "
