@@ -8,6 +8,7 @@ import os
 import pytest
 
 from tests.conftest import run_cli
+from trainer.runs import RunDir
 
 
 @pytest.mark.slow
@@ -35,6 +36,8 @@ def test_gguf_round_trip_on_smollm2(smollm2_dir, tmp_path):
     assert not [p for p in (run_dir / "gguf").iterdir() if p.name.startswith(".")]  # no staging files left
     with open(run_dir / "gguf" / "model-q4_k_m.gguf", "rb") as f:
         assert f.read(4) == b"GGUF"
+    # `trainer runs` lists what the run produced
+    assert RunDir(run_dir).exports() == ["adapter", "merged", "gguf/model-f16.gguf", "gguf/model-q4_k_m.gguf"]
 
 
 def test_gguf_without_llama_cpp_names_the_install_command(shared_tiny_llama, tmp_path):

@@ -130,12 +130,9 @@ class RunDir:
         return max(found, key=checkpoints.step_of).name if found else None
 
     def exports(self) -> list[str]:
-        """What this run has produced to use elsewhere: the adapter, a merged model, GGUF files, exports/."""
+        """What this run has produced to use elsewhere: the adapter, a merged model, GGUF files (`trainer export`)."""
         found = [name for name in ("adapter", "merged") if (self.path / name).is_dir()]
-        found += sorted(p.name for p in self.path.glob("*.gguf"))
-        if (self.path / "exports").is_dir():
-            found += sorted(f"exports/{p.name}" for p in (self.path / "exports").iterdir())
-        return found
+        return found + sorted(f"gguf/{p.name}" for p in (self.path / "gguf").glob("*.gguf"))
 
     def info(self) -> dict[str, Any]:
         """One line of a runs table: id, profile, state, progress, latest losses and speed, what exists."""
