@@ -4,6 +4,7 @@ import json
 import statistics
 
 import pytest
+import torch
 
 from trainer import data, models, train
 from trainer.config import resolve
@@ -27,6 +28,35 @@ def test_trl_labels_follow_our_masks(tiny_llama, tmp_path):
     source = next(r for r in prepared.train if r["input_ids"] == row["input_ids"])
     assert row["labels"] == [t if m else -100 for t, m in zip(source["input_ids"], source["assistant_masks"],
                                                               strict=True)]
+
+
+def test_max_tokens_per_pass_runs_a_micro_batch_as_passes_with_the_same_loss_and_gradients(tiny_llama, tmp_path):
+    """Above max_tokens_per_pass padded tokens, a micro-batch runs as several forward/backward passes over its rows
+    (one pass's activations at a time). The passes add up to the micro-batch's loss and gradients."""
+    config, _ = tiny_config(tiny_llama, tmp_path, "eval_size=0", "padding_free=off", "dropout=0")
+    tokenizer = models.load_tokenizer(config.model.name, config.run.cache_dir)
+    prepared = data.build(config, data.load(config), tokenizer)
+    trainer = train.make_trainer(config, None, models_for_test(config), tokenizer, prepared, RunDir(tmp_path / "run"))
+    batch = next(iter(trainer.get_train_dataloader()))
+    rows, width = batch["input_ids"].shape
+    assert rows == 4
+    forwards = []
+    trainer.model.register_forward_hook(lambda *_: forwards.append(1))
+    outcome = {}
+    for budget in (0, 2 * width, width):  # one pass; two passes of 2 rows; four passes of 1 row
+        trainer.max_tokens_per_pass = budget
+        trainer.model.zero_grad()
+        forwards.clear()
+        loss = trainer.training_step(trainer.model, dict(batch), num_items_in_batch=(batch["labels"] != -100).sum())
+        grads = {n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
+        outcome[budget] = (loss.item(), grads, len(forwards))
+    whole_loss, whole_grads, passes = outcome[0]
+    assert passes == 1 and [outcome[b][2] for b in (2 * width, width)] == [2, 4]
+    for budget in (2 * width, width):
+        loss, grads, _ = outcome[budget]
+        assert loss == pytest.approx(whole_loss, rel=1e-5)
+        for name, grad in grads.items():
+            assert torch.allclose(grad, whole_grads[name], rtol=1e-4, atol=1e-7), name
 
 
 def models_for_test(config):

@@ -10,6 +10,7 @@ those records as benchmarks/RESULTS.md.
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import re
@@ -105,6 +106,7 @@ def settings_of(config: Config) -> dict[str, Any]:
         "max_seq_length": config.model.max_seq_length, "packing": train.packing, "padding_free": train.padding_free,
         "group_by_length": train.group_by_length, "pad_to_multiple_of": train.pad_to_multiple_of,
         "cudnn_attention": train.cudnn_attention, "gradient_checkpointing": train.gradient_checkpointing,
+        "max_tokens_per_pass": train.max_tokens_per_pass,
         "vram_cap_gb": config.run.vram_cap_gb, "dataset": config.data.dataset,
     }
 
@@ -130,8 +132,9 @@ CARDS = {
 EFFICIENCY = 0.5  # the share of peak tensor throughput the step's matmuls reach on the card
 BYTES_PER_PARAM_PASS = 4.5  # 4-bit weight read (0.5) + 16-bit dequantized copy written and read (2 + 2)
 MODEL = (
-    "card step time = max(H100 step time, GPU work on the card); GPU work = micro-batches x passes x weight bytes / "
-    f"bandwidth + tokens x FLOPs per token / ({EFFICIENCY:.0%} of peak tensor TFLOPS). FLOPs per token: "
+    "card step time = max(H100 step time, GPU work on the card); GPU work = micro-batches (times their "
+    "max_tokens_per_pass splits) x passes x weight bytes / bandwidth + tokens x FLOPs per token / "
+    f"({EFFICIENCY:.0%} of peak tensor TFLOPS). FLOPs per token: "
     "2 x parameters (+ causal attention) per pass; 3 passes with gradient checkpointing (forward, recompute, "
     "backward to activations: LoRA leaves the 4-bit weights without gradients), 2 without. The H100 step time is "
     "a floor because the same software issues the same kernel launches from the CPU."
@@ -182,7 +185,9 @@ def project(record: dict[str, Any], card: Card) -> dict[str, Any]:
     tokens_per_step = numbers["tokens_per_s"] * step_s
     checkpointing = record.get("gradient_checkpointing", "unsloth") != "off"
     passes = 3 if checkpointing else 2
-    weight_bytes = record["grad_accum_steps"] * passes * parameters(shape) * BYTES_PER_PARAM_PASS
+    budget = record.get("max_tokens_per_pass") or 0  # a micro-batch over it runs as several passes
+    splits = math.ceil(tokens_per_step / record["grad_accum_steps"] / budget) if budget else 1
+    weight_bytes = record["grad_accum_steps"] * splits * passes * parameters(shape) * BYTES_PER_PARAM_PASS
     weights_s = weight_bytes / (card.bandwidth_gbs * 1e9)
     samples_per_s = numbers.get("samples_per_s")
     mean_tokens = numbers["tokens_per_s"] / samples_per_s if samples_per_s else TOKENS_PER_ROW

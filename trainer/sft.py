@@ -23,9 +23,10 @@ from trainer.runs import RunDir
 
 
 class Trainer(SFTTrainer):
-    def __init__(self, *args: Any, run: RunDir, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, run: RunDir, max_tokens_per_pass: int = 0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.run = run
+        self.max_tokens_per_pass = max_tokens_per_pass
         self.pending_tokens: Any = 0  # real tokens of the batches since the last log, a GPU tensor while training
         if self.args.fp16:
             # TRL casts a 4-bit model's LoRA weights to bf16, whose gradients fp16's GradScaler cannot unscale (seen
@@ -33,6 +34,25 @@ class Trainer(SFTTrainer):
             for param in self.model.parameters():
                 if param.requires_grad and param.dtype == torch.bfloat16:
                     param.data = param.data.float()
+
+    def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> Any:
+        """A micro-batch of more than `max_tokens_per_pass` padded tokens runs as several forward/backward passes over
+        whole rows, so only one pass's activations are alive at a time. Exact where the Trainer divides each pass's
+        summed loss by the token count of the whole optimizer step (num_items_in_batch): the passes add up to the
+        micro-batch's loss and gradients."""
+        rows, width = inputs["input_ids"].shape
+        per_pass = max(1, self.max_tokens_per_pass // width) if self.max_tokens_per_pass else rows
+        if per_pass >= rows:
+            return super().training_step(model, inputs, num_items_in_batch)
+        if num_items_in_batch is None or not (self.model_accepts_loss_kwargs or self.compute_loss_func):
+            raise UserError("train.max_tokens_per_pass needs a loss summed over the step's tokens; this model's loss "
+                            "is a mean per micro-batch, which split passes would weigh wrongly",
+                            "Set max_tokens_per_pass = 0 (and gradient checkpointing on, if memory runs out).")
+        loss = 0
+        for start in range(0, rows, per_pass):
+            part = {key: value[start:start + per_pass] for key, value in inputs.items()}
+            loss = loss + super().training_step(model, part, num_items_in_batch)
+        return loss
 
     def _track_num_input_tokens(self, inputs: dict[str, Any]) -> None:
         """Real (non-padding) tokens, summed on the GPU and read when logging or saving: the Trainer's own count

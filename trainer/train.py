@@ -222,6 +222,7 @@ def make_trainer(config: Config, gpu: profiles.Gpu | None, model: Any, tokenizer
         processing_class=tokenizer,
         callbacks=[*callbacks, metrics],  # last: it logs when the others decided to save or stop
         run=run,
+        max_tokens_per_pass=config.train.max_tokens_per_pass,
     )
     trainer.remove_callback(PrinterCallback)  # MetricsCallback is the one display
     metrics.scaler = trainer.accelerator.scaler  # fp16 only: the GradScaler, whose loss scale is logged
