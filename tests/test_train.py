@@ -65,9 +65,12 @@ def models_for_test(config):
     return transformers_engine.load(config, None)[0]
 
 
-def test_training_run_loss_falls_and_run_dir_is_complete(tiny_llama, tmp_path):
+def test_training_run_loss_falls_and_run_dir_is_complete(tiny_llama, tmp_path, capsys):
     config, reason = tiny_config(tiny_llama, tmp_path)
     run = train.main(config, reason)
+    # 8 eval rows x 1 pass every 10 steps, against 10 steps x 4 rows x 2 passes (no checkpointing on the CPU)
+    assert "Eval loss on 8 held-out rows every 10 steps: about 10% of the training's GPU work" in " ".join(
+        capsys.readouterr().out.split())
     metrics = run.read_metrics()
     losses = [m["loss"] for m in metrics if "loss" in m]
     assert [m["step"] for m in metrics if "loss" in m] == list(range(1, 61))

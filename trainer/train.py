@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trainer import bench, checkpoints, data, engines, profiles
-from trainer.config import Config
+from trainer.config import Config, TrainConfig
 from trainer.console import config_table, console
 from trainer.errors import Stopped, UserError
 from trainer.runs import RunDir, write_atomic
@@ -45,6 +45,11 @@ def main(config: Config, profile_reason: str, resume_from: Path | None = None) -
         f"min {stats['tokens_min']}, median {stats['tokens_median']:.0f}, max {stats['tokens_max']}; "
         f"{stats['trained_token_fraction']:.0%} of tokens trained"
     )
+    if stats["eval_rows"] and config.train.eval_every_steps:
+        share = eval_share(config.train, stats["eval_rows"])
+        console.print(f"{'[yellow]' if share > 0.1 else ''}Eval loss on {stats['eval_rows']} held-out rows every "
+                      f"{config.train.eval_every_steps} steps: about {share:.0%} of the training's GPU work"
+                      + ("[/] (lower eval_max_examples or raise eval_every_steps)" if share > 0.1 else ""))
     if resume_from is None:
         run = RunDir.create(config)
     else:
@@ -228,6 +233,13 @@ def make_trainer(config: Config, gpu: profiles.Gpu | None, model: Any, tokenizer
     metrics.scaler = trainer.accelerator.scaler  # fp16 only: the GradScaler, whose loss scale is logged
     startup["trainer_built"] = bench.since_process_start()
     return trainer
+
+
+def eval_share(train: TrainConfig, eval_rows: int) -> float:
+    """Evaluation's GPU work against training's: every eval_every_steps, one forward pass over the eval rows; every
+    step, forward and backward over its rows (and the forward again with gradient checkpointing)."""
+    passes = 2 if train.gradient_checkpointing == "off" else 3
+    return eval_rows / (train.eval_every_steps * train.micro_batch_size * train.grad_accum_steps * passes)
 
 
 def evaluated_at(log_history: list[dict[str, Any]], step: int) -> bool:
