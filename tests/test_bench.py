@@ -108,8 +108,9 @@ def test_model_arithmetic_matches_llama_3_2():
     # Meta's model cards: 1.23B and 3.21B parameters (our count leaves out the norms; the embedding is the tied head).
     assert abs(bench.parameters(SHAPE_1B) - 1.236e9) / 1.236e9 < 0.005
     assert abs(bench.parameters(bench.LLAMA_32_SHAPES["3B"]) - 3.213e9) / 3.213e9 < 0.005
-    with_recompute = bench.flops_per_token(SHAPE_1B, 690, checkpointing=True)
-    assert with_recompute == pytest.approx(1.5 * bench.flops_per_token(SHAPE_1B, 690, checkpointing=False))
+    assert [bench.passes_per_token(g) for g in ("unsloth", "on", "off")] == [3, 3, 2]
+    with_recompute = bench.flops_per_token(SHAPE_1B, 690, passes=3)
+    assert with_recompute == pytest.approx(1.5 * bench.flops_per_token(SHAPE_1B, 690, passes=2))
     assert with_recompute == pytest.approx(3 * (2 * bench.parameters(SHAPE_1B) + 2 * 690 * 32 * 64 * 16))
 
 
@@ -119,7 +120,7 @@ def test_projection_is_bounded_by_the_h100_step_and_by_the_card():
     card = bench.CARDS["rtx3070"]
     slow = bench.project(record, card)
     step_s = 2.0  # 30 steps/min on the H100; 5,520 tokens per step
-    compute_s = 5520 * bench.flops_per_token(SHAPE_1B, 690, True) / (bench.EFFICIENCY * card.tflops * 1e12)
+    compute_s = 5520 * bench.flops_per_token(SHAPE_1B, 690, 3) / (bench.EFFICIENCY * card.tflops * 1e12)
     weights_s = 4 * 3 * bench.parameters(SHAPE_1B) * bench.BYTES_PER_PARAM_PASS / 448e9
     expected_s = max(step_s, compute_s + weights_s)
     assert slow["steps_per_min"] == pytest.approx(60 / expected_s, rel=0.01)
@@ -128,6 +129,11 @@ def test_projection_is_bounded_by_the_h100_step_and_by_the_card():
     fast = dict(record, numbers={"steps_per_min": 600.0, "tokens_per_s": 55200.0, "samples_per_s": 80.0})
     assert bench.project(fast, card)["bound"] == "GPU" and bench.project(fast, card)["tokens_per_s"] < 55200
     assert bench.project(record, bench.CARDS["quadro-rtx5000"])["tokens_per_s"] >= slow["tokens_per_s"]
+    # Without checkpointing: 2 passes; each micro-batch of 1,380 tokens runs as 2 passes of at most 1,024 tokens.
+    split = dict(fast, gradient_checkpointing="off", max_tokens_per_pass=1024)
+    compute_s = 5520 * bench.flops_per_token(SHAPE_1B, 690, 2) / (bench.EFFICIENCY * card.tflops * 1e12)
+    weights_s = 4 * 2 * 2 * bench.parameters(SHAPE_1B) * bench.BYTES_PER_PARAM_PASS / 448e9
+    assert bench.project(split, card)["steps_per_min"] == pytest.approx(60 / (compute_s + weights_s), rel=0.01)
 
 
 def test_committed_report_matches_the_committed_records():

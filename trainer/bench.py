@@ -175,9 +175,15 @@ def parameters(shape: dict[str, int]) -> int:
     return shape["layers"] * per_layer + shape["vocab"] * h
 
 
-def flops_per_token(shape: dict[str, int], mean_tokens: float, checkpointing: bool) -> float:
+def passes_per_token(gradient_checkpointing: str) -> int:
+    """Forward-sized passes per trained token: forward and backward to the activations (LoRA leaves the 4-bit weights
+    without gradients), and the forward again where gradient checkpointing recomputes it."""
+    return 2 if gradient_checkpointing == "off" else 3
+
+
+def flops_per_token(shape: dict[str, int], mean_tokens: float, passes: int) -> float:
     attention = 2 * 2 * (mean_tokens / 2) * shape["heads"] * shape["head_dim"] * shape["layers"]  # QK^T and AV
-    return (2 * parameters(shape) + attention) * (3 if checkpointing else 2)
+    return (2 * parameters(shape) + attention) * passes
 
 
 def project(record: dict[str, Any], card: Card) -> dict[str, Any]:
@@ -185,15 +191,14 @@ def project(record: dict[str, Any], card: Card) -> dict[str, Any]:
     numbers, shape = record["numbers"], record["shape"]
     step_s = 60 / numbers["steps_per_min"]
     tokens_per_step = numbers["tokens_per_s"] * step_s
-    checkpointing = record.get("gradient_checkpointing", "unsloth") != "off"
-    passes = 3 if checkpointing else 2
+    passes = passes_per_token(record.get("gradient_checkpointing", "unsloth"))
     budget = record.get("max_tokens_per_pass") or 0  # a micro-batch over it runs as several passes
     splits = math.ceil(tokens_per_step / record["grad_accum_steps"] / budget) if budget else 1
     weight_bytes = record["grad_accum_steps"] * splits * passes * parameters(shape) * BYTES_PER_PARAM_PASS
     weights_s = weight_bytes / (card.bandwidth_gbs * 1e9)
     samples_per_s = numbers.get("samples_per_s")
     mean_tokens = numbers["tokens_per_s"] / samples_per_s if samples_per_s else TOKENS_PER_ROW
-    compute_s = tokens_per_step * flops_per_token(shape, mean_tokens, checkpointing) / (EFFICIENCY * card.tflops * 1e12)
+    compute_s = tokens_per_step * flops_per_token(shape, mean_tokens, passes) / (EFFICIENCY * card.tflops * 1e12)
     card_step_s = max(step_s, weights_s + compute_s)
     tokens_per_s = tokens_per_step / card_step_s
     return {"card": card.name, "steps_per_min": round(60 / card_step_s, 2), "tokens_per_s": round(tokens_per_s, 1),

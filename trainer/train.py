@@ -47,9 +47,9 @@ def main(config: Config, profile_reason: str, resume_from: Path | None = None) -
     )
     if stats["eval_rows"] and config.train.eval_every_steps:
         share = eval_share(config.train, stats["eval_rows"])
-        console.print(f"{'[yellow]' if share > 0.1 else ''}Eval loss on {stats['eval_rows']} held-out rows every "
-                      f"{config.train.eval_every_steps} steps: about {share:.0%} of the training's GPU work"
-                      + ("[/] (lower eval_max_examples or raise eval_every_steps)" if share > 0.1 else ""))
+        line = (f"Eval loss on {stats['eval_rows']} held-out rows every {config.train.eval_every_steps} steps: "
+                f"about {share:.0%} of the training's GPU work")
+        console.print(f"[yellow]{line}[/] (lower eval_max_examples or raise eval_every_steps)" if share > 0.1 else line)
     if resume_from is None:
         run = RunDir.create(config)
     else:
@@ -237,8 +237,8 @@ def make_trainer(config: Config, gpu: profiles.Gpu | None, model: Any, tokenizer
 
 def eval_share(train: TrainConfig, eval_rows: int) -> float:
     """Evaluation's GPU work against training's: every eval_every_steps, one forward pass over the eval rows; every
-    step, forward and backward over its rows (and the forward again with gradient checkpointing)."""
-    passes = 2 if train.gradient_checkpointing == "off" else 3
+    step, bench.passes_per_token passes over its rows."""
+    passes = bench.passes_per_token(train.gradient_checkpointing)
     return eval_rows / (train.eval_every_steps * train.micro_batch_size * train.grad_accum_steps * passes)
 
 
