@@ -33,10 +33,12 @@ def test_trl_labels_follow_our_masks(tiny_llama, tmp_path):
 def test_max_tokens_per_pass_runs_a_micro_batch_as_passes_with_the_same_loss_and_gradients(tiny_llama, tmp_path):
     """Above max_tokens_per_pass padded tokens, a micro-batch runs as several forward/backward passes over its rows
     (one pass's activations at a time). The passes add up to the micro-batch's loss and gradients."""
-    config, _ = tiny_config(tiny_llama, tmp_path, "eval_size=0", "padding_free=off", "dropout=0")
+    config, _ = tiny_config(tiny_llama, tmp_path, "eval_size=0", "padding_free=off", "dropout=0",
+                            "max_tokens_per_pass=4096")
     tokenizer = models.load_tokenizer(config.model.name, config.run.cache_dir)
     prepared = data.build(config, data.load(config), tokenizer)
     trainer = train.make_trainer(config, None, models_for_test(config), tokenizer, prepared, RunDir(tmp_path / "run"))
+    assert trainer.max_tokens_per_pass == 4096  # from the config; set per case below
     batch = next(iter(trainer.get_train_dataloader()))
     rows, width = batch["input_ids"].shape
     assert rows == 4
