@@ -138,8 +138,7 @@ MODEL = (
     "2 x parameters (+ causal attention) per pass; 3 passes with gradient checkpointing (forward, recompute, "
     "backward to activations: LoRA leaves the 4-bit weights without gradients), 2 without. The H100 step time is "
     "a floor because the same software issues the same kernel launches from the CPU. Evaluation is left out (bench "
-    "runs have none); `train` prints its share of the GPU work at the start (64 rows every 50 steps by default: "
-    "3% of the tuned 1B profiles' work)."
+    "runs have none); `train` prints its share of the GPU work at the start."
 )
 
 LLAMA_32_SHAPES = {  # used when the model folder is not on this machine (a Hub id)
