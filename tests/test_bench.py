@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, run_cli
-from trainer import bench
+from trainer import speed
+from trainer.bench import cards, report
 from trainer.config import resolve
 from trainer.data.synthetic import FINETOME_ROWS, TOKENS_PER_ROW, finetome_like
 
@@ -101,44 +102,73 @@ def test_a_damaged_record_file_is_named(tmp_path):
     assert result.returncode == 2 and "gpu.jsonl line 2" in result.stdout and not (tmp_path / "R.md").exists()
 
 
-SHAPE_1B = bench.LLAMA_32_SHAPES["1B"]
+SHAPE_1B = speed.LLAMA_32_SHAPES["1B"]
 
 
 def test_model_arithmetic_matches_llama_3_2():
     # Meta's model cards: 1.23B and 3.21B parameters (our count leaves out the norms; the embedding is the tied head).
-    assert abs(bench.parameters(SHAPE_1B) - 1.236e9) / 1.236e9 < 0.005
-    assert abs(bench.parameters(bench.LLAMA_32_SHAPES["3B"]) - 3.213e9) / 3.213e9 < 0.005
-    assert [bench.passes_per_token(g) for g in ("unsloth", "on", "off")] == [3, 3, 2]
-    with_recompute = bench.flops_per_token(SHAPE_1B, 690, passes=3)
-    assert with_recompute == pytest.approx(1.5 * bench.flops_per_token(SHAPE_1B, 690, passes=2))
-    assert with_recompute == pytest.approx(3 * (2 * bench.parameters(SHAPE_1B) + 2 * 690 * 32 * 64 * 16))
+    assert abs(speed.parameters(SHAPE_1B) - 1.236e9) / 1.236e9 < 0.005
+    assert abs(speed.parameters(speed.LLAMA_32_SHAPES["3B"]) - 3.213e9) / 3.213e9 < 0.005
+    assert [speed.passes_per_token(g) for g in ("unsloth", "on", "off")] == [3, 3, 2]
+    with_recompute = speed.flops_per_token(SHAPE_1B, 690, passes=3)
+    assert with_recompute == pytest.approx(1.5 * speed.flops_per_token(SHAPE_1B, 690, passes=2))
+    assert with_recompute == pytest.approx(3 * (2 * speed.parameters(SHAPE_1B) + 2 * 690 * 32 * 64 * 16))
 
 
-def test_projection_is_bounded_by_the_h100_step_and_by_the_card():
-    record = {"shape": SHAPE_1B, "grad_accum_steps": 4, "gradient_checkpointing": "unsloth",
-              "numbers": {"steps_per_min": 30.0, "tokens_per_s": 2760.0, "samples_per_s": 4.0}}
-    card = bench.CARDS["rtx3070"]
-    slow = bench.project(record, card)
-    step_s = 2.0  # 30 steps/min on the H100; 5,520 tokens per step
-    compute_s = 5520 * bench.flops_per_token(SHAPE_1B, 690, 3) / (bench.EFFICIENCY * card.tflops * 1e12)
-    weights_s = 4 * 3 * bench.parameters(SHAPE_1B) * bench.BYTES_PER_PARAM_PASS / 448e9
-    expected_s = max(step_s, compute_s + weights_s)
-    assert slow["steps_per_min"] == pytest.approx(60 / expected_s, rel=0.01)
-    assert slow["finetome_epoch_h"] == pytest.approx(FINETOME_ROWS * TOKENS_PER_ROW / (5520 / expected_s) / 3600,
-                                                     rel=0.01)
-    fast = dict(record, numbers={"steps_per_min": 600.0, "tokens_per_s": 55200.0, "samples_per_s": 80.0})
-    assert bench.project(fast, card)["bound"] == "GPU" and bench.project(fast, card)["tokens_per_s"] < 55200
-    assert bench.project(record, bench.CARDS["quadro-rtx5000"])["tokens_per_s"] >= slow["tokens_per_s"]
-    # Without checkpointing: 2 passes; each micro-batch of 1,380 tokens runs as 2 passes of at most 1,024 tokens.
-    split = dict(fast, gradient_checkpointing="off", max_tokens_per_pass=1024)
-    compute_s = 5520 * bench.flops_per_token(SHAPE_1B, 690, 2) / (bench.EFFICIENCY * card.tflops * 1e12)
-    weights_s = 4 * 2 * 2 * bench.parameters(SHAPE_1B) * bench.BYTES_PER_PARAM_PASS / 448e9
-    assert bench.project(split, card)["steps_per_min"] == pytest.approx(60 / (compute_s + weights_s), rel=0.01)
+def emulated_record(tokens_per_s, tflops=57.0, gbs=630.0, card="rtx3070", **extra):
+    emulation = {"card": card, "card_name": cards.CARDS[card].name, "confined": True, "how": "test",
+                 "mps_share_percent": 5, "sms": 8, "slice_matmul_tflops": tflops, "slice_copy_gbs": gbs,
+                 "card_tflops": cards.CARDS[card].tflops, "card_gbs": 448.0, "dtype": "bfloat16", "vram_cap_gb": 7.0,
+                 "device_memory_limit_gb": 8}
+    numbers = {"tokens_per_s": tokens_per_s, "steps_per_min": 60.0, "peak_memory_gb": 4.0, "tokens_per_row": 690}
+    return {"shape": SHAPE_1B, "engine": "unsloth", "emulation": emulation, "numbers": numbers, **extra}
+
+
+def test_mfu_counts_the_model_flops_of_the_real_tokens_against_the_slice():
+    record = emulated_record(6000.0)
+    model_flops = 6000.0 * 2 * (2 * speed.parameters(SHAPE_1B) + 2 * 2 * 345 * 32 * 64 * 16)  # 2 passes
+    assert cards.mfu(record) == pytest.approx(model_flops / 57e12)
+    assert 0.5 < cards.mfu(record) < 0.6  # 6,000 real tokens/s of the 1B on 57 TFLOPS
+    # twice the slice's throughput for the same speed: half the utilization; gradient checkpointing is not credited
+    assert cards.mfu(emulated_record(6000.0, tflops=114.0)) == pytest.approx(cards.mfu(record) / 2)
+    assert cards.mfu({"numbers": {"tokens_per_s": 1.0}, "shape": SHAPE_1B}) is None  # not emulated
+
+
+def test_card_estimate_scales_the_slice_by_its_measured_ratio_to_the_card():
+    # a slice 1.4x the RTX 3070 in compute and in bandwidth: the card takes 1.4x as long
+    record = emulated_record(7000.0, tflops=40.6 * 1.4, gbs=448 * 1.4)
+    estimate = cards.card_estimate(record)
+    assert estimate["tokens_per_s"] == pytest.approx(5000.0, rel=1e-3)
+    assert estimate["finetome_epoch_h"] == pytest.approx(FINETOME_ROWS * TOKENS_PER_ROW / 5000.0 / 3600, rel=1e-3)
+    # compute and bandwidth weigh by the compute-bound share of the step
+    mixed = cards.card_estimate(emulated_record(7000.0, tflops=40.6 * 2, gbs=448.0))
+    assert mixed["tokens_per_s"] == pytest.approx(7000 / (cards.COMPUTE_SHARE * 2 + 1 - cards.COMPUTE_SHARE), rel=1e-3)
+    assert cards.card_estimate({"numbers": {"tokens_per_s": 1.0}}) is None
+
+
+def test_report_shows_emulated_sessions_with_mfu_and_the_card_estimate(tmp_path):
+    session = {"gpu": "NVIDIA H100 80GB HBM3", "session": "2026-11-24T10:00:00+00:00", "profile": "rtx3070",
+               "data": "finetome-like", "steps_asked": 30, "vram_cap_gb": 7.0, "dtype": "bfloat16", "versions": {}}
+    records = [emulated_record(2000.0, config="notebook", **session),
+               emulated_record(7000.0, tflops=40.6 * 1.4, gbs=448 * 1.4, config="tuned", **session),
+               {**emulated_record(1000.0, config="transformers", **session), "engine": "transformers"},
+               {"gpu": "NVIDIA H100 80GB HBM3", "session": "2026-11-23T10:00:00+00:00", "config": "tuned",
+                "engine": "unsloth", "numbers": {"tokens_per_s": 30000.0, "steps_per_min": 90.0,
+                                                 "peak_memory_gb": 4.0}}]
+    (tmp_path / "gpu.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    text = report.report(tmp_path)
+    emulated, full = text.index("## RTX 3070 8 GB, emulated"), text.index("## NVIDIA H100 80GB HBM3")
+    assert emulated < full  # the emulated cards come first: profiles are chosen there
+    assert "Emulated RTX 3070 8 GB on 8 SMs of NVIDIA H100 80GB HBM3" in text
+    tuned = next(line for line in text.splitlines() if line.startswith("| tuned | unsloth | 7,000 |"))
+    assert "| 3.50x | 7.00x |" in tuned and "| 5,000 |" in tuned
+    assert f"| {cards.mfu(records[1]):.0%} |" in tuned
+    assert "| tuned | unsloth | 30,000 | - | - | 90 |" in text  # a whole-GPU session keeps its own columns
 
 
 def test_committed_report_matches_the_committed_records():
     """benchmarks/RESULTS.md is `bench --report` of benchmarks/results/*.jsonl: regenerate it after a benchmark."""
-    assert (ROOT / "benchmarks" / "RESULTS.md").read_text() == bench.report(ROOT / "benchmarks" / "results")
+    assert (ROOT / "benchmarks" / "RESULTS.md").read_text() == report.report(ROOT / "benchmarks" / "results")
 
 
 def test_readme_bench_command_is_real():

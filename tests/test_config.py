@@ -54,16 +54,6 @@ def test_bad_settings_name_the_key_and_value(item, message):
         build([("--set", parse_set([item]))], "t")
 
 
-def test_max_tokens_per_pass_needs_padded_micro_batches():
-    """It splits a padded micro-batch by rows; packed or padding-free micro-batches are one row."""
-    for other in ("padding_free=auto", "padding_free=on", "packing=true"):
-        with pytest.raises(UserError, match="max_tokens_per_pass = 4096 splits padded micro-batches by rows") as e:
-            build([("--set", parse_set(["max_tokens_per_pass=4096", "padding_free=off", other]))], "t")
-        assert 'padding_free = "off"' in e.value.hint
-    config = build([("--set", parse_set(["max_tokens_per_pass=4096", "padding_free=off"]))], "t")
-    assert config.train.max_tokens_per_pass == 4096
-
-
 def test_unknown_setting_lists_valid_ones():
     with pytest.raises(UserError) as e:
         parse_set(["nope=1"])

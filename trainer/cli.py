@@ -73,6 +73,9 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--data", default="finetome-like", help="finetome-like (generated, default), sample or a file")
     bench.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
                        help="applied to every configuration, e.g. --set vram_cap_gb=8")
+    bench.add_argument("--emulate", metavar="CARD", choices=("rtx2060s", "rtx3070", "quadro-rtx5000"),
+                       help="run on a share of the GPU sized like this card (CUDA MPS), with its usable memory and "
+                       "dtype; the profile defaults to the card's")
     bench.add_argument("--report", action="store_true", help="render the records as markdown (--output)")
     bench.add_argument("--output", default="benchmarks/RESULTS.md", help="where --report writes")
 
@@ -160,13 +163,13 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     elif args.command == "bench":
         from pathlib import Path
 
-        from trainer import bench
+        from trainer.bench import report, sweep
 
         if args.report:
-            console.print(f"Wrote {bench.write_report(output=Path(args.output))}")
+            console.print(f"Wrote {report.write_report(output=Path(args.output))}")
         else:
-            configs = bench.configurations(args.engines, args.configs)
-            bench.run(args.profile, args.settings, flags(args), configs, args.steps, args.data)
+            configs = sweep.configurations(args.engines, args.configs, emulated=args.emulate is not None)
+            sweep.run(args.profile, args.settings, flags(args), configs, args.steps, args.data, card=args.emulate)
     elif args.command == "export":
         from trainer import export
 

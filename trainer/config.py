@@ -65,8 +65,9 @@ class TrainConfig:
     group_by_length: bool = False  # batches of similar lengths: little padding, few distinct shapes
     pad_to_multiple_of: int = 0  # round each batch's length up (few shapes for cached attention plans); 0: no
     cudnn_attention: bool = True  # torch's cuDNN SDPA backend; it re-plans for every new shape (CPU cost)
-    # A micro-batch of more padded tokens runs as several forward/backward passes over whole rows: activation memory
-    # is bounded by this, not by the longest batch (what lets a card train without gradient checkpointing). 0: off
+    # A micro-batch of more tokens runs as several forward/backward passes over whole rows or packed conversations:
+    # activation memory is bounded by this, not by the largest batch (what lets a card train without gradient
+    # checkpointing). 0: off. Halved for the rest of the run when a step runs out of GPU memory.
     max_tokens_per_pass: int = 0
     loss_type: str = "nll"  # nll | chunked_nll (TRL's chunked LM head + loss: less memory, plain transformers)
 
@@ -283,19 +284,9 @@ def build(flat_layers: list[tuple[str, dict[str, Any]]], profile: str) -> Config
             top[key] = value
     sections = {name: cls(**grouped.get(name, {})) for name, cls in _sections().items()}
     config = Config(**top, **sections)
-    check_combination(config.train)
     if not config.run.cache_dir:
         config = dataclasses.replace(config, run=dataclasses.replace(config.run, cache_dir=cache_dir()))
     return config
-
-
-def check_combination(train: TrainConfig) -> None:
-    """Settings that are valid alone but not together (the profile and --set combined)."""
-    if train.max_tokens_per_pass and (train.packing or train.padding_free != "off"):
-        raise UserError(f"train.max_tokens_per_pass = {train.max_tokens_per_pass} splits padded micro-batches by rows, "
-                        f"but with packing = {str(train.packing).lower()} and padding_free = \"{train.padding_free}\" "
-                        "a micro-batch can be one flattened row",
-                        'Set padding_free = "off" and packing = false, or max_tokens_per_pass = 0.')
 
 
 def cache_dir() -> str:

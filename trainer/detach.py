@@ -92,12 +92,12 @@ def follow(run: RunDir, poll_s: float = 0.5) -> int:
     elif state == "died":
         console.print(f"[red]Run {escape(run.path.name)} died[/]: its process is gone without recording how it "
                       f"ended (killed, or it failed while loading; see {escape(str(run.log_file))}). "
-                      f"Continue it with: python -m trainer --resume --run-dir {escape(str(run.path))}")
+                      f"Continue it with: {escape(run.resume_command)}")
     elif state == "failed":
         console.print(f"[red]Run {escape(run.path.name)} failed[/]: {escape(str(status.get('error', '?')))}")
     else:
         console.print(f"[yellow]Run {escape(run.path.name)} was stopped[/] at step {status.get('step', '?')}; "
-                      f"continue with: python -m trainer --resume --run-dir {escape(str(run.path))}")
+                      f"continue with: {escape(run.resume_command)}")
     return EXIT_CODES[state]
 
 

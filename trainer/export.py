@@ -215,7 +215,7 @@ def model_card(source: Source, cache_dir: str, adapter_only: bool, repo_id: str 
     """README.md for the Hub: YAML front matter (huggingface_hub's ModelCardData) and what a user needs to know."""
     from huggingface_hub import ModelCard, ModelCardData
 
-    from trainer import bench
+    from trainer import speed
 
     cfg = source.config
     base, dataset = source.base_name, cfg["data"]["dataset"]
@@ -228,7 +228,7 @@ def model_card(source: Source, cache_dir: str, adapter_only: bool, repo_id: str 
     metrics = source.run.read_metrics()
     steps = [m for m in metrics if "loss" in m]
     evals = [m for m in metrics if "eval_loss" in m]
-    speed = bench.summarize(source.run)
+    numbers = speed.summarize(source.run)
     repo = repo_id or "USER/NAME"
     train, lora = cfg["train"], cfg["lora"]
     hyper = {
@@ -245,8 +245,8 @@ def model_card(source: Source, cache_dir: str, adapter_only: bool, repo_id: str 
         "training time": f"{steps[-1]['elapsed_s']:.0f} s" if steps else "unknown",
         "final train loss": f"{steps[-1]['loss']:.4f}" if steps else "unknown",
         "final eval loss": f"{evals[-1]['eval_loss']:.4f}" if evals else "not evaluated",
-        "steps/min": speed.get("steps_per_min", "n/a"), "tokens/s": speed.get("tokens_per_s", "n/a"),
-        "peak memory (GB)": speed.get("peak_memory_gb", "n/a"),
+        "steps/min": numbers.get("steps_per_min", "n/a"), "tokens/s": numbers.get("tokens_per_s", "n/a"),
+        "peak memory (GB)": numbers.get("peak_memory_gb", "n/a"),
     }
     if adapter_only:
         load = (f"from peft import AutoPeftModelForCausalLM\nfrom transformers import AutoTokenizer\n\n"

@@ -12,9 +12,9 @@ from typing import Any
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from transformers import TrainerCallback
 
-from trainer.bench import since_process_start
 from trainer.console import console
 from trainer.runs import RunDir
+from trainer.speed import since_process_start
 
 
 def memory(on_gpu: bool) -> dict[str, float]:

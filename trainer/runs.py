@@ -28,7 +28,8 @@ class RunDir:
     log_file = property(lambda self: self.path / "train.log")  # a detached run's console output
     launch = property(lambda self: self.path / "launch.json")  # the detached process: pid, start time, command
     data_stats = property(lambda self: self.path / "data.json")  # rows and tokens trained on (data.build's stats)
-    benchmark = property(lambda self: self.path / "benchmark.json")  # the run's speed, memory and projections
+    benchmark = property(lambda self: self.path / "benchmark.json")  # the run's speed and memory (trainer/speed.py)
+    resume_command = property(lambda self: f"python -m trainer --resume --run-dir {self.path}")
 
     @classmethod
     def create(cls, config: Config) -> RunDir:

@@ -5,6 +5,8 @@ Imported only once training starts, after the engine is chosen: unsloth must be 
 
 from __future__ import annotations
 
+import functools
+import gc
 import os
 import shutil
 import signal
@@ -16,17 +18,19 @@ from transformers import TrainerCallback
 from transformers.trainer_utils import rotate_checkpoints
 from trl import SFTTrainer
 
-from trainer import checkpoints
+from trainer import checkpoints, passes
+from trainer.config import Config
 from trainer.console import console
 from trainer.errors import UserError
 from trainer.runs import RunDir
 
 
 class Trainer(SFTTrainer):
-    def __init__(self, *args: Any, run: RunDir, max_tokens_per_pass: int = 0, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, run: RunDir, config: Config, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.run = run
-        self.max_tokens_per_pass = max_tokens_per_pass
+        self.config = config
+        self.max_tokens_per_pass = config.train.max_tokens_per_pass  # lowered for good after running out of memory
         self.pending_tokens: Any = 0  # real tokens of the batches since the last log, a GPU tensor while training
         if self.args.fp16:
             # TRL casts a 4-bit model's LoRA weights to bf16, whose gradients fp16's GradScaler cannot unscale (seen
@@ -36,23 +40,55 @@ class Trainer(SFTTrainer):
                     param.data = param.data.float()
 
     def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> Any:
-        """A micro-batch of more than `max_tokens_per_pass` padded tokens runs as several forward/backward passes over
-        whole rows, so only one pass's activations are alive at a time. Exact where the Trainer divides each pass's
-        summed loss by the token count of the whole optimizer step (num_items_in_batch): the passes add up to the
-        micro-batch's loss and gradients."""
-        rows, width = inputs["input_ids"].shape
-        per_pass = max(1, self.max_tokens_per_pass // width) if self.max_tokens_per_pass else rows
-        if per_pass >= rows:
-            return super().training_step(model, inputs, num_items_in_batch)
+        """The micro-batch as passes of at most `max_tokens_per_pass` tokens (trainer/passes.py), so only one pass's
+        activations are alive at a time. When a pass runs out of GPU memory (another program took some), the
+        gradients are put back as they were, and the micro-batch runs again as passes of half the tokens; the smaller
+        budget is kept. Only when one row or conversation alone does not fit does training stop, with a checkpoint."""
+        saved = [p.grad.clone() if p.grad is not None else None for p in self.trainable]
+        while True:
+            parts = passes.split(inputs, self.max_tokens_per_pass)
+            if len(parts) > 1:
+                self.check_split_is_exact(num_items_in_batch)
+            try:
+                loss = 0
+                for part in parts:
+                    loss = loss + super().training_step(model, part, num_items_in_batch)
+                return loss
+            except torch.OutOfMemoryError:
+                pass  # handled below, outside this block: its traceback holds the failed pass's tensors
+            for param, grad in zip(self.trainable, saved, strict=True):
+                param.grad = grad
+            free_gpu_memory()
+            budget = max(passes.tokens(part) for part in parts) // 2
+            if budget < passes.smallest_pass(inputs) or num_items_in_batch is None:
+                self.stop_out_of_memory(model, inputs)
+            self.max_tokens_per_pass = budget
+            console.print(f"[yellow]Out of GPU memory on a micro-batch of {passes.tokens(inputs)} tokens: running it "
+                          f"again, and from now on, as passes of at most {budget} tokens[/]")
+
+    @functools.cached_property
+    def trainable(self) -> list[torch.nn.Parameter]:
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    def check_split_is_exact(self, num_items_in_batch: Any) -> None:
         if num_items_in_batch is None or not (self.model_accepts_loss_kwargs or self.compute_loss_func):
             raise UserError("train.max_tokens_per_pass needs a loss summed over the step's tokens; this model's loss "
                             "is a mean per micro-batch, which split passes would weigh wrongly",
                             "Set max_tokens_per_pass = 0 (and gradient checkpointing on, if memory runs out).")
-        loss = 0
-        for start in range(0, rows, per_pass):
-            part = {key: value[start:start + per_pass] for key, value in inputs.items()}
-            loss = loss + super().training_step(model, part, num_items_in_batch)
-        return loss
+
+    def stop_out_of_memory(self, model: Any, inputs: dict[str, Any]) -> None:
+        """A checkpoint of the last completed step, then a UserError with the fixes not already in force."""
+        self._save_checkpoint(model, trial=None)
+        piece = "conversation" if passes.is_flattened(inputs) else "row"
+        fixes = ["close other programs that use the GPU"]
+        if self.config.train.gradient_checkpointing == "off":
+            fixes.append("turn gradient checkpointing on (--set gradient_checkpointing=unsloth)")
+        if self.config.model.max_seq_length > 256:
+            fixes.append(f"train shorter rows (--set max_seq_length={self.config.model.max_seq_length // 2})")
+        hint = ", ".join(fixes[:-1]) + (" or " if len(fixes) > 1 else "") + fixes[-1]
+        raise UserError(f"out of GPU memory: one {piece} of {passes.smallest_pass(inputs)} tokens does not fit in "
+                        f"what is free on the GPU (checkpoint-{self.state.global_step} saved)",
+                        f"{hint[0].upper()}{hint[1:]}; then continue with: {self.run.resume_command}")
 
     def _track_num_input_tokens(self, inputs: dict[str, Any]) -> None:
         """Real (non-padding) tokens, summed on the GPU and read when logging or saving: the Trainer's own count
@@ -132,3 +168,9 @@ class GracefulStop(TrainerCallback):
             control.should_training_stop = True
         elif state.global_step >= state.max_steps:
             control.should_save = True  # the last step is always checkpointed
+
+
+def free_gpu_memory() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

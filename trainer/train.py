@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from trainer import bench, checkpoints, data, engines, profiles
+from trainer import checkpoints, data, engines, profiles, speed
 from trainer.config import Config, TrainConfig
 from trainer.console import config_table, console
 from trainer.errors import Stopped, UserError
@@ -27,18 +27,18 @@ def main(config: Config, profile_reason: str, resume_from: Path | None = None) -
         cap_vram(config.run.vram_cap_gb, gpu)
     examples = data.load(config)  # every data problem surfaces here, before the slow model load
     console.print(f"Data: {len(examples)} {examples.format} rows from {config.data.dataset}")
-    startup = {"data_read": bench.since_process_start()}
+    startup = {"data_read": speed.since_process_start()}
     engine, why = engines.choose(config, gpu)
-    startup["engine_imported"] = bench.since_process_start()
+    startup["engine_imported"] = speed.since_process_start()
     console.print(f"Engine [bold]{engine}[/]: {why}")
     model, tokenizer = engines.get(engine).load(config, gpu)
-    startup["model_loaded"] = bench.since_process_start()
+    startup["model_loaded"] = speed.since_process_start()
     if gpu is not None:
         import torch
 
         torch.backends.cuda.enable_cudnn_sdp(config.train.cudnn_attention)
     prepared = data.build(config, examples, tokenizer)
-    startup["data_tokenized"] = bench.since_process_start()
+    startup["data_tokenized"] = speed.since_process_start()
     stats = prepared.stats
     console.print(
         f"Tokenized {stats['train_rows']} train / {stats['eval_rows']} eval rows; tokens per row "
@@ -73,21 +73,21 @@ def main(config: Config, profile_reason: str, resume_from: Path | None = None) -
     except Stopped:
         run.set_status("interrupted", profile=config.profile, engine=engine, step=trainer.state.global_step)
         console.print(f"[yellow]Stopped at step {trainer.state.global_step}; checkpoint saved.[/] Continue with:\n"
-                      f"  {resume_command(run)}")
+                      f"  {run.resume_command}")
         raise
     except KeyboardInterrupt:
         run.set_status("interrupted", profile=config.profile, engine=engine)
-        console.print(f"Aborted. Continue from the last checkpoint with:\n  {resume_command(run)}")
+        console.print(f"Aborted. Continue from the last checkpoint with:\n  {run.resume_command}")
         raise
     except BaseException as e:
         run.set_status("failed", profile=config.profile, engine=engine, error=f"{type(e).__name__}: {e}")
         raise
     run.set_status("completed", profile=config.profile, engine=engine, steps=trainer.state.global_step)
-    speed = bench.write_run_benchmark(run, config, engine)
+    numbers = speed.write_run_benchmark(run, config, engine)
     console.print(f"[green]Done.[/] LoRA adapter: {run.adapter}  loss plot: {run.plot}")
-    if speed.get("tokens_per_s"):
-        console.print(f"Speed: {speed['steps_per_min']} steps/min, {speed['tokens_per_s']:,.0f} real tokens/s, peak "
-                      f"{speed['peak_memory_gb']} GB; details in {run.benchmark}")
+    if numbers.get("tokens_per_s"):
+        console.print(f"Speed: {numbers['steps_per_min']} steps/min, {numbers['tokens_per_s']:,.0f} real tokens/s, "
+                      f"peak {numbers['peak_memory_gb']} GB; details in {run.benchmark}")
     return run
 
 
@@ -145,10 +145,6 @@ def resume(profile: str, settings: list[str], flags: dict[str, Any], checkpoint:
             raise UserError(f"{run.path} has no complete checkpoint to resume from",
                             "Start it again without --resume (and a new --run-dir).")
     return main(config, f"resuming {run.path}", resume_from=path)
-
-
-def resume_command(run: RunDir) -> str:
-    return f"python -m trainer --resume --run-dir {run.path}"
 
 
 def cap_vram(cap_gb: float, gpu: profiles.Gpu) -> None:
@@ -227,18 +223,18 @@ def make_trainer(config: Config, gpu: profiles.Gpu | None, model: Any, tokenizer
         processing_class=tokenizer,
         callbacks=[*callbacks, metrics],  # last: it logs when the others decided to save or stop
         run=run,
-        max_tokens_per_pass=config.train.max_tokens_per_pass,
+        config=config,
     )
     trainer.remove_callback(PrinterCallback)  # MetricsCallback is the one display
     metrics.scaler = trainer.accelerator.scaler  # fp16 only: the GradScaler, whose loss scale is logged
-    startup["trainer_built"] = bench.since_process_start()
+    startup["trainer_built"] = speed.since_process_start()
     return trainer
 
 
 def eval_share(train: TrainConfig, eval_rows: int) -> float:
     """Evaluation's GPU work against training's: every eval_every_steps, one forward pass over the eval rows; every
-    step, bench.passes_per_token passes over its rows."""
-    passes = bench.passes_per_token(train.gradient_checkpointing)
+    step, speed.passes_per_token passes over its rows."""
+    passes = speed.passes_per_token(train.gradient_checkpointing)
     return eval_rows / (train.eval_every_steps * train.micro_batch_size * train.grad_accum_steps * passes)
 
 

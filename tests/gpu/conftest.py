@@ -17,7 +17,7 @@ import torch
 
 from tests import models
 from tests.conftest import ROOT
-from trainer import bench
+from trainer import speed
 from trainer.runs import RunDir
 
 TOKENIZER_SOURCE = Path(os.environ.get("TRAINER_GPU_TOKENIZER", ROOT / ".gpu" / "smol-tokenizer"))
@@ -52,10 +52,10 @@ def llama_3b(llama_tokenizer_gpu, tmp_path_factory) -> Path:
 
 def record(name: str, run: RunDir | None, passed: bool, **facts) -> dict:
     """Write benchmarks/results/<date>-<name>.json: environment, run summary, the test's own facts, pass/fail."""
-    env = bench.environment()
+    env = speed.environment()
     data = {"test": name, "passed": passed, **env, **facts}
     if run is not None and run.metrics.exists():
-        data["summary"] = bench.summarize(run)
+        data["summary"] = speed.summarize(run)
     RECORDS.mkdir(parents=True, exist_ok=True)
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name)
     path = RECORDS / f"{env['date'][:10]}-{slug}.json"

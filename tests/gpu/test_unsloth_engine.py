@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import run_cli
 from tests.gpu.conftest import record
-from trainer import bench
+from trainer import speed
 from trainer.config import resolve
 from trainer.runs import RunDir
 
@@ -65,7 +65,7 @@ def test_unsloth_matches_transformers_engine(llama_1b, tmp_path):
     record("parity-unsloth-vs-transformers-1b", runs["unsloth"], passed, profile="rtx3070", engine="unsloth",
            tolerance=PARITY_TOLERANCE,
            unsloth_losses=a, transformers_losses=b, max_relative_difference=max(relative, default=None),
-           transformers_summary=bench.summarize(runs["transformers"]))
+           transformers_summary=speed.summarize(runs["transformers"]))
     assert all(code == 0 for code, _ in outputs.values()), outputs
     assert passed, {"relative": relative, "unsloth": a, "transformers": b}
 

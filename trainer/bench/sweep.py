@@ -1,0 +1,142 @@
+"""`python -m trainer bench`: train each configuration for a few steps in its own process and record it.
+
+The configurations are the tuned profile, the Unsloth notebook's recipe and plain transformers + PEFT at its best
+settings (plus any `--config NAME:KEY=VALUE,...`). Each record is the run's own benchmark.json with the session's
+facts added, appended to benchmarks/results/<gpu>.jsonl as soon as it exists. With `--emulate CARD` every
+configuration runs on a card-sized share of the GPU (trainer/bench/emulate.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+from trainer import speed
+from trainer.bench import emulate, report
+from trainer.bench.cards import CARDS
+from trainer.config import resolve
+from trainer.console import console
+from trainer.errors import UserError
+from trainer.runs import RunDir
+
+# The Unsloth Llama 3.2 notebook as people copy it: batch 2 x accumulation 4, no packing, Unsloth's defaults.
+NOTEBOOK = ("engine=unsloth", "micro_batch_size=2", "grad_accum_steps=4", "packing=false", "padding_free=auto",
+            "group_by_length=false", "pad_to_multiple_of=0", "cudnn_attention=true", "gradient_checkpointing=unsloth",
+            "max_tokens_per_pass=0", "load_in_4bit=true")
+# Plain transformers + PEFT + bitsandbytes QLoRA at its best settings: the fastest of those measured on the H100 under
+# an 8 GB cap (benchmarks/RESULTS.md): packed rows, PEFT's gradient checkpointing, TRL's chunked loss so the
+# 128k-vocabulary logits fit, no cuDNN attention. Grouped batches of 4 x 2 ran 25% slower; of 8, out of memory.
+TRANSFORMERS = ("engine=transformers", "packing=true", "padding_free=auto", "micro_batch_size=2", "grad_accum_steps=1",
+                "cudnn_attention=false", "gradient_checkpointing=on", "loss_type=chunked_nll", "max_tokens_per_pass=0",
+                "load_in_4bit=true")
+CONFIGS: dict[str, tuple[str, ...]] = {"tuned": (), "notebook": NOTEBOOK, "transformers": TRANSFORMERS}
+
+
+def configurations(engines: str | None, custom: list[str], emulated: bool = False) -> list[str]:
+    """--engines unsloth,transformers picks the built-in configurations; --config NAME:SETTINGS adds one."""
+    if engines is None:
+        engines = "" if custom else "unsloth,transformers"
+    names = [e.strip() for e in engines.split(",") if e.strip()]
+    unknown = set(names) - {"unsloth", "transformers"}
+    if unknown:
+        raise UserError(f"--engines {engines}: unknown engine {', '.join(sorted(unknown))}",
+                        "Use --engines unsloth,transformers (or one of them).")
+    if "unsloth" in names and not emulated:  # an emulated session measures the GPU in its own processes
+        from trainer.profiles import detect_gpu
+
+        if detect_gpu() is None:
+            raise UserError("the unsloth configurations (tuned, notebook) need an NVIDIA GPU; none was detected",
+                            "On the CPU use --engines transformers, or --config NAME:key=value,...")
+    return (["tuned", "notebook"] if "unsloth" in names else []) + (
+        ["transformers"] if "transformers" in names else []) + custom
+
+
+def run(profile: str, settings: list[str], flags: dict[str, Any], configs: list[str], steps: int, data: str,
+        card: str | None = None, results: Path = report.RESULTS) -> list[dict[str, Any]]:
+    """Train each configuration for `steps` steps in its own process, one after the other; record and compare.
+    With `card`, on that card's share of the GPU, its usable memory and its dtype."""
+    if not configs:
+        raise UserError("no configuration to benchmark", "Use --engines unsloth,transformers or --config NAME:...")
+    if steps < 2:
+        raise UserError(f"--steps {steps} is too few to measure speed", "Use --steps 10 or more (default 30).")
+    if card is not None and card not in CARDS:
+        raise UserError(f"--emulate {card}: no such card", f"Use one of {', '.join(CARDS)}.")
+    if card is not None:
+        settings = [*settings, f"vram_cap_gb={CARDS[card].usable_gb:g}", f"dtype={CARDS[card].dtype}"]
+        profile = CARDS[card].profile if profile == "auto" else profile
+    chosen = [parse_config(text) for text in configs]
+    base, reason = resolve(profile, settings, flags)  # bad profiles and settings fail here, before any training
+    for _, extra in chosen:
+        resolve(profile, [*settings, *extra], flags)
+    records = []
+    with tempfile.TemporaryDirectory(prefix="trainer-bench-") as work:
+        with emulate.card_slice(card, Path(work)) if card else nullcontext() as confined:
+            env = confined.environment if confined else speed.environment()
+            session: dict[str, Any] = {**env, "session": env["date"]}
+            if confined:
+                session["emulation"] = confined.facts
+            where = f"an emulated {CARDS[card].name}" if card else env.get("gpu") or "the CPU"
+            console.print(f"Benchmark of profile [bold]{base.profile}[/] ({reason}) on {where}: "
+                          f"{', '.join(name for name, _ in chosen)}; {steps} steps each on {data}")
+            path = results / f"{slug(env.get('gpu') or 'cpu')}.jsonl"
+            for name, extra in chosen:
+                records.append(run_one(profile, settings, flags, name, extra, steps, data, Path(work) / name,
+                                       session, confined.env if confined else {}))
+                results.mkdir(parents=True, exist_ok=True)
+                with path.open("a", encoding="utf-8") as f:  # each record as soon as it exists
+                    f.write(json.dumps(records[-1]) + "\n")
+    console.print(report.comparison_table(records))
+    console.print(f"Recorded in {path}; `python -m trainer bench --report` renders all records.")
+    return records
+
+
+def parse_config(text: str) -> tuple[str, tuple[str, ...]]:
+    """"tuned", "notebook", "transformers", or "NAME:key=value,key=value" (the profile with those settings)."""
+    name, _, spec = text.partition(":")
+    if not spec:
+        if name not in CONFIGS:
+            raise UserError(f"unknown benchmark configuration '{text}'",
+                            f"Use {', '.join(CONFIGS)} or NAME:key=value,key=value.")
+        return name, CONFIGS[name]
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        raise UserError(f"benchmark configuration name '{name}' must be letters, digits, '.', '_' or '-'",
+                        "e.g. --config 'big-batch:micro_batch_size=8,grad_accum_steps=1'")
+    return name, tuple(s.strip() for s in spec.split(",") if s.strip())
+
+
+def run_one(profile: str, settings: list[str], flags: dict[str, Any], name: str, extra: tuple[str, ...], steps: int,
+            data: str, folder: Path, session: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
+    options = [*settings, "eval_size=0", f"save_every_steps={steps + 1000}", *extra]
+    command = [sys.executable, "-m", "trainer", "train", "--profile", profile, "--dataset", data,
+               "--max-steps", str(steps), "--run-dir", str(folder / "run")]
+    if flags.get("model.name"):
+        command += ["--model", str(flags["model.name"])]
+    for option in options:
+        command += ["--set", option]
+    console.print(f"[bold]{name}[/]: {' '.join(extra) or 'the profile as is'}")
+    folder.mkdir(parents=True)
+    log = folder / "train.log"
+    started = time.perf_counter()
+    with log.open("w") as out:
+        code = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **env}).returncode
+    run = RunDir(folder / "run")
+    record: dict[str, Any] = {**session, "config": name, "options": list(extra),
+                              "wall_s": round(time.perf_counter() - started, 1), "steps_asked": steps, "data": data}
+    if code != 0 or not run.benchmark.exists():
+        tail = log.read_text(errors="replace")[-2000:]
+        console.print(f"[red]{name} failed (exit {code})[/]; the end of its log:\n{tail}")
+        return {**record, "failed": f"exit code {code}", "log_tail": tail}
+    measured = json.loads(run.benchmark.read_text())  # the run's own benchmark.json (speed.write_run_benchmark)
+    return {**measured, **record, "date": measured["date"]}
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-").lower()
