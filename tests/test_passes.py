@@ -121,7 +121,8 @@ def test_out_of_memory_on_a_single_row_stops_with_a_checkpoint_and_the_fix(tiny_
     out_of_memory_when(trainer, lambda call, _: call > 3)  # steps 1-3 fit (one pass each); then nothing does
     with pytest.raises(UserError) as e:
         trainer.train()
-    assert re.search(r"out of GPU memory: one row of \d+ tokens does not fit .* \(checkpoint-3 saved\)", e.value.message)
+    message = e.value.message
+    assert re.search(r"out of GPU memory: one row of \d+ tokens does not fit .* \(checkpoint-3 saved\)", message)
     assert "gradient_checkpointing=unsloth" in e.value.hint and "max_seq_length=256" in e.value.hint
     assert f"--resume --run-dir {tmp_path / 'run'}" in e.value.hint
     saved = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())

@@ -2,6 +2,8 @@
 
 The host has no network: the tokenizer (SmolLM2's vocabulary with Llama 3's special tokens and Meta's Llama 3.2
 template) is built from tokenizer files carried in `.gpu/smol-tokenizer` (or $TRAINER_GPU_TOKENIZER).
+Models already built by `python benchmarks/gpu_models.py DIR 1B 3B` are reused from $TRAINER_GPU_MODELS (DIR), so
+that the pytest process need not touch the GPU before MPS confines the processes it starts.
 Records go to $TRAINER_RECORDS_DIR (default benchmarks/results/).
 """
 
@@ -22,6 +24,7 @@ from trainer.runs import RunDir
 
 TOKENIZER_SOURCE = Path(os.environ.get("TRAINER_GPU_TOKENIZER", ROOT / ".gpu" / "smol-tokenizer"))
 RECORDS = Path(os.environ.get("TRAINER_RECORDS_DIR", ROOT / "benchmarks" / "results"))
+BUILT = Path(os.environ.get("TRAINER_GPU_MODELS", "/nonexistent"))
 
 
 def pytest_collection_modifyitems(config, items):
@@ -33,21 +36,22 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(skip)
 
 
-@pytest.fixture(scope="session")
-def llama_tokenizer_gpu(tmp_path_factory) -> Path:
-    return models.llama32_tokenizer(TOKENIZER_SOURCE, tmp_path_factory.mktemp("llama32-tokenizer"))
+def random_llama(size: str, tmp_path_factory) -> Path:
+    built = BUILT / f"llama-3.2-{size}-random"
+    if built.is_dir():
+        return built
+    tokenizer = models.llama32_tokenizer(TOKENIZER_SOURCE, tmp_path_factory.mktemp("llama32-tokenizer"))
+    return models.random_llama(tokenizer, tmp_path_factory.mktemp("models") / built.name, **models.llama32_shape(size))
 
 
 @pytest.fixture(scope="session")
-def llama_1b(llama_tokenizer_gpu, tmp_path_factory) -> Path:
-    return models.random_llama(llama_tokenizer_gpu, tmp_path_factory.mktemp("models") / "llama-3.2-1b-random",
-                               **models.llama32_shape("1B"))
+def llama_1b(tmp_path_factory) -> Path:
+    return random_llama("1B", tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
-def llama_3b(llama_tokenizer_gpu, tmp_path_factory) -> Path:
-    return models.random_llama(llama_tokenizer_gpu, tmp_path_factory.mktemp("models") / "llama-3.2-3b-random",
-                               **models.llama32_shape("3B"))
+def llama_3b(tmp_path_factory) -> Path:
+    return random_llama("3B", tmp_path_factory)
 
 
 def record(name: str, run: RunDir | None, passed: bool, **facts) -> dict:

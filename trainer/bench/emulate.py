@@ -97,7 +97,6 @@ def card_slice(name: str, work: Path) -> Iterator[Slice]:
     """Processes started with `Slice.env` run on a share of the GPU sized for card `name`: the smallest share tried
     whose matmul throughput reaches the card's, starting from FIRST_SHARE."""
     card = CARDS[name]
-    limits = {"CUDA_MPS_PINNED_DEVICE_MEM_LIMIT": f"0={card.memory_gb}G"}  # the card's memory, context included
     with mps_daemon(work) as (mps_env, why):
         if mps_env is None:
             console.print(f"[yellow]Not confined: {why}. The configurations run on the whole GPU, with the card's "
@@ -107,7 +106,7 @@ def card_slice(name: str, work: Path) -> Iterator[Slice]:
             return
         share, measured = FIRST_SHARE, {}
         for _ in range(TRIES):
-            env = {**mps_env, **limits, "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE": str(share)}
+            env = confined(card, mps_env, share)
             measured = calibrate(card, env)
             console.print(f"MPS share {share}%: {measured['environment']['sms']} SMs, "
                           f"{measured['matmul_tflops']:g} TFLOPS {card.dtype} matmul, {measured['copy_gbs']:g} GB/s "
@@ -116,6 +115,13 @@ def card_slice(name: str, work: Path) -> Iterator[Slice]:
                 break
             share = min(100, math.ceil(share * card.tflops / measured["matmul_tflops"] * 1.05))
         yield Slice(env, facts(card, share, measured, why), measured["environment"])
+
+
+def confined(card: Card, mps_env: dict[str, str], share: int) -> dict[str, str]:
+    """The environment of a process confined to `share` percent of the SMs and to the card's memory (the CUDA
+    context included, as on the card)."""
+    return {**mps_env, "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE": str(share),
+            "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT": f"0={card.memory_gb}G"}
 
 
 def facts(card: Card, share: int | None, measured: dict[str, Any], why: str) -> dict[str, Any]:

@@ -1,0 +1,109 @@
+"""Each profile on its emulated card, and out-of-memory steps that heal, on the CUDA host.
+
+The profiles are checked with worst-case rows (every row max_seq_length tokens) on a share of the GPU's SMs confined
+by CUDA MPS to the card's memory (context included), with torch capped at what the card leaves for training (7 GB of
+an 8 GB card, 15 of 16: the desktop and the driver hold the rest). Each test writes a record under benchmarks/results/.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import pytest
+
+from tests.conftest import run_cli
+from tests.gpu.conftest import record
+from trainer.bench import emulate
+from trainer.bench.cards import CARDS
+from trainer.config import resolve
+from trainer.runs import RunDir
+
+
+def worst_case_dataset(path, rows=64, seed=0):
+    """Every conversation longer than any profile's max_seq_length, so every training row is truncated to it."""
+    rng = random.Random(seed)
+    words = "alpha beta gamma delta epsilon zeta theta kappa lambda sigma omega river stone cloud light".split()
+    with path.open("w") as f:
+        for _ in range(rows):
+            answer = " ".join(rng.choice(words) for _ in range(3000))
+            f.write(json.dumps({"conversations": [{"from": "human", "value": "Write a long text."},
+                                                  {"from": "gpt", "value": answer}]}) + "\n")
+    return path
+
+
+def train(model, run_dir, *args, env=None):
+    return run_cli("--model", str(model), "--run-dir", str(run_dir), "--set", "log_every_s=0", "--set", "eval_size=0",
+                   "--set", "engine=unsloth", *args, timeout=900, env=env)
+
+
+@pytest.mark.parametrize("profile", ["rtx2060s", "rtx3070", "quadro-rtx5000"])
+def test_profile_fits_its_emulated_card(profile, llama_1b, llama_3b, tmp_path):
+    config, _ = resolve(profile)
+    card = CARDS[profile]
+    model = llama_3b if "3B" in config.model.name else llama_1b
+    run = RunDir(tmp_path / "run")
+    with emulate.mps_daemon(tmp_path) as (mps_env, why):
+        env = emulate.confined(card, mps_env, emulate.FIRST_SHARE) if mps_env is not None else {}
+        result = train(model, run.path, "--profile", profile, "--dataset",
+                       str(worst_case_dataset(tmp_path / "long.jsonl")), "--max-steps", "12",
+                       "--set", f"vram_cap_gb={card.usable_gb}", env=env)
+    out = result.stdout + result.stderr
+    metrics = [m for m in run.read_metrics() if "loss" in m]
+    values = [m["loss"] for m in metrics]
+    peak = max((m.get("memory_reserved_gb", 0) for m in metrics), default=None)
+    rows_per_step = config.train.micro_batch_size * config.train.grad_accum_steps
+    full_rows = bool(metrics) and all(m["tokens"] == m["step"] * rows_per_step * config.model.max_seq_length
+                                      for m in metrics)
+    fp16 = config.model.dtype == "float16"
+    scaled = not fp16 or all("loss_scale" in m for m in metrics)
+    passed = (result.returncode == 0 and len(values) == 12 and all(math.isfinite(v) for v in values)
+              and full_rows and scaled and peak is not None and peak <= card.usable_gb
+              and "Out of GPU memory" not in out)
+    record(f"profile-fits-{profile}", run, passed, profile=profile, engine="unsloth", vram_cap_gb=card.usable_gb,
+           dtype=config.model.dtype, model=f"Llama-3.2-{'3B' if '3B' in config.model.name else '1B'} shape, random",
+           emulation={"card": profile, "confined": mps_env is not None, "how": why,
+                      "mps_share_percent": emulate.FIRST_SHARE if mps_env is not None else None,
+                      "device_memory_limit_gb": card.memory_gb if mps_env is not None else None},
+           settings={k: v for k, v in config.to_dict()["train"].items()
+                     if k in ("micro_batch_size", "grad_accum_steps", "packing", "padding_free",
+                              "gradient_checkpointing", "max_tokens_per_pass")},
+           max_seq_length=config.model.max_seq_length, every_row_full_length=full_rows,
+           peak_reserved_gb=peak, headroom_gb=round(card.usable_gb - peak, 2) if peak is not None else None,
+           loss_scales=[m.get("loss_scale") for m in metrics] if fp16 else None, losses=values)
+    assert passed, out[-3000:]
+
+
+def test_out_of_memory_heals_with_smaller_passes(llama_1b, tmp_path):
+    """Sixteen rows of 2048 tokens without gradient checkpointing in one pass need far more than 7 GB: each step that
+    runs out of memory runs again in halved passes, and the run goes on at the budget that fits."""
+    run = RunDir(tmp_path / "run")
+    result = train(llama_1b, run.path, "--profile", "rtx3070", "--dataset",
+                   str(worst_case_dataset(tmp_path / "long.jsonl")), "--max-steps", "6",
+                   "--set", "vram_cap_gb=7", "--set", "gradient_checkpointing=off", "--set", "packing=false",
+                   "--set", "padding_free=off", "--set", "micro_batch_size=16", "--set", "grad_accum_steps=1",
+                   "--set", "max_tokens_per_pass=0")
+    out = " ".join((result.stdout + result.stderr).split())
+    healed = [line for line in out.split("Out of GPU memory on a micro-batch")[1:]]
+    values = [m["loss"] for m in run.read_metrics() if "loss" in m]
+    passed = (result.returncode == 0 and len(healed) >= 1 and len(values) == 6
+              and all(math.isfinite(v) for v in values))
+    record("out-of-memory-heals-rtx3070", run, passed, profile="rtx3070", engine="unsloth", vram_cap_gb=7,
+           dtype="bfloat16", retries=[h[:120] for h in healed], losses=values)
+    assert passed, out[-3000:]
+
+
+def test_out_of_memory_on_one_row_stops_with_a_checkpoint(llama_1b, tmp_path):
+    run = RunDir(tmp_path / "run")
+    result = train(llama_1b, run.path, "--profile", "rtx3070", "--dataset",
+                   str(worst_case_dataset(tmp_path / "long.jsonl")), "--max-steps", "4",
+                   "--set", "vram_cap_gb=1.6", "--set", "gradient_checkpointing=off", "--set", "packing=false",
+                   "--set", "padding_free=off", "--set", "micro_batch_size=2", "--set", "grad_accum_steps=1")
+    out = result.stdout + result.stderr
+    flat = " ".join(out.split())
+    passed = (result.returncode == 2 and "Traceback" not in out and "one row of 2048 tokens does not fit" in flat
+              and "--resume --run-dir" in flat and (run.checkpoints / "checkpoint-0").is_dir())
+    record("out-of-memory-one-row-stops", run, passed, profile="rtx3070", engine="unsloth", vram_cap_gb=1.6,
+           exit_code=result.returncode, message=flat[-600:])
+    assert passed, out[-3000:]
