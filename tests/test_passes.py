@@ -18,8 +18,7 @@ def trainer_for(tiny_llama, tmp_path, *settings, max_steps=60):
     config, _ = tiny_config(tiny_llama, tmp_path, "eval_size=0", "dropout=0", *settings, max_steps=max_steps)
     tokenizer = models.load_tokenizer(config.model.name, config.run.cache_dir)
     prepared = data.build(config, data.load(config), tokenizer)
-    trainer = train.make_trainer(config, None, models_for_test(config), tokenizer, prepared, RunDir.create(config),
-                                 engine="transformers")
+    trainer = train.make_trainer(config, None, models_for_test(config), tokenizer, prepared, RunDir.create(config))
     trainer.conversations = {tuple(ids) for ids in prepared.train["input_ids"]}  # before TRL packs them
     return trainer
 

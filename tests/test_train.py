@@ -23,8 +23,7 @@ def test_trl_labels_follow_our_masks(tiny_llama, tmp_path):
     tokenizer = models.load_tokenizer(config.model.name, config.run.cache_dir)
     model = models_for_test(config)
     prepared = data.build(config, data.load(config), tokenizer)
-    trainer = train.make_trainer(config, None, model, tokenizer, prepared, RunDir(tmp_path / "run"),
-                                 engine="transformers")
+    trainer = train.make_trainer(config, None, model, tokenizer, prepared, RunDir(tmp_path / "run"))
     row = trainer.train_dataset[0]
     source = next(r for r in prepared.train if r["input_ids"] == row["input_ids"])
     assert row["labels"] == [t if m else -100 for t, m in zip(source["input_ids"], source["assistant_masks"],
@@ -38,8 +37,7 @@ def test_max_tokens_per_pass_runs_a_micro_batch_as_passes_with_the_same_loss_and
                             "max_tokens_per_pass=4096")
     tokenizer = models.load_tokenizer(config.model.name, config.run.cache_dir)
     prepared = data.build(config, data.load(config), tokenizer)
-    trainer = train.make_trainer(config, None, models_for_test(config), tokenizer, prepared, RunDir(tmp_path / "run"),
-                                 engine="transformers")
+    trainer = train.make_trainer(config, None, models_for_test(config), tokenizer, prepared, RunDir(tmp_path / "run"))
     assert trainer.max_tokens_per_pass == 4096  # from the config; set per case below
     batch = next(iter(trainer.get_train_dataloader()))
     rows, width = batch["input_ids"].shape

@@ -70,9 +70,6 @@ class TrainConfig:
     # checkpointing). 0: off. Halved for the rest of the run when a step runs out of GPU memory.
     max_tokens_per_pass: int = 0
     loss_type: str = "nll"  # nll | chunked_nll (TRL's chunked LM head + loss: less memory, plain transformers)
-    # all: the model's own LM head and loss on every position | trained: the head and loss only where the next token
-    # is trained (trainer/head.py): the same loss with less work where prompts and template headers are long
-    lm_head_positions: str = "all"
 
 
 @dataclass(frozen=True)
@@ -119,7 +116,6 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "train.gradient_checkpointing": ("unsloth", "on", "off"),
     "train.padding_free": ("auto", "on", "off"),
     "train.loss_type": ("nll", "chunked_nll"),
-    "train.lm_head_positions": ("all", "trained"),
     "data.format": ("auto", "sharegpt", "openai", "alpaca", "text"),
 }
 AT_LEAST_ONE = {

@@ -18,7 +18,7 @@ from transformers import TrainerCallback
 from transformers.trainer_utils import rotate_checkpoints
 from trl import SFTTrainer
 
-from trainer import checkpoints, engines, head, passes
+from trainer import checkpoints, passes
 from trainer.config import Config
 from trainer.console import console
 from trainer.errors import UserError
@@ -26,11 +26,10 @@ from trainer.runs import RunDir
 
 
 class Trainer(SFTTrainer):
-    def __init__(self, *args: Any, run: RunDir, config: Config, engine: str, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, run: RunDir, config: Config, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.run = run
         self.config = config
-        self.engine = engine
         self.max_tokens_per_pass = config.train.max_tokens_per_pass  # lowered for good after running out of memory
         self.pending_tokens: Any = 0  # real tokens of the batches since the last log, a GPU tensor while training
         if self.args.fp16:
@@ -66,18 +65,6 @@ class Trainer(SFTTrainer):
             self.max_tokens_per_pass = budget
             console.print(f"[yellow]Out of GPU memory on a micro-batch of {passes.tokens(inputs)} tokens: running it "
                           f"again, and from now on, as passes of at most {budget} tokens[/]")
-
-    def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
-                     num_items_in_batch: Any = None) -> Any:
-        """With lm_head_positions = "trained", the engine's final hidden states and trainer/head.py's loss; TRL's
-        token accuracy and entropy metrics, which need every position's logits, are left out."""
-        if self.config.train.lm_head_positions == "all":
-            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-        inputs = {key: value for key, value in inputs.items() if key != "_prediction_loss_only"}
-        hidden = engines.get(self.engine).hidden_states(model, inputs)
-        loss = head.trained_positions_loss(hidden, model.get_output_embeddings().weight, inputs["labels"],
-                                           num_items_in_batch)
-        return (loss, {"loss": loss}) if return_outputs else loss
 
     @functools.cached_property
     def trainable(self) -> list[torch.nn.Parameter]:

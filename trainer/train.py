@@ -62,7 +62,7 @@ def main(config: Config, profile_reason: str, resume_from: Path | None = None) -
 
     try:
         with GracefulStop() as stop:
-            trainer = make_trainer(config, gpu, model, tokenizer, prepared, run, stop, engine=engine, startup=startup)
+            trainer = make_trainer(config, gpu, model, tokenizer, prepared, run, stop, startup=startup)
             trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
         if stop.signal is not None:
             raise Stopped(stop.signal)
@@ -205,7 +205,7 @@ def sft_config(config: Config, gpu: profiles.Gpu | None, run: RunDir, has_eval: 
 
 
 def make_trainer(config: Config, gpu: profiles.Gpu | None, model: Any, tokenizer: Any, prepared: data.Prepared,
-                 run: RunDir, *callbacks: Any, engine: str, startup: dict[str, float] | None = None) -> Any:
+                 run: RunDir, *callbacks: Any, startup: dict[str, float] | None = None) -> Any:
     import datasets
     from transformers.trainer_callback import PrinterCallback
 
@@ -224,7 +224,6 @@ def make_trainer(config: Config, gpu: profiles.Gpu | None, model: Any, tokenizer
         callbacks=[*callbacks, metrics],  # last: it logs when the others decided to save or stop
         run=run,
         config=config,
-        engine=engine,
     )
     trainer.remove_callback(PrinterCallback)  # MetricsCallback is the one display
     metrics.scaler = trainer.accelerator.scaler  # fp16 only: the GradScaler, whose loss scale is logged

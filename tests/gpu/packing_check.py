@@ -6,14 +6,11 @@ Its own process, because unsloth must be imported before trl and transformers. T
 trainer: TRL packs whole conversations into one row, Unsloth's collator names their lengths (packed_seq_lengths),
 and its attention keeps them apart. The same conversations are then run one by one, and the row once more with the
 boundaries hidden (one position sequence, no lengths): that one must differ, or the comparison proves nothing.
-Last, the packed row with the LM head on trained positions only (train.lm_head_positions = "trained").
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import os
 import sys
 
 import torch
@@ -43,7 +40,7 @@ def main(model: str, run_dir: str, out: str) -> None:
     gpu = profiles.detect_gpu()
     model_, tokenizer = engines.get("unsloth").load(config, gpu)
     prepared = data.build(config, data.load(config), tokenizer)
-    trainer = train.make_trainer(config, gpu, model_, tokenizer, prepared, RunDir.create(config), engine="unsloth")
+    trainer = train.make_trainer(config, gpu, model_, tokenizer, prepared, RunDir.create(config))
     trainer.model.train()
     batches = iter(trainer.get_train_dataloader())
     batch = max((next(batches) for _ in range(8)), key=lambda b: len(b.get("packed_seq_lengths", [])))
@@ -60,13 +57,7 @@ def main(model: str, run_dir: str, out: str) -> None:
     crossed = {k: v for k, v in batch.items() if k != "packed_seq_lengths"}
     crossed["position_ids"] = torch.arange(batch["input_ids"].shape[1], device="cuda").unsqueeze(0)
     crossed_loss, crossed_grads = step(trainer, crossed, count)
-    # The same packed row with the LM head on trained positions only (trainer/head.py): the same loss and gradients.
-    os.environ["UNSLOTH_RETURN_HIDDEN_STATES"] = "1"
-    trainer.config = dataclasses.replace(config, train=dataclasses.replace(config.train, lm_head_positions="trained"))
-    head_loss, head_grads = step(trainer, batch, count)
     result = {
-        "trained_positions_loss_relative_difference": abs(head_loss - packed_loss) / packed_loss,
-        "trained_positions_grad_relative_difference": relative(head_grads, packed_grads),
         "conversations": lengths, "row_tokens": batch["input_ids"].shape[1], "keys": sorted(batch),
         "packed_loss": packed_loss, "alone_loss": alone_loss, "crossed_loss": crossed_loss,
         "loss_relative_difference": abs(packed_loss - alone_loss) / alone_loss,

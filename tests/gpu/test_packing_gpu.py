@@ -1,5 +1,4 @@
-"""Exact packing on the unsloth engine: each packed conversation's loss and gradients equal its own alone; and the LM
-head on trained positions only gives the same loss and gradients as Unsloth's own."""
+"""Exact packing on the unsloth engine: each packed conversation's loss and gradients equal its own alone."""
 
 from __future__ import annotations
 
@@ -24,9 +23,7 @@ def test_packed_conversations_train_as_they_do_alone(llama_1b, tmp_path):
     passed = (result.returncode == 0 and len(facts.get("conversations", [])) >= 2
               and facts["loss_relative_difference"] <= LOSS_TOLERANCE
               and facts["grad_relative_difference"] <= GRAD_TOLERANCE
-              and facts["crossed_grad_relative_difference"] > 4 * GRAD_TOLERANCE
-              and facts["trained_positions_loss_relative_difference"] <= LOSS_TOLERANCE
-              and facts["trained_positions_grad_relative_difference"] <= GRAD_TOLERANCE)
+              and facts["crossed_grad_relative_difference"] > 4 * GRAD_TOLERANCE)
     record("packing-exact-unsloth-1b", None, passed, profile="rtx3070", engine="unsloth", dtype="bfloat16",
            model="Llama-3.2-1B shape, random", loss_tolerance=LOSS_TOLERANCE, grad_tolerance=GRAD_TOLERANCE, **facts)
     assert passed, (result.stdout + result.stderr)[-4000:]

@@ -57,9 +57,3 @@ def load(config: Config, gpu: Gpu | None) -> tuple[Any, Any]:
     except ValueError as e:  # e.g. target modules the architecture doesn't have
         raise UserError(f"LoRA settings don't fit {config.model.name}: {e}", "Check lora.target_modules.") from None
     return model, tokenizer
-
-
-def hidden_states(model: Any, inputs: dict[str, Any]) -> Any:
-    """The decoder's final hidden states (after its last norm), without running the LM head."""
-    decoder = model.get_base_model().model
-    return decoder(**{k: v for k, v in inputs.items() if k != "labels"}).last_hidden_state

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from trainer import models
@@ -17,8 +16,6 @@ CHECKPOINTING = {"unsloth": "unsloth", "on": True, "off": False}
 def load(config: Config, gpu: Gpu | None) -> tuple[Any, Any]:
     from unsloth import FastLanguageModel  # first: unsloth patches transformers, peft and trl on import
 
-    # Unsloth reads this at every forward: with it, the model returns its final hidden states for trainer/head.py.
-    os.environ["UNSLOTH_RETURN_HIDDEN_STATES"] = "1" if config.train.lm_head_positions == "trained" else "0"
     dtype = torch_dtype(config, gpu)
     source = models.resolve(config.model.name, config.run.cache_dir)
     try:
@@ -46,9 +43,3 @@ def load(config: Config, gpu: Gpu | None) -> tuple[Any, Any]:
         init_lora_weights="loftq" if config.lora.use_loftq else True,
     )
     return model, tokenizer
-
-
-def hidden_states(model: Any, inputs: dict[str, Any]) -> Any:
-    """The final hidden states: Unsloth's forward returns them in place of logits under UNSLOTH_RETURN_HIDDEN_STATES
-    (what its own RL trainers use), which load() sets when the LM head runs on trained positions only."""
-    return model(**inputs).logits
