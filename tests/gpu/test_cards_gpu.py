@@ -76,14 +76,13 @@ def test_profile_fits_its_emulated_card(profile, llama_1b, llama_3b, tmp_path):
 
 
 def test_out_of_memory_heals_with_smaller_passes(llama_1b, tmp_path):
-    """Sixteen rows of 2048 tokens without gradient checkpointing in one pass need far more than 7 GB: each step that
-    runs out of memory runs again in halved passes, and the run goes on at the budget that fits."""
+    """Eight packed rows of 2048 tokens (the profile with micro_batch_size=8) in one pass need far more than 7 GB: a
+    step that runs out of memory runs again in passes of half the conversations, and the run goes on at the budget
+    that fits."""
     run = RunDir(tmp_path / "run")
     result = train(llama_1b, run.path, "--profile", "rtx3070", "--dataset",
                    str(worst_case_dataset(tmp_path / "long.jsonl")), "--max-steps", "6",
-                   "--set", "vram_cap_gb=7", "--set", "gradient_checkpointing=off", "--set", "packing=false",
-                   "--set", "padding_free=off", "--set", "micro_batch_size=16", "--set", "grad_accum_steps=1",
-                   "--set", "max_tokens_per_pass=0")
+                   "--set", "vram_cap_gb=7", "--set", "micro_batch_size=8", "--set", "grad_accum_steps=1")
     out = " ".join((result.stdout + result.stderr).split())
     healed = [line for line in out.split("Out of GPU memory on a micro-batch")[1:]]
     values = [m["loss"] for m in run.read_metrics() if "loss" in m]
