@@ -22,7 +22,13 @@ def table() -> str:
     for path in sorted(RESULTS.glob("*.json")):
         record = json.loads(path.read_text())
         summary = record.get("summary", {})
-        cap = f" ({record['vram_cap_gb']:g} GB cap, {record['dtype']})" if record.get("vram_cap_gb") else ""
+        emulation = record.get("emulation") or {}
+        where = []
+        if emulation.get("confined"):
+            where.append(f"emulated {emulation['card']}, MPS {emulation['mps_share_percent']}%")
+        if record.get("vram_cap_gb"):
+            where += [f"{record['vram_cap_gb']:g} GB cap"] + ([record["dtype"]] if record.get("dtype") else [])
+        cap = f" ({', '.join(where)})" if where else ""
         peak = record.get("peak_reserved_gb", summary.get("peak_reserved_gb", summary.get("peak_memory_gb", "-")))
         lines.append(
             f"| {record['date'][:10]} | {record['gpu']}{cap} | {record['test']} | {record.get('profile', '-')} "

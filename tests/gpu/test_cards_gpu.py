@@ -104,5 +104,6 @@ def test_out_of_memory_on_one_row_stops_with_a_checkpoint(llama_1b, tmp_path):
     passed = (result.returncode == 2 and "Traceback" not in out and "one row of 2048 tokens does not fit" in flat
               and "--resume --run-dir" in flat and (run.checkpoints / "checkpoint-0").is_dir())
     record("out-of-memory-one-row-stops", run, passed, profile="rtx3070", engine="unsloth", vram_cap_gb=1.6,
+           dtype="bfloat16",
            exit_code=result.returncode, message=flat[-600:])
     assert passed, out[-3000:]
