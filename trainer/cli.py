@@ -146,14 +146,14 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
 
         profiles.show(args.name, args.settings)
     elif args.command == "chat":
-        from trainer import chat
+        from trainer.serve import chat
 
         settings = chat.GenerationSettings(args.temperature, args.top_p, args.max_new_tokens, args.system)
         chat.repl(chat.load(args.target, cfg.cache_dir()), settings)
     elif args.command == "ui":
         from pathlib import Path
 
-        from trainer import ui
+        from trainer.serve import ui
 
         ui.launch(args.targets, Path(args.runs_root), cfg.cache_dir(), args.host, args.port, args.share,
                   cfg.ui_auth(args.auth))
