@@ -19,7 +19,7 @@ def assert_user_error(result, *fragments):
 
 def test_help_lists_commands_and_stays_light():
     result = run_cli("--help")
-    assert result.returncode == 0 and "{train,profiles,data,chat,ui,bench,export,doctor,runs}" in result.stdout
+    assert result.returncode == 0 and "{train,profiles,data,chat,ui,serve,bench,export,doctor,runs}" in result.stdout
     train_help = run_cli("train", "--help")
     for flag in ("--profile", "--model", "--dataset", "--format", "--max-steps", "--epochs", "--run-dir", "--set",
                  "--detach"):

@@ -48,6 +48,7 @@ def test_set_parses_toml_values_and_lists():
     ("eval_size=2.5", "data.eval_size = 2.5"),
     ("learning_rate", "expected KEY=VALUE"),
     ("epochs=0", "must be positive"),
+    ("report_to=tensorboard,comet", "run.report_to lists comet"),
 ])
 def test_bad_settings_name_the_key_and_value(item, message):
     with pytest.raises(UserError, match=message):
@@ -85,8 +86,9 @@ def test_bad_profile_files(tmp_path, text, message):
 def test_config_round_trips_through_its_saved_toml(tmp_path):
     from trainer.runs import RunDir
 
-    config, _ = resolve("rtx2060s", ["learning_rate=3e-4", "target_modules=q_proj,v_proj"],
+    config, _ = resolve("rtx2060s", ["learning_rate=3e-4", "target_modules=q_proj,v_proj", "report_to=mlflow,wandb"],
                         {"run.run_dir": str(tmp_path / "run")})
     run = RunDir.create(config)
     again, _ = resolve(str(run.config))
     assert asdict(again) | {"profile": "rtx2060s"} == asdict(config)
+    assert again.run.report_to == ("mlflow", "wandb") and Config().run.report_to == ()  # no tracker by default

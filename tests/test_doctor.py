@@ -61,6 +61,7 @@ def test_doctor_on_a_cpu_machine_passes_with_warnings_and_never_prints_the_token
     assert hub.startswith("WARN") and f"http://127.0.0.1:{port} is not reachable" in hub
     assert "HF_HUB_OFFLINE=1" in out  # the fix
     assert line(out, "hf token").startswith("PASS") and "set (HF_TOKEN)" in line(out, "hf token")
+    assert line(out, "trackers").startswith("PASS") and "tensorboard " in line(out, "trackers")  # the test extra's
     assert "auto → cpu" in out and "No blockers" in out and "FAIL" not in out
 
 

@@ -10,7 +10,7 @@ from rich.markup import escape
 from trainer.console import console
 from trainer.errors import Stopped, UserError
 
-COMMANDS = ("train", "profiles", "data", "chat", "ui", "bench", "export", "doctor", "runs")
+COMMANDS = ("train", "profiles", "data", "chat", "ui", "serve", "bench", "export", "doctor", "runs")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -19,7 +19,7 @@ def parser() -> argparse.ArgumentParser:
         description="QLoRA fine-tuning of Llama 3.2 Instruct on consumer NVIDIA cards; an offline demo on the CPU.",
         epilog="`train` is the default command: `python -m trainer --profile rtx3070` trains.",
     )
-    sub = top.add_subparsers(dest="command", metavar="{train,profiles,data,chat,ui,bench,export,doctor,runs}")
+    sub = top.add_subparsers(dest="command", metavar="{train,profiles,data,chat,ui,serve,bench,export,doctor,runs}")
 
     def run_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--profile", default="auto", help="hardware profile name, a .toml file, or auto (default)")
@@ -62,6 +62,11 @@ def parser() -> argparse.ArgumentParser:
     ui.add_argument("--share", action="store_true", help="also publish a temporary public gradio.live link")
     ui.add_argument("--auth", help="USER:PASSWORD for basic auth (or set TRAINER_UI_AUTH)")
     ui.add_argument("--runs-root", default="runs", help="where runs are listed from (default runs)")
+    serve = sub.add_parser("serve", help="an OpenAI-compatible HTTP API for a run, a model or a GGUF file")
+    serve.add_argument("target", help="run directory, adapter/checkpoint folder, model folder, Hub id, or .gguf file")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--api-key", help="require `Authorization: Bearer KEY` on each request (or TRAINER_API_KEY)")
     bench = sub.add_parser("bench", help="measure training speed (tuned vs notebook vs transformers); --report")
     bench.add_argument("--profile", default="auto", help="hardware profile name, a .toml file, or auto (default)")
     bench.add_argument("--model", help="Hub id or local folder of the base model")
@@ -149,17 +154,21 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
 
         profiles.show(args.name, args.settings)
     elif args.command == "chat":
-        from trainer import chat
+        from trainer.serve import chat
 
         settings = chat.GenerationSettings(args.temperature, args.top_p, args.max_new_tokens, args.system)
         chat.repl(chat.load(args.target, cfg.cache_dir()), settings)
     elif args.command == "ui":
         from pathlib import Path
 
-        from trainer import ui
+        from trainer.serve import ui
 
         ui.launch(args.targets, Path(args.runs_root), cfg.cache_dir(), args.host, args.port, args.share,
                   cfg.ui_auth(args.auth))
+    elif args.command == "serve":
+        from trainer.serve import server
+
+        server.main(args.target, args.host, args.port, cfg.serve_api_key(args.api_key), cfg.cache_dir())
     elif args.command == "bench":
         from pathlib import Path
 

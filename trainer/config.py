@@ -13,6 +13,7 @@ from typing import Any
 from trainer.errors import UserError
 
 LLAMA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+TRACKERS = ("tensorboard", "mlflow", "wandb")  # what `report_to` may list
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,7 @@ class RunConfig:
     cache_dir: str = ""  # converted local models; empty: $TRAINER_CACHE_DIR or ~/.cache/trainer
     vram_cap_gb: float = 0.0  # cap this process's GPU memory (emulate a smaller card, leave room); 0: no cap
     resume_force: bool = False  # let --resume continue with settings that change what is trained
+    report_to: tuple[str, ...] = ()  # experiment trackers, through the Hugging Face integrations: TRACKERS
 
 
 @dataclass(frozen=True)
@@ -223,6 +225,10 @@ def check(key: str, value: Any, where: str) -> None:
         raise UserError(f"{where}: train.learning_rate = {value} is out of range", "Typical LoRA values: 1e-4 to 5e-4.")
     if key == "train.epochs" and value <= 0:
         raise UserError(f"{where}: train.epochs must be positive, got {value}")
+    if key == "run.report_to" and not set(value) <= set(TRACKERS):
+        unknown = ", ".join(v for v in value if v not in TRACKERS)
+        raise UserError(f"{where}: run.report_to lists {unknown}", f"Trackers: {', '.join(TRACKERS)} (a list may be "
+                        "given: --set report_to=tensorboard,mlflow).")
     if key == "data.eval_size" and (value < 0 or (value >= 1 and not float(value).is_integer())):
         raise UserError(f"{where}: data.eval_size = {value}",
                         "Use a fraction below 1 (0.02) or a whole row count (200).")
@@ -303,6 +309,32 @@ def ui_auth(value: str | None) -> tuple[str, str] | None:
     if not (sep and user and password):
         raise UserError("--auth (or TRAINER_UI_AUTH) must be USER:PASSWORD")
     return user, password
+
+
+@dataclass(frozen=True)
+class TrackerEnvironment:
+    """What the environment says about the trackers (their own variables, read here and passed down)."""
+
+    mlflow_tracking_uri: str  # MLFLOW_TRACKING_URI; empty: the run directory's own store
+    wandb_mode: str  # WANDB_MODE as the user set it (online, offline, disabled), or empty
+    wandb_key: bool  # WANDB_API_KEY, or a `wandb login` in ~/.netrc: W&B may go online
+    wandb_project: str  # WANDB_PROJECT, or empty
+
+
+def tracker_environment() -> TrackerEnvironment:
+    import netrc
+
+    try:
+        logged_in = netrc.netrc().authenticators("api.wandb.ai") is not None
+    except (OSError, netrc.NetrcParseError):  # no ~/.netrc, or one W&B did not write
+        logged_in = False
+    return TrackerEnvironment(os.environ.get("MLFLOW_TRACKING_URI", ""), os.environ.get("WANDB_MODE", ""),
+                              bool(os.environ.get("WANDB_API_KEY")) or logged_in, os.environ.get("WANDB_PROJECT", ""))
+
+
+def serve_api_key(value: str | None) -> str | None:
+    """The key `trainer serve` requires as `Authorization: Bearer KEY`: --api-key, else $TRAINER_API_KEY, else none."""
+    return value or os.environ.get("TRAINER_API_KEY") or None
 
 
 def resolve(

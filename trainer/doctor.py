@@ -21,7 +21,7 @@ from typing import Any
 
 from rich.markup import escape
 
-from trainer import profiles
+from trainer import profiles, trackers
 from trainer.console import console
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
@@ -95,6 +95,7 @@ def run_checks(cache_dir: str, timeout_s: float) -> tuple[list[Check], profiles.
     checks += check_disk(choice, cache_dir)
     checks.append(check_hub())
     checks.append(check_token())
+    checks.append(check_trackers())
     return checks, gpu
 
 
@@ -390,6 +391,16 @@ def check_packages(on_gpu: bool) -> list[Check]:
         return [Check("packages", FAIL, detail, 'pip install -e ".[gpu]"' if on_gpu else "pip install -e .")]
     return [Check("packages", PASS, f"the {checked} pinned requirements are satisfied"
                   + ("" if on_gpu else " (GPU extra not checked)"))]
+
+
+def check_trackers() -> Check:
+    """Which experiment trackers `--set report_to=...` can use (optional: none is needed to train)."""
+    have = {name: version_of(trackers.PACKAGES[name], name) for name, found in trackers.installed().items() if found}
+    detail = ", ".join(f"{name} {version}" for name, version in have.items()) or "none installed"
+    missing = [name for name in trackers.PACKAGES if name not in have]
+    if missing:
+        detail += f"; not installed: {', '.join(missing)} (only for --set report_to; {trackers.INSTALL})"
+    return Check("trackers", PASS, detail)
 
 
 def check_disk(choice: profiles.Choice, cache_dir: str) -> list[Check]:

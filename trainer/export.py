@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trainer import chat, models
+from trainer import models
 from trainer.console import console
 from trainer.errors import UserError
 from trainer.runs import RunDir, write_atomic
+from trainer.serve import chat
 
 GGUF_TYPES = ("f16", "q8_0", "q4_k_m")
 # Prompts the merged model must answer exactly like base + adapter (chat-templated, so the trained format is used).

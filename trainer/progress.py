@@ -15,6 +15,7 @@ from transformers import TrainerCallback
 from trainer.console import console
 from trainer.runs import RunDir
 from trainer.speed import since_process_start
+from trainer.trackers import LOGGED
 
 
 def memory(on_gpu: bool) -> dict[str, float]:
@@ -140,6 +141,7 @@ class MetricsCallback(TrainerCallback):
             record["since_process_start_s"] = since_process_start()
             record["startup_s"] = self.startup
         self.run.log(record)
+        logs.update({key: record[key] for key in LOGGED if key in record})  # for the trackers, which log after us
         used = f"{'VRAM' if self.on_gpu else 'RAM'} {record['memory_gb']:.2f} GB"
         info = f"loss {logs['loss']:.4f}  {tokens_per_s:,.0f} tok/s  {used}"
         if self.progress is not None:

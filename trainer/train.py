@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from trainer import checkpoints, data, engines, profiles, speed
-from trainer.config import Config, TrainConfig
+from trainer import checkpoints, data, engines, profiles, speed, trackers
+from trainer.config import Config, TrainConfig, tracker_environment
 from trainer.console import config_table, console
 from trainer.errors import Stopped, UserError
 from trainer.runs import RunDir, write_atomic
@@ -23,6 +23,7 @@ def main(config: Config, profile_reason: str, resume_from: Path | None = None) -
     console.print(f"Profile [bold]{config.profile}[/]: {profile_reason}")
     console.print(config_table(config))
     engines.check_hardware(config, gpu)
+    trackers.check_installed(config.run.report_to)
     if config.run.vram_cap_gb and gpu is not None:
         cap_vram(config.run.vram_cap_gb, gpu)
     examples = data.load(config)  # every data problem surfaces here, before the slow model load
@@ -197,7 +198,7 @@ def sft_config(config: Config, gpu: profiles.Gpu | None, run: RunDir, has_eval: 
         save_steps=train.save_every_steps,
         save_total_limit=train.keep_checkpoints,
         include_num_input_tokens_seen="non_padding",  # counted on the GPU by our Trainer, read when logging
-        report_to="none",
+        report_to=list(config.run.report_to) or "none",  # the Hugging Face integrations log; trackers.attach
         disable_tqdm=True,
         dataloader_num_workers=0,
         dataloader_pin_memory=gpu is not None,
@@ -227,6 +228,8 @@ def make_trainer(config: Config, gpu: profiles.Gpu | None, model: Any, tokenizer
     )
     trainer.remove_callback(PrinterCallback)  # MetricsCallback is the one display
     metrics.scaler = trainer.accelerator.scaler  # fp16 only: the GradScaler, whose loss scale is logged
+    if config.run.report_to:
+        trackers.attach(trainer, config, run, tracker_environment())
     startup["trainer_built"] = speed.since_process_start()
     return trainer
 

@@ -6,9 +6,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from trainer import chat
 from trainer.errors import UserError
 from trainer.runs import RunDir, list_runs
+from trainer.serve import chat
 
 RUN_COLUMNS = ["run", "profile", "state", "step", "loss", "eval_loss", "tokens_per_s", "adapter", "merged"]
 

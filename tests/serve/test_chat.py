@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from tests.conftest import ROOT, cli_command, run_cli
-from trainer import chat
-from trainer.chat import GenerationSettings
 from trainer.errors import UserError
+from trainer.serve import chat
+from trainer.serve.chat import GenerationSettings
 
 GREEDY = GenerationSettings(temperature=0, max_new_tokens=16)
 

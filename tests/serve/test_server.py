@@ -1,0 +1,283 @@
+"""`trainer serve` through the official openai client and raw HTTP on 127.0.0.1: SmolLM2, a demo run's adapter, and
+the demo run's GGUF with llama.cpp."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, cli_command, free_port, run_cli
+from trainer.models import SMOLLM2
+from trainer.serve import chat
+
+KEY = "test-key-5f2c"
+QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+LONG = [{"role": "user", "content": "word " * 9000}]  # SmolLM2's context is 8,192 tokens
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen
+    url: str  # the OpenAI base_url
+    model: str
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+
+@contextmanager
+def serving(target: str, log: Path, *options: str, env: dict[str, str] | None = None, key: str | None = None):
+    """`python -m trainer serve TARGET` on a free port until the block ends; then Ctrl+C must stop it cleanly."""
+    port = free_port()
+    command, base_env = cli_command("serve", target, "--port", str(port), *options)
+    with log.open("w") as out:
+        process = subprocess.Popen(command, cwd=ROOT, env={**base_env, **(env or {})}, stdout=out,
+                                   stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}/v1"
+    deadline = time.monotonic() + 300
+    while status(f"http://127.0.0.1:{port}/health", key) != 200:
+        assert process.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, "the server did not start:\n" + log.read_text()
+        time.sleep(0.5)
+    model = get(f"{url}/models", key)[1]["data"][0]["id"]
+    try:
+        yield Server(process, url, model, log)
+    finally:
+        process.send_signal(signal.SIGINT)
+        code = process.wait(timeout=60)
+    assert code == 0 and "Traceback" not in log.read_text(), log.read_text()
+
+
+def request(url: str, body: bytes | None, key: str | None) -> tuple[int, str]:
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, body, headers), timeout=300) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+    except OSError:
+        return 0, ""
+
+
+def status(url: str, key: str | None) -> int:
+    return request(url, None, key)[0]
+
+
+def get(url: str, key: str | None) -> tuple[int, dict]:
+    code, text = request(url, None, key)
+    return code, json.loads(text)
+
+
+def post(server: Server, body: object, key: str | None = KEY) -> tuple[int, dict, str]:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    code, text = request(f"{server.url}/chat/completions", raw, key)
+    return code, json.loads(text), text
+
+
+def client(server: Server, key: str = KEY):
+    from openai import OpenAI
+
+    return OpenAI(base_url=server.url, api_key=key, max_retries=0, timeout=300)
+
+
+def ask(server: Server, messages=QUESTION, key: str = KEY, **options) -> tuple[str, object]:
+    reply = client(server, key).chat.completions.create(model=server.model, messages=messages, **options)
+    return reply.choices[0].message.content, reply
+
+
+def streamed(server: Server, messages=QUESTION, key: str = KEY, **options) -> tuple[str, list]:
+    chunks = list(client(server, key).chat.completions.create(model=server.model, messages=messages, stream=True,
+                                                               **options))
+    return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices), chunks
+
+
+def concurrently(server: Server, count: int, **options) -> list[tuple[str, float]]:
+    """`count` requests sent at once: each reply and its latency in seconds."""
+    results: list = [None] * count
+    start = threading.Barrier(count)
+
+    def one(i: int) -> None:
+        start.wait()
+        began = time.perf_counter()
+        results[i] = (ask(server, **options)[0], time.perf_counter() - began)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=600)
+    return results
+
+
+def cut_at(text: str, stop: str) -> str:
+    """A reply ended by a stop string: llama.cpp leaves the string out (as OpenAI does), transformers keeps it."""
+    return text.removesuffix(stop)
+
+
+def check_bad_requests(server: Server) -> None:
+    """Malformed, unknown-model and too-long requests: 4xx with a message, never a traceback."""
+    from openai import AuthenticationError, BadRequestError, NotFoundError
+
+    cases = {
+        b'{"model": "x", "messages": [': (400, "not valid JSON"),
+        json.dumps({"model": "gpt-4o", "messages": QUESTION}).encode(): (404, "is not served here"),
+        json.dumps({"model": server.model}).encode(): (400, "messages: Field required"),
+        json.dumps({"model": server.model, "messages": QUESTION, "temperature": "hot"}).encode():
+            (400, "temperature: Input should be a valid number"),
+        json.dumps({"model": server.model, "messages": LONG}).encode(): (400, "context"),
+    }
+    for body, (code, message) in cases.items():
+        got, answer, text = post(server, body)
+        assert got == code and message in answer["error"]["message"], (body[:80], got, text)
+        assert "Traceback" not in text
+    assert post(server, json.loads(list(cases)[-1]))[1]["error"]["code"] == "context_length_exceeded"
+    with pytest.raises(BadRequestError, match="context"):
+        ask(server, messages=LONG)
+    with pytest.raises(NotFoundError, match="is not served here"):
+        client(server).chat.completions.create(model="gpt-4o", messages=QUESTION)
+    with pytest.raises(AuthenticationError, match="API key"):
+        ask(server, key="wrong-key")
+    for path in ("/v1/models", "/v1/chat/completions", "/health"):
+        code, text = request(server.url.removesuffix("/v1") + path, None, None)
+        assert code == 401 and json.loads(text)["error"]["code"] == "invalid_api_key"
+    code, text = request(server.url.removesuffix("/v1") + "/reset", b"{}", KEY)  # a route we do not pass on
+    assert code == 404 and "is not offered here" in text
+
+
+# --- SmolLM2 with transformers serve; the key from TRAINER_API_KEY -------------------------------------------------
+
+@pytest.fixture(scope="module")
+def smol(smollm2_dir, tmp_path_factory):
+    with serving(SMOLLM2, tmp_path_factory.mktemp("serve") / "smol.log", env={"TRAINER_API_KEY": KEY},
+                 key=KEY) as server:
+        yield server
+
+
+def test_openai_client_chats_and_streams_with_the_models_chat_template(smol, smol_tokenizer):
+    assert [m.id for m in client(smol).models.list()] == [SMOLLM2]
+    text, reply = ask(smol, temperature=0, max_tokens=24)
+    assert "Paris" in text and reply.choices[0].finish_reason == "stop" and reply.model == SMOLLM2
+    prompt = smol_tokenizer.apply_chat_template(QUESTION, add_generation_prompt=True, tokenize=True, return_dict=True)
+    assert reply.usage.prompt_tokens == len(prompt["input_ids"])  # rendered with SmolLM2's own template
+    stream_text, chunks = streamed(smol, temperature=0, max_tokens=24)
+    assert stream_text == text and len(chunks) > 3  # token by token, the same greedy reply
+    assert chunks[0].choices[0].delta.role == "assistant" and chunks[-1].choices[0].finish_reason == "stop"
+
+
+def test_sampling_parameters_reach_generation(smol):
+    greedy = ask(smol, temperature=0, max_tokens=24)[0]
+    short, reply = ask(smol, temperature=0, max_tokens=3)
+    assert reply.usage.completion_tokens == 3 and reply.choices[0].finish_reason == "length"
+    assert greedy.startswith(short)
+    seeded = [ask(smol, temperature=1.2, max_tokens=16, seed=seed)[0] for seed in (11, 11, 12)]
+    assert seeded[0] == seeded[1] != seeded[2]  # temperature samples; a seed repeats the sample
+    assert ask(smol, temperature=1.2, top_p=0.01, max_tokens=24, seed=12)[0] == greedy  # top_p keeps the top token
+    stopped, reply = ask(smol, temperature=0, max_tokens=24, stop=["Paris"])
+    assert cut_at(stopped, "Paris") == greedy.split("Paris")[0] and reply.choices[0].finish_reason == "stop"
+
+
+def test_bad_key_and_bad_requests_get_4xx_with_a_message(smol):
+    check_bad_requests(smol)
+    assert "traceback" not in smol.output().lower()
+
+
+def test_concurrent_requests_wait_their_turn_and_all_answer(smol):
+    alone = ask(smol, temperature=0, max_tokens=12)[0]
+    results = concurrently(smol, 6, temperature=0, max_tokens=12)
+    assert [text for text, _ in results] == [alone] * 6
+    latencies = sorted(seconds for _, seconds in results)
+    print("6 concurrent requests, latencies (s):", [round(s, 2) for s in latencies])
+
+
+def test_binds_this_machine_only_by_default(smol):
+    import psutil
+
+    listening = [c.laddr for c in psutil.Process(smol.process.pid).net_connections("tcp") if c.status == "LISTEN"]
+    assert listening and all(address.ip == "127.0.0.1" for address in listening)
+    assert f"OpenAI base_url: {smol.url}" in smol.output().replace("\n", "")
+
+
+# --- command-line mistakes: exit 2 with the fix, before anything slow -----------------------------------------
+
+def test_a_taken_port_and_a_missing_model_are_user_errors(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli("serve", SMOLLM2, "--port", str(port))
+    assert result.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in result.stdout, result.stdout
+    result = run_cli("serve", str(tmp_path / "nothing"))
+    assert result.returncode == 2 and "neither an existing folder nor a Hub id" in result.stdout, result.stdout
+    for name in ("a.gguf", "b.gguf"):
+        (tmp_path / name).write_bytes(b"GGUF")
+    result = run_cli("serve", str(tmp_path))
+    assert result.returncode == 2 and "holds 2 GGUF files" in result.stdout, result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+# --- a demo run: its LoRA adapter on SmolLM2, then its GGUF with llama.cpp ------------------------------------
+
+@pytest.fixture(scope="module")
+def demo_run(smollm2_dir, tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("demo") / "run"
+    result = run_cli("--profile", "cpu", "--dataset", "sample", "--max-steps", "2", "--set", "eval_size=0",
+                     "--set", "learning_rate=1e-3", "--run-dir", str(run_dir))
+    assert result.returncode == 0, result.stdout + result.stderr
+    return run_dir
+
+
+@pytest.mark.slow
+def test_a_demo_run_is_served_as_its_adapter_on_smollm2(demo_run, tmp_path):
+    with serving(str(demo_run), tmp_path / "serve.log") as server:
+        assert server.model == demo_run.name
+        assert f"LoRA adapter {demo_run / 'adapter'} on" in server.output().replace("\n", "")
+        text, _ = ask(server, key="any", temperature=0, max_tokens=16)  # no key set: none needed
+        # The same greedy reply as `trainer chat` gives: the adapter is applied, the template is the model's.
+        model = chat.load(str(demo_run), "")
+        expected = list(chat.stream(model, QUESTION, chat.GenerationSettings(temperature=0, max_new_tokens=16)))[-1]
+        assert text == expected
+
+
+@pytest.fixture(scope="module")
+def demo_gguf(demo_run) -> Path:
+    pytest.importorskip("llama_cpp.server.app", reason="the gguf extra is not installed")
+    result = run_cli("export", str(demo_run), "--gguf", "f16")
+    assert result.returncode == 0, result.stdout + result.stderr
+    return demo_run / "gguf" / "model-f16.gguf"
+
+
+@pytest.mark.slow
+def test_a_runs_gguf_is_served_by_llama_cpp(demo_gguf, tmp_path):
+    with serving(str(demo_gguf.parent), tmp_path / "serve.log", "--api-key", KEY, key=KEY) as server:
+        assert server.model == "model-f16.gguf" and "with llama.cpp" in server.output()
+        text, reply = ask(server, temperature=0, max_tokens=24)
+        assert "Paris" in text and reply.choices[0].finish_reason == "stop"
+        assert streamed(server, temperature=0, max_tokens=24)[0] == text
+        stopped = ask(server, temperature=0, max_tokens=24, stop=["Paris"])[0]
+        assert cut_at(stopped, "Paris") == text.split("Paris")[0]
+        seeded = [ask(server, temperature=1.2, max_tokens=16, seed=seed)[0] for seed in (11, 11)]
+        assert seeded[0] == seeded[1]
+        check_bad_requests(server)
+        results = concurrently(server, 4, temperature=0, max_tokens=24)
+        assert [t for t, _ in results] == [text] * 4  # none cut off by the next (interrupt_requests is off)
+        print("4 concurrent GGUF requests, latencies (s):", sorted(round(s, 2) for _, s in results))
+
+
+@pytest.mark.slow
+def test_a_run_with_a_merged_export_is_served_merged(demo_run, demo_gguf, tmp_path):
+    with serving(str(demo_run), tmp_path / "serve.log") as server:
+        assert f"{demo_run / 'merged'} with transformers" in server.output().replace("\n", "")
+        assert "Paris" in ask(server, key="any", temperature=0, max_tokens=24)[0]
+
