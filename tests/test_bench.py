@@ -143,6 +143,12 @@ def test_card_estimate_scales_the_slice_by_its_measured_ratio_to_the_card():
     # compute and bandwidth weigh by the compute-bound share of the step
     mixed = cards.card_estimate(emulated_record(7000.0, tflops=40.6 * 2, gbs=448.0))
     assert mixed["tokens_per_s"] == pytest.approx(7000 / (cards.COMPUTE_SHARE * 2 + 1 - cards.COMPUTE_SHARE), rel=1e-3)
+    # only the GPU's share of the step slows down; a step that waits on the CPU as long as the card works is as fast
+    half_busy = emulated_record(7000.0, tflops=40.6 * 1.4, gbs=448 * 1.4)
+    half_busy["numbers"]["gpu_busy"] = 0.9
+    assert cards.card_estimate(half_busy)["tokens_per_s"] == pytest.approx(7000 / (0.9 * 1.4), rel=1e-3)
+    half_busy["numbers"]["gpu_busy"] = 0.4
+    assert cards.card_estimate(half_busy)["tokens_per_s"] == pytest.approx(7000, rel=1e-3)
     assert cards.card_estimate({"numbers": {"tokens_per_s": 1.0}}) is None
 
 

@@ -118,3 +118,13 @@ def test_metrics_every_log_every_s_keep_first_checkpoint_and_last_steps_and_ever
     assert b[2]["loss"] == pytest.approx(statistics.mean(m["loss"] for m in a[4:6]), rel=1e-4)
     speed = json.loads(run.benchmark.read_text())["numbers"]
     assert speed["steps"] == 6 and speed["tokens_per_s"] > 0
+
+
+def test_eval_share_counts_the_conversations_of_a_packed_row():
+    """A packed training row of 2048 tokens holds 4 conversations of 512: evaluating 64 conversations every 50 steps
+    of 2 x 2 rows, 2 passes each (no checkpointing), is 64 / (50 x 4 x 4 x 2) of the work."""
+    packed, _ = resolve("rtx3070")
+    assert packed.train.packing and packed.model.max_seq_length == 2048
+    assert train.eval_share(packed, 64, 512) == pytest.approx(64 / (50 * 4 * 4 * 2))
+    unpacked, _ = resolve("rtx3070", ["packing=false"])
+    assert train.eval_share(unpacked, 64, 512) == pytest.approx(64 / (50 * 4 * 2))

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trainer import checkpoints, data, engines, profiles, speed, trackers
-from trainer.config import Config, TrainConfig, tracker_environment
+from trainer.config import Config, tracker_environment
 from trainer.console import config_table, console
 from trainer.errors import Stopped, UserError
 from trainer.runs import RunDir, write_atomic
@@ -47,7 +47,7 @@ def main(config: Config, profile_reason: str, resume_from: Path | None = None) -
         f"{stats['trained_token_fraction']:.0%} of tokens trained"
     )
     if stats["eval_rows"] and config.train.eval_every_steps:
-        share = eval_share(config.train, stats["eval_rows"])
+        share = eval_share(config, stats["eval_rows"], stats["tokens_mean"])
         line = (f"Eval loss on {stats['eval_rows']} held-out rows every {config.train.eval_every_steps} steps: "
                 f"about {share:.0%} of the training's GPU work")
         console.print(f"[yellow]{line}[/] (lower eval_max_examples or raise eval_every_steps)" if share > 0.1 else line)
@@ -234,11 +234,14 @@ def make_trainer(config: Config, gpu: profiles.Gpu | None, model: Any, tokenizer
     return trainer
 
 
-def eval_share(train: TrainConfig, eval_rows: int) -> float:
+def eval_share(config: Config, eval_rows: int, tokens_per_row: float) -> float:
     """Evaluation's GPU work against training's: every eval_every_steps, one forward pass over the eval rows; every
-    step, speed.passes_per_token passes over its rows."""
+    step, speed.passes_per_token passes over its rows. A packed training row holds max_seq_length tokens of
+    conversations, not one conversation."""
+    train = config.train
+    packed = config.model.max_seq_length / tokens_per_row if train.packing else 1.0  # conversations per row
     passes = speed.passes_per_token(train.gradient_checkpointing)
-    return eval_rows / (train.eval_every_steps * train.micro_batch_size * train.grad_accum_steps * passes)
+    return eval_rows / (train.eval_every_steps * train.micro_batch_size * train.grad_accum_steps * packed * passes)
 
 
 def evaluated_at(log_history: list[dict[str, Any]], step: int) -> bool:

@@ -38,11 +38,14 @@ COMPUTE_SHARE = 0.85
 MODEL_PASSES = 2
 SHARE, REST = f"{COMPUTE_SHARE:.0%}", f"{1 - COMPUTE_SHARE:.0%}"
 ESTIMATE = (
-    f"Card estimate: the slice's step time x ({SHARE} x slice/card matmul TFLOPS + {REST} x slice/card bandwidth), "
-    f"both measured on the slice in the same session; {SHARE} is the compute-bound share of a profiled step's GPU "
-    f"time. An estimate, not a measurement on the card. MFU: model FLOPs of the real tokens ({MODEL_PASSES} "
-    "forward-sized passes of 2 FLOPs per parameter, plus attention; recomputation not counted) per second, over the "
-    "slice's measured matmul TFLOPS."
+    f"Card estimate: the card's GPU work takes the slice's x ({SHARE} x slice/card matmul TFLOPS + {REST} x "
+    "slice/card bandwidth), both measured on the slice in the same session; "
+    f"{SHARE} is the compute-bound share of a profiled step's GPU time. The GPU work is the step time x the GPU-busy "
+    "fraction. The CPU prepares steps while the GPU works, so a step takes the longer of the two: a configuration "
+    "that keeps the slice busy slows down by the ratio, one that leaves it waiting on the CPU (the notebook recipe, "
+    "about 40% busy) hardly at all. An estimate, not a measurement on the card; the host's CPU is not the user's. "
+    f"MFU: model FLOPs of the real tokens ({MODEL_PASSES} forward-sized passes of 2 FLOPs per parameter, plus "
+    "attention; recomputation not counted) per second, over the slice's measured matmul TFLOPS."
 )
 
 
@@ -68,6 +71,7 @@ def card_estimate(record: dict[str, Any]) -> dict[str, Any] | None:
     numbers, emulation = record.get("numbers", {}), record.get("emulation")
     if not (emulation and emulation.get("card") in CARDS and numbers.get("tokens_per_s")):
         return None
-    tokens_per_s = numbers["tokens_per_s"] / slowdown(emulation)
+    busy = numbers.get("gpu_busy") or 1.0
+    tokens_per_s = numbers["tokens_per_s"] / max(1.0, busy * slowdown(emulation))
     return {"card": CARDS[emulation["card"]].name, "tokens_per_s": round(tokens_per_s, 1),
             "finetome_epoch_h": epoch_hours(tokens_per_s)}
