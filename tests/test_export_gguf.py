@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -33,6 +36,16 @@ def crashing_decode(ctx, batch):
 
 api.llama_decode = crashing_decode
 """
+
+
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="x86-64 instruction sets")
+def test_installed_llama_cpp_is_the_build_for_any_x86_64_cpu():
+    """scripts/install_llama_cpp.sh (which .ci/run calls) installs llama.cpp with AVX2 kernels and none of this CPU's
+    newer ones (AVX-512, AMX), so the GGUF tests here check the build that users install."""
+    info = subprocess.run([sys.executable, "-c", "import llama_cpp; print(llama_cpp.llama_print_system_info())"],
+                          capture_output=True, text=True, check=True).stdout
+    assert "AVX2 = 1" in info and "AVX512" not in info and "AMX" not in info, (
+        f"{info.strip()}: a native build; install the portable one with bash scripts/install_llama_cpp.sh")
 
 
 @pytest.fixture(scope="module")
