@@ -131,5 +131,5 @@ def test_gguf_without_llama_cpp_names_the_install_command(shared_tiny_llama, tmp
     result = run_cli("export", str(run_dir), "--gguf", "q4_k_m", env=env)
     out = result.stdout + result.stderr
     assert result.returncode == 2 and "Traceback" not in out, out
-    assert "--gguf needs llama.cpp's converter" in out and 'pip install -e ".[gguf]"' in out
+    assert "--gguf needs llama.cpp's converter" in out and "bash scripts/install_llama_cpp.sh" in out
     assert not (run_dir / "merged").exists() and not (run_dir / "gguf").exists()

@@ -19,8 +19,9 @@ from trainer.console import console
 from trainer.errors import UserError
 from trainer.runs import write_atomic
 
-INSTALL_HINT = ('Install llama.cpp\'s Python package: pip install -e ".[gguf]" (it compiles llama.cpp: a C++ compiler '
-                "and cmake, a few minutes), or on conda: conda install -c conda-forge llama-cpp-python.")
+INSTALL_HINT = ("Install llama.cpp's Python package compiled for any x86-64 CPU: bash scripts/install_llama_cpp.sh "
+                "(a C++ compiler and cmake, about 8 minutes), or on conda: "
+                "conda install -c conda-forge llama-cpp-python.")
 CHECK_QUESTION = "What is the capital of France?"
 # Ollama templates (Go text/template) for the chat formats our models use; they render what the models' own Jinja
 # templates render for a conversation without tools.
@@ -141,10 +142,10 @@ def crashed(how: str, step: str, kind: str, f16: Path, out_dir: Path) -> UserErr
         else:
             message += "; the f16 file crashed too and was not kept"
     version = metadata.version("llama-cpp-python")
-    return UserError(message, "pip compiled llama.cpp for this CPU's instruction set, and those kernels crash here. "
-                     f'Rebuild it for any x86-64 CPU: CMAKE_ARGS="-DGGML_NATIVE=OFF" pip install --force-reinstall '
-                     f"--no-deps --no-cache-dir llama-cpp-python=={version} (what scripts/install_llama_cpp.sh does); "
-                     "then run the export again.")
+    return UserError(message, "llama.cpp's kernels for this CPU's newest instructions crash here (pip compiles "
+                     "llama-cpp-python for the CPU it builds on). Rebuild it for any x86-64 CPU: "
+                     f'CMAKE_ARGS="-DGGML_NATIVE=OFF" pip install --force-reinstall --no-deps --no-cache-dir '
+                     f"llama-cpp-python=={version} (what scripts/install_llama_cpp.sh does); then export again.")
 
 
 def converter_input(merged: Path, tmp: Path) -> Path:
