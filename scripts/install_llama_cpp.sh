@@ -11,4 +11,5 @@ pin=$("$PYTHON" -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "r
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/trainer/pip-llama-cpp-portable"
 echo "Installing $pin built with -DGGML_NATIVE=OFF (cached in $cache)"
 CMAKE_ARGS="-DGGML_NATIVE=OFF" "$PYTHON" -m pip install -q --force-reinstall --no-deps --cache-dir "$cache" "$pin"
+"$PYTHON" -m pip install -q "$pin"  # its dependencies; the build above satisfies the pin itself
 "$PYTHON" -c 'import llama_cpp; print("llama.cpp", llama_cpp.llama_print_system_info().decode().strip())'
