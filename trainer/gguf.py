@@ -20,7 +20,7 @@ from trainer.errors import UserError
 from trainer.runs import write_atomic
 
 INSTALL_HINT = ("Install llama.cpp's Python package compiled for any x86-64 CPU: bash scripts/install_llama_cpp.sh "
-                "(a C++ compiler and cmake, about 8 minutes), or on conda: "
+                "(a C++ compiler and cmake; up to 15 minutes on 2 cores), or on conda: "
                 "conda install -c conda-forge llama-cpp-python.")
 CHECK_QUESTION = "What is the capital of France?"
 # Ollama templates (Go text/template) for the chat formats our models use; they render what the models' own Jinja
