@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from trainer.console import console
-from trainer.data.sources import Table
+from trainer.data.sources import Table, json_error
 from trainer.errors import UserError
 
 # The field that identifies each format, in detection order.
@@ -57,7 +57,7 @@ def _turns(value: Any, field: str) -> list[Any]:
         try:
             value = json.loads(value)
         except json.JSONDecodeError as e:
-            raise InvalidRow(f"'{field}' is text that is not valid JSON ({e.msg})") from None
+            raise InvalidRow(f"'{field}' is text that is not valid JSON ({json_error(e)} at column {e.colno})") from None
     if not isinstance(value, list) or not value:
         raise InvalidRow(f"'{field}' must be a non-empty list of turns")
     return value
