@@ -156,11 +156,11 @@ def tokenized(config: Config, examples: Examples, tokenizer: PreTrainedTokenizer
                                 settings)
         rows = cache.load(root, name)
         if rows is None and whole:
-            console.print(f"Tokenizing {len(examples)} rows once; kept in {root / name}")
+            console.print(f"Tokenizing {len(examples)} rows once; kept in {root / name}", soft_wrap=True)
             rows = cache.ensure(root, name, about, tokens.batches(examples, list(range(len(examples))), tokenizer,
                                                                   settings))
         elif rows is not None:
-            console.print(f"Tokenized rows from the cache: {root / name}")
+            console.print(f"Tokenized rows from the cache: {root / name}", soft_wrap=True)
         if rows is not None:
             return rows, parts.train, parts.eval
     subset = parts.train + parts.eval

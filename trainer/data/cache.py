@@ -82,6 +82,8 @@ def ensure(root: Path, name: str, parts: dict[str, Any], batches: Iterator[pa.Re
                     writer.write_batch(batch)
             info = {**parts, "rows": sum(b.num_rows for b in kept), "created": time.strftime("%Y-%m-%d %H:%M:%S")}
             (Path(tmp) / "info.json").write_text(json.dumps(info, indent=2) + "\n")
+            if (root / name).exists() and not (root / name / "info.json").is_file():
+                shutil.rmtree(root / name)  # damaged by hand: an entry is complete or absent
             try:
                 os.replace(tmp, root / name)
             except OSError:  # another process wrote the same entry first: it holds the same rows
@@ -91,14 +93,20 @@ def ensure(root: Path, name: str, parts: dict[str, Any], batches: Iterator[pa.Re
         return load(root, name)
     except OSError as e:
         console.print(f"[yellow]Could not keep the tokenized rows in {root} ({e.strerror or e}); the next start "
-                      "tokenizes again.[/]")
+                      "tokenizes again.[/]", soft_wrap=True)
         rest = list(batches)  # whatever the failed write left unread
         return datasets.Dataset(pa.Table.from_batches(kept + rest, schema=SCHEMA))
 
 
 def prune(root: Path, keep: int = KEEP_ENTRIES) -> None:
-    """Remove all but the `keep` most recently used entries."""
-    entries = sorted((p for p in root.iterdir() if (p / "info.json").is_file()),
+    """Remove all but the `keep` most recently used entries, and what killed processes left half-written an hour ago.
+    An entry is renamed before it is deleted, so it is never seen half-deleted either."""
+    entries = sorted((p for p in root.iterdir() if (p / "info.json").is_file() and not p.name.startswith(".")),
                      key=lambda p: (p / "info.json").stat().st_mtime, reverse=True)
     for old in entries[keep:]:
-        shutil.rmtree(old, ignore_errors=True)
+        doomed = root / f".{old.name}-removed-{os.getpid()}"
+        os.replace(old, doomed)
+        shutil.rmtree(doomed, ignore_errors=True)
+    for stale in root.glob(".*"):
+        if time.time() - stale.stat().st_mtime > 3600:
+            shutil.rmtree(stale, ignore_errors=True)
