@@ -123,3 +123,18 @@ def test_metrics_every_log_every_s_keep_first_checkpoint_and_last_steps_and_ever
     assert b[2]["loss"] == pytest.approx(statistics.mean(m["loss"] for m in a[4:6]), rel=1e-4)
     speed = json.loads(run.benchmark.read_text())["numbers"]
     assert speed["steps"] == 6 and speed["tokens_per_s"] > 0
+
+
+def test_group_by_length_reads_the_length_column_in_one_go_in_the_trainers_order():
+    import datasets
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    from trainer.sft import length_grouped_sampler
+
+    rows = [list(range(n)) for n in (5, 90, 12, 40, 3, 77, 64, 8, 25, 50, 1, 33)]
+    dataset = datasets.Dataset.from_dict({"input_ids": rows, "length": [len(r) for r in rows]})
+    torch.manual_seed(0)
+    ours = list(length_grouped_sampler(dataset, 4))
+    torch.manual_seed(0)
+    theirs = list(LengthGroupedSampler(4, dataset=dataset.remove_columns("length"), model_input_name="input_ids"))
+    assert ours == theirs and sorted(ours) == list(range(len(rows)))

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 from transformers import TrainerCallback
+from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import rotate_checkpoints
 from trl import SFTTrainer
 
@@ -20,6 +21,12 @@ from trainer import checkpoints
 from trainer.console import console
 from trainer.errors import UserError
 from trainer.runs import RunDir
+
+
+def length_grouped_sampler(dataset: Any, rows_per_step: int) -> LengthGroupedSampler:
+    """The Trainer's group_by_length order, with the rows' lengths (data.build's `length` column) read in one go: the
+    Trainer hands the sampler the column itself, which it then reads one row at a time (18 s for 100k rows)."""
+    return LengthGroupedSampler(rows_per_step, lengths=dataset["length"][:])
 
 
 class Trainer(SFTTrainer):
@@ -53,6 +60,12 @@ class Trainer(SFTTrainer):
             part = {key: value[start:start + per_pass] for key, value in inputs.items()}
             loss = loss + super().training_step(model, part, num_items_in_batch)
         return loss
+
+    def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if self.args.train_sampling_strategy == "group_by_length" and "length" in dataset.column_names:
+            return length_grouped_sampler(dataset, self.args.train_batch_size * self.args.gradient_accumulation_steps)
+        return super()._get_train_sampler(train_dataset)
 
     def _track_num_input_tokens(self, inputs: dict[str, Any]) -> None:
         """Real (non-padding) tokens, summed on the GPU and read when logging or saving: the Trainer's own count

@@ -98,8 +98,9 @@ def build(config: Config, examples: Examples, tokenizer: PreTrainedTokenizerBase
     if parts.note:
         console.print(f"[yellow]{parts.note}[/]")
     rows, train_at, eval_at = tokenized(config, examples, tokenizer, parts)
-    numbers = rows.select_columns(["length", "full_length", "trained_tokens", "spells_control_token"])
-    columns = {name: np.asarray(numbers[name]) for name in numbers.column_names}
+    # Straight from Arrow: reading a datasets column row by row takes seconds for 100k rows.
+    columns = {name: rows.data.column(name).to_numpy()
+               for name in ("length", "full_length", "trained_tokens", "spells_control_token")}
     trained = columns["trained_tokens"]
     train_at, eval_at = np.asarray(train_at, dtype=np.int64), np.asarray(eval_at, dtype=np.int64)
     kept = train_at[trained[train_at] > 0]

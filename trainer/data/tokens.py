@@ -2,8 +2,8 @@
 numbers for the statistics.
 
 Each chunk's templates are rendered in Python (fast), then the whole chunk is encoded in one call to the tokenizers
-library, which spreads a batch over every core: about 3x the former row-by-row loop on 2 cores with the Llama 3.2
-tokenizer. Columns (one row per example, in the order asked for):
+library, which spreads a batch over every core (1.5-2x the former row-by-row loop on 2 busy cores with the Llama 3.2
+tokenizer; README, Data). Columns (one row per example, in the order asked for):
 - input_ids, labels: truncated to max_seq_length; labels are the ids where the loss applies, -100 elsewhere (what
   TRL's collator takes as is);
 - length: len(input_ids) (what group_by_length sorts by); full_length: before truncation;
