@@ -148,3 +148,15 @@ def test_rows_are_truncated_with_labels_and_lengths(llama_tokenizer):
     assert table[0]["input_ids"] == full[:16] and table[0]["labels"] == full[:16]
     assert (table[0]["length"], table[0]["full_length"], table[0]["trained_tokens"]) == (16, len(full), 16)
     assert table[1]["full_length"] == table[1]["length"] == len(table[1]["input_ids"]) == 3  # bos, short, eos
+
+
+def test_only_the_most_recently_used_entries_are_kept(llama_tokenizer, tmp_path):
+    from trainer.data import cache as token_cache
+
+    path = write_rows(tmp_path / "chat.jsonl", 20)
+    cache = tmp_path / "cache"
+    for length in range(100, 100 + token_cache.KEEP_ENTRIES + 2):
+        c = config(path, cache, f"max_seq_length={length}")
+        data.build(c, data.load(c), llama_tokenizer)
+    kept = [json.loads((cache / "tokenized" / e / "info.json").read_text())["max_seq_length"] for e in entries(cache)]
+    assert sorted(kept) == list(range(102, 102 + token_cache.KEEP_ENTRIES))

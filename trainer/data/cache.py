@@ -105,7 +105,10 @@ def prune(root: Path, keep: int = KEEP_ENTRIES) -> None:
                      key=lambda p: (p / "info.json").stat().st_mtime, reverse=True)
     for old in entries[keep:]:
         doomed = root / f".{old.name}-removed-{os.getpid()}"
-        os.replace(old, doomed)
+        try:
+            os.replace(old, doomed)
+        except OSError:  # in use (Windows keeps a memory-mapped file's folder): the next prune removes it
+            continue
         shutil.rmtree(doomed, ignore_errors=True)
     for stale in root.glob(".*"):
         if time.time() - stale.stat().st_mtime > 3600:

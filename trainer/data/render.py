@@ -148,10 +148,15 @@ def render_with_mask(tokenizer: PreTrainedTokenizerBase, messages: Messages, dat
 def render_text(tokenizer: PreTrainedTokenizerBase, text: str,
                 control_tokens_as_text: bool = False) -> tuple[list[int], list[int]]:
     """Plain text: every token trained, ending with EOS so the model learns where a text stops."""
-    ids = tokenizer(text, add_special_tokens=True, split_special_tokens=control_tokens_as_text)["input_ids"]
-    if tokenizer.eos_token_id is not None and (not ids or ids[-1] != tokenizer.eos_token_id):
-        ids = ids + [tokenizer.eos_token_id]
+    ids = with_eos(tokenizer, tokenizer(text, add_special_tokens=True,
+                                        split_special_tokens=control_tokens_as_text)["input_ids"])
     return ids, [1] * len(ids)
+
+
+def with_eos(tokenizer: PreTrainedTokenizerBase, ids: list[int]) -> list[int]:
+    if tokenizer.eos_token_id is not None and (not ids or ids[-1] != tokenizer.eos_token_id):
+        return ids + [tokenizer.eos_token_id]
+    return ids
 
 
 def check_tokenizer(tokenizer: PreTrainedTokenizerBase, needs_template: bool) -> None:

@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from trainer.console import console
 from trainer.data.formats import Examples
-from trainer.data.render import ControlTokens, encode, render, render_text
+from trainer.data.render import ControlTokens, encode, render, render_text, with_eos
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -65,8 +65,12 @@ def tokenize_chunk(examples: Examples, chunk: list[int], tokenizer: PreTrainedTo
     if examples.format == "text":
         texts = [examples.texts[i] for i in chunk]
         spelled = [control.spelled(text) for text in texts]
-        pairs = [render_text(tokenizer, text, settings.control_tokens_as_text) for text in texts]
-        encoded = [(np.asarray(ids, dtype=np.int32), np.ones(len(ids), dtype=np.int8)) for ids, _ in pairs]
+        batch = tokenizer.backend_tokenizer.encode_batch(texts, add_special_tokens=True)
+        encoded = []
+        for text, spells, encoding in zip(texts, spelled, batch, strict=True):
+            ids = (render_text(tokenizer, text, True)[0] if spells and settings.control_tokens_as_text
+                   else with_eos(tokenizer, encoding.ids))
+            encoded.append((np.asarray(ids, dtype=np.int32), np.ones(len(ids), dtype=np.int8)))
     else:
         rows = [render(tokenizer, examples.conversations[i], control, settings.date_string,
                        settings.control_tokens_as_text) for i in chunk]
