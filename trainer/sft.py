@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 from transformers import TrainerCallback
+from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import rotate_checkpoints
 from trl import SFTTrainer
 
@@ -23,6 +24,12 @@ from trainer.config import Config
 from trainer.console import console
 from trainer.errors import UserError
 from trainer.runs import RunDir
+
+
+def length_grouped_sampler(dataset: Any, rows_per_step: int) -> LengthGroupedSampler:
+    """The Trainer's group_by_length order, with the rows' lengths (data.build's `length` column) read in one go: the
+    Trainer hands the sampler the column itself, which it then reads one row at a time (18 s for 100k rows)."""
+    return LengthGroupedSampler(rows_per_step, lengths=dataset["length"][:])
 
 
 class Trainer(SFTTrainer):
@@ -89,6 +96,12 @@ class Trainer(SFTTrainer):
         raise UserError(f"out of GPU memory: one {piece} of {passes.smallest_pass(inputs)} tokens does not fit in "
                         f"what is free on the GPU (checkpoint-{self.state.global_step} saved)",
                         f"{hint[0].upper()}{hint[1:]}; then continue with: {self.run.resume_command}")
+
+    def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if self.args.train_sampling_strategy == "group_by_length" and "length" in dataset.column_names:
+            return length_grouped_sampler(dataset, self.args.train_batch_size * self.args.gradient_accumulation_steps)
+        return super()._get_train_sampler(train_dataset)
 
     def _track_num_input_tokens(self, inputs: dict[str, Any]) -> None:
         """Real (non-padding) tokens, summed on the GPU and read when logging or saving: the Trainer's own count
