@@ -148,3 +148,8 @@ def test_group_by_length_reads_the_length_column_in_one_go_in_the_trainers_order
     torch.manual_seed(0)
     theirs = list(LengthGroupedSampler(4, dataset=dataset.remove_columns("length"), model_input_name="input_ids"))
     assert ours == theirs and sorted(ours) == list(range(len(rows)))
+    torch.manual_seed(0)  # TRL's packed rows have no length column: the token lists' lengths, from Arrow
+    packed = dataset.remove_columns("length").select(range(len(rows) - 1, -1, -1))
+    ours = list(length_grouped_sampler(packed, 4))
+    torch.manual_seed(0)
+    assert ours == list(LengthGroupedSampler(4, dataset=packed, model_input_name="input_ids"))
