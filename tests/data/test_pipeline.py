@@ -88,3 +88,19 @@ def test_no_answer_within_max_length_is_an_error(smol_tokenizer):
     with pytest.raises(UserError, match="only 0 training rows have an answer within max_seq_length=128") as e:
         data.build(config(max_seq_length=128, eval_size=0), examples, smol_tokenizer)
     assert "--set max_seq_length=256" in e.value.hint
+
+
+def test_a_packed_run_of_a_few_steps_tokenizes_enough_conversations_to_fill_them_and_no_more(llama_tokenizer):
+    """max_steps x micro_batch_size x grad_accum_steps packed rows of max_seq_length tokens: the conversations taken
+    fill them (TRL's own packing of the tokenized rows says so), and are far fewer than the file's 2,000."""
+    from trl.data_utils import pack_dataset
+
+    settings = ["eval_size=0", "packing=true", "micro_batch_size=2", "grad_accum_steps=2", "max_seq_length=2048"]
+    c, _ = resolve("cpu", settings, {"data.dataset": "finetome-like", "train.max_steps": 5})
+    prepared = data.build(c, data.load(c), llama_tokenizer)
+    bins = pack_dataset(prepared.train.select_columns(["input_ids", "labels"]), seq_length=2048, strategy="bfd")
+    assert len(bins) >= 5 * 2 * 2
+    assert prepared.stats["train_rows"] < 0.1 * 2000
+    unpacked, _ = resolve("cpu", settings[:-4] + ["packing=false", "micro_batch_size=2", "grad_accum_steps=2"],
+                          {"data.dataset": "finetome-like", "train.max_steps": 5})
+    assert len(data.split(data.load(unpacked), unpacked).train) == 5 * 2 * 2

@@ -62,10 +62,29 @@ def split(examples: Examples, config: Config) -> Split:
                 f"{per_step} rows are left to train on" if n_eval else
                 f"{n} rows: no eval hold-out (eval_size asks for {asked}), every row is needed to train")
     train_idx = order[n_eval:]
-    if config.train.max_steps and not config.train.packing:
+    if config.train.max_steps:
         # The trainer would never reach the rest; skipping it makes a 60-step run on 100k rows start in seconds.
-        train_idx = train_idx[: config.train.max_steps * per_step]
+        train_idx = train_idx[: rows_for_steps(examples, train_idx, config)]
     return Split(train_idx, order[:n_eval], note)
+
+
+CHARACTERS_PER_TOKEN = 6  # more than English text takes per token with Llama's or SmolLM2's vocabulary (about 4)
+
+
+def rows_for_steps(examples: Examples, order: list[int], config: Config) -> int:
+    """How many rows of `order` max_steps optimizer steps can use: one per row of a step, or, when packing, enough
+    conversations to fill that many rows of max_seq_length tokens, estimated from their characters so that the
+    estimate errs towards more rows."""
+    rows = config.train.max_steps * rows_per_step(config)
+    if not config.train.packing:
+        return rows
+    needed = rows * config.model.max_seq_length * CHARACTERS_PER_TOKEN
+    for taken, i in enumerate(order, 1):
+        text = examples.texts[i] if examples.format == "text" else examples.conversations[i]
+        needed -= len(text) if isinstance(text, str) else sum(len(m["content"]) for m in text)
+        if needed <= 0:
+            return taken
+    return len(order)
 
 
 def rows_per_step(config: Config) -> int:
