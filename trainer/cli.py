@@ -39,6 +39,10 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--resume-from", metavar="CHECKPOINT", help="continue from this checkpoint-<step> folder")
     train.add_argument("--detach", action="store_true",
                        help="train in the background (survives closing the terminal); output in RUN_DIR/train.log")
+    train.add_argument("--gpus", metavar="N|all", help="train on N GPUs of this machine (one process each, torchrun)")
+    train.add_argument("--nnodes", type=int, default=1, metavar="K", help="machines training together (default 1)")
+    train.add_argument("--node-rank", type=int, default=0, metavar="R", help="this machine's number, 0 to K-1")
+    train.add_argument("--rdzv-endpoint", metavar="HOST:PORT", help="where the machines meet: node rank 0's address")
 
     profiles = sub.add_parser("profiles", help="list profiles and the detected GPU, or show one resolved")
     profiles.add_argument("name", nargs="?", help="profile to show with every resolved field")
@@ -123,7 +127,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return run(args, argv)
     except UserError as e:
-        console.print(f"[bold red]error:[/] {escape(e.message)}")
+        from trainer.config import world
+
+        rank = world().rank  # the other processes of a job print nothing but errors, named by their rank
+        console.quiet = False
+        console.print(f"[bold red]error{f' on rank {rank}' if rank else ''}:[/] {escape(e.message)}")
         if e.hint:
             console.print(f"[yellow]fix:[/] {escape(e.hint)}")
         return 2
@@ -191,10 +199,20 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     else:
         from trainer import train
 
+        world = cfg.world()
+        if world.launched:
+            from trainer.distributed import ranks
+
+            ranks.speak_only_on_main(world)
         if args.detach:
             from trainer import detach
 
             detach.start(argv, args.profile, args.settings, flags(args), args.resume, args.resume_from)
+        elif (args.gpus or args.nnodes > 1) and not world.launched:
+            from trainer.distributed import launch
+
+            timeout = cfg.resolve(args.profile, args.settings, flags(args))[0].run.rank_timeout_s
+            return launch.main(argv, args.gpus, args.nnodes, args.node_rank, args.rdzv_endpoint, timeout)
         elif args.resume or args.resume_from:
             train.resume(args.profile, args.settings, flags(args), args.resume_from)
         else:
