@@ -85,6 +85,7 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--emulate", metavar="CARD", choices=("rtx2060s", "rtx3070", "quadro-rtx5000"),
                        help="run on a share of the GPU sized like this card (CUDA MPS), with its usable memory and "
                        "dtype; the profile defaults to the card's")
+    bench.add_argument("--gpus", type=int, metavar="N", help="also run each configuration on N GPUs, after one")
     bench.add_argument("--report", action="store_true", help="render the records as markdown (--output)")
     bench.add_argument("--output", default="benchmarks/RESULTS.md", help="where --report writes")
 
@@ -186,7 +187,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
             console.print(f"Wrote {report.write_report(output=Path(args.output))}")
         else:
             configs = sweep.configurations(args.engines, args.configs, emulated=args.emulate is not None)
-            sweep.run(args.profile, args.settings, flags(args), configs, args.steps, args.data, card=args.emulate)
+            sweep.run(args.profile, args.settings, flags(args), configs, args.steps, args.data, card=args.emulate,
+                      gpus=args.gpus)
     elif args.command == "export":
         from trainer import export
 
@@ -211,8 +213,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         elif (args.gpus or args.nnodes > 1) and not world.launched:
             from trainer.distributed import launch
 
-            timeout = cfg.resolve(args.profile, args.settings, flags(args))[0].run.rank_timeout_s
-            return launch.main(argv, args.gpus, args.nnodes, args.node_rank, args.rdzv_endpoint, timeout)
+            return launch.main(argv, args.gpus, args.nnodes, args.node_rank, args.rdzv_endpoint,
+                               (args.profile, args.settings, flags(args)))
         elif args.resume or args.resume_from:
             train.resume(args.profile, args.settings, flags(args), args.resume_from)
         else:

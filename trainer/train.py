@@ -24,14 +24,15 @@ def main(config: Config, profile_reason: str, resume_from: Path | None = None) -
     of several processes (trainer/distributed/), every rank runs this; rank 0 alone prints and writes the run."""
     gpu = profiles.detect_gpu()
     world = current_world()
-    backend = ranks.start(world, gpu)
+    backend = ranks.start(world, gpu, config.run.rank_timeout_s)
     console.print(f"Profile [bold]{config.profile}[/]: {profile_reason}")
     console.print(config_table(config))
     engines.check_hardware(config, gpu)
     trackers.check_installed(config.run.report_to)
     if config.run.vram_cap_gb and gpu is not None:
         cap_vram(config.run.vram_cap_gb, gpu)
-    with ranks.main_first("reading the data"):  # every data problem surfaces here, before the slow model load
+    # Every data problem surfaces here, before the slow model load.
+    with ranks.main_first("reading the data", world, config.run.rank_timeout_s):
         examples = data.load(config)
     console.print(f"Data: {len(examples)} {examples.format} rows from {config.data.dataset}")
     startup = {"data_read": speed.since_process_start()}
@@ -45,7 +46,7 @@ def main(config: Config, profile_reason: str, resume_from: Path | None = None) -
         import torch
 
         torch.backends.cuda.enable_cudnn_sdp(config.train.cudnn_attention)
-    with ranks.main_first("tokenizing the data"):
+    with ranks.main_first("tokenizing the data", world, config.run.rank_timeout_s):
         prepared = data.build(ranks.job_config(config, world.size), examples, tokenizer)
     startup["data_tokenized"] = speed.since_process_start()
     stats = prepared.stats
@@ -80,7 +81,7 @@ def main(config: Config, profile_reason: str, resume_from: Path | None = None) -
         if world.is_main:
             run.set_status("interrupted", profile=config.profile, engine=engine, step=trainer.state.global_step)
         console.print(f"[yellow]Stopped at step {trainer.state.global_step}; checkpoint saved.[/] Continue with:\n"
-                      f"  {run.resume_command}")
+                      f"  {run.resume_command}{ranks.same_processes(world)}")
         raise
     except KeyboardInterrupt:
         if world.is_main:
@@ -90,6 +91,10 @@ def main(config: Config, profile_reason: str, resume_from: Path | None = None) -
     except BaseException as e:
         if world.is_main:
             run.set_status("failed", profile=config.profile, engine=engine, error=f"{type(e).__name__}: {e}")
+        if ranks.peer_lost(e):
+            raise UserError(f"another process of this job stopped, so this one (rank {world.rank}) stops too: "
+                            f"{str(e).splitlines()[0]}", "Its output says why. Continue from the last checkpoint "
+                            f"with: {run.resume_command}{ranks.same_processes(world)}") from None
         raise
     if not world.is_main:
         return run

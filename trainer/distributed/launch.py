@@ -12,15 +12,19 @@ import logging
 import os
 import re
 import sys
+from typing import Any
 
+from trainer.config import resolve
 from trainer.console import console
 from trainer.errors import UserError
 
 
 def main(argv: list[str], gpus: str | None, nnodes: int, node_rank: int, endpoint: str | None,
-         timeout_s: float) -> int:
+         resolve_args: tuple[str, list[str], dict[str, Any]]) -> int:
     """Run `python -m trainer <argv>` as one process per GPU of this machine (and of the others, with --nnodes);
-    returns the exit code."""
+    returns the exit code. `resolve_args` (profile, --set, flags) are checked here first: a bad one fails once."""
+    import_torch_quietly()
+    timeout_s = resolve(*resolve_args)[0].run.rank_timeout_s
     per_machine = processes_per_machine(gpus)
     options = ["--nproc-per-node", str(per_machine)]
     if nnodes == 1:
@@ -112,8 +116,10 @@ def torchrun(arguments: list[str], timeout_s: float, endpoint: str | None) -> in
     except ChildFailedError as e:
         rank, failure = e.get_first_failure()
         code = failure.exitcode if failure.exitcode > 0 else 128 - failure.exitcode
-        console.print(f"[red]Rank {rank} stopped with exit code {failure.exitcode}[/]; the other processes of the job "
-                      "were stopped too.")
+        if code in (130, 143):  # Ctrl+C or SIGTERM on another machine: every rank checkpointed and stopped
+            console.print(f"[yellow]Stopped[/] (rank {rank} exited with {code}).")
+        else:
+            console.print(f"[red]Rank {rank} failed (exit code {failure.exitcode})[/], and the job stopped.")
         return code
     except SignalException as e:  # Ctrl+C or SIGTERM: the workers got it too, and checkpointed
         return 128 + int(e.sigval)
@@ -124,6 +130,21 @@ def torchrun(arguments: list[str], timeout_s: float, endpoint: str | None) -> in
                         "HOST:PORT is the address of --node-rank 0 and that this port is open in its firewall; "
                         "--set rank_timeout_s=N waits longer.") from None
     return 0
+
+
+def import_torch_quietly() -> None:
+    """torch's C++ logs in this process off: a rendezvous that cannot reach the other machine logs each try with a
+    stack trace, before the error we turn into a message. Read once, when torch loads; the workers keep the user's."""
+    if "torch" in sys.modules:
+        return
+    before = os.environ.get("TORCH_CPP_LOG_LEVEL")
+    os.environ["TORCH_CPP_LOG_LEVEL"] = "FATAL"
+    import torch  # noqa: F401
+
+    if before is None:
+        del os.environ["TORCH_CPP_LOG_LEVEL"]
+    else:
+        os.environ["TORCH_CPP_LOG_LEVEL"] = before
 
 
 def quiet_launcher_logs() -> None:

@@ -24,9 +24,9 @@ from trainer.profiles import Gpu
 _control: Any = None  # the gloo group of this job's processes; None for one process
 
 
-def start(world: World, gpu: Gpu | None) -> str | None:
-    """Join the job: this rank's GPU, the process group and the gloo group for waits. Returns the backend that
-    all-reduces the gradients (None for one process)."""
+def start(world: World, gpu: Gpu | None, timeout_s: float) -> str | None:
+    """Join the job: this rank's GPU, the process group and the gloo group for waits, each rank connected to every
+    other within `timeout_s`. Returns the backend that all-reduces the gradients (None for one process)."""
     global _control
     if world.size == 1:
         return None
@@ -35,9 +35,22 @@ def start(world: World, gpu: Gpu | None) -> str | None:
     if gpu is not None:
         use_own_gpu(world)
     backend = backend_for(gpu)
-    if not dist.is_initialized():  # accelerate launch may have done it
-        dist.init_process_group(backend)
-    _control = dist.new_group(backend="gloo") if dist.get_backend() != "gloo" else dist.group.WORLD
+    timeout = timedelta(seconds=timeout_s)
+    try:
+        if not dist.is_initialized():  # accelerate launch may have done it
+            # gloo connects every pair of ranks here; NCCL connects at the first all-reduce, with its own timeout.
+            dist.init_process_group(backend, timeout=timeout if backend == "gloo" else None)
+        _control = dist.new_group(backend="gloo", timeout=timeout) if backend != "gloo" else dist.group.WORLD
+    except RuntimeError as e:  # torch's DistError is one
+        # gloo waits for the address each rank publishes under a key ending in its rank number
+        keys = re.search(r"keys: (.*)", str(e))
+        missing = sorted({int(k) for k in re.findall(r"/(\d+)(?:,|$)", keys.group(1))}) if keys else []
+        who = f"rank {', '.join(map(str, missing))} of {world.size} did not connect" if missing else \
+            f"the {world.size} processes did not all connect"
+        raise UserError(f"{who} within {timeout_s:g} s (rendezvous {world.rendezvous}; this is rank {world.rank}): "
+                        f"{str(e).splitlines()[0]}",
+                        "Its output says what holds it (a process that never started, or hangs while starting); "
+                        "raise the wait with --set rank_timeout_s=1800.") from None
     return backend
 
 
@@ -107,7 +120,7 @@ def speak_only_on_main(world: World) -> None:
 
 
 def wait(what: str) -> None:
-    """Wait until every rank has done `what` (rank 0 may take long: it downloads and tokenizes for everyone)."""
+    """Wait until every rank has done `what` (a step of the run that all ranks take at once: a checkpoint)."""
     if _control is not None:
         import torch.distributed as dist
 
@@ -115,19 +128,24 @@ def wait(what: str) -> None:
 
 
 @contextlib.contextmanager
-def main_first(what: str) -> Iterator[None]:
-    """Rank 0 does `what` first (a download, the tokenization, their caches) while the others wait; then they do it
-    and find the caches warm. Correct without a cache too: each rank then does the work itself."""
-    if not is_main():
-        wait(what)
+def main_first(what: str, world: World, timeout_s: float) -> Iterator[None]:
+    """Rank 0 does `what` first (a download, the tokenization, their caches) while the others wait as long as it
+    takes; then they do it and find the caches warm (correct without a cache too: each does the work itself). Rank 0
+    waits for the others only `timeout_s`, then names those that never came (see meet)."""
+    if not world.is_main:
+        meet(what, world, max(timeout_s, WAIT_FOR_RANK_0_S))
     yield
-    if is_main():
-        wait(what)
+    if world.is_main:
+        meet(what, world, timeout_s)
+
+
+WAIT_FOR_RANK_0_S = 1800.0  # torch's own default for a collective: rank 0 may be downloading a large dataset
 
 
 def meet(what: str, world: World, timeout_s: float) -> None:
     """Every rank has done `what`, or the job stops after `timeout_s` naming the ranks that have not (a rank that
-    hangs while loading would otherwise hold the others for the process group's 30 minutes)."""
+    hangs while loading would otherwise hold the others for the process group's 30 minutes). gloo's monitored
+    barrier: rank 0 waits for each of the others, each of them for rank 0, each with its own timeout."""
     if _control is None:
         return
     import torch.distributed as dist
@@ -166,6 +184,20 @@ def agree(values: list[int]) -> list[int]:
     tensor = torch.tensor(values, dtype=torch.int64)
     dist.all_reduce(tensor, op=dist.ReduceOp.MAX, group=_control)
     return tensor.tolist()
+
+
+def peer_lost(error: BaseException) -> bool:
+    """Whether a collective failed because another process of the job is gone (killed, crashed, stopped)."""
+    signs = ("Connection closed by peer", "Connection reset by peer", "Broken pipe", "NCCL communicator was aborted")
+    return isinstance(error, RuntimeError) and any(sign in str(error) for sign in signs)
+
+
+def same_processes(world: World) -> str:
+    """What a resume command needs besides --resume: the job's processes."""
+    if world.size == 1:
+        return ""
+    return (f" (with the same {world.local_size} process(es) on each of {world.size // world.local_size} machine(s): "
+            "the same --gpus / --nnodes, or torchrun --nproc-per-node)")
 
 
 def grad_accum_per_rank(config: Config, world_size: int) -> int:
