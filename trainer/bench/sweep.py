@@ -77,7 +77,8 @@ def run(profile: str, settings: list[str], flags: dict[str, Any], configs: list[
         from trainer.distributed import launch
 
         if gpus < 2:
-            raise UserError(f"--gpus {gpus}: bench compares each configuration on 1 GPU and on N", "Use --gpus 2 or more.")
+            raise UserError(f"--gpus {gpus}: bench compares each configuration on 1 GPU and on N",
+                            "Use --gpus 2 or more.")
         launch.processes_per_machine(str(gpus))  # no GPU, too few, or taken: said now, before any training
     chosen = [parse_config(text) for text in configs]
     base, reason = resolve(profile, settings, flags)  # bad profiles and settings fail here, before any training
