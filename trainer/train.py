@@ -277,7 +277,7 @@ def make_trainer(config: Config, gpu: profiles.Gpu | None, model: Any, tokenizer
     )
     trainer.remove_callback(PrinterCallback)  # MetricsCallback is the one display
     metrics.scaler = trainer.accelerator.scaler  # fp16 only: the GradScaler, whose loss scale is logged
-    if config.run.report_to:
+    if config.run.report_to and current_world().is_main:  # the integrations log from rank 0 only
         trackers.attach(trainer, config, run, tracker_environment())
     startup["trainer_built"] = speed.since_process_start()
     return trainer
