@@ -66,12 +66,14 @@ def processes_per_machine(gpus: str | None) -> int:
 
 
 def check_free(count: int) -> None:
-    """Refuse GPUs where another program already computes: its memory is missing from what the profile plans for,
-    and the run would stop out of memory later, on one rank, after minutes of loading."""
+    """Refuse GPUs where other programs already hold more than BUSY_MB: it is missing from what the profile plans
+    for, and the run would stop out of memory later, on one rank, after minutes of loading. Less (an idle notebook's
+    CUDA context) is only said."""
     import psutil
     import torch
 
-    taken = []
+    held: dict[int, list[str]] = {}
+    total: dict[int, float] = {}
     for index in range(count):
         try:
             listing = torch.cuda.list_gpu_processes(index)  # NVML: no CUDA context in this process
@@ -82,11 +84,18 @@ def check_free(count: int) -> None:
                 name = psutil.Process(int(pid)).name()
             except psutil.Error:
                 name = "?"
-            taken.append(f"GPU {index}: process {pid} ({name}) uses {float(mb):,.0f} MB")
-    if taken:
-        raise UserError("a GPU this job needs is busy:\n  " + "\n  ".join(taken),
+            held.setdefault(index, []).append(f"GPU {index}: process {pid} ({name}) uses {float(mb):,.0f} MB")
+            total[index] = total.get(index, 0.0) + float(mb)
+    lines = [line for index in held for line in held[index]]
+    if any(mb > BUSY_MB for mb in total.values()):
+        raise UserError("a GPU this job needs is busy:\n  " + "\n  ".join(lines),
                         "Stop that program, or train on the free GPUs only: CUDA_VISIBLE_DEVICES=<their numbers> "
                         "python -m trainer ... --gpus all.")
+    if lines:
+        console.print("[yellow]Other programs use these GPUs a little:[/] " + "; ".join(lines))
+
+
+BUSY_MB = 1024
 
 
 def check_machines(nnodes: int, node_rank: int, endpoint: str | None) -> None:
