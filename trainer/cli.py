@@ -200,19 +200,15 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         preview.show(cfg.resolve(args.profile, args.settings, flags(args))[0], args.n)
     else:
         from trainer import train
+        from trainer.distributed import launch, ranks
 
         world = cfg.world()
-        if world.launched:
-            from trainer.distributed import ranks
-
-            ranks.speak_only_on_main(world)
+        ranks.speak_only_on_main(world)  # one process of several (torchrun): rank 0 speaks for all
         if args.detach:
             from trainer import detach
 
             detach.start(argv, args.profile, args.settings, flags(args), args.resume, args.resume_from)
         elif (args.gpus or args.nnodes > 1) and not world.launched:
-            from trainer.distributed import launch
-
             return launch.main(argv, args.gpus, args.nnodes, args.node_rank, args.rdzv_endpoint,
                                (args.profile, args.settings, flags(args)))
         elif args.resume or args.resume_from:

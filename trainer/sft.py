@@ -167,7 +167,6 @@ class Trainer(SFTTrainer):
             rotate_checkpoints(output_dir=str(final), save_total_limit=self.args.save_total_limit, use_mtime=False,
                                best_model_checkpoint=self.state.best_model_checkpoint)
 
-
     def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
         """Several processes on the CPU: the Trainer maps the optimizer state to each process's device, which
         accelerate names cpu:<rank>, a device torch.load cannot map to; loaded as one process loads it."""

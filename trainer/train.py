@@ -126,9 +126,9 @@ def open_run(config: Config, resume_from: Path | None, stats: dict[str, Any], en
                        **({"launcher_pid": os.getppid()} if world.launched else {}))
     run = RunDir(ranks.share(run.path if run else None))
     if ranks.agree([0 if run.config.is_file() else 1])[0]:
-        console.print(f"[yellow]{run.path} is not on a disk that every machine of this job sees: the other machines "
-                      "keep their processes' RNG states there. To resume, copy the run directory to the same path on "
-                      "each machine, or keep runs/ on a shared folder.[/]")
+        console.print(f"[yellow]{run.path} is on a disk the other machines of this job do not see: its checkpoints "
+                      "will lack their processes' RNG states, and every process reads the checkpoint to resume. Keep "
+                      "runs/ on a folder all machines share, or copy the run directory to each before --resume.[/]")
     return run
 
 

@@ -14,6 +14,7 @@ import re
 import sys
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from trainer.config import Config, World
@@ -34,7 +35,7 @@ def start(world: World, gpu: Gpu | None, timeout_s: float) -> str | None:
 
     if gpu is not None:
         use_own_gpu(world)
-    backend = backend_for(gpu)
+    backend = backend_for(gpu, world)
     timeout = timedelta(seconds=timeout_s)
     try:
         if not dist.is_initialized():  # accelerate launch may have done it
@@ -54,7 +55,7 @@ def start(world: World, gpu: Gpu | None, timeout_s: float) -> str | None:
     return backend
 
 
-def backend_for(gpu: Gpu | None) -> str:
+def backend_for(gpu: Gpu | None, world: World) -> str:
     """nccl between GPUs where torch has it; gloo on the CPU, and on Windows, whose torch builds have no NCCL."""
     import torch.distributed as dist
 
@@ -63,7 +64,7 @@ def backend_for(gpu: Gpu | None) -> str:
     if dist.is_nccl_available():
         return "nccl"
     why = "Windows builds of torch have no NCCL" if sys.platform == "win32" else "this torch build has no NCCL"
-    if is_main():
+    if world.is_main:
         console.print(f"[yellow]Gradients are all-reduced with gloo: {why}. gloo copies them through the CPU "
                       "each step, slower than NCCL between GPUs (on Linux, NCCL comes with torch's CUDA wheels).[/]")
     return "gloo"
@@ -97,14 +98,6 @@ def backend() -> str | None:
     import torch.distributed as dist
 
     return dist.get_backend()
-
-
-def is_main() -> bool:
-    if _control is None:
-        return True
-    import torch.distributed as dist
-
-    return dist.get_rank() == 0
 
 
 def speak_only_on_main(world: World) -> None:
@@ -196,8 +189,8 @@ def same_processes(world: World) -> str:
     """What a resume command needs besides --resume: the job's processes."""
     if world.size == 1:
         return ""
-    return (f" (with the same {world.local_size} process(es) on each of {world.size // world.local_size} machine(s): "
-            "the same --gpus / --nnodes, or torchrun --nproc-per-node)")
+    return (f", started as before with {world.size} processes (the same --gpus and --nnodes, or torchrun "
+            f"--nproc-per-node {world.local_size})")
 
 
 def grad_accum_per_rank(config: Config, world_size: int) -> int:
@@ -231,7 +224,7 @@ def describe(config: Config, world: World, backend: str | None) -> str:
             "the step's rows; learning rate and steps are as set)")
 
 
-def check_resume(checkpoint: Any, written_by: int, world: World, force: bool) -> None:
+def check_resume(checkpoint: Path, written_by: int, world: World, force: bool) -> None:
     """A checkpoint continues with the number of processes that wrote it: each process's data position, RNG and
     share of the step are in it."""
     if written_by == world.size:
