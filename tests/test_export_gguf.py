@@ -1,22 +1,70 @@
-"""GGUF round trip on SmolLM2: llama.cpp's converter and quantizer, then llama.cpp itself answers a question."""
+"""GGUF round trip on SmolLM2: llama.cpp's converter and quantizer, then llama.cpp itself answers a question; a crash
+of llama.cpp during the export is a message, and leaves no staged file."""
 
 from __future__ import annotations
 
 import json
 import os
+import platform
+import shutil
+import subprocess
+import sys
 
 import pytest
 
 from tests.conftest import run_cli
 from trainer.runs import RunDir
 
+# Put on PYTHONPATH, so every Python of the export loads it: llama.cpp crashes for real (a SIGSEGV in native code,
+# reading address 0) when it decodes a prompt of several tokens with a file whose name has one of CRASH_ON's words,
+# as the native build of llama-cpp-python 0.3.36 does with quantized files on an Intel Xeon with AMX.
+CRASHING_DECODE = """
+import ctypes
+import os
+import sys
 
-@pytest.mark.slow
-def test_gguf_round_trip_on_smollm2(smollm2_dir, tmp_path):
-    run_dir = tmp_path / "run"
+import llama_cpp.llama_cpp as api
+
+decode = api.llama_decode
+
+
+def crashing_decode(ctx, batch):
+    if batch.n_tokens > 1 and any(w in a for w in os.environ["CRASH_ON"].split(",") for a in sys.argv):
+        ctypes.string_at(0)
+    return decode(ctx, batch)
+
+
+api.llama_decode = crashing_decode
+"""
+
+
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="x86-64 instruction sets")
+def test_installed_llama_cpp_is_the_build_for_any_x86_64_cpu():
+    """scripts/install_llama_cpp.sh (which .ci/run calls) installs llama.cpp with AVX2 kernels and none of this CPU's
+    newer ones (AVX-512, AMX), so the GGUF tests here check the build that users install."""
+    info = subprocess.run([sys.executable, "-c", "import llama_cpp; print(llama_cpp.llama_print_system_info())"],
+                          capture_output=True, text=True, check=True).stdout
+    assert "AVX2 = 1" in info and "AVX512" not in info and "AMX" not in info, (
+        f"{info.strip()}: a native build; install the portable one with bash scripts/install_llama_cpp.sh")
+
+
+@pytest.fixture(scope="module")
+def trained_run(smollm2_dir, tmp_path_factory):
+    """A 2-step run of the CPU demo; each test exports a copy of it."""
+    run_dir = tmp_path_factory.mktemp("gguf") / "run"
     trained = run_cli("--profile", "cpu", "--dataset", "sample", "--max-steps", "2", "--set", "eval_size=0",
                       "--run-dir", str(run_dir))
     assert trained.returncode == 0, trained.stdout + trained.stderr
+    return run_dir
+
+
+@pytest.fixture
+def run_dir(trained_run, tmp_path):
+    return shutil.copytree(trained_run, tmp_path / "run")
+
+
+@pytest.mark.slow
+def test_gguf_round_trip_on_smollm2(run_dir):
     f16 = run_cli("export", str(run_dir), "--gguf", "f16")
     assert f16.returncode == 0, f16.stdout + f16.stderr
     record = json.loads((run_dir / "export.json").read_text())
@@ -40,6 +88,35 @@ def test_gguf_round_trip_on_smollm2(smollm2_dir, tmp_path):
     assert RunDir(run_dir).exports() == ["adapter", "merged", "gguf/model-f16.gguf", "gguf/model-q4_k_m.gguf"]
 
 
+@pytest.mark.slow
+def test_llama_cpp_crash_in_the_check_is_a_message_and_keeps_the_f16_file_that_works(run_dir, tmp_path):
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(CRASHING_DECODE)
+    pythonpath = os.pathsep.join(filter(None, [str(hook), os.environ.get("PYTHONPATH")]))
+    gguf = run_dir / "gguf"
+
+    # Every file crashes: nothing is kept.
+    result = run_cli("export", str(run_dir), "--gguf", "q4_k_m", env={"PYTHONPATH": pythonpath, "CRASH_ON": "gguf"})
+    out = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode == 2 and "Traceback" not in out, out
+    assert (f"llama.cpp crashed (SIGSEGV) while answering a question with {gguf / 'model-q4_k_m.gguf'}: that file "
+            "was not kept; the f16 file crashed too and was not kept") in out
+    assert 'CMAKE_ARGS="-DGGML_NATIVE=OFF" pip install --force-reinstall --no-deps --no-cache-dir' in out
+    assert list(gguf.iterdir()) == []
+
+    # Only the quantized file crashes (as reported): the f16 file answers, is kept and named.
+    result = run_cli("export", str(run_dir), "--gguf", "q4_k_m", env={"PYTHONPATH": pythonpath, "CRASH_ON": "q4_k_m"})
+    out = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode == 2 and "Traceback" not in out, out
+    assert (f"llama.cpp crashed (SIGSEGV) while answering a question with {gguf / 'model-q4_k_m.gguf'}: that file "
+            f"was not kept; the f16 file {gguf / 'model-f16.gguf'} answers and is kept") in out
+    assert [p.name for p in gguf.iterdir()] == ["model-f16.gguf"]
+    with open(gguf / "model-f16.gguf", "rb") as f:
+        assert f.read(4) == b"GGUF"
+    assert "gguf_q4_k_m" not in json.loads((run_dir / "export.json").read_text())
+
+
 def test_gguf_without_llama_cpp_names_the_install_command(shared_tiny_llama, tmp_path):
     blocked = tmp_path / "blocked"
     blocked.mkdir()
@@ -54,5 +131,5 @@ def test_gguf_without_llama_cpp_names_the_install_command(shared_tiny_llama, tmp
     result = run_cli("export", str(run_dir), "--gguf", "q4_k_m", env=env)
     out = result.stdout + result.stderr
     assert result.returncode == 2 and "Traceback" not in out, out
-    assert "--gguf needs llama.cpp's converter" in out and 'pip install -e ".[gguf]"' in out
+    assert "--gguf needs llama.cpp's converter" in out and "bash scripts/install_llama_cpp.sh" in out
     assert not (run_dir / "merged").exists() and not (run_dir / "gguf").exists()

@@ -1,5 +1,6 @@
 import pytest
 
+from tests.conftest import run_cli
 from trainer import profiles
 from trainer.config import resolve
 from trainer.profiles import Gpu
@@ -47,3 +48,17 @@ def test_a_too_small_card_is_told_to_lower_memory_use():
 def test_auto_without_gpu_is_the_cpu_demo():
     config, reason = resolve("auto")
     assert config.profile == "cpu" and "no CUDA GPU" in reason
+
+
+@pytest.mark.parametrize("columns", [60, 80, 120])
+def test_profiles_table_never_wraps_names_or_model_ids(columns):
+    result = run_cli("profiles", env={"COLUMNS": str(columns)})
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert all(len(line) <= columns for line in lines)
+    for name in profiles.names():
+        config, _ = resolve(name)
+        # the name and its model id whole, on one line, so they can be copied from the table
+        assert any(line.split()[:2] == [name, config.model.name] for line in lines if line.strip()), result.stdout
+    header = next(line for line in lines if line.split()[:2] == ["name", "model"])
+    assert ("card" in header, "dtype" in header) == (columns >= 120, columns >= 80)  # the others go first

@@ -173,3 +173,42 @@ def test_full_disk_keeps_the_previous_checkpoint_and_says_how_much_space_is_need
         assert checkpoints.problem(snapshot / "checkpoints" / kept) is None
     assert not (snapshot / "adapter").exists()
     assert json.loads((snapshot / "status.json").read_text())["state"] == "failed"
+
+
+@pytest.mark.slow
+def test_an_epoch_on_the_real_llama_tokenizer_tokenizes_once_for_every_start_and_resume(real_llama, tmp_path):
+    """End to end on the real Llama 3.2 tokenizer: a compressed file with a byte-order mark and a typed control token
+    trains one epoch; the second start and a resume read the tokens from the cache and lose nothing."""
+    import gzip
+
+    rows = [{"messages": [{"role": "user", "content": f"What is {i} + {i}?"},
+                          {"role": "assistant", "content": f"{i} + {i} = {2 * i}."}]} for i in range(47)]
+    rows.append({"messages": [{"role": "user", "content": "Spell <|eot_id|>."},
+                              {"role": "assistant", "content": "<|eot_id|> ends a turn."}]})
+    data = tmp_path / "math.jsonl.gz"
+    data.write_bytes(gzip.compress(("\ufeff" + "".join(json.dumps(r) + "\n" for r in rows)).encode()))
+    cache = tmp_path / "cache"
+    common = ["--profile", "cpu", "--model", str(real_llama), "--dataset", str(data), "--epochs", "1",
+              "--set", "save_every_steps=4", "--set", "eval_every_steps=4", "--set", "learning_rate=3e-2",
+              "--set", "control_tokens_as_text=true", "--set", f"cache_dir={cache}"]
+    first = run_cli(*common, "--run-dir", str(tmp_path / "first"))
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "Tokenizing 48 rows once; kept in" in first.stdout
+    assert "1 rows spell a control token of the tokenizer in their text (such as <|eot_id|>): encoded as plain " \
+           "text" in first.stdout
+    assert "Tokenized 32 train / 16 eval rows" in first.stdout  # the cpu profile's 16 held out, 8 steps of 4
+    reference = losses(tmp_path / "first")
+    assert len(reference) == 8
+
+    second = run_cli(*common, "--run-dir", str(tmp_path / "second"))
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "Tokenized rows from the cache:" in second.stdout and "Tokenizing 48 rows" not in second.stdout
+    assert losses(tmp_path / "second") == reference
+
+    checkpoint = tmp_path / "first" / "checkpoints" / "checkpoint-4"
+    resumed = run_cli(*common, "--resume-from", str(checkpoint))
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "Tokenized rows from the cache:" in resumed.stdout
+    assert losses(tmp_path / "first") == reference  # steps 5-8 again, the same to the last bit
+    [entry] = (cache / "tokenized").iterdir()
+    assert json.loads((entry / "info.json").read_text())["rows"] == 48

@@ -1,5 +1,6 @@
-"""The setup files: spec-file.txt and the setup scripts agree with pyproject.toml, the bash script passes shellcheck
-and its idempotent steps work, and the PowerShell script parses (tree-sitter's PowerShell grammar: no pwsh here)."""
+"""The setup files: spec-file.txt and the setup scripts agree with pyproject.toml, the bash scripts pass shellcheck,
+the Paperspace script's idempotent steps work, and the PowerShell script parses (tree-sitter's PowerShell grammar: no
+pwsh here)."""
 
 from __future__ import annotations
 
@@ -85,8 +86,10 @@ def test_setup_scripts_pin_what_pyproject_and_the_spec_file_allow():
 
 
 @pytest.mark.skipif(shutil.which("shellcheck") is None, reason="apt-get install shellcheck (.ci/run does)")
-def test_paperspace_script_passes_shellcheck():
-    result = subprocess.run(["shellcheck", str(PAPERSPACE)], capture_output=True, text=True)
+@pytest.mark.parametrize("script", [PAPERSPACE, ROOT / "scripts" / "install_llama_cpp.sh", ROOT / ".ci" / "run"],
+                         ids=lambda p: p.name)
+def test_bash_scripts_pass_shellcheck(script):
+    result = subprocess.run(["shellcheck", str(script)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
 
 

@@ -8,6 +8,7 @@ import torch
 
 from trainer import data, models, train
 from trainer.config import resolve
+from trainer.data.render import render_with_mask
 from trainer.runs import RunDir
 
 
@@ -22,12 +23,16 @@ def test_trl_labels_follow_our_masks(tiny_llama, tmp_path):
     config, _ = tiny_config(tiny_llama, tmp_path)
     tokenizer = models.load_tokenizer(config.model.name, config.run.cache_dir)
     model = models_for_test(config)
-    prepared = data.build(config, data.load(config), tokenizer)
+    examples = data.load(config)
+    prepared = data.build(config, examples, tokenizer)
     trainer = train.make_trainer(config, None, model, tokenizer, prepared, RunDir(tmp_path / "run"))
-    row = trainer.train_dataset[0]
-    source = next(r for r in prepared.train if r["input_ids"] == row["input_ids"])
-    assert row["labels"] == [t if m else -100 for t, m in zip(source["input_ids"], source["assistant_masks"],
-                                                              strict=True)]
+    batch = next(iter(trainer.get_train_dataloader()))
+    rendered = {tuple(ids): mask for ids, mask in (render_with_mask(tokenizer, c) for c in examples.conversations)}
+    for ids, labels in zip(batch["input_ids"].tolist(), batch["labels"].tolist(), strict=True):
+        real = [i for i, label in enumerate(labels) if label != -100 or ids[i] != tokenizer.pad_token_id]
+        ids, labels = ids[: real[-1] + 1], labels[: real[-1] + 1]  # without the batch's padding
+        mask = rendered[tuple(ids)]
+        assert labels == [t if m else -100 for t, m in zip(ids, mask, strict=True)]
 
 
 def test_max_tokens_per_pass_runs_a_micro_batch_as_passes_with_the_same_loss_and_gradients(tiny_llama, tmp_path):
@@ -128,3 +133,23 @@ def test_eval_share_counts_the_conversations_of_a_packed_row():
     assert train.eval_share(packed, 64, 512) == pytest.approx(64 / (50 * 4 * 4 * 2))
     unpacked, _ = resolve("rtx3070", ["packing=false"])
     assert train.eval_share(unpacked, 64, 512) == pytest.approx(64 / (50 * 4 * 2))
+
+
+def test_group_by_length_reads_the_length_column_in_one_go_in_the_trainers_order():
+    import datasets
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    from trainer.sft import length_grouped_sampler
+
+    rows = [list(range(n)) for n in (5, 90, 12, 40, 3, 77, 64, 8, 25, 50, 1, 33)]
+    dataset = datasets.Dataset.from_dict({"input_ids": rows, "length": [len(r) for r in rows]})
+    torch.manual_seed(0)
+    ours = list(length_grouped_sampler(dataset, 4))
+    torch.manual_seed(0)
+    theirs = list(LengthGroupedSampler(4, dataset=dataset.remove_columns("length"), model_input_name="input_ids"))
+    assert ours == theirs and sorted(ours) == list(range(len(rows)))
+    torch.manual_seed(0)  # TRL's packed rows have no length column: the token lists' lengths, from Arrow
+    packed = dataset.remove_columns("length").select(range(len(rows) - 1, -1, -1))
+    ours = list(length_grouped_sampler(packed, 4))
+    torch.manual_seed(0)
+    assert ours == list(LengthGroupedSampler(4, dataset=packed, model_input_name="input_ids"))

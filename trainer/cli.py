@@ -126,6 +126,15 @@ def main(argv: list[str] | None = None) -> int:
         argv.insert(0, "train")
     args = parser().parse_args(argv)
     try:
+        if args.command in ("chat", "ui"):
+            from pathlib import Path
+
+            from trainer.config import cache_dir
+            from trainer.console import library_messages_to
+
+            log = Path(cache_dir()) / "logs" / f"{args.command}.log"
+            library_messages_to(log)
+            console.print(f"[dim]Library warnings go to {log}[/]")
         return run(args, argv)
     except UserError as e:
         from trainer.config import world

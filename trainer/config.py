@@ -81,6 +81,11 @@ class DataConfig:
     eval_size: float = 0.02  # fraction of rows (< 1) or a row count (>= 1) held out for eval loss
     eval_max_examples: int = 64  # a fixed set: enough for the trend, cheap to check often (train prints its share)
     skip_invalid_rows: bool = False
+    # Meta's Llama 3 template writes "Today Date: <date>" into every prompt; a fixed date (the template's own fallback)
+    # keeps a run, its resume and its cached tokens the same on any day. Templates without a date ignore it.
+    date_string: str = "26 Jul 2024"
+    control_tokens_as_text: bool = False  # text that spells a control token (<|eot_id|>) is encoded as plain text
+    cache_tokens: bool = True  # keep a full epoch's tokenized rows in <cache_dir>/tokenized/ for the next start
 
 
 @dataclass(frozen=True)

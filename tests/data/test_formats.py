@@ -105,7 +105,7 @@ def test_csv_row_errors_name_the_file_line(tmp_path):
 
 @pytest.mark.parametrize("name, content, message", [
     ("empty.jsonl", "", "is empty"),
-    ("blank.jsonl", "\n\n", "has no rows"),
+    ("blank.jsonl", "\n\n", "is empty"),
     ("list.jsonl", "[1, 2]\n", "line 1 of .* is a JSON list, not an object"),
     ("bad.json", '{"a": 1,}', "is not valid JSON .*line 1 column 9"),
     ("obj.json", '{"a": 1}', "must hold a JSON list of objects"),
@@ -133,3 +133,78 @@ def test_bundled_sample_is_valid_finetome_schema():
     assert examples.format == "sharegpt" and len(examples) == len(table.rows) and examples.skipped == 0
     assert any(c[0]["role"] == "system" for c in examples.conversations)
     assert any(len(c) > 3 for c in examples.conversations)  # multi-turn rows
+
+
+def test_a_line_that_is_not_utf8_is_named(tmp_path):
+    path = tmp_path / "windows.jsonl"
+    cafe = json.dumps({"text": "Caf\u00e9 au lait"}, ensure_ascii=False)
+    path.write_bytes((json.dumps(TEXT) + "\n" + cafe + "\n").encode("cp1252"))  # what older Windows editors save
+    with pytest.raises(UserError, match=r"line 2 of .*windows.jsonl is not UTF-8 \(byte 0xe9 at column 14\)") as e:
+        sources.read(str(path))
+    assert "Re-save the file as UTF-8" in e.value.hint
+    for name, text in (("windows.json", json.dumps([TEXT]) + "\n" + cafe), ("windows.csv", "text\nok\n" + "Café\n")):
+        (tmp_path / name).write_bytes(text.encode("cp1252"))
+        with pytest.raises(UserError, match=f"line {2 if name.endswith('json') else 3} of .*{name} is not UTF-8"):
+            sources.read(str(tmp_path / name))
+
+
+def test_a_byte_order_mark_is_accepted(tmp_path):
+    bom = "\ufeff"  # Notepad and PowerShell start files with it
+    (tmp_path / "d.jsonl").write_text(bom + json.dumps(OPENAI) + "\n" + json.dumps(OPENAI) + "\n", encoding="utf-8")
+    (tmp_path / "d.json").write_text(bom + json.dumps([OPENAI]), encoding="utf-8")
+    (tmp_path / "d.csv").write_text(bom + "instruction,output\nAdd 2 and 3.,5\n", encoding="utf-8")
+    assert len(convert(sources.read(str(tmp_path / "d.jsonl")))) == 2
+    assert convert(sources.read(str(tmp_path / "d.json"))).conversations[0][1]["content"] == "Hello!"
+    table = sources.read(str(tmp_path / "d.csv"))
+    assert list(table.rows[0]) == ["instruction", "output"]  # not "\ufeffinstruction"
+    assert convert(table).conversations[0] == [{"role": "user", "content": "Add 2 and 3."},
+                                               {"role": "assistant", "content": "5"}]
+
+
+@pytest.mark.parametrize("compression", [".gz", ".bz2", ".xz", ".zst"])
+def test_compressed_files_are_read(tmp_path, compression):
+    import fsspec
+
+    plain = {".jsonl": (json.dumps(OPENAI) + "\n") * 3, ".json": json.dumps([ALPACA, ALPACA]),
+             ".csv": "text\nOne.\nTwo.\n"}
+    codec = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz", ".zst": "zstd"}[compression]
+    for suffix, text in plain.items():
+        path = tmp_path / f"data{suffix}{compression}"
+        with fsspec.open(str(path), "wb", compression=codec) as f:
+            f.write(text.encode())
+        assert path.read_bytes()[:4] != text.encode()[:4]  # really compressed
+        table = sources.read(str(path))
+        assert table.rows == sources.read_file(write(tmp_path / f"plain{suffix}", text)).rows
+        assert table.fingerprint and len(convert(table)) in (2, 3)
+
+
+def write(path, text):
+    path.write_text(text)
+    return path
+
+
+def test_a_damaged_compressed_file_is_a_user_error(tmp_path):
+    (tmp_path / "d.jsonl.gz").write_bytes(b"\x1f\x8b\x08\x00 not gzip")
+    with pytest.raises(UserError, match=r"d.jsonl.gz is not a readable .gz file"):
+        sources.read(str(tmp_path / "d.jsonl.gz"))
+    (tmp_path / "d.parquet.gz").write_bytes(b"x")
+    with pytest.raises(UserError, match="unsupported file type '.parquet.gz'"):
+        sources.read(str(tmp_path / "d.parquet.gz"))
+
+
+def test_json_errors_read_once_at(tmp_path):
+    (tmp_path / "d.jsonl").write_text('{"text": "no end}\n')
+    with pytest.raises(UserError, match=r"line 1 of .*d.jsonl is not valid JSON \(Unterminated string starting at "
+                                        r"column 10\)\n"):
+        sources.read(str(tmp_path / "d.jsonl"))
+    (tmp_path / "d.json").write_text('[{"text": "no end}]')
+    with pytest.raises(UserError, match=r"\(Unterminated string starting at line 1 column 11\)$"):
+        sources.read(str(tmp_path / "d.json"))
+
+
+def test_the_fingerprint_follows_the_bytes(tmp_path):
+    path = write(tmp_path / "d.jsonl", json.dumps(TEXT) + "\n")
+    first = sources.read(str(path)).fingerprint
+    assert sources.read(str(path)).fingerprint == first
+    write(path, json.dumps({"text": "Twice upon a time."}) + "\n")
+    assert sources.read(str(path)).fingerprint != first

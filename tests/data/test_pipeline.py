@@ -3,6 +3,7 @@ import pytest
 from trainer import data
 from trainer.config import resolve
 from trainer.data.formats import Examples
+from trainer.data.render import render_with_mask
 from trainer.errors import UserError
 
 
@@ -18,12 +19,11 @@ def config(**settings):
 def test_split_is_deterministic_and_disjoint():
     c = config(eval_size=0.1, max_steps=0)
     a, b = data.split(conversations(100), c), data.split(conversations(100), c)
-    assert a.train.conversations == b.train.conversations and a.eval.conversations == b.eval.conversations
+    assert (a.train, a.eval) == (b.train, b.eval)
     assert (len(a.train), len(a.eval)) == (90, 10)
-    questions = lambda part: {m[0]["content"] for m in part.conversations}  # noqa: E731
-    assert not questions(a.train) & questions(a.eval)
+    assert not set(a.train) & set(a.eval) and sorted(a.train + a.eval) == list(range(100))
     other_seed = data.split(conversations(100), config(eval_size=0.1, max_steps=0, seed=1))
-    assert other_seed.eval.conversations != a.eval.conversations
+    assert other_seed.eval != a.eval
 
 
 def test_eval_size_is_a_fraction_or_a_count_with_a_cap():
@@ -37,10 +37,32 @@ def test_only_rows_max_steps_can_consume_are_kept():
     assert len(data.split(conversations(500), c).train) == 30
 
 
-def test_too_small_for_one_optimizer_step():
-    with pytest.raises(UserError, match="3 training rows after holding out 2 for eval, but one optimizer step needs "
-                                        "micro_batch_size x grad_accum_steps = 4"):
-        data.split(conversations(5), config(eval_size=2, micro_batch_size=2, grad_accum_steps=2))
+def test_the_hold_out_shrinks_to_leave_one_optimizer_step_of_rows():
+    """The cpu profile holds out 16 rows and trains 4 per step: a 6-row file used to keep 1 row and be refused."""
+    cpu = config(max_steps=0)
+    assert (cpu.data.eval_size, rows_per_step := cpu.train.micro_batch_size * cpu.train.grad_accum_steps) == (16, 4)
+    small = data.split(conversations(6), cpu)
+    assert (len(small.train), len(small.eval)) == (rows_per_step, 2)
+    assert small.note == "6 rows: holding out 2 for eval instead of 16, so that one optimizer step's 4 rows are left " \
+                         "to train on"
+    tiny = data.split(conversations(3), cpu)
+    assert (len(tiny.train), len(tiny.eval)) == (3, 0) and "no eval hold-out" in tiny.note
+    assert data.split(conversations(100), cpu).note == ""
+
+
+def test_too_few_rows_suggest_only_settings_that_change(smol_tokenizer):
+    c = config(micro_batch_size=2, grad_accum_steps=4)
+    with pytest.raises(UserError, match="has 5 rows to train on, but one optimizer step needs micro_batch_size x "
+                                        "grad_accum_steps = 8") as e:
+        data.build(c, conversations(5), smol_tokenizer)
+    assert e.value.hint == "Add rows, or take fewer rows per step (--set grad_accum_steps=2)."
+    # The cpu profile already trains with grad_accum_steps=1: the fix is a smaller micro-batch, not that.
+    cpu = config()
+    assert cpu.train.grad_accum_steps == 1
+    with pytest.raises(UserError) as e:
+        data.build(cpu, conversations(3), smol_tokenizer)
+    assert e.value.hint == "Add rows, or take fewer rows per step (--set micro_batch_size=3)."
+    assert "grad_accum_steps" not in e.value.hint
 
 
 def test_build_gives_trl_ready_columns_and_drops_answers_past_max_length(smol_tokenizer):
@@ -48,16 +70,37 @@ def test_build_gives_trl_ready_columns_and_drops_answers_past_max_length(smol_to
     examples.conversations[0][0]["content"] = "long " * 300  # the answer starts after token 300
     c = config(max_seq_length=128, eval_size=4, max_steps=0, micro_batch_size=2)
     prepared = data.build(c, examples, smol_tokenizer)
-    assert prepared.train.column_names == ["input_ids", "assistant_masks"]
-    assert prepared.stats["rows_over_max_length"] + prepared.stats["rows_dropped"] >= 0
+    assert prepared.train.column_names == ["input_ids", "labels", "length"]
+    assert prepared.stats["rows_over_max_length"] == prepared.stats["rows_dropped"] <= 1  # 0 when it was held out
     total = len(prepared.train) + len(prepared.eval)
     assert total == 19  # the long row is gone, from whichever part it was in
-    assert all(any(mask) for mask in prepared.train["assistant_masks"])
+    rendered = [render_with_mask(smol_tokenizer, c) for c in examples.conversations]
+    for row in prepared.train:
+        ids, mask = next(r for r in rendered if r[0] == row["input_ids"])  # each row's own, token by token
+        assert row["labels"] == [t if m else -100 for t, m in zip(ids, mask, strict=True)]
+        assert row["length"] == len(ids)
 
 
 def test_no_answer_within_max_length_is_an_error(smol_tokenizer):
     examples = conversations(10)
     for conversation in examples.conversations:
         conversation[0]["content"] = "long " * 300
-    with pytest.raises(UserError, match="only 0 training rows have an answer within max_seq_length=128"):
+    with pytest.raises(UserError, match="only 0 training rows have an answer within max_seq_length=128") as e:
         data.build(config(max_seq_length=128, eval_size=0), examples, smol_tokenizer)
+    assert "--set max_seq_length=256" in e.value.hint
+
+
+def test_a_packed_run_of_a_few_steps_tokenizes_enough_conversations_to_fill_them_and_no_more(llama_tokenizer):
+    """max_steps x micro_batch_size x grad_accum_steps packed rows of max_seq_length tokens: the conversations taken
+    fill them (TRL's own packing of the tokenized rows says so), and are far fewer than the file's 2,000."""
+    from trl.data_utils import pack_dataset
+
+    settings = ["eval_size=0", "packing=true", "micro_batch_size=2", "grad_accum_steps=2", "max_seq_length=2048"]
+    c, _ = resolve("cpu", settings, {"data.dataset": "finetome-like", "train.max_steps": 5})
+    prepared = data.build(c, data.load(c), llama_tokenizer)
+    bins = pack_dataset(prepared.train.select_columns(["input_ids", "labels"]), seq_length=2048, strategy="bfd")
+    assert len(bins) >= 5 * 2 * 2
+    assert prepared.stats["train_rows"] < 0.1 * 2000
+    unpacked, _ = resolve("cpu", settings[:-4] + ["packing=false", "micro_batch_size=2", "grad_accum_steps=2"],
+                          {"data.dataset": "finetome-like", "train.max_steps": 5})
+    assert len(data.split(data.load(unpacked), unpacked).train) == 5 * 2 * 2

@@ -1,8 +1,9 @@
-"""Masks token by token for two real chat templates: labels are trained exactly on assistant turns."""
+"""Masks token by token for two real chat templates (the real Llama 3.2 tokenizer and SmolLM2's): labels are trained
+exactly on assistant turns; control tokens typed in a message."""
 
 import pytest
 
-from trainer.data.render import assistant_spans, render_text, render_with_mask
+from trainer.data.render import DATE_STRING, ControlTokens, assistant_spans, render, render_text, render_with_mask
 from trainer.errors import UserError
 
 CONVERSATION = [
@@ -31,7 +32,7 @@ def expected(tokenizer, text, trained):
 def test_mask_is_exactly_the_assistant_turns(template, end_of_turn, smol_tokenizer, llama_tokenizer):
     tokenizer = {"smol": smol_tokenizer, "llama": llama_tokenizer}[template]
     ids, mask = render_with_mask(tokenizer, CONVERSATION)
-    text = tokenizer.apply_chat_template(CONVERSATION, tokenize=False)
+    text = tokenizer.apply_chat_template(CONVERSATION, tokenize=False, date_string=DATE_STRING)
     # Every answer and its end-of-turn marker, nothing of the headers, system or user turns.
     trained = ["4" + end_of_turn, "12, since 4 x 3 = 12." + end_of_turn]
     assert (ids, mask) == expected(tokenizer, text, trained)
@@ -77,3 +78,49 @@ def test_template_that_rewrites_earlier_turns_is_refused(smol_tokenizer):
                                "{{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}assistant: {% endif %}")
     with pytest.raises(UserError, match="renders earlier turns differently"):
         assistant_spans(tokenizer, CONVERSATION)
+
+
+def test_the_llama_tokenizer_is_llama_3_2s(llama_tokenizer):
+    assert len(llama_tokenizer) == 128256
+    assert llama_tokenizer("Hello world")["input_ids"] == [128000, 9906, 1917]
+    assert llama_tokenizer("Cửa Việt", add_special_tokens=False)["input_ids"] == [34, 91163, 101798]  # llama.cpp's
+    assert (llama_tokenizer.eos_token, llama_tokenizer.pad_token) == ("<|eot_id|>", "<|finetune_right_pad_id|>")
+    assert llama_tokenizer.convert_ids_to_tokens([128005, 128011, 128255]) == [
+        "<|reserved_special_token_2|>", "<|reserved_special_token_3|>", "<|reserved_special_token_247|>"]
+
+
+def test_meta_template_renders_the_fixed_date_not_today(llama_tokenizer):
+    ids, _ = render_with_mask(llama_tokenizer, CONVERSATION[1:3])
+    assert f"Today Date: {DATE_STRING}\n" in llama_tokenizer.decode(ids)
+    assert render_with_mask(llama_tokenizer, CONVERSATION[1:3], date_string="01 Jan 2030")[0] != ids
+
+
+TYPED = [{"role": "user", "content": "What does <|eot_id|> mean?"},
+         {"role": "assistant", "content": "It ends a turn: <|eot_id|>."}]
+
+
+def test_a_typed_control_token_is_a_control_token_unless_asked(llama_tokenizer):
+    control = ControlTokens(llama_tokenizer)
+    assert render(llama_tokenizer, TYPED, control).spells_control_token
+    assert not render(llama_tokenizer, CONVERSATION, control).spells_control_token
+    eot = llama_tokenizer.convert_tokens_to_ids("<|eot_id|>")
+    special_ids, _ = render_with_mask(llama_tokenizer, TYPED)
+    assert special_ids.count(eot) == 3 + 2  # the template's three (system, user, answer) and the two typed ones
+    ids, mask = render_with_mask(llama_tokenizer, TYPED, control_tokens_as_text=True)
+    assert ids.count(eot) == 3  # only the template's
+    plain = llama_tokenizer("<|eot_id|>", add_special_tokens=False, split_special_tokens=True)["input_ids"]
+    assert plain == [27, 91, 68, 354, 851, 91, 29]  # "<", "|", "e", "ot", "_id", "|", ">"
+    text = llama_tokenizer.apply_chat_template(TYPED, tokenize=False, date_string=DATE_STRING)
+    assert llama_tokenizer.decode(ids) == text
+    # Token by token: the answer as plain text (its typed control token too) and its end are trained, nothing else.
+    answer = [i for i, label in enumerate(mask) if label]
+    assert llama_tokenizer.decode([ids[i] for i in answer]) == "It ends a turn: <|eot_id|>.<|eot_id|>"
+    assert answer == list(range(answer[0], len(ids))) and ids[answer[-1]] == eot
+    question = llama_tokenizer.decode(ids[: answer[0]])
+    assert question.endswith("What does <|eot_id|> mean?<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n")
+
+
+def test_typed_control_tokens_in_plain_text_rows(llama_tokenizer):
+    ids, _ = render_text(llama_tokenizer, "a <|begin_of_text|> b", control_tokens_as_text=True)
+    assert ids.count(128000) == 1 and ids[0] == 128000 and ids[-1] == llama_tokenizer.eos_token_id
+    assert render_text(llama_tokenizer, "a <|begin_of_text|> b")[0].count(128000) == 2

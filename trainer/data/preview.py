@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from itertools import groupby
 
+from rich.markup import escape
 from rich.panel import Panel
 from rich.text import Text
 
@@ -15,12 +16,16 @@ from trainer.console import console
 def show(config: Config, n: int) -> None:
     examples = data.load(config)
     tokenizer = models.load_tokenizer(config.model.name, config.run.cache_dir)
-    prepared = data.build(config, examples, tokenizer)
+    prepared = data.build(config, examples, tokenizer, check=False)
     console.print(f"{config.data.dataset}: {len(examples)} rows, format {examples.format}, "
                   f"tokenizer of {config.model.name}")
+    if "date_string" in (tokenizer.chat_template or ""):
+        console.print(f"The chat template writes a date into every prompt: date_string = \"{config.data.date_string}\" "
+                      "(fixed, so every start and resume tokenizes alike; --set date_string=... to change it)")
     for i in range(min(n, len(prepared.train))):
         row = prepared.train[i]
-        console.print(Panel(highlight(tokenizer, row["input_ids"], row["assistant_masks"]),
+        mask = [int(label != -100) for label in row["labels"]]
+        console.print(Panel(highlight(tokenizer, row["input_ids"], mask),
                             title=f"train example {i + 1} ({len(row['input_ids'])} tokens)",
                             subtitle="[bold green]trained[/] / [dim]context only[/]"))
     s = prepared.stats
@@ -28,8 +33,12 @@ def show(config: Config, n: int) -> None:
         f"train rows {s['train_rows']}, eval rows {s['eval_rows']}; tokens per row: min {s['tokens_min']}, "
         f"median {s['tokens_median']:.0f}, max {s['tokens_max']}; over max_seq_length "
         f"({config.model.max_seq_length}): {s['rows_over_max_length']} rows ({s['rows_dropped']} dropped); "
-        f"trained tokens: {s['trained_token_fraction']:.0%}"
+        f"trained tokens: {s['trained_token_fraction']:.0%}; rows spelling a control token: "
+        f"{s['rows_spelling_control_tokens']}"
     )
+    if prepared.problem is not None:
+        console.print(f"[bold red]Too few rows to train on:[/] {escape(prepared.problem.message)}\n"
+                      f"[yellow]fix:[/] {escape(prepared.problem.hint)}")
 
 
 def highlight(tokenizer: object, ids: list[int], mask: list[int]) -> Text:

@@ -8,7 +8,11 @@ after it (<|eot_id|>, <|im_end|>, ...) always is, without naming any model's spe
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from trainer.errors import UserError
 
@@ -16,17 +20,33 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 Messages = list[dict[str, str]]
+DATE_STRING = "26 Jul 2024"  # Meta's template's own date when it has no clock; config.DataConfig.date_string
+PRIVATE_USE = 0xE000  # stand-ins for the first character of a control token typed in a message (see render)
 
 
-def assistant_spans(tokenizer: PreTrainedTokenizerBase, messages: Messages) -> tuple[str, list[tuple[int, int]]]:
+@dataclass
+class Rendered:
+    """One row as text: the character ranges the loss covers, and those where a message spells a control token."""
+
+    text: str
+    spans: list[tuple[int, int]]
+    typed: list[tuple[int, int]] = field(default_factory=list)  # encoded as plain text (only when asked)
+    spells_control_token: bool = False
+
+
+def assistant_spans(tokenizer: PreTrainedTokenizerBase, messages: Messages,
+                    date_string: str = DATE_STRING) -> tuple[str, list[tuple[int, int]]]:
     """The whole conversation as text, and the [start, end) character ranges of each assistant turn."""
-    text = tokenizer.apply_chat_template(messages, tokenize=False)
+    def render(turns: Messages, **options: bool) -> str:
+        return tokenizer.apply_chat_template(turns, tokenize=False, date_string=date_string, **options)
+
+    text = render(messages)
     spans = []
     for i, message in enumerate(messages):
         if message["role"] != "assistant":
             continue
-        before = tokenizer.apply_chat_template(messages[:i], tokenize=False, add_generation_prompt=True)
-        through = tokenizer.apply_chat_template(messages[: i + 1], tokenize=False)
+        before = render(messages[:i], add_generation_prompt=True)
+        through = text if i == len(messages) - 1 else render(messages[: i + 1])
         if not (text.startswith(before) and text.startswith(through) and len(before) < len(through)):
             raise UserError(
                 f"the chat template of {tokenizer.name_or_path} renders earlier turns differently once later turns "
@@ -38,20 +58,105 @@ def assistant_spans(tokenizer: PreTrainedTokenizerBase, messages: Messages) -> t
     return text, spans
 
 
-def render_with_mask(tokenizer: PreTrainedTokenizerBase, messages: Messages) -> tuple[list[int], list[int]]:
+class ControlTokens:
+    """The tokenizer's control tokens (special added tokens such as <|eot_id|>), found where a message spells one."""
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase) -> None:
+        tokens = sorted({t.content for t in tokenizer.added_tokens_decoder.values() if t.special and t.content},
+                        key=len, reverse=True)
+        self.pattern = re.compile("|".join(map(re.escape, tokens))) if tokens else None
+        # Each first character gets a private-use stand-in of the same length, so the template's character offsets
+        # still hold and the template's own control tokens stay apart from the typed ones.
+        self.stand_in = {c: chr(PRIVATE_USE + i) for i, c in enumerate(sorted({t[0] for t in tokens}))}
+        self.original = {v: k for k, v in self.stand_in.items()}
+        marked = [re.escape(self.stand_in[t[0]] + t[1:]) for t in tokens]
+        self.marked = re.compile("|".join(marked)) if marked else None
+
+    def spelled(self, text: str) -> bool:
+        return self.pattern is not None and self.pattern.search(text) is not None
+
+    def mark(self, text: str) -> str:
+        return self.pattern.sub(lambda m: self.stand_in[m[0][0]] + m[0][1:], text) if self.pattern else text
+
+    def unmark(self, text: str) -> tuple[str, list[tuple[int, int]]]:
+        """The text with the stand-ins restored, and the ranges of the typed control tokens."""
+        if self.marked is None:
+            return text, []
+        ranges = [m.span() for m in self.marked.finditer(text)]
+        chars = list(text)
+        for start, _ in ranges:
+            chars[start] = self.original[chars[start]]
+        return "".join(chars), ranges
+
+
+def render(tokenizer: PreTrainedTokenizerBase, messages: Messages, control: ControlTokens,
+           date_string: str = DATE_STRING, control_tokens_as_text: bool = False) -> Rendered:
+    spelled = any(control.spelled(m["content"]) for m in messages)
+    if not (spelled and control_tokens_as_text):
+        return Rendered(*assistant_spans(tokenizer, messages, date_string), spells_control_token=spelled)
+    marked = [{**m, "content": control.mark(m["content"])} for m in messages]
+    text, spans = assistant_spans(tokenizer, marked, date_string)
+    text, typed = control.unmark(text)
+    return Rendered(text, spans, typed, spells_control_token=True)
+
+
+def encode(tokenizer: PreTrainedTokenizerBase, rows: list[Rendered]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Token ids and a 0/1 mask (1 exactly on the tokens that start inside a span) for each row. Rows without typed
+    control tokens are encoded as one batch (tokenizers encodes a batch on every core)."""
+    plain = [i for i, row in enumerate(rows) if not row.typed]
+    encodings = tokenizer.backend_tokenizer.encode_batch([rows[i].text for i in plain], add_special_tokens=False)
+    pieces: list[tuple[list[int], list[tuple[int, int]]]] = [([], [])] * len(rows)
+    for i, encoding in zip(plain, encodings, strict=True):
+        pieces[i] = (encoding.ids, encoding.offsets)
+    for i, row in enumerate(rows):
+        if row.typed:
+            pieces[i] = encode_with_typed_tokens(tokenizer, row)
+    out = []
+    for (ids, offsets), row in zip(pieces, rows, strict=True):
+        starts = np.fromiter((start for start, _ in offsets), dtype=np.int64, count=len(offsets))
+        mask = np.zeros(len(ids), dtype=np.int8)
+        for start, end in row.spans:
+            mask[(starts >= start) & (starts < end)] = 1
+        out.append((np.asarray(ids, dtype=np.int32), mask))
+    return out
+
+
+def encode_with_typed_tokens(tokenizer: PreTrainedTokenizerBase,
+                             row: Rendered) -> tuple[list[int], list[tuple[int, int]]]:
+    """The template's control tokens as control tokens, the typed ones as the plain text they spell."""
+    ids: list[int] = []
+    offsets: list[tuple[int, int]] = []
+    bounds = [0, *[edge for span in row.typed for edge in span], len(row.text)]
+    for n, (start, end) in enumerate(zip(bounds, bounds[1:], strict=False)):
+        if start == end:
+            continue
+        piece = tokenizer(row.text[start:end], add_special_tokens=False, return_offsets_mapping=True,
+                          split_special_tokens=n % 2 == 1)  # odd pieces are the typed control tokens
+        ids += piece["input_ids"]
+        offsets += [(a + start, b + start) for a, b in piece["offset_mapping"]]
+    return ids, offsets
+
+
+def render_with_mask(tokenizer: PreTrainedTokenizerBase, messages: Messages, date_string: str = DATE_STRING,
+                     control_tokens_as_text: bool = False) -> tuple[list[int], list[int]]:
     """Token ids of the conversation and a 0/1 mask that is 1 exactly on assistant tokens."""
-    text, spans = assistant_spans(tokenizer, messages)
-    encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    mask = [int(any(start <= first < end for start, end in spans)) for first, _ in encoding["offset_mapping"]]
-    return encoding["input_ids"], mask
+    row = render(tokenizer, messages, ControlTokens(tokenizer), date_string, control_tokens_as_text)
+    ((ids, mask),) = encode(tokenizer, [row])
+    return ids.tolist(), mask.tolist()
 
 
-def render_text(tokenizer: PreTrainedTokenizerBase, text: str) -> tuple[list[int], list[int]]:
+def render_text(tokenizer: PreTrainedTokenizerBase, text: str,
+                control_tokens_as_text: bool = False) -> tuple[list[int], list[int]]:
     """Plain text: every token trained, ending with EOS so the model learns where a text stops."""
-    ids = tokenizer(text, add_special_tokens=True)["input_ids"]
-    if tokenizer.eos_token_id is not None and (not ids or ids[-1] != tokenizer.eos_token_id):
-        ids = ids + [tokenizer.eos_token_id]
+    ids = with_eos(tokenizer, tokenizer(text, add_special_tokens=True,
+                                        split_special_tokens=control_tokens_as_text)["input_ids"])
     return ids, [1] * len(ids)
+
+
+def with_eos(tokenizer: PreTrainedTokenizerBase, ids: list[int]) -> list[int]:
+    if tokenizer.eos_token_id is not None and (not ids or ids[-1] != tokenizer.eos_token_id):
+        return ids + [tokenizer.eos_token_id]
+    return ids
 
 
 def check_tokenizer(tokenizer: PreTrainedTokenizerBase, needs_template: bool) -> None:

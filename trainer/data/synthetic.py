@@ -6,9 +6,9 @@ Speed depends on how many tokens each row has, not on what they say, so only the
   2048-token rows the profiles train on, which are truncated as FineTome's are);
 - 15% of conversations have two exchanges; the question takes 10-40% of each exchange, the answer the rest.
 These numbers are an assumption, not a measurement of FineTome: the Hub is unreachable from our machines. Rendered with
-the Llama 3.2 template they give about 690 tokens per row, within 3% of the ~670 real tokens per row that our first
-GPU measurement of the notebook recipe saw (2,337 tokens/s at 26.2 steps/min of 8 rows). Benchmark your real data
-with `--data PATH` where you have it.
+the real Llama 3.2 tokenizer and template they give about 680 tokens per row, within 2% of the ~670 real tokens per row
+that our first GPU measurement of the notebook recipe saw (2,337 tokens/s at 26.2 steps/min of 8 rows). Benchmark your
+real data with `--data PATH` where you have it.
 Each word below is a single token (with its leading space) in Llama 3's and SmolLM2's vocabularies, so words ~ tokens.
 """
 
@@ -22,9 +22,10 @@ ROWS = 2000
 MEDIAN_WORDS = 480
 SIGMA = 0.75
 TWO_EXCHANGES = 0.15
-# The mean rendered length of a finetome-like row with the Llama 3.2 template, truncated to 2048 tokens (measured by
-# tests/data/test_synthetic.py, which keeps this number honest): the tokens per row of the projected FineTome epoch.
-TOKENS_PER_ROW = 690
+# The mean rendered length of a finetome-like row with the real Llama 3.2 tokenizer and template, truncated to 2048
+# tokens (680.3; measured by tests/test_bench.py, which keeps this number honest; 690 with the SmolLM2-vocabulary
+# stand-in used before): the tokens per row of the projected FineTome epoch.
+TOKENS_PER_ROW = 680
 FINETOME_ROWS = 100_000
 
 WORDS = (
