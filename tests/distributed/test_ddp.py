@@ -2,12 +2,12 @@
 the same global batch; kill -9 of one rank and --resume; two "machines" on one host; a rank that never connects.
 
 Why the losses are equal to the last bit, not within a tolerance: both runs train the same micro-batches of 4 rows in
-the same order (accelerate's seeded sampler gives one global order; under DDP micro-batch i goes to rank i mod 2, so
-rank 0 and rank 1 together train the 2 micro-batches that one process accumulates). Each loss is summed over the
-step's tokens and divided once by their count (gathered over the ranks); each rank multiplies its loss by 2 and DDP
-divides the summed gradients by 2, both exact in binary floating point, and the sum of two gradients is the same
-addition as accumulating them. With 3 or more ranks, or NCCL's ring order on GPUs, the sums would be ordered
-differently and agree to float rounding (about 1e-7 relative), not bit for bit.
+the same order (one global order, grouped by length over the rows of a whole step; under DDP micro-batch i goes to
+rank i mod 2, so rank 0 and rank 1 together train the 2 micro-batches that one process accumulates). Each loss is
+summed over the step's tokens and divided once by their count (gathered over the ranks); each rank multiplies its
+loss by 2 and DDP divides the summed gradients by 2, both exact in binary floating point, and the sum of two
+gradients is the same addition as accumulating them. With 3 or more ranks, or NCCL's ring order on GPUs, the sums
+would be ordered differently and agree to float rounding (about 1e-7 relative), not bit for bit.
 """
 
 from __future__ import annotations
@@ -32,10 +32,10 @@ pytestmark = pytest.mark.slow
 
 def train_args(model: Path, *extra: str) -> list[str]:
     # The cpu profile trains 4 rows per micro-batch; accumulation 2 gives 8 rows per step, which two processes
-    # share out as 4 x 1 each.
+    # share out as 4 x 1 each. Rows grouped by length, as the GPU profiles train.
     return ["--profile", "cpu", "--model", str(model), "--dataset", "sample", "--max-steps", str(STEPS),
             "--set", "grad_accum_steps=2", "--set", "save_every_steps=5", "--set", "learning_rate=3e-2",
-            "--set", "eval_every_steps=6", *extra]
+            "--set", "eval_every_steps=6", "--set", "group_by_length=true", "--set", "pad_to_multiple_of=64", *extra]
 
 
 def environment() -> dict[str, str]:
