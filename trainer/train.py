@@ -22,9 +22,9 @@ if TYPE_CHECKING:
 def main(config: Config, profile_reason: str, resume_from: Path | None = None) -> RunDir:
     """Train with `config` (continuing from a checkpoint when given) and return the finished run directory. In a job
     of several processes (trainer/distributed/), every rank runs this; rank 0 alone prints and writes the run."""
-    gpu = profiles.detect_gpu()
     world = current_world()
-    backend = ranks.start(world, gpu, config.run.rank_timeout_s)
+    backend = ranks.start(world, config.run.rank_timeout_s)
+    gpu = profiles.detect_gpu()
     console.print(f"Profile [bold]{config.profile}[/]: {profile_reason}")
     console.print(config_table(config))
     engines.check_hardware(config, gpu)

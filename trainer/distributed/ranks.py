@@ -20,22 +20,24 @@ from typing import Any
 from trainer.config import Config, World
 from trainer.console import console
 from trainer.errors import UserError
-from trainer.profiles import Gpu
 
 _control: Any = None  # the gloo group of this job's processes; None for one process
 
 
-def start(world: World, gpu: Gpu | None, timeout_s: float) -> str | None:
-    """Join the job: this rank's GPU, the process group and the gloo group for waits, each rank connected to every
-    other within `timeout_s`. Returns the backend that all-reduces the gradients (None for one process)."""
+def start(world: World, timeout_s: float) -> str | None:
+    """Join the job: this rank's GPU (made current before anything else touches one, so that no rank opens a context
+    on GPU 0), the process group and the gloo group for waits, each rank connected to every other within
+    `timeout_s`. Returns the backend that all-reduces the gradients (None for one process)."""
     global _control
     if world.size == 1:
         return None
+    import torch
     import torch.distributed as dist
 
-    if gpu is not None:
+    on_gpu = torch.cuda.is_available()
+    if on_gpu:
         use_own_gpu(world)
-    backend = backend_for(gpu, world)
+    backend = backend_for(on_gpu, world)
     timeout = timedelta(seconds=timeout_s)
     try:
         if not dist.is_initialized():  # accelerate launch may have done it
@@ -55,11 +57,11 @@ def start(world: World, gpu: Gpu | None, timeout_s: float) -> str | None:
     return backend
 
 
-def backend_for(gpu: Gpu | None, world: World) -> str:
+def backend_for(on_gpu: bool, world: World) -> str:
     """nccl between GPUs where torch has it; gloo on the CPU, and on Windows, whose torch builds have no NCCL."""
     import torch.distributed as dist
 
-    if gpu is None:
+    if not on_gpu:
         return "gloo"
     if dist.is_nccl_available():
         return "nccl"
