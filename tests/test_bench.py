@@ -6,6 +6,7 @@ Speed targets live in the benchmark's GPU records (benchmarks/results/), never i
 from __future__ import annotations
 
 import json
+import shutil
 import statistics
 from pathlib import Path
 
@@ -86,6 +87,9 @@ def test_a_failed_configuration_is_recorded_and_the_others_still_run(shared_tiny
     (["--engines", "transformers", "--steps", "1"], ["too few to measure"]),
     (["--config", "x:lora.r=zero"], ["lora.r", "'zero'"]),
     (["--engines", "transformers", "--profile", "nope"], ["nope"]),
+    pytest.param(["--engines", "transformers", "--gpus", "2"], ["--gpus 2: no NVIDIA GPU was detected"],
+                 marks=pytest.mark.skipif(shutil.which("nvidia-smi") is not None, reason="a machine without a GPU")),
+    (["--engines", "transformers", "--gpus", "1"], ["compares each configuration on 1 GPU and on N"]),
 ])
 def test_bad_bench_input_exits_2_with_the_fix(args, fragments, tmp_path):
     result = run_cli("bench", *args, env={"TRAINER_RECORDS_DIR": str(tmp_path / "results")})
@@ -171,6 +175,17 @@ def test_report_shows_emulated_sessions_with_mfu_and_the_card_estimate(tmp_path)
     assert "| 3.50x | 7.00x |" in tuned and "| 5,000 |" in tuned
     assert f"| {cards.mfu(records[1]):.0%} |" in tuned
     assert "| tuned | unsloth | 30,000 | - | - | 90 |" in text  # a whole-GPU session keeps its own columns
+
+
+def test_report_shows_several_gpus_against_one_of_the_same_session(tmp_path):
+    session = {"gpu": "NVIDIA H200", "session": "2026-11-25T10:00:00+00:00", "engine": "unsloth", "versions": {}}
+    one = {**session, "config": "tuned", "base_config": "tuned", "world_size": 1,
+           "numbers": {"tokens_per_s": 5000.0, "steps_per_min": 60.0, "peak_memory_gb": 5.0}}
+    two = {**one, "config": "tuned-2gpus", "world_size": 2, "numbers": {**one["numbers"], "tokens_per_s": 9500.0}}
+    (tmp_path / "gpu.jsonl").write_text(json.dumps(one) + "\n" + json.dumps(two) + "\n")
+    assert report.scaling_rows([one, two]) == [["tuned", "2", "9,500", "1.90x", "95%", "5"]]
+    text = report.report(tmp_path)
+    assert "Several GPUs" in text and "| tuned | 2 | 9,500 | 1.90x | 95% | 5 |" in text
 
 
 def test_committed_report_matches_the_committed_records():

@@ -7,7 +7,7 @@ from trainer.config import resolve
 def make_checkpoint(folder, step, *, drop=None):
     path = folder / f"checkpoint-{step}"
     path.mkdir(parents=True)
-    for name in checkpoints.REQUIRED:
+    for name in (*checkpoints.REQUIRED, "rng_state.pth"):
         (path / name).write_bytes(b"x")
     (path / "trainer_state.json").write_text(f'{{"global_step": {step}}}')
     import torch
@@ -50,3 +50,13 @@ def test_differences_name_what_changes_the_run():
         "effective batch (micro_batch_size x grad_accum_steps): "
         f"{saved.train.micro_batch_size * saved.train.grad_accum_steps} -> {4 * saved.train.grad_accum_steps}",
     ]
+
+
+def test_a_checkpoint_of_several_processes_has_each_rank_rng_and_its_world_size(tmp_path):
+    path = make_checkpoint(tmp_path, 5, drop="rng_state.pth")
+    assert checkpoints.problem(path) == "rng_state.pth is missing"
+    assert checkpoints.world_size_of(path) == 1  # written before there were several, or by one process
+    for rank in range(2):
+        (path / f"rng_state_{rank}.pth").write_bytes(b"x")
+    checkpoints.write_world(path, 2, 1)
+    assert checkpoints.problem(path) is None and checkpoints.world_size_of(path) == 2

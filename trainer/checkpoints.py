@@ -11,9 +11,12 @@ from pathlib import Path
 from trainer.config import Config
 from trainer.errors import UserError
 
-# What the Trainer writes into checkpoint-<step>/ (plus scaler.pt in fp16), and our copy of the run's config.
+# What the Trainer writes into checkpoint-<step>/ (plus scaler.pt in fp16), and our copy of the run's config; the
+# RNG state is rng_state.pth from one process, rng_state_<rank>.pth from each of several (with world.json).
 REQUIRED = ("trainer_state.json", "adapter_config.json", "adapter_model.safetensors", "optimizer.pt", "scheduler.pt",
-            "rng_state.pth", "config.toml")
+            "config.toml")
+RNG_STATES = ("rng_state.pth", "rng_state_0.pth")
+WORLD = "world.json"
 NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 UNWRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS}
 # Rust libraries (tokenizers, safetensors) report I/O errors as plain exceptions ending in "(os error N)":
@@ -26,11 +29,19 @@ def step_of(path: Path) -> int | None:
     return int(number) if prefix == "checkpoint" and number.isdigit() else None
 
 
-def problem(path: Path) -> str | None:
-    """Why `path` is not a usable checkpoint, or None when it is."""
+def missing(path: Path) -> str | None:
+    """The first file a resume needs that `path` lacks, or None."""
     for name in REQUIRED:
         if not (path / name).is_file():
-            return f"{name} is missing"
+            return name
+    return None if any((path / name).is_file() for name in RNG_STATES) else RNG_STATES[0]
+
+
+def problem(path: Path) -> str | None:
+    """Why `path` is not a usable checkpoint, or None when it is."""
+    lacking = missing(path)
+    if lacking:
+        return f"{lacking} is missing"
     try:
         state = json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
         if state["global_step"] != step_of(path):
@@ -57,6 +68,18 @@ def latest_valid(folder: Path, warn: Callable[[str], None]) -> Path | None:
             return path
         warn(f"skipping {path}: {reason}")
     return None
+
+
+def write_world(path: Path, world_size: int, grad_accum_steps_per_rank: int) -> None:
+    """How many processes wrote this checkpoint: a resume continues it with as many."""
+    record = {"world_size": world_size, "grad_accum_steps_per_rank": grad_accum_steps_per_rank}
+    (path / WORLD).write_text(json.dumps(record) + "\n", encoding="utf-8")
+
+
+def world_size_of(path: Path) -> int:
+    """The processes that wrote the checkpoint (1 where world.json is absent: before there were several)."""
+    world = path / WORLD
+    return json.loads(world.read_text(encoding="utf-8"))["world_size"] if world.is_file() else 1
 
 
 # Settings that define what is being trained: a resume that changes them would not continue the same run.

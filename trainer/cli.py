@@ -39,6 +39,10 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--resume-from", metavar="CHECKPOINT", help="continue from this checkpoint-<step> folder")
     train.add_argument("--detach", action="store_true",
                        help="train in the background (survives closing the terminal); output in RUN_DIR/train.log")
+    train.add_argument("--gpus", metavar="N|all", help="train on N GPUs of this machine (one process each, torchrun)")
+    train.add_argument("--nnodes", type=int, default=1, metavar="K", help="machines training together (default 1)")
+    train.add_argument("--node-rank", type=int, default=0, metavar="R", help="this machine's number, 0 to K-1")
+    train.add_argument("--rdzv-endpoint", metavar="HOST:PORT", help="where the machines meet: node rank 0's address")
 
     profiles = sub.add_parser("profiles", help="list profiles and the detected GPU, or show one resolved")
     profiles.add_argument("name", nargs="?", help="profile to show with every resolved field")
@@ -81,6 +85,7 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--emulate", metavar="CARD", choices=("rtx2060s", "rtx3070", "quadro-rtx5000"),
                        help="run on a share of the GPU sized like this card (CUDA MPS), with its usable memory and "
                        "dtype; the profile defaults to the card's")
+    bench.add_argument("--gpus", type=int, metavar="N", help="also run each configuration on N GPUs, after one")
     bench.add_argument("--report", action="store_true", help="render the records as markdown (--output)")
     bench.add_argument("--output", default="benchmarks/RESULTS.md", help="where --report writes")
 
@@ -132,7 +137,11 @@ def main(argv: list[str] | None = None) -> int:
             console.print(f"[dim]Library warnings go to {log}[/]")
         return run(args, argv)
     except UserError as e:
-        console.print(f"[bold red]error:[/] {escape(e.message)}")
+        from trainer.config import world
+
+        rank = world().rank  # the other processes of a job print nothing but errors, named by their rank
+        console.quiet = False
+        console.print(f"[bold red]error{f' on rank {rank}' if rank else ''}:[/] {escape(e.message)}")
         if e.hint:
             console.print(f"[yellow]fix:[/] {escape(e.hint)}")
         return 2
@@ -187,7 +196,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
             console.print(f"Wrote {report.write_report(output=Path(args.output))}")
         else:
             configs = sweep.configurations(args.engines, args.configs, emulated=args.emulate is not None)
-            sweep.run(args.profile, args.settings, flags(args), configs, args.steps, args.data, card=args.emulate)
+            sweep.run(args.profile, args.settings, flags(args), configs, args.steps, args.data, card=args.emulate,
+                      gpus=args.gpus)
     elif args.command == "export":
         from trainer import export
 
@@ -199,11 +209,17 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         preview.show(cfg.resolve(args.profile, args.settings, flags(args))[0], args.n)
     else:
         from trainer import train
+        from trainer.distributed import launch, ranks
 
+        world = cfg.world()
+        ranks.speak_only_on_main(world)  # one process of several (torchrun): rank 0 speaks for all
         if args.detach:
             from trainer import detach
 
             detach.start(argv, args.profile, args.settings, flags(args), args.resume, args.resume_from)
+        elif (args.gpus or args.nnodes > 1) and not world.launched:
+            return launch.main(argv, args.gpus, args.nnodes, args.node_rank, args.rdzv_endpoint,
+                               (args.profile, args.settings, flags(args)))
         elif args.resume or args.resume_from:
             train.resume(args.profile, args.settings, flags(args), args.resume_from)
         else:

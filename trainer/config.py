@@ -96,6 +96,9 @@ class RunConfig:
     vram_cap_gb: float = 0.0  # cap this process's GPU memory (emulate a smaller card, leave room); 0: no cap
     resume_force: bool = False  # let --resume continue with settings that change what is trained
     report_to: tuple[str, ...] = ()  # experiment trackers, through the Hugging Face integrations: TRACKERS
+    # Several processes (--gpus, torchrun): how long they wait for each other at start-up (the rendezvous of
+    # several machines, everyone's model loaded) before the ones missing are named and the job stops.
+    rank_timeout_s: float = 600.0
 
 
 @dataclass(frozen=True)
@@ -134,6 +137,7 @@ NOT_NEGATIVE = {
     "train.weight_decay", "lora.dropout", "run.vram_cap_gb", "train.log_every_s",
     "train.max_tokens_per_pass",
 }
+POSITIVE = {"run.rank_timeout_s"}
 
 
 def _sections() -> dict[str, type]:
@@ -226,6 +230,8 @@ def check(key: str, value: Any, where: str) -> None:
         raise UserError(f"{where}: {key} must be at least 1, got {value}")
     if key in NOT_NEGATIVE and value < 0:
         raise UserError(f"{where}: {key} must not be negative, got {value}")
+    if key in POSITIVE and value <= 0:
+        raise UserError(f"{where}: {key} must be positive, got {value}")
     if key == "train.learning_rate" and not 0 < value < 1:
         raise UserError(f"{where}: train.learning_rate = {value} is out of range", "Typical LoRA values: 1e-4 to 5e-4.")
     if key == "train.epochs" and value <= 0:
@@ -335,6 +341,32 @@ def tracker_environment() -> TrackerEnvironment:
         logged_in = False
     return TrackerEnvironment(os.environ.get("MLFLOW_TRACKING_URI", ""), os.environ.get("WANDB_MODE", ""),
                               bool(os.environ.get("WANDB_API_KEY")) or logged_in, os.environ.get("WANDB_PROJECT", ""))
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's place in a training job of several processes, as torchrun (or `accelerate launch`) describes
+    it in the environment; a plain `python -m trainer` is rank 0 of 1."""
+
+    launched: bool = False  # started by a launcher that set WORLD_SIZE
+    rank: int = 0
+    local_rank: int = 0  # the GPU of this process on its machine
+    size: int = 1
+    local_size: int = 1
+    rendezvous: str = ""  # MASTER_ADDR:MASTER_PORT, where the processes meet
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def world() -> World:
+    env = os.environ
+    if "WORLD_SIZE" not in env:
+        return World()
+    return World(True, int(env.get("RANK", "0")), int(env.get("LOCAL_RANK", "0")), int(env["WORLD_SIZE"]),
+                 int(env.get("LOCAL_WORLD_SIZE", env["WORLD_SIZE"])),
+                 f"{env.get('MASTER_ADDR', '?')}:{env.get('MASTER_PORT', '?')}")
 
 
 def serve_api_key(value: str | None) -> str | None:

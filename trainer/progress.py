@@ -98,6 +98,8 @@ class MetricsCallback(TrainerCallback):
         self.last_time = time.perf_counter()
         self.last_tokens = state.num_input_tokens_seen
         self.first_step = state.global_step + 1
+        if not state.is_world_process_zero:  # of several processes, rank 0 alone writes and shows progress
+            return
         self.busy = GpuBusy() if self.on_gpu else None
         if console.is_terminal:
             self.progress = Progress(
@@ -117,6 +119,10 @@ class MetricsCallback(TrainerCallback):
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kwargs: Any) -> None:
         logs = logs or {}
         now = time.perf_counter()
+        if not state.is_world_process_zero:
+            if "loss" in logs:
+                self.last_time = now  # the clock that decides when to log (on_step_end) runs on every rank
+            return
         record: dict[str, Any] = {"step": state.global_step, "elapsed_s": round(now - self.start, 3)}
         if "eval_loss" in logs:
             record["eval_loss"] = logs["eval_loss"]

@@ -115,7 +115,8 @@ class RunDir:
         status, launch = self.read_status(), self.read_launch()
         state = status.get("state", "unknown")
         if launch and is_alive(launch):
-            return "running" if state == "running" and status.get("pid") == launch["pid"] else "starting"
+            ours = launch["pid"] in (status.get("pid"), status.get("launcher_pid"))  # --gpus: rank 0's launcher
+            return "running" if state == "running" and ours else "starting"
         if state == "running" and not is_alive(status):
             return "died"
         if launch and status.get("updated", "") < launch["launched"]:
@@ -127,7 +128,7 @@ class RunDir:
         from trainer import checkpoints
 
         found = [p for p in self.checkpoints.glob("checkpoint-*") if checkpoints.step_of(p) is not None
-                 and all((p / name).is_file() for name in checkpoints.REQUIRED)]
+                 and checkpoints.missing(p) is None]
         return max(found, key=checkpoints.step_of).name if found else None
 
     def exports(self) -> list[str]:

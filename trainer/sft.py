@@ -5,6 +5,7 @@ Imported only once training starts, after the engine is chosen: unsloth must be 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gc
 import logging
@@ -23,6 +24,7 @@ from trl import SFTTrainer
 from trainer import checkpoints, passes
 from trainer.config import Config
 from trainer.console import console
+from trainer.distributed import ranks
 from trainer.errors import UserError
 from trainer.runs import RunDir
 
@@ -80,11 +82,16 @@ class Trainer(SFTTrainer):
                 self.check_split_is_exact(num_items_in_batch)
             try:
                 loss = 0
-                for part in parts:
-                    loss = loss + super().training_step(model, part, num_items_in_batch)
+                for number, part in enumerate(parts, 1):
+                    # Under DDP only the last pass's backward all-reduces the micro-batch's gradients, once.
+                    last = number == len(parts)
+                    with contextlib.nullcontext() if last else self.accelerator.no_sync(model):
+                        loss = loss + super().training_step(model, part, num_items_in_batch)
                 return loss
             except torch.OutOfMemoryError:
                 pass  # handled below, outside this block: its traceback holds the failed pass's tensors
+            if self.args.world_size > 1:
+                self.stop_out_of_memory_in_job(inputs)
             for param, grad in zip(self.trainable, saved, strict=True):
                 param.grad = grad
             free_gpu_memory()
@@ -119,10 +126,22 @@ class Trainer(SFTTrainer):
                         f"what is free on the GPU (checkpoint-{self.state.global_step} saved)",
                         f"{hint[0].upper()}{hint[1:]}; then continue with: {self.run.resume_command}")
 
+    def stop_out_of_memory_in_job(self, inputs: dict[str, Any]) -> None:
+        """Several processes cannot run a step again in smaller passes: the others may already be all-reducing its
+        gradients. The job stops; its last checkpoint stays."""
+        raise UserError(f"out of GPU memory on rank {self.args.process_index}, on a micro-batch of "
+                        f"{passes.tokens(inputs)} tokens",
+                        f"Close other programs that use the GPU, or --set max_tokens_per_pass="
+                        f"{max(passes.tokens(inputs) // 2, 1)} (passes of fewer tokens); then continue with: "
+                        f"{self.run.resume_command} and the same number of processes.")
+
     def _get_train_sampler(self, train_dataset: Any = None) -> Any:
         dataset = train_dataset if train_dataset is not None else self.train_dataset
         if self.args.train_sampling_strategy == "group_by_length":
-            return length_grouped_sampler(dataset, self.args.train_batch_size * self.args.gradient_accumulation_steps)
+            # The rows of an optimizer step of the whole job: several processes train the order one process would,
+            # each step's micro-batches of similar lengths on every rank.
+            rows = self.args.train_batch_size * self.args.gradient_accumulation_steps * self.args.world_size
+            return length_grouped_sampler(dataset, rows)
         return super()._get_train_sampler(train_dataset)
 
     def _track_num_input_tokens(self, inputs: dict[str, Any]) -> None:
@@ -133,7 +152,11 @@ class Trainer(SFTTrainer):
         self.pending_tokens = self.pending_tokens + tokens
 
     def count_tokens(self) -> None:
-        self.state.num_input_tokens_seen += int(self.pending_tokens)
+        """Every rank's real tokens since the last count: the metrics give the job's speed."""
+        tokens = self.pending_tokens
+        if self.args.world_size > 1:
+            tokens = self.accelerator.reduce(torch.as_tensor(tokens, device=self.args.device), reduction="sum")
+        self.state.num_input_tokens_seen += int(tokens)
         self.pending_tokens = 0
 
     def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
@@ -141,24 +164,31 @@ class Trainer(SFTTrainer):
         super().log(logs, *args, **kwargs)
 
     def _save_checkpoint(self, model: Any, trial: Any) -> None:
-        """The Trainer's checkpoint, written into checkpoints/.staging/ and renamed: complete, or absent."""
+        """The Trainer's checkpoint, written into checkpoints/.staging/ and renamed: complete, or absent. With several
+        processes, rank 0 writes the adapter, optimizer and state, each rank its RNG state; rank 0 renames."""
         self.count_tokens()
         final = Path(self.args.output_dir)
         staging = final / ".staging"
         name = f"checkpoint-{self.state.global_step}"
-        previous = checkpoints.latest_valid(final, warn=lambda _: None)
-        needed = checkpoints.size_mb(previous) if previous else 0.0
-        shutil.rmtree(staging, ignore_errors=True)
-        final.mkdir(parents=True, exist_ok=True)
-        if needed > shutil.disk_usage(final).free / 2**20:  # refuse before writing anything
-            raise checkpoints.no_space_error(name, final, needed)
+        main, needed = self.is_world_process_zero(), 0.0
+        if main:
+            previous = checkpoints.latest_valid(final, warn=lambda _: None)
+            needed = checkpoints.size_mb(previous) if previous else 0.0
+            shutil.rmtree(staging, ignore_errors=True)
+            final.mkdir(parents=True, exist_ok=True)
+            if needed > shutil.disk_usage(final).free / 2**20:  # refuse before writing anything
+                raise checkpoints.no_space_error(name, final, needed)
+        ranks.wait("clearing the staging folder")
         self.args.output_dir = str(staging)
         try:
             super()._save_checkpoint(model, trial)
-            shutil.copy(self.run.config, staging / name / "config.toml")
-            if (final / name).exists():  # saved again at the same step (the end of a run that just checkpointed)
-                shutil.rmtree(final / name)
-            os.replace(staging / name, final / name)
+            ranks.wait(f"writing {name}")
+            if main:
+                shutil.copy(self.run.config, staging / name / "config.toml")
+                checkpoints.write_world(staging / name, self.args.world_size, self.args.gradient_accumulation_steps)
+                if (final / name).exists():  # saved again at the same step (the end of a run that just checkpointed)
+                    shutil.rmtree(final / name)
+                os.replace(staging / name, final / name)
         except Exception as e:
             if checkpoints.is_no_space(e):
                 written = checkpoints.size_mb(staging)
@@ -169,9 +199,21 @@ class Trainer(SFTTrainer):
             raise
         finally:
             self.args.output_dir = str(final)
-            shutil.rmtree(staging, ignore_errors=True)
-        rotate_checkpoints(output_dir=str(final), save_total_limit=self.args.save_total_limit, use_mtime=False,
-                           best_model_checkpoint=self.state.best_model_checkpoint)
+            if main:
+                shutil.rmtree(staging, ignore_errors=True)
+        if main:
+            rotate_checkpoints(output_dir=str(final), save_total_limit=self.args.save_total_limit, use_mtime=False,
+                               best_model_checkpoint=self.state.best_model_checkpoint)
+
+    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
+        """Several processes on the CPU: the Trainer maps the optimizer state to each process's device, which
+        accelerate names cpu:<rank>, a device torch.load cannot map to; loaded as one process loads it."""
+        if checkpoint is None or self.args.world_size == 1 or self.args.device.type != "cpu":
+            return super()._load_optimizer_and_scheduler(checkpoint)
+        folder = Path(checkpoint)
+        self.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", map_location="cpu", weights_only=True))
+        self.lr_scheduler.load_state_dict(torch.load(folder / "scheduler.pt", weights_only=True))
+        return None
 
 
 class GracefulStop(TrainerCallback):

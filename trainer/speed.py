@@ -67,10 +67,11 @@ def epoch_hours(tokens_per_s: float) -> float:
     return round(FINETOME_ROWS * TOKENS_PER_ROW / tokens_per_s / 3600, 2)
 
 
-def write_run_benchmark(run: RunDir, config: Config, engine: str) -> dict[str, Any]:
-    """The run's own benchmark.json: its numbers, the environment, the settings and the engine that ran."""
+def write_run_benchmark(run: RunDir, config: Config, engine: str, world_size: int = 1) -> dict[str, Any]:
+    """The run's own benchmark.json: its numbers (tokens summed over the processes of a job of `world_size`), the
+    environment, the settings and the engine that ran."""
     summary = summarize(run)
-    record = {**environment(), **settings_of(config), "engine": engine, "numbers": summary}
+    record = {**environment(), **settings_of(config), "engine": engine, "world_size": world_size, "numbers": summary}
     write_atomic(run.benchmark, json.dumps(record, indent=2) + "\n")
     return summary
 

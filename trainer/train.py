@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 from trainer import checkpoints, data, engines, profiles, speed, trackers
 from trainer.config import Config, tracker_environment
+from trainer.config import world as current_world
 from trainer.console import config_table, console
+from trainer.distributed import ranks
 from trainer.errors import Stopped, UserError
 from trainer.runs import RunDir, write_atomic
 
@@ -18,7 +20,10 @@ if TYPE_CHECKING:
 
 
 def main(config: Config, profile_reason: str, resume_from: Path | None = None) -> RunDir:
-    """Train with `config` (continuing from a checkpoint when given) and return the finished run directory."""
+    """Train with `config` (continuing from a checkpoint when given) and return the finished run directory. In a job
+    of several processes (trainer/distributed/), every rank runs this; rank 0 alone prints and writes the run."""
+    world = current_world()
+    backend = ranks.start(world, config.run.rank_timeout_s)
     gpu = profiles.detect_gpu()
     console.print(f"Profile [bold]{config.profile}[/]: {profile_reason}")
     console.print(config_table(config))
@@ -26,7 +31,9 @@ def main(config: Config, profile_reason: str, resume_from: Path | None = None) -
     trackers.check_installed(config.run.report_to)
     if config.run.vram_cap_gb and gpu is not None:
         cap_vram(config.run.vram_cap_gb, gpu)
-    examples = data.load(config)  # every data problem surfaces here, before the slow model load
+    # Every data problem surfaces here, before the slow model load.
+    with ranks.main_first("reading the data", world, config.run.rank_timeout_s):
+        examples = data.load(config)
     console.print(f"Data: {len(examples)} {examples.format} rows from {config.data.dataset}")
     startup = {"data_read": speed.since_process_start()}
     engine, why = engines.choose(config, gpu)
@@ -34,11 +41,13 @@ def main(config: Config, profile_reason: str, resume_from: Path | None = None) -
     console.print(f"Engine [bold]{engine}[/]: {why}")
     model, tokenizer = engines.get(engine).load(config, gpu)
     startup["model_loaded"] = speed.since_process_start()
+    ranks.meet("loading the model", world, config.run.rank_timeout_s)
     if gpu is not None:
         import torch
 
         torch.backends.cuda.enable_cudnn_sdp(config.train.cudnn_attention)
-    prepared = data.build(config, examples, tokenizer)
+    with ranks.main_first("tokenizing the data", world, config.run.rank_timeout_s):
+        prepared = data.build(ranks.job_config(config, world.size), examples, tokenizer)
     startup["data_tokenized"] = speed.since_process_start()
     stats = prepared.stats
     console.print(
@@ -46,49 +55,80 @@ def main(config: Config, profile_reason: str, resume_from: Path | None = None) -
         f"min {stats['tokens_min']}, median {stats['tokens_median']:.0f}, max {stats['tokens_max']}; "
         f"{stats['trained_token_fraction']:.0%} of tokens trained"
     )
+    if world.size > 1:
+        console.print(ranks.describe(config, world, backend))
     if stats["eval_rows"] and config.train.eval_every_steps:
-        share = eval_share(config, stats["eval_rows"], stats["tokens_mean"])
+        share = eval_share(ranks.job_config(config, world.size), stats["eval_rows"], stats["tokens_mean"])
         line = (f"Eval loss on {stats['eval_rows']} held-out rows every {config.train.eval_every_steps} steps: "
                 f"about {share:.0%} of the training's GPU work")
         console.print(f"[yellow]{line}[/] (lower eval_max_examples or raise eval_every_steps)" if share > 0.1 else line)
-    if resume_from is None:
-        run = RunDir.create(config)
-    else:
-        run = RunDir(resume_from.parent.parent)
-        run.keep_metrics_through(checkpoints.step_of(resume_from) or 0)
-    console.print(f"Run directory: {run.path}" + (f", resuming from {resume_from.name}" if resume_from else ""))
-    write_atomic(run.data_stats, json.dumps(stats, indent=2) + "\n")
-    run.set_status("running", profile=config.profile, engine=engine)
+    run = open_run(config, resume_from, stats, engine)
     from trainer.sft import GracefulStop  # imports trl: only now, after the engine (and unsloth) is loaded
 
     try:
         with GracefulStop() as stop:
             trainer = make_trainer(config, gpu, model, tokenizer, prepared, run, stop, startup=startup)
             trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-        if stop.signal is not None:
-            raise Stopped(stop.signal)
+        signal = ranks.agree([stop.signal or 0])[0]  # the signal may have reached another machine only
+        if signal:
+            raise Stopped(signal)
         if prepared.eval is not None and not evaluated_at(trainer.state.log_history, trainer.state.global_step):
             trainer.evaluate()
-        run.save_adapter(trainer.save_model)
-        run.plot_loss()
+        if world.is_main:
+            run.save_adapter(trainer.save_model)
+            run.plot_loss()
     except Stopped:
-        run.set_status("interrupted", profile=config.profile, engine=engine, step=trainer.state.global_step)
+        if world.is_main:
+            run.set_status("interrupted", profile=config.profile, engine=engine, step=trainer.state.global_step)
         console.print(f"[yellow]Stopped at step {trainer.state.global_step}; checkpoint saved.[/] Continue with:\n"
-                      f"  {run.resume_command}")
+                      f"  {run.resume_command}{ranks.same_processes(world)}")
         raise
     except KeyboardInterrupt:
-        run.set_status("interrupted", profile=config.profile, engine=engine)
+        if world.is_main:
+            run.set_status("interrupted", profile=config.profile, engine=engine)
         console.print(f"Aborted. Continue from the last checkpoint with:\n  {run.resume_command}")
         raise
     except BaseException as e:
-        run.set_status("failed", profile=config.profile, engine=engine, error=f"{type(e).__name__}: {e}")
+        if world.is_main:
+            run.set_status("failed", profile=config.profile, engine=engine, error=f"{type(e).__name__}: {e}")
+        if ranks.peer_lost(e):
+            raise UserError(f"another process of this job stopped, so this one (rank {world.rank}) stops too: "
+                            f"{str(e).splitlines()[0]}", "Its output says why. Continue from the last checkpoint "
+                            f"with: {run.resume_command}{ranks.same_processes(world)}") from None
         raise
+    if not world.is_main:
+        return run
     run.set_status("completed", profile=config.profile, engine=engine, steps=trainer.state.global_step)
-    numbers = speed.write_run_benchmark(run, config, engine)
+    numbers = speed.write_run_benchmark(run, config, engine, world.size)
     console.print(f"[green]Done.[/] LoRA adapter: {run.adapter}  loss plot: {run.plot}")
     if numbers.get("tokens_per_s"):
         console.print(f"Speed: {numbers['steps_per_min']} steps/min, {numbers['tokens_per_s']:,.0f} real tokens/s, "
                       f"peak {numbers['peak_memory_gb']} GB; details in {run.benchmark}")
+    return run
+
+
+def open_run(config: Config, resume_from: Path | None, stats: dict[str, Any], engine: str) -> RunDir:
+    """The run directory, made (or reopened to resume) by rank 0 alone; every rank gets its path."""
+    import os
+
+    world = current_world()
+    run = None
+    if world.is_main:
+        if resume_from is None:
+            run = RunDir.create(config)
+        else:
+            run = RunDir(resume_from.parent.parent)
+            run.keep_metrics_through(checkpoints.step_of(resume_from) or 0)
+        console.print(f"Run directory: {run.path}" + (f", resuming from {resume_from.name}" if resume_from else ""))
+        write_atomic(run.data_stats, json.dumps(stats, indent=2) + "\n")
+        # A detached job's launch.json names the launcher, the parent of the ranks (runs.RunDir.state).
+        run.set_status("running", profile=config.profile, engine=engine,
+                       **({"launcher_pid": os.getppid()} if world.launched else {}))
+    run = RunDir(ranks.share(run.path if run else None))
+    if ranks.agree([0 if run.config.is_file() else 1])[0]:
+        console.print(f"[yellow]{run.path} is on a disk the other machines of this job do not see: its checkpoints "
+                      "will lack their processes' RNG states, and every process reads the checkpoint to resume. Keep "
+                      "runs/ on a folder all machines share, or copy the run directory to each before --resume.[/]")
     return run
 
 
@@ -145,6 +185,7 @@ def resume(profile: str, settings: list[str], flags: dict[str, Any], checkpoint:
         if path is None:
             raise UserError(f"{run.path} has no complete checkpoint to resume from",
                             "Start it again without --resume (and a new --run-dir).")
+    ranks.check_resume(path, checkpoints.world_size_of(path), current_world(), config.run.resume_force)
     return main(config, f"resuming {run.path}", resume_from=path)
 
 
@@ -168,7 +209,7 @@ def sft_config(config: Config, gpu: profiles.Gpu | None, run: RunDir, has_eval: 
         output_dir=str(run.checkpoints),
         per_device_train_batch_size=train.micro_batch_size,
         per_device_eval_batch_size=train.micro_batch_size,
-        gradient_accumulation_steps=train.grad_accum_steps,
+        gradient_accumulation_steps=ranks.grad_accum_per_rank(config, current_world().size),
         learning_rate=train.learning_rate,
         lr_scheduler_type=train.lr_scheduler,
         warmup_steps=train.warmup_steps,
@@ -206,6 +247,12 @@ def sft_config(config: Config, gpu: profiles.Gpu | None, run: RunDir, has_eval: 
         disable_tqdm=True,
         dataloader_num_workers=0,
         dataloader_pin_memory=gpu is not None,
+        # Several processes (trainer/distributed/): gloo between CPU processes; every LoRA weight gets a gradient
+        # each step, so DDP need not search for unused ones (that search also breaks Unsloth's checkpointing).
+        use_cpu=gpu is None,
+        ddp_backend=ranks.backend(),
+        ddp_find_unused_parameters=False,
+        log_level_replica="error",
     )
 
 
@@ -214,6 +261,7 @@ def make_trainer(config: Config, gpu: profiles.Gpu | None, model: Any, tokenizer
     import datasets
     from transformers.trainer_callback import PrinterCallback
 
+    from trainer.distributed.agree import AgreeEachStep
     from trainer.progress import MetricsCallback
     from trainer.sft import Trainer
 
@@ -226,13 +274,14 @@ def make_trainer(config: Config, gpu: profiles.Gpu | None, model: Any, tokenizer
         train_dataset=prepared.train,
         eval_dataset=prepared.eval,
         processing_class=tokenizer,
-        callbacks=[*callbacks, metrics],  # last: it logs when the others decided to save or stop
+        # metrics after the others: it logs when they decided to save or stop; then all ranks agree on it all
+        callbacks=[*callbacks, metrics, *([AgreeEachStep()] if current_world().size > 1 else [])],
         run=run,
         config=config,
     )
     trainer.remove_callback(PrinterCallback)  # MetricsCallback is the one display
     metrics.scaler = trainer.accelerator.scaler  # fp16 only: the GradScaler, whose loss scale is logged
-    if config.run.report_to:
+    if config.run.report_to and current_world().is_main:  # the integrations log from rank 0 only
         trackers.attach(trainer, config, run, tracker_environment())
     startup["trainer_built"] = speed.since_process_start()
     return trainer

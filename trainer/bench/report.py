@@ -37,8 +37,8 @@ def report_rows(records: list[dict[str, Any]]) -> list[list[str]]:
     """One row per configuration of one benchmark session."""
     notebook = next((r["numbers"].get("tokens_per_s") for r in records if r["config"] == "notebook"
                      and "numbers" in r), None)
-    plain = [r["numbers"]["tokens_per_s"] for r in records
-             if r.get("engine") == "transformers" and "tokens_per_s" in r.get("numbers", {})]
+    plain = [r["numbers"]["tokens_per_s"] for r in records if r.get("engine") == "transformers"
+             and r.get("world_size", 1) == 1 and "tokens_per_s" in r.get("numbers", {})]
     best_plain = max(plain, default=None)  # the fastest plain transformers configuration of the session
     emulated = any(r.get("emulation") for r in records)
     width = len(EMULATED if emulated else HEADER)
@@ -60,6 +60,34 @@ def report_rows(records: list[dict[str, Any]]) -> list[list[str]]:
         else:
             rows.append(speed[:5] + [f"{n['steps_per_min']:g}", fmt(n.get("samples_per_s"))] + common[1:]
                         + [fmt(n.get("finetome_epoch_h"))])
+    return rows
+
+
+SCALING = ["config", "GPUs", "real tok/s (all GPUs)", "x 1 GPU", "per GPU", "peak reserved GB (rank 0)"]
+
+
+def scaling_table(records: list[dict[str, Any]]) -> Any:
+    from rich.table import Table
+
+    table = Table(title="several GPUs against one, same configuration and session")
+    for column in SCALING:
+        table.add_column(column)
+    for row in scaling_rows(records):
+        table.add_row(*row)
+    return table
+
+
+def scaling_rows(records: list[dict[str, Any]]) -> list[list[str]]:
+    """Each configuration measured on several GPUs (bench --gpus) against itself on one."""
+    single = {r["config"]: r["numbers"]["tokens_per_s"] for r in records
+              if r.get("world_size", 1) == 1 and "tokens_per_s" in r.get("numbers", {})}
+    rows = []
+    for r in records:
+        size, n = r.get("world_size", 1), r.get("numbers", {})
+        if size > 1 and "tokens_per_s" in n and r.get("base_config") in single:
+            speedup = n["tokens_per_s"] / single[r["base_config"]]
+            rows.append([r["base_config"], str(size), f"{n['tokens_per_s']:,.0f}", f"{speedup:.2f}x",
+                         f"{speedup / size:.0%}", fmt(n.get("peak_reserved_gb", n.get("peak_memory_gb")))])
     return rows
 
 
@@ -121,6 +149,9 @@ def session_section(session: str, rows: list[dict[str, Any]]) -> list[str]:
         lines += [slice_text(first), ""]
     lines += [f"Versions: {versions_text(first)}", ""]
     lines += markdown_table(EMULATED if emulation else HEADER, report_rows(rows))
+    if scaling_rows(rows):
+        lines += ["", "Several GPUs (`bench --gpus`, real tokens summed over the GPUs):", ""]
+        lines += markdown_table(SCALING, scaling_rows(rows))
     lines += ["", "Settings:", ""]
     lines += [f"- `{r['config']}`: {', '.join(r.get('options') or ['the profile as is'])}"
               + (f". {r['note']}" if r.get("note") else "") for r in rows]

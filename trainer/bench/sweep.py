@@ -60,9 +60,10 @@ def configurations(engines: str | None, custom: list[str], emulated: bool = Fals
 
 
 def run(profile: str, settings: list[str], flags: dict[str, Any], configs: list[str], steps: int, data: str,
-        card: str | None = None, results: Path = report.RESULTS) -> list[dict[str, Any]]:
+        card: str | None = None, results: Path = report.RESULTS, gpus: int | None = None) -> list[dict[str, Any]]:
     """Train each configuration for `steps` steps in its own process, one after the other; record and compare.
-    With `card`, on that card's share of the GPU, its usable memory and its dtype."""
+    With `card`, on that card's share of the GPU, its usable memory and its dtype. With `gpus`, each configuration
+    also on that many GPUs (one process each, trainer/distributed/), right after it ran on one."""
     if not configs:
         raise UserError("no configuration to benchmark", "Use --engines unsloth,transformers or --config NAME:...")
     if steps < 2:
@@ -72,6 +73,13 @@ def run(profile: str, settings: list[str], flags: dict[str, Any], configs: list[
     if card is not None:
         settings = [*settings, f"vram_cap_gb={CARDS[card].usable_gb:g}", f"dtype={CARDS[card].dtype}"]
         profile = CARDS[card].profile if profile == "auto" else profile
+    if gpus is not None:
+        from trainer.distributed import launch
+
+        if gpus < 2:
+            raise UserError(f"--gpus {gpus}: bench compares each configuration on 1 GPU and on N",
+                            "Use --gpus 2 or more.")
+        launch.processes_per_machine(str(gpus))  # no GPU, too few, or taken: said now, before any training
     chosen = [parse_config(text) for text in configs]
     base, reason = resolve(profile, settings, flags)  # bad profiles and settings fail here, before any training
     for _, extra in chosen:
@@ -88,12 +96,15 @@ def run(profile: str, settings: list[str], flags: dict[str, Any], configs: list[
                           f"{', '.join(name for name, _ in chosen)}; {steps} steps each on {data}")
             path = results / f"{slug(env.get('gpu') or 'cpu')}.jsonl"
             for name, extra in chosen:
-                records.append(run_one(profile, settings, flags, name, extra, steps, data, Path(work) / name,
-                                       session, confined.env if confined else {}))
-                results.mkdir(parents=True, exist_ok=True)
-                with path.open("a", encoding="utf-8") as f:  # each record as soon as it exists
-                    f.write(json.dumps(records[-1]) + "\n")
+                for processes in (None, gpus) if gpus else (None,):
+                    records.append(run_one(profile, settings, flags, name, extra, steps, data, Path(work), session,
+                                           confined.env if confined else {}, processes))
+                    results.mkdir(parents=True, exist_ok=True)
+                    with path.open("a", encoding="utf-8") as f:  # each record as soon as it exists
+                        f.write(json.dumps(records[-1]) + "\n")
     console.print(report.comparison_table(records))
+    if gpus:
+        console.print(report.scaling_table(records))
     console.print(f"Recorded in {path}; `python -m trainer bench --report` renders all records.")
     return records
 
@@ -113,22 +124,27 @@ def parse_config(text: str) -> tuple[str, tuple[str, ...]]:
 
 
 def run_one(profile: str, settings: list[str], flags: dict[str, Any], name: str, extra: tuple[str, ...], steps: int,
-            data: str, folder: Path, session: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
+            data: str, work: Path, session: dict[str, Any], env: dict[str, str],
+            gpus: int | None = None) -> dict[str, Any]:
     options = [*settings, "eval_size=0", f"save_every_steps={steps + 1000}", *extra]
+    base, name = name, f"{name}-{gpus}gpus" if gpus else name
+    folder = work / name
     command = [sys.executable, "-m", "trainer", "train", "--profile", profile, "--dataset", data,
                "--max-steps", str(steps), "--run-dir", str(folder / "run")]
     if flags.get("model.name"):
         command += ["--model", str(flags["model.name"])]
     for option in options:
         command += ["--set", option]
-    console.print(f"[bold]{name}[/]: {' '.join(extra) or 'the profile as is'}")
+    if gpus:
+        command += ["--gpus", str(gpus)]
+    console.print(f"[bold]{name}[/]: {' '.join(extra) or 'the profile as is'}" + (f" on {gpus} GPUs" if gpus else ""))
     folder.mkdir(parents=True)
     log = folder / "train.log"
     started = time.perf_counter()
     with log.open("w") as out:
         code = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **env}).returncode
     run = RunDir(folder / "run")
-    record: dict[str, Any] = {**session, "config": name, "options": list(extra),
+    record: dict[str, Any] = {**session, "config": name, "base_config": base, "options": list(extra),
                               "wall_s": round(time.perf_counter() - started, 1), "steps_asked": steps, "data": data}
     if code != 0 or not run.benchmark.exists():
         tail = log.read_text(errors="replace")[-2000:]

@@ -24,7 +24,11 @@ def load(config: Config, gpu: Gpu | None) -> tuple[Any, Any]:
     tokenizer = models.load_tokenizer(config.model.name, config.run.cache_dir)
     kwargs: dict[str, Any] = {"dtype": dtype}
     if gpu is not None:
-        kwargs["device_map"] = {"": 0}
+        import torch
+
+        # This process's GPU: its local rank's in a job of several (trainer/distributed/ranks.start made it current).
+        # 4-bit weights cannot be moved after loading, so each rank loads straight onto its own.
+        kwargs["device_map"] = {"": torch.cuda.current_device()}
     if config.model.load_in_4bit:
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype

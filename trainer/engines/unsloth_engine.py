@@ -16,6 +16,9 @@ CHECKPOINTING = {"unsloth": "unsloth", "on": True, "off": False}
 def load(config: Config, gpu: Gpu | None) -> tuple[Any, Any]:
     from unsloth import FastLanguageModel  # first: unsloth patches transformers, peft and trl on import
 
+    # No device_map: under torchrun or accelerate launch, unsloth 2026.10.7 puts the whole model on the GPU of
+    # LOCAL_RANK itself when it is left to choose (loader_utils.prepare_device_map); a map given here would be kept.
+
     dtype = torch_dtype(config, gpu)
     source = models.resolve(config.model.name, config.run.cache_dir)
     try:
