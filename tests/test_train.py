@@ -6,7 +6,7 @@ import statistics
 import pytest
 import torch
 
-from trainer import data, models, train
+from trainer import data, engines, models, train
 from trainer.config import resolve
 from trainer.data.render import render_with_mask
 from trainer.runs import RunDir
@@ -106,6 +106,17 @@ def test_without_eval_rows_training_still_completes(tiny_llama, tmp_path):
     assert run.read_status()["state"] == "completed"
 
 
+def test_auto_settings_train_as_the_engine_needs_and_the_run_records_what_they_became(tiny_llama, tmp_path, capsys):
+    config, reason = tiny_config(tiny_llama, tmp_path, "eval_size=0", "gradient_checkpointing=auto", "loss_type=auto",
+                                 max_steps=2)
+    run = train.main(config, reason)
+    assert "for it, gradient_checkpointing=on, loss_type=chunked_nll" in " ".join(capsys.readouterr().out.split())
+    saved = resolve(str(run.config))[0].train  # a resume trains as this run did, whatever engine imports then
+    assert (saved.gradient_checkpointing, saved.loss_type) == ("on", "chunked_nll")
+    assert json.loads(run.benchmark.read_text())["gradient_checkpointing"] == "on"
+    assert run.read_status()["state"] == "completed"
+
+
 def test_metrics_every_log_every_s_keep_first_checkpoint_and_last_steps_and_every_token(tiny_llama, tmp_path):
     """On a GPU each metrics record waits for the GPU, so records are spaced out by log_every_s. The first step,
     checkpoint steps and the last step are still recorded, with the mean loss since the previous record and every
@@ -127,29 +138,58 @@ def test_metrics_every_log_every_s_keep_first_checkpoint_and_last_steps_and_ever
 
 def test_eval_share_counts_the_conversations_of_a_packed_row():
     """A packed training row of 2048 tokens holds 4 conversations of 512: evaluating 64 conversations every 50 steps
-    of 2 x 2 rows, 2 passes each (no checkpointing), is 64 / (50 x 4 x 4 x 2) of the work."""
-    packed, _ = resolve("rtx3070")
+    of 2 x 2 rows, 2 passes each (no checkpointing on unsloth), is 64 / (50 x 4 x 4 x 2) of the work; 3 passes each
+    with checkpointing (the transformers engine)."""
+    packed, _ = engines.settle(resolve("rtx3070")[0], "unsloth")
     assert packed.train.packing and packed.model.max_seq_length == 2048
     assert train.eval_share(packed, 64, 512) == pytest.approx(64 / (50 * 4 * 4 * 2))
-    unpacked, _ = resolve("rtx3070", ["packing=false"])
+    unpacked, _ = engines.settle(resolve("rtx3070", ["packing=false"])[0], "unsloth")
     assert train.eval_share(unpacked, 64, 512) == pytest.approx(64 / (50 * 4 * 2))
+    checkpointed, _ = engines.settle(resolve("rtx3070")[0], "transformers")
+    assert train.eval_share(checkpointed, 64, 512) == pytest.approx(64 / (50 * 4 * 4 * 3))
 
 
-def test_group_by_length_reads_the_length_column_in_one_go_in_the_trainers_order():
+@pytest.mark.parametrize("profile", ["rtx2060s", "rtx3070", "quadro-rtx5000"])
+def test_gpu_profiles_settle_checkpointing_and_loss_per_engine_and_keep_what_is_set(profile):
+    """Unsloth trains the GPU profiles without checkpointing and with its own loss; plain transformers (where unsloth
+    does not import) needs checkpointing and the chunked loss to fit the card. A value the user sets stays."""
+    config, _ = resolve(profile)
+    unsloth, said = engines.settle(config, "unsloth")
+    assert (unsloth.train.gradient_checkpointing, unsloth.train.loss_type) == ("off", "nll")
+    assert said == "gradient_checkpointing=off, loss_type=nll"
+    transformers, said = engines.settle(config, "transformers")
+    assert (transformers.train.gradient_checkpointing, transformers.train.loss_type) == ("on", "chunked_nll")
+    assert said == "gradient_checkpointing=on, loss_type=chunked_nll"
+    assert transformers.train.packing == config.train.packing and transformers.model == config.model
+    kept, said = engines.settle(resolve(profile, ["gradient_checkpointing=off"])[0], "transformers")
+    assert (kept.train.gradient_checkpointing, kept.train.loss_type, said) == ("off", "chunked_nll",
+                                                                               "loss_type=chunked_nll")
+    cpu, _ = resolve("cpu")
+    assert engines.settle(cpu, "transformers") == (cpu, "")
+
+
+def test_group_by_length_reads_the_lengths_in_one_go_and_orders_by_the_seed_and_epoch_alone():
     import datasets
     from transformers.trainer_pt_utils import LengthGroupedSampler
 
     from trainer.sft import length_grouped_sampler
 
-    rows = [list(range(n)) for n in (5, 90, 12, 40, 3, 77, 64, 8, 25, 50, 1, 33)]
+    rows = [list(range(n)) for n in (5, 90, 12, 40, 3, 77, 64, 8, 25, 50, 1, 33, 70, 2, 18, 44)]
     dataset = datasets.Dataset.from_dict({"input_ids": rows, "length": [len(r) for r in rows]})
+    sampler = length_grouped_sampler(dataset, 4, seed=3)
     torch.manual_seed(0)
-    ours = list(length_grouped_sampler(dataset, 4))
-    torch.manual_seed(0)
-    theirs = list(LengthGroupedSampler(4, dataset=dataset.remove_columns("length"), model_input_name="input_ids"))
-    assert ours == theirs and sorted(ours) == list(range(len(rows)))
-    torch.manual_seed(0)  # TRL's packed rows have no length column: the token lists' lengths, from Arrow
+    ours = list(sampler)
+    torch.manual_seed(1)  # another state of the global generator (a resumed run's): the same order
+    assert list(sampler) == ours and sorted(ours) == list(range(len(rows)))
+    # The Trainer's grouping (the longest row first, similar lengths in each step), shuffled by the seed.
+    theirs = LengthGroupedSampler(4, dataset=dataset.remove_columns("length"), model_input_name="input_ids",
+                                  generator=torch.Generator().manual_seed(3))
+    assert ours == list(theirs)
+    sampler.set_epoch(1)
+    assert list(sampler) != ours  # each epoch its own order
+    assert list(length_grouped_sampler(dataset, 4, seed=4)) != ours
+    # TRL's packed rows have no length column: the token lists' lengths, from Arrow.
     packed = dataset.remove_columns("length").select(range(len(rows) - 1, -1, -1))
-    ours = list(length_grouped_sampler(packed, 4))
-    torch.manual_seed(0)
-    assert ours == list(LengthGroupedSampler(4, dataset=packed, model_input_name="input_ids"))
+    theirs = LengthGroupedSampler(4, dataset=packed, model_input_name="input_ids",
+                                  generator=torch.Generator().manual_seed(3))
+    assert list(length_grouped_sampler(packed, 4, seed=3)) == list(theirs)

@@ -56,7 +56,7 @@ class TrainConfig:
     seed: int = 3407
     max_steps: int = 60  # 0: train for `epochs` instead
     epochs: float = 1.0
-    gradient_checkpointing: str = "unsloth"  # unsloth | on | off
+    gradient_checkpointing: str = "unsloth"  # unsloth | on | off | auto (engines.AUTO: per engine)
     eval_every_steps: int = 50  # 0: evaluate only at the end (eval rows x 1 pass against steps x rows x 3 passes)
     log_every_s: float = 2.0  # metrics at most this often (reading them waits for the GPU); 0: every step
     save_every_steps: int = 20
@@ -70,7 +70,8 @@ class TrainConfig:
     # activation memory is bounded by this, not by the largest batch (what lets a card train without gradient
     # checkpointing). 0: off. Halved for the rest of the run when a step runs out of GPU memory.
     max_tokens_per_pass: int = 0
-    loss_type: str = "nll"  # nll | chunked_nll (TRL's chunked LM head + loss: less memory, plain transformers)
+    # nll | chunked_nll (TRL's chunked LM head + loss: less memory, plain transformers) | auto (engines.AUTO)
+    loss_type: str = "nll"
 
 
 @dataclass(frozen=True)
@@ -123,9 +124,9 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "lora.bias": ("none", "all", "lora_only"),
     "train.lr_scheduler": ("linear", "cosine", "constant", "constant_with_warmup"),
     "train.optimizer": ("adamw_8bit", "adamw_torch", "paged_adamw_8bit", "adafactor"),
-    "train.gradient_checkpointing": ("unsloth", "on", "off"),
+    "train.gradient_checkpointing": ("unsloth", "on", "off", "auto"),
     "train.padding_free": ("auto", "on", "off"),
-    "train.loss_type": ("nll", "chunked_nll"),
+    "train.loss_type": ("nll", "chunked_nll", "auto"),
     "data.format": ("auto", "sharegpt", "openai", "alpaca", "text"),
 }
 AT_LEAST_ONE = {

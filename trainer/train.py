@@ -38,7 +38,8 @@ def main(config: Config, profile_reason: str, resume_from: Path | None = None) -
     startup = {"data_read": speed.since_process_start()}
     engine, why = engines.choose(config, gpu)
     startup["engine_imported"] = speed.since_process_start()
-    console.print(f"Engine [bold]{engine}[/]: {why}")
+    config, settled = engines.settle(config, engine)
+    console.print(f"Engine [bold]{engine}[/]: {why}" + (f"; for it, {settled}" if settled else ""))
     model, tokenizer = engines.get(engine).load(config, gpu)
     startup["model_loaded"] = speed.since_process_start()
     ranks.meet("loading the model", world, config.run.rank_timeout_s)

@@ -61,12 +61,13 @@ def test_profile_fits_its_emulated_card(profile, llama_1b, llama_3b, tmp_path):
     passed = (result.returncode == 0 and len(values) == 12 and all(math.isfinite(v) for v in values)
               and full_rows and scaled and peak is not None and peak <= card.usable_gb
               and "Out of GPU memory" not in out)
+    trained = resolve(str(run.config))[0] if run.config.is_file() else config  # "auto" settled for the engine
     record(f"profile-fits-{profile}", run, passed, profile=profile, engine="unsloth", vram_cap_gb=card.usable_gb,
            dtype=config.model.dtype, model=f"Llama-3.2-{'3B' if '3B' in config.model.name else '1B'} shape, random",
            emulation={"card": profile, "confined": mps_env is not None, "how": why,
                       "mps_share_percent": emulate.FIRST_SHARE if mps_env is not None else None,
                       "device_memory_limit_gb": card.memory_gb if mps_env is not None else None},
-           settings={k: v for k, v in config.to_dict()["train"].items()
+           settings={k: v for k, v in trained.to_dict()["train"].items()
                      if k in ("micro_batch_size", "grad_accum_steps", "packing", "padding_free",
                               "gradient_checkpointing", "max_tokens_per_pass")},
            max_seq_length=config.model.max_seq_length, every_row_full_length=full_rows,

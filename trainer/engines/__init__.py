@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any, Protocol
 
 from trainer.config import Config
@@ -10,6 +11,14 @@ from trainer.profiles import Gpu
 
 if TYPE_CHECKING:
     import torch
+
+
+# What "auto" becomes for each engine, chosen on the emulated RTX 3070 (benchmarks/RESULTS.md). Unsloth ran fastest
+# without gradient checkpointing and computes its own fused loss. Plain transformers + PEFT needs both savings to fit an
+# 8 GB card: with the unsloth settings a 1B step of 2 packed rows of 2,048 tokens peaked at 18.7 GB (the H100's
+# records of 2026-11-24); with checkpointing and TRL's chunked loss, at 3.1 GB under emulation.
+AUTO = {"unsloth": {"gradient_checkpointing": "off", "loss_type": "nll"},
+        "transformers": {"gradient_checkpointing": "on", "loss_type": "chunked_nll"}}
 
 
 class Engine(Protocol):
@@ -33,6 +42,15 @@ def choose(config: Config, gpu: Gpu | None) -> tuple[str, str]:
         raise UserError(f"engine=unsloth was asked for, but unsloth does not import: {problem}",
                         "Install the GPU extra (pip install -e \".[gpu]\") or use --set engine=transformers.")
     return "transformers", f"unsloth does not import ({problem})"
+
+
+def settle(config: Config, engine: str) -> tuple[Config, str]:
+    """`config` with its "auto" settings made the engine's (AUTO), and what they became ("" when none was auto)."""
+    chosen = {key: value for key, value in AUTO[engine].items() if getattr(config.train, key) == "auto"}
+    if not chosen:
+        return config, ""
+    said = ", ".join(f"{key}={value}" for key, value in chosen.items())
+    return dataclasses.replace(config, train=dataclasses.replace(config.train, **chosen)), said
 
 
 def unsloth_import_problem() -> str | None:
