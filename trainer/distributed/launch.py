@@ -65,6 +65,9 @@ def processes_per_machine(gpus: str | None) -> int:
     return asked
 
 
+BUSY_MB = 1024  # MB that other programs may hold on a GPU this job takes; more, and the GPU is refused
+
+
 def check_free(count: int) -> None:
     """Refuse GPUs where other programs already hold more than BUSY_MB: it is missing from what the profile plans
     for, and the run would stop out of memory later, on one rank, after minutes of loading. Less (an idle notebook's
@@ -94,8 +97,6 @@ def check_free(count: int) -> None:
     if lines:
         console.print("[yellow]Other programs use these GPUs a little:[/] " + "; ".join(lines))
 
-
-BUSY_MB = 1024
 
 
 def check_machines(nnodes: int, node_rank: int, endpoint: str | None) -> None:
