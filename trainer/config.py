@@ -14,6 +14,7 @@ from trainer.errors import UserError
 
 LLAMA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 TRACKERS = ("tensorboard", "mlflow", "wandb")  # what `report_to` may list
+DATE_STRING = "26 Jul 2024"  # Meta's Llama 3 template's own date when it has no clock
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ class DataConfig:
     skip_invalid_rows: bool = False
     # Meta's Llama 3 template writes "Today Date: <date>" into every prompt; a fixed date (the template's own fallback)
     # keeps a run, its resume and its cached tokens the same on any day. Templates without a date ignore it.
-    date_string: str = "26 Jul 2024"
+    date_string: str = DATE_STRING
     control_tokens_as_text: bool = False  # text that spells a control token (<|eot_id|>) is encoded as plain text
     cache_tokens: bool = True  # keep a full epoch's tokenized rows in <cache_dir>/tokenized/ for the next start
 

@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from trainer.config import DATE_STRING
 from trainer.errors import UserError
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 Messages = list[dict[str, str]]
-DATE_STRING = "26 Jul 2024"  # Meta's template's own date when it has no clock; config.DataConfig.date_string
 PRIVATE_USE = 0xE000  # stand-ins for the first character of a control token typed in a message (see render)
 
 
