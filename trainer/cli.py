@@ -85,6 +85,9 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--emulate", metavar="CARD", choices=("rtx2060s", "rtx3070", "quadro-rtx5000"),
                        help="run on a share of the GPU sized like this card (CUDA MPS), with its usable memory and "
                        "dtype; the profile defaults to the card's")
+    bench.add_argument("--platform", choices=("linux", "windows"), default="linux",
+                       help="with --emulate: the attention kernels PyTorch has on the card there (Windows builds lack "
+                       "flash attention; default linux)")
     bench.add_argument("--gpus", type=int, metavar="N", help="also run each configuration on N GPUs, after one")
     bench.add_argument("--report", action="store_true", help="render the records as markdown (--output)")
     bench.add_argument("--output", default="benchmarks/RESULTS.md", help="where --report writes")
@@ -197,7 +200,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         else:
             configs = sweep.configurations(args.engines, args.configs, emulated=args.emulate is not None)
             sweep.run(args.profile, args.settings, flags(args), configs, args.steps, args.data, card=args.emulate,
-                      gpus=args.gpus)
+                      gpus=args.gpus, platform=args.platform)
     elif args.command == "export":
         from trainer import export
 

@@ -14,6 +14,7 @@ from trainer.errors import UserError
 
 LLAMA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 TRACKERS = ("tensorboard", "mlflow", "wandb")  # what `report_to` may list
+SDPA_BACKENDS = ("flash", "efficient", "cudnn", "math")  # torch's scaled-dot-product attention kernels
 DATE_STRING = "26 Jul 2024"  # Meta's Llama 3 template's own date when it has no clock
 
 
@@ -73,6 +74,9 @@ class TrainConfig:
     max_tokens_per_pass: int = 0
     # nll | chunked_nll (TRL's chunked LM head + loss: less memory, plain transformers) | auto (engines.AUTO)
     loss_type: str = "nll"
+    # The LM head and loss only where the next token is trained (unsloth engine): the same loss, fewer FLOPs
+    # (trainer/engines/trained_positions.py).
+    trained_positions_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,10 @@ class RunConfig:
     vram_cap_gb: float = 0.0  # cap this process's GPU memory (emulate a smaller card, leave room); 0: no cap
     resume_force: bool = False  # let --resume continue with settings that change what is trained
     report_to: tuple[str, ...] = ()  # experiment trackers, through the Hugging Face integrations: TRACKERS
+    # The attention kernels (SDPA_BACKENDS) torch may use here, as a card has them: `bench --emulate rtx2060s` runs
+    # on a big GPU with Turing's (efficient, math). Empty: every one torch has on this GPU. A fact of the machine,
+    # like vram_cap_gb, not of what is trained: train.cudnn_attention is the tuning choice.
+    sdpa_backends: tuple[str, ...] = ()
     # Several processes (--gpus, torchrun): how long they wait for each other at start-up (the rendezvous of
     # several machines, everyone's model loaded) before the ones missing are named and the job stops.
     rank_timeout_s: float = 600.0
@@ -242,6 +250,10 @@ def check(key: str, value: Any, where: str) -> None:
         unknown = ", ".join(v for v in value if v not in TRACKERS)
         raise UserError(f"{where}: run.report_to lists {unknown}", f"Trackers: {', '.join(TRACKERS)} (a list may be "
                         "given: --set report_to=tensorboard,mlflow).")
+    if key == "run.sdpa_backends" and not set(value) <= set(SDPA_BACKENDS):
+        unknown = ", ".join(v for v in value if v not in SDPA_BACKENDS)
+        raise UserError(f"{where}: run.sdpa_backends lists {unknown}",
+                        f"Attention kernels: {', '.join(SDPA_BACKENDS)} (e.g. --set sdpa_backends=efficient,math).")
     if key == "data.eval_size" and (value < 0 or (value >= 1 and not float(value).is_integer())):
         raise UserError(f"{where}: data.eval_size = {value}",
                         "Use a fraction below 1 (0.02) or a whole row count (200).")

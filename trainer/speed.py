@@ -18,6 +18,7 @@ from typing import Any
 from trainer import doctor
 from trainer.config import Config
 from trainer.data.synthetic import FINETOME_ROWS, TOKENS_PER_ROW
+from trainer.engines import attention
 from trainer.runs import RunDir, write_atomic
 
 PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "bitsandbytes", "unsloth",
@@ -84,7 +85,8 @@ def settings_of(config: Config) -> dict[str, Any]:
         "micro_batch_size": train.micro_batch_size, "grad_accum_steps": train.grad_accum_steps,
         "max_seq_length": config.model.max_seq_length, "packing": train.packing, "padding_free": train.padding_free,
         "group_by_length": train.group_by_length, "pad_to_multiple_of": train.pad_to_multiple_of,
-        "cudnn_attention": train.cudnn_attention, "gradient_checkpointing": train.gradient_checkpointing,
+        "cudnn_attention": train.cudnn_attention, "sdpa_backends": list(attention.enabled(config)),
+        "gradient_checkpointing": train.gradient_checkpointing,
         "max_tokens_per_pass": train.max_tokens_per_pass,
         "vram_cap_gb": config.run.vram_cap_gb, "dataset": config.data.dataset,
     }

@@ -12,6 +12,7 @@ from trainer.config import Config, tracker_environment
 from trainer.config import world as current_world
 from trainer.console import config_table, console
 from trainer.distributed import ranks
+from trainer.engines import attention
 from trainer.errors import Stopped, UserError
 from trainer.runs import RunDir, write_atomic
 
@@ -36,6 +37,8 @@ def main(config: Config, profile_reason: str, resume_from: Path | None = None) -
         examples = data.load(config)
     console.print(f"Data: {len(examples)} {examples.format} rows from {config.data.dataset}")
     startup = {"data_read": speed.since_process_start()}
+    if gpu is not None:
+        attention.restrict(config)  # before the engine is imported: unsloth reads them when it picks its kernels
     engine, why = engines.choose(config, gpu)
     startup["engine_imported"] = speed.since_process_start()
     config, settled = engines.settle(config, engine)
@@ -44,9 +47,7 @@ def main(config: Config, profile_reason: str, resume_from: Path | None = None) -
     startup["model_loaded"] = speed.since_process_start()
     ranks.meet("loading the model", world, config.run.rank_timeout_s)
     if gpu is not None:
-        import torch
-
-        torch.backends.cuda.enable_cudnn_sdp(config.train.cudnn_attention)
+        console.print(f"Attention kernels (torch SDPA): {', '.join(attention.current())}")
     with ranks.main_first("tokenizing the data", world, config.run.rank_timeout_s):
         prepared = data.build(ranks.job_config(config, world.size), examples, tokenizer)
     startup["data_tokenized"] = speed.since_process_start()
@@ -203,6 +204,7 @@ def sft_config(config: Config, gpu: profiles.Gpu | None, run: RunDir, has_eval: 
     import torch
     from trl import SFTConfig
 
+    engines.check_settled(config)
     train = config.train
     dtype = engines.torch_dtype(config, gpu)
     eval_steps = (train.eval_every_steps or None) if has_eval else None

@@ -1,6 +1,6 @@
 """Packed rows on the unsloth engine: does each conversation give the loss and gradients it gives alone?
 
-    python -m tests.gpu.packing_check MODEL_DIR RUN_DIR OUT.json      (run by test_packing_gpu.py)
+    python -m tests.gpu.packing_check MODEL_DIR RUN_DIR OUT.json PROFILE SDPA_BACKENDS      (run by test_packing_gpu.py)
 
 Its own process, because unsloth must be imported before trl and transformers. The batch comes from the real
 trainer: TRL packs whole conversations into one row, Unsloth's collator names their lengths (packed_seq_lengths),
@@ -18,6 +18,7 @@ import unsloth  # noqa: F401  (before trainer, trl and transformers: it patches 
 
 from trainer import data, engines, profiles, train
 from trainer.config import resolve
+from trainer.engines import attention
 from trainer.runs import RunDir
 
 
@@ -31,13 +32,15 @@ def relative(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a - b).norm() / b.norm()).item()
 
 
-def main(model: str, run_dir: str, out: str) -> None:
-    config, _ = resolve("rtx3070", ["engine=unsloth", "packing=true", "padding_free=auto", "micro_batch_size=1",
-                                    "grad_accum_steps=1", "gradient_checkpointing=off", "max_tokens_per_pass=0",
-                                    "eval_size=0", "dropout=0"],
+def main(model: str, run_dir: str, out: str, profile: str, backends: str) -> None:
+    config, _ = resolve(profile, ["engine=unsloth", "packing=true", "padding_free=auto", "micro_batch_size=1",
+                                  "grad_accum_steps=1", "gradient_checkpointing=off", "max_tokens_per_pass=0",
+                                  "eval_size=0", "dropout=0", f"sdpa_backends={backends}"],
                         {"model.name": model, "data.dataset": "finetome-like", "run.run_dir": run_dir,
                          "train.max_steps": 10})
+    config, _ = engines.settle(config, "unsloth")
     gpu = profiles.detect_gpu()
+    enabled = attention.restrict(config)
     model_, tokenizer = engines.get("unsloth").load(config, gpu)
     prepared = data.build(config, data.load(config), tokenizer)
     trainer = train.make_trainer(config, gpu, model_, tokenizer, prepared, RunDir.create(config))
@@ -64,7 +67,7 @@ def main(model: str, run_dir: str, out: str) -> None:
         "grad_relative_difference": relative(packed_grads, alone_grads),
         "crossed_loss_relative_difference": abs(crossed_loss - alone_loss) / alone_loss,
         "crossed_grad_relative_difference": relative(crossed_grads, alone_grads),
-        "attention": getattr(trainer.model.config, "_attn_implementation", None),
+        "attention": getattr(trainer.model.config, "_attn_implementation", None), "sdpa_backends": list(enabled),
     }
     with open(out, "w") as f:
         json.dump(result, f, indent=2)
@@ -72,4 +75,4 @@ def main(model: str, run_dir: str, out: str) -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    main(*sys.argv[1:6])

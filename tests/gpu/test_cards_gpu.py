@@ -42,13 +42,14 @@ def train(model, run_dir, *args, env=None):
 def test_profile_fits_its_emulated_card(profile, llama_1b, llama_3b, tmp_path):
     config, _ = resolve(profile)
     card = CARDS[profile]
+    backends = ",".join(card.sdpa_backends["linux"])  # the card's attention kernels (Turing: no flash attention)
     model = llama_3b if "3B" in config.model.name else llama_1b
     run = RunDir(tmp_path / "run")
     with emulate.mps_daemon(tmp_path) as (mps_env, why):
         env = emulate.confined(card, mps_env, emulate.FIRST_SHARE) if mps_env is not None else {}
         result = train(model, run.path, "--profile", profile, "--dataset",
                        str(worst_case_dataset(tmp_path / "long.jsonl")), "--max-steps", "12",
-                       "--set", f"vram_cap_gb={card.usable_gb}", env=env)
+                       "--set", f"vram_cap_gb={card.usable_gb}", "--set", f"sdpa_backends={backends}", env=env)
     out = result.stdout + result.stderr
     metrics = [m for m in run.read_metrics() if "loss" in m]
     values = [m["loss"] for m in metrics]
@@ -66,7 +67,8 @@ def test_profile_fits_its_emulated_card(profile, llama_1b, llama_3b, tmp_path):
            dtype=config.model.dtype, model=f"Llama-3.2-{'3B' if '3B' in config.model.name else '1B'} shape, random",
            emulation={"card": profile, "confined": mps_env is not None, "how": why,
                       "mps_share_percent": emulate.FIRST_SHARE if mps_env is not None else None,
-                      "device_memory_limit_gb": card.memory_gb if mps_env is not None else None},
+                      "device_memory_limit_gb": card.memory_gb if mps_env is not None else None,
+                      "platform": "linux", "sdpa_backends": backends.split(",")},
            settings={k: v for k, v in trained.to_dict()["train"].items()
                      if k in ("micro_batch_size", "grad_accum_steps", "packing", "padding_free",
                               "gradient_checkpointing", "max_tokens_per_pass")},

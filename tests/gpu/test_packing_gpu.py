@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ROOT
 from tests.gpu.conftest import record
 
@@ -15,15 +17,22 @@ from tests.gpu.conftest import record
 LOSS_TOLERANCE, GRAD_TOLERANCE = 0.01, 0.05
 
 
-def test_packed_conversations_train_as_they_do_alone(llama_1b, tmp_path):
+# The H200's own kernels (flash attention, bf16) and Turing's (memory-efficient attention only, fp16): Unsloth runs
+# each packed conversation as its own attention call with either.
+KERNELS = {"rtx3070": ("bfloat16", "flash,efficient,math", ""), "rtx2060s": ("float16", "efficient,math", "-turing")}
+
+
+@pytest.mark.parametrize("profile", sorted(KERNELS))
+def test_packed_conversations_train_as_they_do_alone(profile, llama_1b, tmp_path):
+    dtype, backends, suffix = KERNELS[profile]
     out = tmp_path / "packing.json"
     result = subprocess.run([sys.executable, "-m", "tests.gpu.packing_check", str(llama_1b), str(tmp_path / "run"),
-                             str(out)], cwd=ROOT, capture_output=True, text=True, timeout=900)
+                             str(out), profile, backends], cwd=ROOT, capture_output=True, text=True, timeout=900)
     facts = json.loads(out.read_text()) if out.exists() else {}
     passed = (result.returncode == 0 and len(facts.get("conversations", [])) >= 2
               and facts["loss_relative_difference"] <= LOSS_TOLERANCE
               and facts["grad_relative_difference"] <= GRAD_TOLERANCE
               and facts["crossed_grad_relative_difference"] > 4 * GRAD_TOLERANCE)
-    record("packing-exact-unsloth-1b", None, passed, profile="rtx3070", engine="unsloth", dtype="bfloat16",
+    record(f"packing-exact-unsloth-1b{suffix}", None, passed, profile=profile, engine="unsloth", dtype=dtype,
            model="Llama-3.2-1B shape, random", loss_tolerance=LOSS_TOLERANCE, grad_tolerance=GRAD_TOLERANCE, **facts)
     assert passed, (result.stdout + result.stderr)[-4000:]

@@ -18,15 +18,26 @@ class Card:
     memory_gb: int  # on the label
     usable_gb: float  # what training may take: the desktop and the driver hold the rest
     dtype: str  # Turing has no bf16
+    # The attention kernels (torch SDPA backends) PyTorch 2.11 has on the card, per platform (PLATFORMS).
+    sdpa_backends: dict[str, tuple[str, ...]]
+
+
+PLATFORMS = ("linux", "windows")  # Paperspace Gradient, and Windows with conda
+# Flash attention needs sm_80 or newer, so Turing (sm_75) has only the memory-efficient and math kernels. PyTorch's
+# Windows builds leave flash attention out (USE_FLASH_ATTENTION off: "Torch was not compiled with flash attention").
+# cuDNN attention is left out everywhere: below sm_90 torch tries it last, after the math kernel, which takes every
+# call, so a card never runs it; on the big GPU that emulates the card it would come first.
+AMPERE = {"linux": ("flash", "efficient", "math"), "windows": ("efficient", "math")}
+TURING = {"linux": ("efficient", "math"), "windows": ("efficient", "math")}
 
 
 # Published specifications. GeForce cards run fp32-accumulate tensor math at half their fp16-accumulate rate:
 # RTX 3070 (GA104): 81.3 / 40.6 TFLOPS (Ampere GA10x whitepaper); RTX 2060 Super (TU106, 34 SMs, 1650 MHz boost):
 # 57.4 / 28.7; Quadro RTX 5000 (TU104, 48 SMs, 1815 MHz): 89.2 at full rate. All three have 448 GB/s of GDDR6.
 CARDS = {
-    "rtx2060s": Card("RTX 2060 Super 8 GB", "rtx2060s", 28.7, 448.0, 8, 7.0, "float16"),
-    "rtx3070": Card("RTX 3070 8 GB", "rtx3070", 40.6, 448.0, 8, 7.0, "bfloat16"),
-    "quadro-rtx5000": Card("Quadro RTX 5000 16 GB", "quadro-rtx5000", 89.2, 448.0, 16, 15.0, "float16"),
+    "rtx2060s": Card("RTX 2060 Super 8 GB", "rtx2060s", 28.7, 448.0, 8, 7.0, "float16", TURING),
+    "rtx3070": Card("RTX 3070 8 GB", "rtx3070", 40.6, 448.0, 8, 7.0, "bfloat16", AMPERE),
+    "quadro-rtx5000": Card("Quadro RTX 5000 16 GB", "quadro-rtx5000", 89.2, 448.0, 16, 15.0, "float16", TURING),
 }
 # Share of an emulated step's GPU time that is bound by tensor-core throughput, the rest by memory bandwidth: a 1B
 # step on the 8-SM slice spent 70% of its GPU time in matmuls and 15% in flash attention (compute-bound), the rest in

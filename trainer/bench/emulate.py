@@ -93,16 +93,17 @@ def calibrate(card: Card, env: dict[str, str]) -> dict[str, Any]:
 
 
 @contextmanager
-def card_slice(name: str, work: Path) -> Iterator[Slice]:
+def card_slice(name: str, work: Path, platform: str = "linux") -> Iterator[Slice]:
     """Processes started with `Slice.env` run on a share of the GPU sized for card `name`: the smallest share tried
-    whose matmul throughput reaches the card's, starting from FIRST_SHARE."""
+    whose matmul throughput reaches the card's, starting from FIRST_SHARE. Their records say which attention kernels
+    the card has on `platform` (the benchmark hands them to each run as run.sdpa_backends)."""
     card = CARDS[name]
     with mps_daemon(work) as (mps_env, why):
         if mps_env is None:
             console.print(f"[yellow]Not confined: {why}. The configurations run on the whole GPU, with the card's "
                           "memory cap and dtype.[/]")
             measured = calibrate(card, {})
-            yield Slice({}, facts(card, None, measured, why), measured["environment"])
+            yield Slice({}, facts(card, platform, None, measured, why), measured["environment"])
             return
         share, measured = FIRST_SHARE, {}
         for _ in range(TRIES):
@@ -114,7 +115,7 @@ def card_slice(name: str, work: Path) -> Iterator[Slice]:
             if measured["matmul_tflops"] >= card.tflops or share >= 100:
                 break
             share = min(100, math.ceil(share * card.tflops / measured["matmul_tflops"] * 1.05))
-        yield Slice(env, facts(card, share, measured, why), measured["environment"])
+        yield Slice(env, facts(card, platform, share, measured, why), measured["environment"])
 
 
 def confined(card: Card, mps_env: dict[str, str], share: int) -> dict[str, str]:
@@ -124,9 +125,10 @@ def confined(card: Card, mps_env: dict[str, str], share: int) -> dict[str, str]:
             "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT": f"0={card.memory_gb}G"}
 
 
-def facts(card: Card, share: int | None, measured: dict[str, Any], why: str) -> dict[str, Any]:
+def facts(card: Card, platform: str, share: int | None, measured: dict[str, Any], why: str) -> dict[str, Any]:
     """The `emulation` object every record of an emulated session carries."""
     return {
+        "platform": platform, "sdpa_backends": list(card.sdpa_backends[platform]),
         "card": card.profile, "card_name": card.name, "confined": share is not None, "how": why,
         "mps_share_percent": share, "sms": measured["environment"].get("sms"),
         "slice_matmul_tflops": measured["matmul_tflops"], "slice_copy_gbs": measured["copy_gbs"],

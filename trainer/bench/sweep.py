@@ -21,7 +21,7 @@ from typing import Any
 
 from trainer import speed
 from trainer.bench import emulate, report
-from trainer.bench.cards import CARDS
+from trainer.bench.cards import CARDS, mfu
 from trainer.config import resolve
 from trainer.console import console
 from trainer.errors import UserError
@@ -60,9 +60,11 @@ def configurations(engines: str | None, custom: list[str], emulated: bool = Fals
 
 
 def run(profile: str, settings: list[str], flags: dict[str, Any], configs: list[str], steps: int, data: str,
-        card: str | None = None, results: Path = report.RESULTS, gpus: int | None = None) -> list[dict[str, Any]]:
+        card: str | None = None, results: Path = report.RESULTS, gpus: int | None = None,
+        platform: str = "linux") -> list[dict[str, Any]]:
     """Train each configuration for `steps` steps in its own process, one after the other; record and compare.
-    With `card`, on that card's share of the GPU, its usable memory and its dtype. With `gpus`, each configuration
+    With `card`, on that card's share of the GPU, its usable memory, its dtype and the attention kernels PyTorch has
+    on it on `platform`. With `gpus`, each configuration
     also on that many GPUs (one process each, trainer/distributed/), right after it ran on one."""
     if not configs:
         raise UserError("no configuration to benchmark", "Use --engines unsloth,transformers or --config NAME:...")
@@ -71,7 +73,8 @@ def run(profile: str, settings: list[str], flags: dict[str, Any], configs: list[
     if card is not None and card not in CARDS:
         raise UserError(f"--emulate {card}: no such card", f"Use one of {', '.join(CARDS)}.")
     if card is not None:
-        settings = [*settings, f"vram_cap_gb={CARDS[card].usable_gb:g}", f"dtype={CARDS[card].dtype}"]
+        settings = [*settings, f"vram_cap_gb={CARDS[card].usable_gb:g}", f"dtype={CARDS[card].dtype}",
+                    f"sdpa_backends={','.join(CARDS[card].sdpa_backends[platform])}"]
         profile = CARDS[card].profile if profile == "auto" else profile
     if gpus is not None:
         from trainer.distributed import launch
@@ -86,12 +89,12 @@ def run(profile: str, settings: list[str], flags: dict[str, Any], configs: list[
         resolve(profile, [*settings, *extra], flags)
     records = []
     with tempfile.TemporaryDirectory(prefix="trainer-bench-") as work:
-        with emulate.card_slice(card, Path(work)) if card else nullcontext() as confined:
+        with emulate.card_slice(card, Path(work), platform) if card else nullcontext() as confined:
             env = confined.environment if confined else speed.environment()
             session: dict[str, Any] = {**env, "session": env["date"]}
             if confined:
                 session["emulation"] = confined.facts
-            where = f"an emulated {CARDS[card].name}" if card else env.get("gpu") or "the CPU"
+            where = f"an emulated {CARDS[card].name} ({platform})" if card else env.get("gpu") or "the CPU"
             console.print(f"Benchmark of profile [bold]{base.profile}[/] ({reason}) on {where}: "
                           f"{', '.join(name for name, _ in chosen)}; {steps} steps each on {data}")
             path = results / f"{slug(env.get('gpu') or 'cpu')}.jsonl"
@@ -151,7 +154,11 @@ def run_one(profile: str, settings: list[str], flags: dict[str, Any], name: str,
         console.print(f"[red]{name} failed (exit {code})[/]; the end of its log:\n{tail}")
         return {**record, "failed": f"exit code {code}", "log_tail": tail}
     measured = json.loads(run.benchmark.read_text())  # the run's own benchmark.json (speed.write_run_benchmark)
-    return {**measured, **record, "date": measured["date"]}
+    result = {**measured, **record, "date": measured["date"]}
+    utilization = mfu(result)
+    if utilization is not None:
+        result["numbers"]["mfu"] = round(utilization, 3)
+    return result
 
 
 def slug(text: str) -> str:

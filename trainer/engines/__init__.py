@@ -53,6 +53,14 @@ def settle(config: Config, engine: str) -> tuple[Config, str]:
     return dataclasses.replace(config, train=dataclasses.replace(config.train, **chosen)), said
 
 
+def check_settled(config: Config) -> None:
+    """An internal error when a setting is still "auto" where a trainer is built: `settle` must have run (TRL would
+    refuse loss_type="auto" only once training starts on the GPU)."""
+    left = [key for key in AUTO["unsloth"] if getattr(config.train, key) == "auto"]
+    if left:
+        raise ValueError(f"config not settled for its engine: {', '.join(left)} still auto (call engines.settle)")
+
+
 def unsloth_import_problem() -> str | None:
     try:
         import unsloth  # noqa: F401
