@@ -177,6 +177,23 @@ def test_report_shows_emulated_sessions_with_mfu_and_the_card_estimate(tmp_path)
     assert "| tuned | unsloth | 30,000 | - | - | 90 |" in text  # a whole-GPU session keeps its own columns
 
 
+def test_estimates_are_checked_against_what_users_report_on_the_card(tmp_path):
+    # the notebook recipe's estimate is the check of the estimate model: its error against the users' figure
+    slice_ = {"tflops": 40.6 * 1.4, "gbs": 448 * 1.4}
+    notebook, tuned = emulated_record(2000.0, config="notebook", **slice_), emulated_record(4000.0, config="tuned",
+                                                                                            **slice_)
+    notebook_h, tuned_h = (cards.card_estimate(r)["finetome_epoch_h"] for r in (notebook, tuned))
+    error = notebook_h / cards.CARDS["rtx3070"].users_notebook_h - 1
+    text = cards.against_users([notebook, tuned])
+    assert f"notebook recipe at {notebook_h:g} h ({error:+.0%} against the users' 9 h" in text
+    assert f"profile at {tuned_h:g} h" in text and "~26 steps/min" in text
+    assert f"about {tuned_h / (1 + error):.1f} h on the card" in text
+    assert cards.against_users([tuned]) is None  # no notebook recipe in the session: nothing to check against
+    session = {"gpu": "NVIDIA H200", "session": "2026-12-03T10:00:00+00:00", "versions": {}}
+    (tmp_path / "gpu.jsonl").write_text("".join(json.dumps({**r, **session}) + "\n" for r in (notebook, tuned)))
+    assert text in report.report(tmp_path)
+
+
 def test_report_shows_several_gpus_against_one_of_the_same_session(tmp_path):
     session = {"gpu": "NVIDIA H200", "session": "2026-11-25T10:00:00+00:00", "engine": "unsloth", "versions": {}}
     one = {**session, "config": "tuned", "base_config": "tuned", "world_size": 1,

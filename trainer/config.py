@@ -74,9 +74,9 @@ class TrainConfig:
     max_tokens_per_pass: int = 0
     # nll | chunked_nll (TRL's chunked LM head + loss: less memory, plain transformers) | auto (engines.AUTO)
     loss_type: str = "nll"
-    # The LM head and loss only where the next token is trained (unsloth engine): the same loss, fewer FLOPs
-    # (trainer/engines/trained_positions.py).
-    trained_positions_only: bool = False
+    # on: the LM head and loss only where the next token is trained (unsloth engine only): the same loss, fewer FLOPs
+    # (trainer/engines/trained_positions.py) | off | auto (engines.AUTO: on with unsloth, off on the fallback)
+    trained_positions_only: str = "off"
 
 
 @dataclass(frozen=True)
@@ -136,6 +136,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "train.gradient_checkpointing": ("unsloth", "on", "off", "auto"),
     "train.padding_free": ("auto", "on", "off"),
     "train.loss_type": ("nll", "chunked_nll", "auto"),
+    "train.trained_positions_only": ("on", "off", "auto"),
     "data.format": ("auto", "sharegpt", "openai", "alpaca", "text"),
 }
 AT_LEAST_ONE = {

@@ -20,6 +20,8 @@ class Card:
     dtype: str  # Turing has no bf16
     # The attention kernels (torch SDPA backends) PyTorch 2.11 has on the card, per platform (PLATFORMS).
     sdpa_backends: dict[str, tuple[str, ...]]
+    users_notebook_h: float  # what users report for a FineTome-100k epoch with the Unsloth notebook on this card
+    users_report: str  # their words: the figure as reported
 
 
 PLATFORMS = ("linux", "windows")  # Paperspace Gradient, and Windows with conda
@@ -34,10 +36,14 @@ TURING = {"linux": ("efficient", "math"), "windows": ("efficient", "math")}
 # Published specifications. GeForce cards run fp32-accumulate tensor math at half their fp16-accumulate rate:
 # RTX 3070 (GA104): 81.3 / 40.6 TFLOPS (Ampere GA10x whitepaper); RTX 2060 Super (TU106, 34 SMs, 1650 MHz boost):
 # 57.4 / 28.7; Quadro RTX 5000 (TU104, 48 SMs, 1815 MHz): 89.2 at full rate. All three have 448 GB/s of GDDR6.
+# Users' figures: what people copying the Unsloth Llama 3.2 notebook report on these cards (the product brief).
 CARDS = {
-    "rtx2060s": Card("RTX 2060 Super 8 GB", "rtx2060s", 28.7, 448.0, 8, 7.0, "float16", TURING),
-    "rtx3070": Card("RTX 3070 8 GB", "rtx3070", 40.6, 448.0, 8, 7.0, "bfloat16", AMPERE),
-    "quadro-rtx5000": Card("Quadro RTX 5000 16 GB", "quadro-rtx5000", 89.2, 448.0, 16, 15.0, "float16", TURING),
+    "rtx2060s": Card("RTX 2060 Super 8 GB", "rtx2060s", 28.7, 448.0, 8, 7.0, "float16", TURING,
+                     9.0, "~24 steps/min, about 9 h per FineTome epoch (1B)"),
+    "rtx3070": Card("RTX 3070 8 GB", "rtx3070", 40.6, 448.0, 8, 7.0, "bfloat16", AMPERE,
+                    9.0, "~26 steps/min, about 9 h per FineTome epoch (1B)"),
+    "quadro-rtx5000": Card("Quadro RTX 5000 16 GB", "quadro-rtx5000", 89.2, 448.0, 16, 15.0, "float16", TURING,
+                           18.0, "about 18 h per FineTome epoch (3B)"),
 }
 # Share of an emulated step's GPU time that is bound by tensor-core throughput, the rest by memory bandwidth: a 1B
 # step on the 8-SM slice spent 70% of its GPU time in matmuls and 15% in flash attention (compute-bound), the rest in
@@ -86,3 +92,22 @@ def card_estimate(record: dict[str, Any]) -> dict[str, Any] | None:
     tokens_per_s = numbers["tokens_per_s"] / max(1.0, busy * slowdown(emulation))
     return {"card": CARDS[emulation["card"]].name, "tokens_per_s": round(tokens_per_s, 1),
             "finetome_epoch_h": epoch_hours(tokens_per_s)}
+
+
+def against_users(records: list[dict[str, Any]]) -> str | None:
+    """One emulated session's estimates beside what users report on the card: the notebook recipe's estimate is the
+    check of the estimate model (its error printed), the profile's the claim."""
+    by_config = {r["config"]: card_estimate(r) for r in records if r.get("world_size", 1) == 1}
+    card = next((CARDS[r["emulation"]["card"]] for r in records if (r.get("emulation") or {}).get("card") in CARDS),
+                None)
+    notebook, tuned = by_config.get("notebook"), by_config.get("tuned")
+    if card is None or not (notebook and tuned):
+        return None
+    error = notebook["finetome_epoch_h"] / card.users_notebook_h - 1
+    calibrated = tuned["finetome_epoch_h"] / (1 + error)
+    return (f"Users report with the Unsloth notebook on the {card.name}: {card.users_report}. This session estimates "
+            f"the notebook recipe at {notebook['finetome_epoch_h']:g} h ({error:+.0%} against the users' "
+            f"{card.users_notebook_h:g} h: the estimate model's error) and the profile at "
+            f"{tuned['finetome_epoch_h']:g} h; if the estimate errs for the profile as it does for the notebook, the "
+            f"profile takes about {calibrated:.1f} h on the card, {card.users_notebook_h / calibrated:.2f}x faster "
+            "than users see today.")

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from trainer.bench.cards import CARDS, ESTIMATE, card_estimate, mfu
+from trainer.bench.cards import CARDS, ESTIMATE, against_users, card_estimate, mfu
 from trainer.data.synthetic import TOKENS_PER_ROW
 from trainer.errors import UserError
 from trainer.runs import write_atomic
@@ -149,6 +149,9 @@ def session_section(session: str, rows: list[dict[str, Any]]) -> list[str]:
         lines += [slice_text(first), ""]
     lines += [f"Versions: {versions_text(first)}", ""]
     lines += markdown_table(EMULATED if emulation else HEADER, report_rows(rows))
+    users = against_users(rows) if emulation else None
+    if users:
+        lines += ["", users]
     if scaling_rows(rows):
         lines += ["", "Several GPUs (`bench --gpus`, real tokens summed over the GPUs):", ""]
         lines += markdown_table(SCALING, scaling_rows(rows))

@@ -17,8 +17,9 @@ if TYPE_CHECKING:
 # without gradient checkpointing and computes its own fused loss. Plain transformers + PEFT needs both savings to fit an
 # 8 GB card: with the unsloth settings a 1B step of 2 packed rows of 2,048 tokens peaked at 18.7 GB (the H100's
 # records of 2026-11-24); with checkpointing and TRL's chunked loss, at 3.1 GB under emulation.
-AUTO = {"unsloth": {"gradient_checkpointing": "off", "loss_type": "nll"},
-        "transformers": {"gradient_checkpointing": "on", "loss_type": "chunked_nll"}}
+# Unsloth's fused loss can be given the trained positions only (trained_positions_only); TRL's cannot.
+AUTO = {"unsloth": {"gradient_checkpointing": "off", "loss_type": "nll", "trained_positions_only": "on"},
+        "transformers": {"gradient_checkpointing": "on", "loss_type": "chunked_nll", "trained_positions_only": "off"}}
 
 
 class Engine(Protocol):

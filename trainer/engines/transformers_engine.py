@@ -19,9 +19,9 @@ def load(config: Config, gpu: Gpu | None) -> tuple[Any, Any]:
     logging.disable_progress_bar()
     if config.lora.use_loftq:
         raise UserError("use_loftq is only supported by the unsloth engine", "Use --set use_loftq=false.")
-    if config.train.trained_positions_only:
-        raise UserError("trained_positions_only is only supported by the unsloth engine (its fused loss)",
-                        "Use --set trained_positions_only=false.")
+    if config.train.trained_positions_only == "on":
+        raise UserError("trained_positions_only=on is only supported by the unsloth engine (its fused loss)",
+                        "Use --set trained_positions_only=off (or auto: on with unsloth, off here).")
     dtype = torch_dtype(config, gpu)
     source = models.resolve(config.model.name, config.run.cache_dir)
     tokenizer = models.load_tokenizer(config.model.name, config.run.cache_dir)

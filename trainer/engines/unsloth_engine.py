@@ -19,7 +19,7 @@ def load(config: Config, gpu: Gpu | None) -> tuple[Any, Any]:
     # No device_map: under torchrun or accelerate launch, unsloth 2026.10.7 puts the whole model on the GPU of
     # LOCAL_RANK itself when it is left to choose (loader_utils.prepare_device_map); a map given here would be kept.
 
-    if config.train.trained_positions_only:
+    if config.train.trained_positions_only == "on":
         from trainer.engines.trained_positions import patch_unsloth
 
         patch_unsloth()
