@@ -37,6 +37,15 @@ def test_only_rows_max_steps_can_consume_are_kept():
     assert len(data.split(conversations(500), c).train) == 30
 
 
+def test_conversations_longer_than_a_row_fill_one_row_each_when_packing():
+    # each is cut to max_seq_length tokens: 5 steps of 2 x 2 packed rows need 20 of them, not the 12 or so that their
+    # characters would fill (seen on the GPU: a step of 1 row instead of 4 with worst-case rows)
+    long = Examples("sharegpt", [[{"role": "user", "content": "Write."},
+                                  {"role": "assistant", "content": "word " * 3000}] for _ in range(100)], [])
+    c = config(max_steps=5, micro_batch_size=2, grad_accum_steps=2, eval_size=0, packing="true", max_seq_length=1024)
+    assert len(data.split(long, c).train) == 20
+
+
 def test_the_hold_out_shrinks_to_leave_one_optimizer_step_of_rows():
     """The cpu profile holds out 16 rows and trains 4 per step: a 6-row file used to keep 1 row and be refused."""
     cpu = config(max_steps=0)

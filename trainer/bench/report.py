@@ -168,9 +168,12 @@ def slice_text(record: dict[str, Any]) -> str:
     else:
         where = (f"{e['sms']} SMs of {record.get('gpu')} (MPS share {e['mps_share_percent']}%, device memory limit "
                  f"{e['device_memory_limit_gb']} GB)")
+    kernels = (f" Attention kernels (torch SDPA) as PyTorch has them on the card on {e.get('platform', 'linux')}: "
+               f"{', '.join(e['sdpa_backends'])}." if e.get("sdpa_backends") else
+               " Attention kernels: the big GPU's own (this session predates emulating the card's).")
     return (f"Emulated {e['card_name']} on {where}: the slice measured {e['slice_matmul_tflops']:g} TFLOPS "
             f"{e['dtype']} matmul and {e['slice_copy_gbs']:g} GB/s; the card has {e['card_tflops']:g} TFLOPS and "
-            f"{e['card_gbs']:g} GB/s.")
+            f"{e['card_gbs']:g} GB/s.{kernels}")
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:

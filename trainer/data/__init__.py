@@ -74,14 +74,15 @@ CHARACTERS_PER_TOKEN = 6  # more than English text takes per token with Llama's 
 def rows_for_steps(examples: Examples, order: list[int], config: Config) -> int:
     """How many rows of `order` max_steps optimizer steps can use: one per row of a step, or, when packing, enough
     conversations to fill that many rows of max_seq_length tokens, estimated from their characters so that the
-    estimate errs towards more rows."""
+    estimate errs towards more rows. A conversation longer than a row is cut to one row: it fills no more."""
     rows = config.train.max_steps * rows_per_step(config)
     if not config.train.packing:
         return rows
-    needed = rows * config.model.max_seq_length * CHARACTERS_PER_TOKEN
+    row = config.model.max_seq_length * CHARACTERS_PER_TOKEN
+    needed = rows * row
     for taken, i in enumerate(order, 1):
         text = examples.texts[i] if examples.format == "text" else examples.conversations[i]
-        needed -= len(text) if isinstance(text, str) else sum(len(m["content"]) for m in text)
+        needed -= min(row, len(text) if isinstance(text, str) else sum(len(m["content"]) for m in text))
         if needed <= 0:
             return taken
     return len(order)
