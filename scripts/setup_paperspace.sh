@@ -1,25 +1,27 @@
 #!/usr/bin/env bash
-# Set up trainer in a Paperspace Gradient notebook: reuse the image's torch when the project accepts it, install the
-# rest (the project with its GPU extra), keep the Hugging Face cache on persistent storage, store the Hub token from
-# the notebook's token file, then run `python -m trainer doctor`.
+# Set up trainer in a Paperspace Gradient notebook: torch from PyTorch's CUDA index (or the image's, when it is that
+# version), the project with its GPU extra under the resolved constraints (scripts/constraints-linux-py3XX.txt, which
+# scripts/resolve_constraints.py writes from pyproject.toml), the Hugging Face cache on persistent storage, the Hub
+# token from the notebook's token file, then `python -m trainer doctor`.
 #
 #   bash scripts/setup_paperspace.sh        # at each notebook start: packages live in the container, which resets
 #
 # Idempotent: a second run changes nothing that is already right. Settings (environment variables):
 #   PYTHON            the interpreter to install into (default: python3 on PATH, the image's)
 #   PERSISTENT        persistent storage (default /storage, kept across notebooks; /notebooks is kept per project)
-#   TORCH_VERSION     torch to install when the image's is unusable (default 2.11.0)
-#   TORCH_INDEX       its wheel index (default https://download.pytorch.org/whl/cu128)
+#   TORCH_INDEX       the wheel index of torch and torchvision (default https://download.pytorch.org/whl/cu128); their
+#                     versions, like every other, come from the constraints file for the interpreter's Python
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PYTHON="${PYTHON:-python3}"
 PERSISTENT="${PERSISTENT:-/storage}"
-TORCH_VERSION="${TORCH_VERSION:-2.11.0}"
 TORCH_INDEX="${TORCH_INDEX:-https://download.pytorch.org/whl/cu128}"
 ENV_FILE="$PERSISTENT/trainer.env"
 
 step() { printf '\n==> %s\n' "$*"; }
+fail() { printf 'error: %s\n' "$*" >&2; exit 2; }
+pin() { sed -n "s/^$1==\([^ #]*\).*/\1/p" "$constraints"; }
 
 step "Python: $("$PYTHON" --version 2>&1) ($(command -v "$PYTHON"))"
 "$PYTHON" - <<'PY'
@@ -27,6 +29,14 @@ import sys
 if not (3, 11) <= sys.version_info[:2] <= (3, 14):
     sys.exit(f"Python {sys.version.split()[0]}: trainer needs 3.11 to 3.14; set PYTHON=python3.12 (or pick an image with it)")
 PY
+python_tag="$("$PYTHON" -c 'import sys; print(f"py{sys.version_info[0]}{sys.version_info[1]}")')"
+constraints="$ROOT/scripts/constraints-linux-$python_tag.txt"
+[ -f "$constraints" ] || fail "no resolved install for this Python ($constraints is missing): set PYTHON=python3.11 or python3.12, or add the target to scripts/resolve_constraints.py"
+torch_pin="$(pin torch)"
+torchvision_pin="$(pin torchvision)"
+if [ -z "$torch_pin" ] || [ -z "$torchvision_pin" ]; then
+  fail "$constraints has no torch== or torchvision== line: regenerate it with python scripts/resolve_constraints.py"
+fi
 
 step "Hugging Face cache on persistent storage"
 if [ -d "$PERSISTENT" ] && [ -w "$PERSISTENT" ]; then
@@ -64,42 +74,39 @@ else
   echo "no token file (.hftoken or token.txt next to the notebook): public models work; gated ones need one"
 fi
 
-step "torch"
-constraints="$(mktemp)"
-trap 'rm -f "$constraints"' EXIT
-# Reuse the image's torch when it has CUDA and is in the range pyproject.toml allows; else install TORCH_VERSION.
-reuse="$("$PYTHON" - "$ROOT/pyproject.toml" <<'PY' || true
-import re, sys, tomllib
-spec = next(d for d in tomllib.load(open(sys.argv[1], "rb"))["project"]["dependencies"] if d.startswith("torch"))
-low, high = (tuple(map(int, re.search(op + r"([\d.]+)", spec).group(1).split("."))) for op in (">=", "<"))
+step "torch $torch_pin and torchvision $torchvision_pin"
+# Reuse the image's when they are these versions and torch is a CUDA build; else install them from TORCH_INDEX.
+if "$PYTHON" - "$torch_pin" "$torchvision_pin" <<'PY'
+import sys
+from importlib.metadata import PackageNotFoundError, version
+
+torch_pin, torchvision_pin = sys.argv[1:]
 try:
     import torch
-except Exception as e:
-    sys.exit(f"no usable torch in the image ({type(e).__name__})")
-version = tuple(int(x) for x in re.match(r"(\d+)\.(\d+)", torch.__version__).groups())
-if torch.version.cuda is None or not low[:2] <= version < high[:2]:
-    sys.exit(f"the image's torch {torch.__version__} (CUDA {torch.version.cuda}) is not a CUDA build in {spec}")
-print(torch.__version__.split("+")[0])
+except Exception as e:  # a broken CUDA install raises more than ImportError: reported, then replaced
+    sys.exit(f"no usable torch in the image ({type(e).__name__}: {e})")
+if torch.version.cuda is None or torch.__version__.split("+")[0] != torch_pin:
+    sys.exit(f"the image's torch {torch.__version__} (CUDA {torch.version.cuda}) is not {torch_pin} built with CUDA")
+try:
+    torchvision = version("torchvision")
+except PackageNotFoundError:
+    sys.exit("the image has no torchvision")
+if torchvision.split("+")[0] != torchvision_pin:
+    sys.exit(f"the image's torchvision {torchvision} is not {torchvision_pin}")
 PY
-)"
-if [ -n "$reuse" ]; then
-  echo "reusing the image's torch $reuse"
-  torch_version="$reuse"
+then
+  echo "reusing the image's torch $torch_pin and torchvision $torchvision_pin"
 else
-  echo "installing torch $TORCH_VERSION from $TORCH_INDEX"
-  "$PYTHON" -m pip install --quiet "torch==$TORCH_VERSION" --index-url "$TORCH_INDEX"
-  torch_version="$TORCH_VERSION"
-fi
-minor="$(echo "$torch_version" | cut -d. -f2)"
-# Nothing below may replace this torch: unsloth's torchvision and xformers must be the builds made for it.
-echo "torch==$torch_version" > "$constraints"
-if ! "$PYTHON" -c "import torchvision" 2>/dev/null; then
-  "$PYTHON" -m pip install --quiet "torchvision==0.$((minor + 15)).*" --constraint "$constraints" \
-    --extra-index-url "$TORCH_INDEX"
+  echo "installing torch $torch_pin and torchvision $torchvision_pin from $TORCH_INDEX"
+  "$PYTHON" -m pip install --quiet "torch==$torch_pin" "torchvision==$torchvision_pin" --index-url "$TORCH_INDEX"
 fi
 
-step "trainer with its GPU extra (unsloth, unsloth_zoo, bitsandbytes)"
+step "trainer with its GPU extra (unsloth, unsloth_zoo, bitsandbytes) under $(basename "$constraints")"
+# The constraints hold every version, torch's too, so pip keeps this torch while it resolves the rest from PyPI.
 "$PYTHON" -m pip install --quiet -e "${ROOT}[gpu]" --constraint "$constraints"
+# unsloth requires xformers, whose newest release (0.0.35) was built for torch 2.10: beside this torch it cannot load
+# and Unsloth uses PyTorch's attention anyway (scripts/resolve_constraints.py, EXCLUDED).
+"$PYTHON" -m pip uninstall --quiet --yes xformers
 
 step "Check"
 cd "$ROOT"

@@ -1,13 +1,15 @@
 <#
 .SYNOPSIS
-    Set up trainer on Windows: a conda environment, torch from PyTorch's CUDA index, triton-windows, the project
-    with its GPU extra, then `python -m trainer doctor` to verify.
+    Set up trainer on Windows: a conda environment, torch from PyTorch's CUDA index, the project with its GPU extra
+    under the resolved constraints (scripts\constraints-windows-py3XX.txt), then `python -m trainer doctor`.
 .DESCRIPTION
     Run it from a PowerShell where conda works (the "Miniforge Prompt", or after `conda init powershell`):
         powershell -ExecutionPolicy Bypass -File scripts\setup_windows.ps1
         powershell -ExecutionPolicy Bypass -File scripts\setup_windows.ps1 -Cuda cu130 -Recreate
-    Python's version comes from spec-file.txt, torch's from the pins below (which tests/test_setup_files.py checks
-    against pyproject.toml). Running it again reuses the environment and only installs what is missing.
+    Python's version comes from spec-file.txt; every other version (torch, torchvision, triton-windows, unsloth and
+    the rest) from the constraints file for that Python, which scripts\resolve_constraints.py resolves from
+    pyproject.toml and tests\test_install_resolves.py keeps current. Running it again reuses the environment and only
+    installs what is missing.
 .PARAMETER Cuda
     The CUDA build of torch: cu128 (default; needs an NVIDIA driver from the 528 series or newer) or cu130 (driver 580+).
 #>
@@ -22,12 +24,13 @@ param(
 $ErrorActionPreference = "Stop"
 Set-StrictMode -Version Latest
 
-# Versions that go together: torchvision 0.26 is built for torch 2.11, which expects the triton 3.6 series.
-$TorchVersion = "2.11.0"
-$TorchvisionVersion = "0.26.0"
-$TritonWindows = "triton-windows>=3.6,<3.7"
-
 $Root = Split-Path -Parent $PSScriptRoot
+
+function Stop-Setup {
+    param([string]$Message)
+    Write-Host "error: $Message" -ForegroundColor Red
+    exit 2
+}
 
 function Invoke-Native {
     param([string]$What, [scriptblock]$Command)
@@ -40,7 +43,7 @@ function Invoke-Native {
 }
 
 if (-not (Get-Command conda -ErrorAction SilentlyContinue)) {
-    throw "conda was not found. Install Miniforge (conda-forge's installer), then run this from the Miniforge Prompt or after 'conda init powershell'."
+    Stop-Setup "conda was not found. Install Miniforge (conda-forge's installer), then run this from the Miniforge Prompt or after 'conda init powershell'."
 }
 if (-not (Get-Command nvidia-smi -ErrorAction SilentlyContinue)) {
     Write-Warning "nvidia-smi was not found: install the NVIDIA driver first, or torch will not see the GPU."
@@ -48,9 +51,25 @@ if (-not (Get-Command nvidia-smi -ErrorAction SilentlyContinue)) {
 
 $specLine = Select-String -Path (Join-Path $Root "spec-file.txt") -Pattern '^python=(\S+)$' | Select-Object -First 1
 if (-not $specLine) {
-    throw "spec-file.txt has no python= line."
+    Stop-Setup "spec-file.txt has no python= line: restore it from git (git checkout spec-file.txt)."
 }
 $PythonVersion = $specLine.Matches[0].Groups[1].Value
+$pythonTag = $PythonVersion -replace '^(\d+)\.(\d+).*$', 'py$1$2'
+$Constraints = Join-Path $PSScriptRoot "constraints-windows-$pythonTag.txt"
+if (-not (Test-Path $Constraints)) {
+    Stop-Setup "no resolved install for Python $PythonVersion ($Constraints is missing): set python= in spec-file.txt to a version with a scripts\constraints-windows-py3XX.txt, or add the target to scripts\resolve_constraints.py."
+}
+
+function Get-Pin {
+    param([string]$Name)
+    $line = Select-String -Path $Constraints -Pattern "^$([regex]::Escape($Name))==([^\s#]+)" | Select-Object -First 1
+    if (-not $line) {
+        Stop-Setup "$Constraints has no $Name== line: regenerate it with 'python scripts\resolve_constraints.py'."
+    }
+    return $line.Matches[0].Groups[1].Value
+}
+$TorchVersion = Get-Pin "torch"
+$TorchvisionVersion = Get-Pin "torchvision"
 
 $envs = (conda env list --json | ConvertFrom-Json).envs
 $existing = $envs | Where-Object { (Split-Path -Leaf $_) -eq $EnvName } | Select-Object -First 1
@@ -69,21 +88,13 @@ Write-Host "Python: $Python"
 Invoke-Native "torch $TorchVersion and torchvision $TorchvisionVersion ($Cuda build)" {
     & $Python -m pip install "torch==$TorchVersion" "torchvision==$TorchvisionVersion" --index-url "https://download.pytorch.org/whl/$Cuda"
 }
-Invoke-Native "triton-windows (the compiler unsloth's kernels need)" {
-    & $Python -m pip install $TritonWindows
+# The constraints hold every version, torch's too, so pip keeps this torch while it resolves the rest from PyPI.
+Invoke-Native "trainer with its GPU extra (unsloth, unsloth_zoo, bitsandbytes, triton-windows) under $(Split-Path -Leaf $Constraints)" {
+    & $Python -m pip install -e "$Root[gpu]" --constraint $Constraints
 }
-
-# The constraints keep pip from replacing this torch while it resolves unsloth, xformers and bitsandbytes.
-$constraints = New-TemporaryFile
-try {
-    Set-Content -Path $constraints -Value @("torch==$TorchVersion", "torchvision==$TorchvisionVersion") -Encoding ascii
-    Invoke-Native "trainer with its GPU extra (unsloth, unsloth_zoo, bitsandbytes)" {
-        & $Python -m pip install -e "$Root[gpu]" --constraint $constraints.FullName
-    }
-}
-finally {
-    Remove-Item $constraints -ErrorAction SilentlyContinue
-}
+# unsloth requires xformers, whose newest release (0.0.35) was built for torch 2.10: beside this torch it cannot load
+# and Unsloth uses PyTorch's attention anyway (scripts\resolve_constraints.py, EXCLUDED).
+Invoke-Native "Removing xformers (built for another torch)" { & $Python -m pip uninstall --yes xformers }
 
 Push-Location $Root
 try {

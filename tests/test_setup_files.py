@@ -62,24 +62,30 @@ def test_spec_file_agrees_with_pyproject():
     # The README gives the same commands as the file's header.
     readme = (ROOT / "README.md").read_text()
     for command in ("conda create --name trainer --channel conda-forge --override-channels --file spec-file.txt",
-                    'pip install -e ".[gpu]" "triton-windows>=3.6,<3.7"'):
+                    'pip install -e ".[gpu]" "triton-windows>=3.6,<3.7"', "pip uninstall --yes xformers"):
         assert command in SPEC_FILE and command in readme
 
 
-def test_setup_scripts_pin_what_pyproject_and_the_spec_file_allow():
-    torch = Version(re.search(r'\$TorchVersion = "([\d.]+)"', WINDOWS).group(1))
-    torchvision = Version(re.search(r'\$TorchvisionVersion = "([\d.]+)"', WINDOWS).group(1))
+def constraint_pins(target: str) -> dict[str, Version]:
+    lines = (ROOT / "scripts" / f"constraints-{target}.txt").read_text().splitlines()
+    return {m.group(1): Version(m.group(2)) for m in (re.match(r"([\w.-]+)==([^\s#]+)", line) for line in lines) if m}
+
+
+@pytest.mark.parametrize("target", ["windows-py311", "windows-py312", "linux-py311", "linux-py312"])
+def test_resolved_constraints_pin_what_pyproject_and_the_spec_file_allow(target):
+    pins = constraint_pins(target)
+    torch, torchvision = pins["torch"], pins["torchvision"]
     conda_torch = SpecifierSet(re.search(r"version='([^']+)'", spec_lines()["pytorch"]).group(1))
     assert torch in dependency("torch") and torch in UNSLOTH_TORCH and torch in conda_torch
     assert torchvision.minor == torch.minor + 15  # torchvision 0.26 is the one built for torch 2.11
     series = TRITON_FOR_TORCH[f"{torch.major}.{torch.minor}"]
-    assert f'"triton-windows>={series},<{series[:-1]}{int(series[-1]) + 1}"' in WINDOWS
+    triton = pins["triton-windows" if target.startswith("windows") else "triton"]
+    assert f"{triton.major}.{triton.minor}" == series
+    # The conda path's pip step asks for the same series.
     assert f'"triton-windows>={series},<{series[:-1]}{int(series[-1]) + 1}"' in SPEC_FILE
-    paperspace = PAPERSPACE.read_text()
-    assert f'TORCH_VERSION="${{TORCH_VERSION:-{torch}}}"' in paperspace
-    assert "minor + 15" in paperspace
     gpu = {Requirement(r).name: Requirement(r) for r in PYPROJECT["project"]["optional-dependencies"]["gpu"]}
     assert str(gpu["unsloth"].specifier) == "==2026.10.7" and str(gpu["unsloth_zoo"].specifier) == "==2026.10.7"
+    paperspace = PAPERSPACE.read_text()
     # Each script installs the project's GPU extra (so pyproject's pins are the ones installed) and verifies.
     assert '-e "$Root[gpu]" --constraint' in WINDOWS and '-e "${ROOT}[gpu]" --constraint' in paperspace
     assert "-m trainer doctor" in WINDOWS and "-m trainer doctor" in paperspace
@@ -100,14 +106,15 @@ def closed_port() -> int:
 
 
 def test_paperspace_script_cache_and_token_steps_are_idempotent(tmp_path):
-    """Runs the real script twice up to its torch step, which fails here on purpose (a torch version that exists
-    nowhere, from an index on a closed port): the cache, token and ~/.bashrc steps before it are checked."""
+    """Runs the real script twice up to its torch step, which fails here on purpose (this CPU torch is not the pinned
+    CUDA build, and the index it would install that from is a closed port): the cache, token and ~/.bashrc steps
+    before it are checked."""
     home, storage, notebook = tmp_path / "home", tmp_path / "storage", tmp_path / "notebooks"
     for folder in (home, storage, notebook):
         folder.mkdir()
     (notebook / "token.txt").write_text(f"  {SECRET}\n")
     env = {"PATH": os.environ["PATH"], "HOME": str(home), "PERSISTENT": str(storage), "PYTHON": sys.executable,
-           "TORCH_VERSION": "0.0.1", "TORCH_INDEX": f"http://127.0.0.1:{closed_port()}/", "PIP_RETRIES": "0",
+           "TORCH_INDEX": f"http://127.0.0.1:{closed_port()}/", "PIP_RETRIES": "0",
            "PIP_TIMEOUT": "2", "PIP_CONFIG_FILE": os.devnull, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
     outputs = []
     for _ in range(2):
@@ -115,7 +122,10 @@ def test_paperspace_script_cache_and_token_steps_are_idempotent(tmp_path):
                                 timeout=300)
         outputs.append(result.stdout + result.stderr)
         assert result.returncode != 0, outputs[-1]
-        assert "is not a CUDA build" in outputs[-1] and "installing torch 0.0.1" in outputs[-1]
+        pins = constraint_pins(f"linux-py{sys.version_info[0]}{sys.version_info[1]}")
+        assert f"is not {pins['torch']} built with CUDA" in outputs[-1]
+        installing = f"installing torch {pins['torch']} and torchvision {pins['torchvision']} from http://127.0.0.1:"
+        assert installing in outputs[-1]
     assert all(SECRET not in out for out in outputs)
     assert f"stored the token from {notebook / 'token.txt'}" in outputs[0]
     token = storage / "huggingface" / "token"
@@ -148,6 +158,7 @@ def test_windows_script_parses_and_does_each_step():
     cut = source.rindex(b"}")
     assert powershell_errors(source[:cut] + source[cut + 1:]) != []
     for step in ('$ErrorActionPreference = "Stop"', "conda create --yes --name $EnvName",
-                 '--index-url "https://download.pytorch.org/whl/$Cuda"', "pip install $TritonWindows",
+                 '--index-url "https://download.pytorch.org/whl/$Cuda"', "--constraint $Constraints",
+                 "pip uninstall --yes xformers",
                  "-m trainer doctor", "throw"):
         assert step in WINDOWS

@@ -26,7 +26,10 @@ class Card:
 
 PLATFORMS = ("linux", "windows")  # Paperspace Gradient, and Windows with conda
 # Flash attention needs sm_80 or newer, so Turing (sm_75) has only the memory-efficient and math kernels. PyTorch's
-# Windows builds leave flash attention out (USE_FLASH_ATTENTION off: "Torch was not compiled with flash attention").
+# Windows builds leave flash attention out (USE_FLASH_ATTENTION off: "Torch was not compiled with flash attention"):
+# pytorch's CMakeLists.txt builds it only "USE_CUDA OR USE_ROCM;NOT MSVC"; the tracking issue pytorch/pytorch#108175
+# (FlashAttention v2 on Windows) is open, and #125070 (none on Windows since 2.2) too; #131875 (2024) and its reland
+# #131906 turned it on and were reverted ("Windows nightly failures"). Not read off a 2.11 Windows wheel itself.
 # cuDNN attention is left out everywhere: below sm_90 torch tries it last, after the math kernel, which takes every
 # call, so a card never runs it; on the big GPU that emulates the card it would come first.
 AMPERE = {"linux": ("flash", "efficient", "math"), "windows": ("efficient", "math")}
