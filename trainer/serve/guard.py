@@ -124,7 +124,7 @@ def check_chat(body: Any, model_id: str) -> Any:
                    if name not in ChatRequest.model_fields and value is not None and NO_OP.get(name, ...) != value]
     if unsupported:
         others = f" (nor {', '.join(unsupported[1:])})" if len(unsupported) > 1 else ""
-        return error(400, f"Unsupported parameter: '{unsupported[0]}' is not supported by `trainer serve`{others}. "
+        return error(400, f"Unsupported parameter: '{unsupported[0]}' is not supported by trainer serve{others}. "
                           f"Supported: {SUPPORTED}.", "unsupported_parameter", unsupported[0])
     return None
 
