@@ -11,9 +11,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from trainer.serve.conform import completion_limit
+from trainer.serve.conform import CHAT, completion_limit
 
-CHAT = "/v1/chat/completions"
 ROUTES = (CHAT, "/v1/models")  # what `trainer serve` passes on to either server (and tests); /health is answered here
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "invalid_request_error",
                500: "server_error"}

@@ -64,8 +64,8 @@ def main(target: str, host: str, port: int, api_key: str | None, cache_dir: str)
 
 def warm_up(app: Any, model_id: str, api_key: str | None) -> None:
     """One short chat request through the whole app before the URL is printed, so that the first client's request
-    finds everything ready: the server's inference thread, the chat template compiled, the first forward pass's
-    kernels (on a GPU: CUDA's lazily loaded modules, cuBLAS and the 4-bit kernels, seconds)."""
+    finds everything ready: the server's inference thread, the chat template compiled, the first forward pass (on a
+    GPU also CUDA's lazily loaded kernels and the inference thread's cuBLAS handle)."""
     import asyncio
 
     import httpx
