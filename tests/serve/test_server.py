@@ -24,6 +24,7 @@ from trainer.serve import chat
 KEY = "test-key-5f2c"
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 LONG = [{"role": "user", "content": "word " * 9000}]  # SmolLM2's context is 8,192 tokens
+COMMAS = [{"role": "user", "content": "Write the numbers one to five in digits on one line, like 1, 2, 3."}]
 
 
 @dataclass
@@ -121,9 +122,52 @@ def concurrently(server: Server, count: int, **options) -> list[tuple[str, float
     return results
 
 
-def cut_at(text: str, stop: str) -> str:
-    """A reply ended by a stop string: llama.cpp leaves the string out (as OpenAI does), transformers keeps it."""
-    return text.removesuffix(stop)
+def check_openai_shape(server: Server) -> None:
+    """What the official client expects of OpenAI's API: max_completion_tokens limits the reply, a stop string is left
+    out, ids are chatcmpl-..., a stream ends with data: [DONE], parameters we do not support get a 400 naming them."""
+    from openai import BadRequestError
+
+    greedy = {"messages": COMMAS, "temperature": 0}
+    four, reply = ask(server, **greedy, max_completion_tokens=4)
+    assert reply.usage.completion_tokens == 4 and reply.choices[0].finish_reason == "length"
+    assert four == ask(server, **greedy, max_tokens=4)[0]
+    assert streamed(server, **greedy, max_completion_tokens=4)[1][-1].choices[0].finish_reason == "length"
+    assert ask(server, **greedy, max_tokens=6, max_completion_tokens=3)[1].usage.completion_tokens == 3  # the smaller
+
+    full = ask(server, **greedy, max_tokens=24)[0]
+    assert ", 2" in full, full  # the prompt makes the stop strings below appear
+    for stop in (",", ", 2"):  # ", 2" spans tokens: a stream holds back what may begin it
+        stopped, reply = ask(server, **greedy, max_tokens=24, stop=[stop])
+        assert stopped == full.split(stop)[0] and stop not in stopped, (stop, stopped)
+        assert reply.choices[0].finish_reason == "stop" and reply.id.startswith("chatcmpl-")
+        text, chunks = streamed(server, **greedy, max_tokens=24, stop=[stop])
+        assert text == stopped and chunks[-1].choices[0].finish_reason == "stop"
+        assert len({c.id for c in chunks}) == 1 and chunks[0].id.startswith("chatcmpl-") and chunks[0].id != reply.id
+
+    code, text = request(f"{server.url}/chat/completions", json.dumps(
+        {"model": server.model, **greedy, "max_tokens": 4, "stream": True}).encode(), KEY)
+    events = [line for line in text.splitlines() if line]
+    assert code == 200 and events[-1] == "data: [DONE]" and events.count("data: [DONE]") == 1, text
+
+    refused = {"tools": [{"type": "function", "function": {"name": "add", "parameters": {"type": "object"}}}],
+               "response_format": {"type": "json_object"}, "logprobs": True, "frequency_penalty": 0.5}
+    for name, value in refused.items():
+        with pytest.raises(BadRequestError) as caught:
+            ask(server, max_tokens=2, **{name: value})
+        error = caught.value
+        assert error.status_code == 400 and error.param == name and error.code == "unsupported_parameter", error
+        assert f"'{name}' is not supported" in error.message and "Supported: model, messages" in error.message
+    code, answer, text = post(server, {"model": server.model, "messages": QUESTION, "top_k": 5})  # a server's own
+    assert code == 400 and answer["error"]["param"] == "top_k" and answer["error"]["type"] == "invalid_request_error"
+    # OpenAI's defaults, as some clients send them, change nothing and are accepted.
+    assert ask(server, **greedy, max_tokens=4, frequency_penalty=0, presence_penalty=0, logprobs=False)[0] == four
+
+
+def check_warmed_up(server: Server) -> None:
+    """The server answered one request through its whole app before printing its URL."""
+    output = server.output()
+    assert "Warmed up: a first reply in" in output and "Warm-up request failed" not in output, output
+    assert output.index("Warmed up") < output.index("OpenAI base_url"), output
 
 
 def check_bad_requests(server: Server) -> None:
@@ -185,7 +229,12 @@ def test_sampling_parameters_reach_generation(smol):
     assert seeded[0] == seeded[1] != seeded[2]  # temperature samples; a seed repeats the sample
     assert ask(smol, temperature=1.2, top_p=0.01, max_tokens=24, seed=12)[0] == greedy  # top_p keeps the top token
     stopped, reply = ask(smol, temperature=0, max_tokens=24, stop=["Paris"])
-    assert cut_at(stopped, "Paris") == greedy.split("Paris")[0] and reply.choices[0].finish_reason == "stop"
+    assert stopped == greedy.split("Paris")[0] and reply.choices[0].finish_reason == "stop"
+
+
+def test_the_official_clients_expectations_hold(smol):
+    check_warmed_up(smol)
+    check_openai_shape(smol)
 
 
 def test_bad_key_and_bad_requests_get_4xx_with_a_message(smol):
@@ -266,7 +315,9 @@ def test_a_runs_gguf_is_served_by_llama_cpp(demo_gguf, tmp_path):
         assert "Paris" in text and reply.choices[0].finish_reason == "stop"
         assert streamed(server, temperature=0, max_tokens=24)[0] == text
         stopped = ask(server, temperature=0, max_tokens=24, stop=["Paris"])[0]
-        assert cut_at(stopped, "Paris") == text.split("Paris")[0]
+        assert stopped == text.split("Paris")[0]
+        check_warmed_up(server)
+        check_openai_shape(server)
         seeded = [ask(server, temperature=1.2, max_tokens=16, seed=seed)[0] for seed in (11, 11)]
         assert seeded[0] == seeded[1]
         check_bad_requests(server)

@@ -1,16 +1,18 @@
 """What the wrapped OpenAI servers leave to us, as one layer in front of either: the API key, checked requests with
-OpenAI-style error bodies (never a traceback), the one model served here, and the model's context length."""
+OpenAI-style error bodies (never a traceback), the parameters we support (others refused by name, not ignored), the one
+model served here, and the model's context length."""
 
 from __future__ import annotations
 
 import json
 import secrets
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-CHAT = "/v1/chat/completions"
+from trainer.serve.conform import CHAT, completion_limit
+
 ROUTES = (CHAT, "/v1/models")  # what `trainer serve` passes on to either server (and tests); /health is answered here
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "invalid_request_error",
                500: "server_error"}
@@ -27,19 +29,31 @@ class Message(BaseModel):
     content: str | list[ContentPart] | None = None
 
 
-class ChatRequest(BaseModel):
-    """The fields of OpenAI's chat completion request that `trainer serve` documents; others go to the server."""
+StopString = Annotated[str, Field(min_length=1)]
 
-    model_config = ConfigDict(extra="allow")
+
+class ChatRequest(BaseModel):
+    """The fields of OpenAI's chat completion request that `trainer serve` supports, on either server."""
+
+    model_config = ConfigDict(extra="allow")  # refused below, by name, unless sent with OpenAI's default
     model: str
     messages: list[Message] = Field(min_length=1)
     stream: bool = False
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, gt=0, le=1)
     max_tokens: int | None = Field(None, ge=1)
-    stop: str | list[str] | None = None
+    max_completion_tokens: int | None = Field(None, ge=1)
+    stop: StopString | list[StopString] | None = Field(None, max_length=4)  # OpenAI's limit
     seed: int | None = None
     n: int | None = Field(None, ge=1, le=1)  # one answer per request
+    user: str | None = None  # the end user's id, for OpenAI's abuse monitoring: nothing to do here
+
+
+SUPPORTED = ", ".join(ChatRequest.model_fields)
+# Fields we do not support, accepted when they ask for what OpenAI does when they are left out (some clients send
+# all of their settings).
+NO_OP = {"frequency_penalty": 0, "presence_penalty": 0, "logprobs": False, "store": False,
+         "response_format": {"type": "text"}, "stream_options": {"include_usage": False}}
 
 
 def error(status: int, message: str, code: str | None = None, param: str | None = None) -> Any:
@@ -84,11 +98,12 @@ def protect(app: Any, model_id: str, api_key: str | None, context_tokens: int,
                     count = await to_thread.run_sync(prompt_tokens, body["messages"])
                 except ValueError as e:  # the chat template does not accept this conversation
                     return error(400, f"the model's chat template rejects these messages: {e}", param="messages")
-                requested = count + (body.get("max_tokens") or 1)
+                requested = count + (completion_limit(body) or 1)
                 if requested > context_tokens:
                     return error(400, f"this model's context is {context_tokens} tokens, and this request needs "
                                       f"{requested} ({count} in the messages, {requested - count} in the completion):"
-                                      " shorten the messages or max_tokens", "context_length_exceeded", "messages")
+                                      " shorten the messages or max_completion_tokens", "context_length_exceeded",
+                                 "messages")
         return await call_next(request)
 
 
@@ -104,6 +119,12 @@ def check_chat(body: Any, model_id: str) -> Any:
     if request.model != model_id:
         return error(404, f"model '{request.model}' is not served here; this server serves '{model_id}' "
                           "(GET /v1/models lists it)", "model_not_found", "model")
+    unsupported = [name for name, value in body.items()
+                   if name not in ChatRequest.model_fields and value is not None and NO_OP.get(name, ...) != value]
+    if unsupported:
+        others = f" (nor {', '.join(unsupported[1:])})" if len(unsupported) > 1 else ""
+        return error(400, f"Unsupported parameter: '{unsupported[0]}' is not supported by trainer serve{others}. "
+                          f"Supported: {SUPPORTED}.", "unsupported_parameter", unsupported[0])
     return None
 
 

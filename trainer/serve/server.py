@@ -9,13 +9,15 @@ from __future__ import annotations
 import ipaddress
 import socket
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 from rich.markup import escape
 
 from trainer.console import console
 from trainer.errors import UserError
-from trainer.serve import guard
+from trainer.serve import conform, guard
 
 SERVE_HINT = 'pip install -e ".[serve]" (transformers serve: FastAPI, uvicorn and the openai types)'
 
@@ -49,13 +51,38 @@ def main(target: str, host: str, port: int, api_key: str | None, cache_dir: str)
         counter = transformers_app.prompt_counter(loaded)
         what = (f"LoRA adapter {chat.describe(str(source))[1]} on {loaded.base_name}" if loaded.has_adapter
                 else f"{source} with transformers")
+    app.add_middleware(conform.Conform, replies=gguf is None)  # before the guard's: inside it, on checked requests
     guard.protect(app, model_id, api_key, context, counter)
+    warm_up(app, model_id, api_key)
     announce(model_id, what, host, listener.getsockname()[1], api_key, context)
     try:
         uvicorn.Server(uvicorn.Config(app, log_level="info")).run(sockets=[listener])  # info: one line per request
     except KeyboardInterrupt:  # uvicorn stops on Ctrl+C, then raises it again for the caller
         pass
     console.print("Server stopped.")
+
+
+def warm_up(app: Any, model_id: str, api_key: str | None) -> None:
+    """One short chat request through the whole app before the URL is printed, so that the first client's request
+    finds everything ready: the server's inference thread, the chat template compiled, the first forward pass (on a
+    GPU also CUDA's lazily loaded kernels and the inference thread's cuBLAS handle)."""
+    import asyncio
+
+    import httpx
+
+    body = {"model": model_id, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1, "temperature": 0}
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+    async def ask() -> httpx.Response:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://warm-up") as client:
+            return await client.post(guard.CHAT, json=body, headers=headers, timeout=None)
+
+    began = time.perf_counter()
+    response = asyncio.run(ask())
+    if response.status_code != 200:  # the first request would pay what is left; the server still serves
+        console.print(f"[yellow]Warm-up request failed ({response.status_code}: {escape(response.text[:300])})[/]")
+        return
+    console.print(f"Warmed up: a first reply in {time.perf_counter() - began:.1f} s")
 
 
 def gguf_file(path: Path) -> Path | None:
