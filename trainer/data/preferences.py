@@ -1,0 +1,160 @@
+"""Preference pairs for DPO and ORPO (TRL's formats): read, check and convert to one prompt with two answers.
+
+Standard rows have `prompt`, `chosen` and `rejected` strings. Conversational rows have `chosen` and `rejected`
+message lists that share their prompt turns and end with different assistant answers, or an explicit `prompt`
+(messages) with `chosen` and `rejected` as the answers (a string, one assistant message, or a list holding one).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trainer.console import console
+from trainer.data.formats import OPENAI_ROLES, SHAREGPT_ROLES, InvalidRow, Messages, check_roles
+from trainer.data.sources import Table
+from trainer.errors import UserError
+
+FORMATS = ("auto", "standard", "conversational")
+SAMPLE = Path(__file__).with_name("preferences_sample.jsonl")  # scripts/make_preference_sample.py writes it
+
+
+@dataclass
+class Pairs:
+    """Each pair's prompt (chat messages ending with a user turn) and its chosen and rejected answers."""
+
+    format: str
+    prompts: list[Messages] = field(default_factory=list)
+    chosen: list[str] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)
+    skipped: int = 0
+    fingerprint: str = ""
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+
+def detect(row: dict[str, Any], source: str) -> str:
+    """standard (the three fields are text) or conversational (message lists)."""
+    missing = [f for f in ("chosen", "rejected") if f not in row]
+    if missing:
+        found = ", ".join(sorted(row)) or "none"
+        raise UserError(f"{source} is not preference data: its first row has the fields {found}",
+                        "A preference row needs 'chosen' and 'rejected' (and 'prompt' unless they are conversations "
+                        "sharing their prompt turns): TRL's standard or conversational preference format.")
+    chosen = _parsed(row["chosen"])
+    return "conversational" if isinstance(chosen, list) or isinstance(row.get("prompt"), list) else "standard"
+
+
+def _parsed(value: Any) -> Any:
+    """CSV cells carry message lists as JSON text."""
+    if isinstance(value, str) and value.lstrip().startswith("["):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+def _text(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidRow(f"{what} is empty or not text")
+    return value
+
+
+def _messages(value: Any, what: str) -> Messages:
+    value = _parsed(value)
+    if isinstance(value, str):
+        raise InvalidRow(f"'{what}' is text that is not a JSON list of messages")
+    if not isinstance(value, list) or not value:
+        raise InvalidRow(f"'{what}' must be a non-empty list of messages")
+    messages = []
+    for n, turn in enumerate(value, start=1):
+        if isinstance(turn, dict) and "role" in turn and "content" in turn:
+            role, content = OPENAI_ROLES.get(str(turn["role"]).lower()), turn["content"]
+        elif isinstance(turn, dict) and "from" in turn and "value" in turn:
+            role, content = SHAREGPT_ROLES.get(str(turn["from"]).lower()), turn["value"]
+        else:
+            raise InvalidRow(f"message {n} of '{what}' needs 'role' and 'content'")
+        if role is None:
+            raise InvalidRow(f"message {n} of '{what}' has an unsupported role (expected system, user, assistant)")
+        messages.append({"role": role, "content": _text(content, f"message {n} of '{what}'")})
+    return messages
+
+
+def _answer(value: Any, what: str) -> str:
+    """An explicit prompt's answer: text, one assistant message, or a list holding one."""
+    value = _parsed(value)
+    if isinstance(value, dict):
+        value = [value]
+    if isinstance(value, list):
+        messages = _messages(value, what)
+        if len(messages) != 1 or messages[0]["role"] != "assistant":
+            raise InvalidRow(f"'{what}' must be one assistant answer to the prompt")
+        return messages[0]["content"]
+    return _text(value, f"the '{what}' answer")
+
+
+def from_standard(row: dict[str, Any]) -> tuple[Messages, str, str]:
+    if "prompt" not in row:
+        raise InvalidRow("has no 'prompt' field (the standard preference format needs prompt, chosen, rejected)")
+    prompt = [{"role": "user", "content": _text(row["prompt"], "the 'prompt'")}]
+    return prompt, _text(row["chosen"], "the 'chosen' answer"), _text(row["rejected"], "the 'rejected' answer")
+
+
+def from_conversational(row: dict[str, Any]) -> tuple[Messages, str, str]:
+    if "prompt" in row and row["prompt"] is not None:
+        prompt = _messages(row["prompt"], "prompt")
+        return prompt, _answer(row["chosen"], "chosen"), _answer(row["rejected"], "rejected")
+    chosen, rejected = _messages(row["chosen"], "chosen"), _messages(row["rejected"], "rejected")
+    for what, messages in (("chosen", chosen), ("rejected", rejected)):
+        if messages[-1]["role"] != "assistant":
+            raise InvalidRow(f"'{what}' does not end with an assistant answer")
+    if chosen[:-1] != rejected[:-1]:
+        turn = next((n for n, (a, b) in enumerate(zip(chosen[:-1], rejected[:-1], strict=False), 1) if a != b),
+                    min(len(chosen), len(rejected)))
+        raise InvalidRow(f"chosen and rejected have different prompts (message {turn} differs): a pair answers "
+                         "one prompt twice")
+    return chosen[:-1], chosen[-1]["content"], rejected[-1]["content"]
+
+
+CONVERTERS = {"standard": from_standard, "conversational": from_conversational}
+
+
+def convert(table: Table, fmt: str = "auto", skip_invalid: bool = False) -> Pairs:
+    """Every row of `table` as a pair; bad rows are an error listing them (file and line), or skipped when asked."""
+    if fmt not in FORMATS:
+        raise UserError(f"format {fmt!r} is not a preference format", f"Use one of {', '.join(FORMATS)}.")
+    if fmt == "auto":
+        fmt = detect(table.rows[0], table.source)
+    pairs = Pairs(fmt)
+    bad: list[str] = []
+    for i, row in enumerate(table.rows):
+        try:
+            missing = [f for f in ("chosen", "rejected") if f not in row]
+            if missing:
+                raise InvalidRow(f"has no '{missing[0]}' field (a preference pair needs chosen and rejected)")
+            prompt, chosen, rejected = CONVERTERS[fmt](row)
+            check_roles([*prompt, {"role": "assistant", "content": chosen}])
+            if chosen.strip() == rejected.strip():
+                raise InvalidRow("chosen and rejected are the same answer: there is nothing to prefer")
+            pairs.prompts.append(prompt)
+            pairs.chosen.append(chosen)
+            pairs.rejected.append(rejected)
+        except InvalidRow as e:
+            bad.append(f"{table.where(i)}: {e}")
+    if bad and not skip_invalid:
+        shown = "\n".join(f"  {b}" for b in bad[:5])
+        more = f"\n  ... and {len(bad) - 5} more" if len(bad) > 5 else ""
+        raise UserError(f"{len(bad)} of {len(table.rows)} rows in {table.source} can't be used as {fmt} preference "
+                        f"pairs:\n{shown}{more}",
+                        "Fix those rows, or pass --set skip_invalid_rows=true to leave them out.")
+    if bad:
+        console.print(f"[yellow]Skipped {len(bad)} invalid pairs of {table.source}[/] (first: {bad[0]})")
+    pairs.skipped = len(bad)
+    pairs.fingerprint = table.fingerprint
+    if not len(pairs):
+        raise UserError(f"no usable preference pairs in {table.source}")
+    return pairs
