@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, run_cli
+from tests.helpers import ROOT, run_cli
 from trainer import speed
 from trainer.bench import cards, report
 from trainer.config import resolve

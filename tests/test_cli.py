@@ -4,17 +4,10 @@ import json
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.helpers import assert_user_error, run_cli
 
 SAMPLE_ROW = {"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello!"}]}
 
-
-def assert_user_error(result, *fragments):
-    out = result.stdout + result.stderr
-    assert result.returncode == 2, out
-    assert "Traceback" not in out
-    for fragment in fragments:
-        assert fragment in out, out
 
 
 def test_help_lists_commands_and_stays_light():

@@ -9,7 +9,7 @@ import torch
 from huggingface_hub import ModelCard
 
 from tests import hub_server
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 from trainer import export
 
 TOKEN = "hf_testTOKENabcdefghijklmnopqrstuvwx"  # what the local server accepts; must never be written anywhere

@@ -8,7 +8,7 @@ import re
 import pytest
 import torch
 
-from tests.test_train import models_for_test, tiny_config
+from tests.helpers import models_for_test, tiny_config
 from trainer import data, models, passes, train
 from trainer.errors import UserError
 from trainer.runs import RunDir

@@ -1,6 +1,6 @@
 import pytest
 
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 from trainer import profiles
 from trainer.config import resolve
 from trainer.profiles import Gpu

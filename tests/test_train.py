@@ -6,17 +6,11 @@ import statistics
 import pytest
 import torch
 
+from tests.helpers import models_for_test, tiny_config
 from trainer import data, engines, models, train
 from trainer.config import resolve
 from trainer.data.render import render_with_mask
 from trainer.runs import RunDir
-
-
-def tiny_config(tiny_llama, tmp_path, *settings, max_steps=60):
-    return resolve("cpu", ["learning_rate=3e-2", "warmup_steps=2", "eval_every_steps=10", "eval_size=8",
-                           "micro_batch_size=4", *settings],
-                   {"model.name": str(tiny_llama), "train.max_steps": max_steps,
-                    "run.run_dir": str(tmp_path / "run")})
 
 
 def test_trl_labels_follow_our_masks(tiny_llama, tmp_path):
@@ -65,11 +59,6 @@ def test_max_tokens_per_pass_runs_a_micro_batch_as_passes_with_the_same_loss_and
         for name, grad in grads.items():
             assert torch.allclose(grad, whole_grads[name], rtol=1e-4, atol=1e-7), name
 
-
-def models_for_test(config):
-    from trainer.engines import transformers_engine
-
-    return transformers_engine.load(config, None)[0]
 
 
 def test_training_run_loss_falls_and_run_dir_is_complete(tiny_llama, tmp_path, capsys):

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 from trainer import data
 from trainer.config import resolve
 from trainer.data import tokens

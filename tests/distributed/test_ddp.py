@@ -21,8 +21,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import ROOT, cli_command, free_port
-from tests.test_cli import assert_user_error
+from tests.helpers import ROOT, assert_user_error, cli_command, free_port
 from trainer import checkpoints
 from trainer.runs import RunDir
 

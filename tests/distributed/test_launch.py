@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
-from tests.test_cli import assert_user_error
+from tests.helpers import assert_user_error, run_cli
 from trainer.config import World, resolve
 from trainer.distributed import ranks
 from trainer.errors import UserError

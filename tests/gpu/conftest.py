@@ -23,7 +23,7 @@ import pytest
 import torch
 
 from tests import models
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 from trainer import speed
 from trainer.runs import RunDir
 

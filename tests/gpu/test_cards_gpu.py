@@ -13,8 +13,8 @@ import random
 
 import pytest
 
-from tests.conftest import run_cli
 from tests.gpu.conftest import record
+from tests.helpers import run_cli
 from trainer.bench import emulate
 from trainer.bench.cards import CARDS
 from trainer.config import resolve

@@ -11,8 +11,8 @@ import time
 import pytest
 import torch
 
-from tests.conftest import run_cli
 from tests.gpu.conftest import record
+from tests.helpers import run_cli
 from trainer import export
 from trainer.runs import RunDir
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, cli_command, free_port, run_cli
+from tests.helpers import ROOT, cli_command, free_port, run_cli
 from trainer.models import SMOLLM2
 from trainer.serve import chat
 
