@@ -23,6 +23,7 @@ from rich.markup import escape
 
 from trainer import profiles, trackers
 from trainer.console import console
+from trainer.system import Gpu, nvidia_driver, version_of
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
 STYLES = {PASS: "green", WARN: "yellow", FAIL: "bold red"}
@@ -78,14 +79,14 @@ def main(cache_dir: str, timeout_s: float = 180) -> int:
     return 0
 
 
-def run_checks(cache_dir: str, timeout_s: float) -> tuple[list[Check], profiles.Gpu | None | bool]:
+def run_checks(cache_dir: str, timeout_s: float) -> tuple[list[Check], Gpu | None | bool]:
     """All checks in order, and the detected GPU (None: no CUDA GPU; False: torch does not import)."""
     checks = [check_python()]
     driver = nvidia_driver()
     torch_probe = probe(TORCH_CODE, timeout_s)
     torch_checks, gpu = check_torch(torch_probe, driver)
     checks += torch_checks
-    on_gpu = isinstance(gpu, profiles.Gpu)
+    on_gpu = isinstance(gpu, Gpu)
     checks.append(check_bitsandbytes(on_gpu, timeout_s))
     checks.append(check_triton(on_gpu, timeout_s))
     checks.append(check_xformers(on_gpu, timeout_s))
@@ -126,15 +127,6 @@ def installed(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-def version_of(*distributions: str) -> str | None:
-    for name in distributions:
-        try:
-            return metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return None
-
-
 def check_python() -> Check:
     version = platform.python_version()
     low, high = PYTHON_SUPPORTED
@@ -143,22 +135,6 @@ def check_python() -> Check:
     return Check("python", FAIL, f"{version}: this project needs Python 3.11 to 3.14",
                  "Create an environment with Python 3.12: conda create --name trainer --file spec-file.txt "
                  "(Windows) or python3.12 -m venv .venv")
-
-
-def nvidia_driver() -> dict[str, str] | None:
-    """The driver version and GPU names nvidia-smi reports, or None where there is no NVIDIA driver."""
-    if shutil.which("nvidia-smi") is None:
-        return None
-    try:
-        result = subprocess.run(["nvidia-smi", "--query-gpu=driver_version,name", "--format=csv,noheader"],
-                                capture_output=True, text=True, timeout=30)
-    except subprocess.TimeoutExpired:
-        return {"error": "nvidia-smi did not answer in 30 s"}
-    if result.returncode != 0 or not result.stdout.strip():
-        return {"error": (result.stdout + result.stderr).strip().splitlines()[-1] if result.stdout + result.stderr
-                else f"nvidia-smi exit code {result.returncode}"}
-    version, _, name = result.stdout.strip().splitlines()[0].partition(",")
-    return {"version": version.strip(), "name": name.strip()}
 
 
 TORCH_CODE = """
@@ -179,7 +155,7 @@ print(json.dumps(info))
 """
 
 
-def check_torch(result: Probe, driver: dict[str, str] | None) -> tuple[list[Check], profiles.Gpu | None | bool]:
+def check_torch(result: Probe, driver: dict[str, str] | None) -> tuple[list[Check], Gpu | None | bool]:
     """torch (build, CUDA), the driver, the GPU (name, VRAM, compute capability) and bf16."""
     has_driver = driver is not None and "version" in driver
     if driver is None:
@@ -216,7 +192,7 @@ def check_torch(result: Probe, driver: dict[str, str] | None) -> tuple[list[Chec
                                 "To train Llama 3.2, use a machine with an NVIDIA GPU (8 GB or more)."))
         checks.append(Check("bf16", WARN, "no GPU: the CPU demo trains in float32"))
         return checks, None
-    gpu = profiles.Gpu(t["name"], t["vram_gb"], t["capability"])
+    gpu = Gpu(t["name"], t["vram_gb"], t["capability"])
     driver_cuda = t.get("driver_cuda")
     checks.append(Check("cuda", PASS, f"available, {t['devices']} device(s)"
                         + (f"; the driver runs CUDA up to {driver_cuda}" if driver_cuda else "")))

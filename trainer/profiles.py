@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trainer.errors import UserError
+from trainer.system import Gpu, detect_gpu
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -19,35 +20,11 @@ DROP_ORDER = ("card", "seq len", "batch x accum", "dtype")  # dropped in this or
 
 
 @dataclass(frozen=True)
-class Gpu:
-    name: str
-    vram_gb: float  # GiB, as torch reports total memory
-    compute_capability: str  # "8.6"
-
-    @property
-    def has_bf16(self) -> bool:
-        return float(self.compute_capability) >= 8.0
-
-    def __str__(self) -> str:
-        return f"{self.name} ({self.vram_gb:.1f} GB, sm_{self.compute_capability.replace('.', '')})"
-
-
-@dataclass(frozen=True)
 class Choice:
     name: str
     path: Path
     reason: str
     overrides: dict[str, Any] = field(default_factory=dict)  # adjustments auto-detection makes for this GPU
-
-
-def detect_gpu() -> Gpu | None:
-    """The first CUDA device, or None when there is none (or torch has no CUDA)."""
-    import torch
-
-    if not torch.cuda.is_available():
-        return None
-    props = torch.cuda.get_device_properties(0)
-    return Gpu(props.name, props.total_memory / 2**30, f"{props.major}.{props.minor}")
 
 
 def names() -> list[str]:

@@ -14,7 +14,7 @@ from transformers import TrainerCallback
 
 from trainer.console import console
 from trainer.runs import RunDir
-from trainer.speed import since_process_start
+from trainer.system import since_process_start
 from trainer.trackers import LOGGED
 
 

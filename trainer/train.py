@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from trainer import checkpoints, data, engines, profiles, speed, trackers
+from trainer import checkpoints, data, engines, speed, system, trackers
 from trainer.config import Config, tracker_environment
 from trainer.config import world as current_world
 from trainer.console import config_table, console
@@ -25,7 +25,7 @@ def main(config: Config, profile_reason: str, resume_from: Path | None = None) -
     of several processes (trainer/distributed/), every rank runs this; rank 0 alone prints and writes the run."""
     world = current_world()
     backend = ranks.start(world, config.run.rank_timeout_s)
-    gpu = profiles.detect_gpu()
+    gpu = system.detect_gpu()
     console.print(f"Profile [bold]{config.profile}[/]: {profile_reason}")
     console.print(config_table(config))
     engines.check_hardware(config, gpu)
@@ -36,21 +36,21 @@ def main(config: Config, profile_reason: str, resume_from: Path | None = None) -
     with ranks.main_first("reading the data", world, config.run.rank_timeout_s):
         examples = data.load(config)
     console.print(f"Data: {len(examples)} {examples.format} rows from {config.data.dataset}")
-    startup = {"data_read": speed.since_process_start()}
+    startup = {"data_read": system.since_process_start()}
     if gpu is not None:
         attention.restrict(config)  # before the engine is imported: unsloth reads them when it picks its kernels
     engine, why = engines.choose(config, gpu)
-    startup["engine_imported"] = speed.since_process_start()
+    startup["engine_imported"] = system.since_process_start()
     config, settled = engines.settle(config, engine)
     console.print(f"Engine [bold]{engine}[/]: {why}" + (f"; for it, {settled}" if settled else ""))
     model, tokenizer = engines.get(engine).load(config, gpu)
-    startup["model_loaded"] = speed.since_process_start()
+    startup["model_loaded"] = system.since_process_start()
     ranks.meet("loading the model", world, config.run.rank_timeout_s)
     if gpu is not None:
         console.print(f"Attention kernels (torch SDPA): {', '.join(attention.current())}")
     with ranks.main_first("tokenizing the data", world, config.run.rank_timeout_s):
         prepared = data.build(ranks.job_config(config, world.size), examples, tokenizer)
-    startup["data_tokenized"] = speed.since_process_start()
+    startup["data_tokenized"] = system.since_process_start()
     stats = prepared.stats
     console.print(
         f"Tokenized {stats['train_rows']} train / {stats['eval_rows']} eval rows; tokens per row "
@@ -191,7 +191,7 @@ def resume(profile: str, settings: list[str], flags: dict[str, Any], checkpoint:
     return main(config, f"resuming {run.path}", resume_from=path)
 
 
-def cap_vram(cap_gb: float, gpu: profiles.Gpu) -> None:
+def cap_vram(cap_gb: float, gpu: system.Gpu) -> None:
     """Let torch's allocator use at most `cap_gb`, as on a card with that much memory."""
     import torch
 
@@ -200,7 +200,7 @@ def cap_vram(cap_gb: float, gpu: profiles.Gpu) -> None:
     console.print(f"GPU memory capped at {cap_gb:g} GB of {gpu.vram_gb:.1f} GB")
 
 
-def sft_config(config: Config, gpu: profiles.Gpu | None, run: RunDir, has_eval: bool) -> SFTConfig:
+def sft_config(config: Config, gpu: system.Gpu | None, run: RunDir, has_eval: bool) -> SFTConfig:
     import torch
     from trl import SFTConfig
 
@@ -259,7 +259,7 @@ def sft_config(config: Config, gpu: profiles.Gpu | None, run: RunDir, has_eval: 
     )
 
 
-def make_trainer(config: Config, gpu: profiles.Gpu | None, model: Any, tokenizer: Any, prepared: data.Prepared,
+def make_trainer(config: Config, gpu: system.Gpu | None, model: Any, tokenizer: Any, prepared: data.Prepared,
                  run: RunDir, *callbacks: Any, startup: dict[str, float] | None = None) -> Any:
     import datasets
     from transformers.trainer_callback import PrinterCallback
@@ -286,7 +286,7 @@ def make_trainer(config: Config, gpu: profiles.Gpu | None, model: Any, tokenizer
     metrics.scaler = trainer.accelerator.scaler  # fp16 only: the GradScaler, whose loss scale is logged
     if config.run.report_to and current_world().is_main:  # the integrations log from rank 0 only
         trackers.attach(trainer, config, run, tracker_environment())
-    startup["trainer_built"] = speed.since_process_start()
+    startup["trainer_built"] = system.since_process_start()
     return trainer
 
 

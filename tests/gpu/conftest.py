@@ -24,7 +24,7 @@ import torch
 
 from tests import models
 from tests.helpers import ROOT
-from trainer import speed
+from trainer import speed, system
 from trainer.runs import RunDir
 
 TOKENIZER = Path(os.environ.get("TRAINER_GPU_TOKENIZER", ROOT / ".gpu" / "llama-3.2-tokenizer"))
@@ -62,7 +62,7 @@ def llama_3b(tmp_path_factory) -> Path:
 
 def record(name: str, run: RunDir | None, passed: bool, **facts) -> dict:
     """Write benchmarks/results/<date>-<name>.json: environment, run summary, the test's own facts, pass/fail."""
-    env = speed.environment()
+    env = system.environment()
     data = {"test": name, "passed": passed, **env, **facts}
     if run is not None and run.metrics.exists():
         data["summary"] = speed.summarize(run)

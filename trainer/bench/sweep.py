@@ -19,7 +19,7 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-from trainer import speed
+from trainer import system
 from trainer.bench import emulate, report
 from trainer.bench.cards import CARDS, mfu
 from trainer.config import resolve
@@ -50,7 +50,7 @@ def configurations(engines: str | None, custom: list[str], emulated: bool = Fals
         raise UserError(f"--engines {engines}: unknown engine {', '.join(sorted(unknown))}",
                         "Use --engines unsloth,transformers (or one of them).")
     if "unsloth" in names and not emulated:  # an emulated session measures the GPU in its own processes
-        from trainer.profiles import detect_gpu
+        from trainer.system import detect_gpu
 
         if detect_gpu() is None:
             raise UserError("the unsloth configurations (tuned, notebook) need an NVIDIA GPU; none was detected",
@@ -90,7 +90,7 @@ def run(profile: str, settings: list[str], flags: dict[str, Any], configs: list[
     records = []
     with tempfile.TemporaryDirectory(prefix="trainer-bench-") as work:
         with emulate.card_slice(card, Path(work), platform) if card else nullcontext() as confined:
-            env = confined.environment if confined else speed.environment()
+            env = confined.environment if confined else system.environment()
             session: dict[str, Any] = {**env, "session": env["date"]}
             if confined:
                 session["emulation"] = confined.facts

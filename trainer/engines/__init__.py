@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from trainer.config import Config
 from trainer.errors import UserError
-from trainer.profiles import Gpu
+from trainer.system import Gpu
 
 if TYPE_CHECKING:
     import torch

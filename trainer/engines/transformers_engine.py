@@ -8,7 +8,7 @@ from trainer import models
 from trainer.config import Config
 from trainer.engines import torch_dtype
 from trainer.errors import UserError
-from trainer.profiles import Gpu
+from trainer.system import Gpu
 
 
 def load(config: Config, gpu: Gpu | None) -> tuple[Any, Any]:

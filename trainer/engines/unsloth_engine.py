@@ -8,7 +8,7 @@ from trainer import models
 from trainer.config import Config
 from trainer.engines import torch_dtype
 from trainer.errors import UserError
-from trainer.profiles import Gpu
+from trainer.system import Gpu
 
 CHECKPOINTING = {"unsloth": "unsloth", "on": True, "off": False}
 

@@ -13,6 +13,7 @@ from typing import Any
 from trainer import models
 from trainer.console import console
 from trainer.errors import UserError
+from trainer.system import detect_gpu
 
 
 @dataclass(frozen=True)
@@ -58,10 +59,10 @@ def load(target: str, cache_dir: str) -> ChatModel:
     logging.disable_progress_bar()
     base, adapter = describe(target)
     source = models.resolve(base, cache_dir)
-    gpu = torch.cuda.is_available()
+    gpu = detect_gpu()
     kwargs: dict[str, Any] = {"dtype": torch.float32}
-    if gpu:
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if gpu is not None:
+        dtype = torch.bfloat16 if gpu.has_bf16 else torch.float16
         kwargs = {"dtype": dtype, "device_map": {"": 0},
                   "quantization_config": BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
                                                             bnb_4bit_compute_dtype=dtype)}
