@@ -28,7 +28,7 @@ import json, sys, time
 t0 = time.perf_counter()
 from transformers import AutoTokenizer
 from trainer import data
-from trainer.config import resolve
+from trainer.profiles import resolve
 from trainer.sft import length_grouped_sampler
 tokenizer = AutoTokenizer.from_pretrained(sys.argv[2])
 config, _ = resolve("rtx3070", ["cache_dir=" + sys.argv[3]], {"data.dataset": sys.argv[1], "train.max_steps": 0})

@@ -63,7 +63,7 @@ def free_port() -> int:
 
 def tiny_config(tiny_llama, tmp_path, *settings, max_steps=60):
     """The CPU profile on a tiny random Llama, learning fast, evaluated every 10 steps: (config, reason)."""
-    from trainer.config import resolve
+    from trainer.profiles import resolve
 
     return resolve("cpu", ["learning_rate=3e-2", "warmup_steps=2", "eval_every_steps=10", "eval_size=8",
                            "micro_batch_size=4", *settings],

@@ -15,8 +15,8 @@ import pytest
 from tests.helpers import ROOT, run_cli
 from trainer import speed
 from trainer.bench import cards, report
-from trainer.config import resolve
 from trainer.data.synthetic import FINETOME_ROWS, TOKENS_PER_ROW, finetome_like
+from trainer.profiles import resolve
 
 
 def test_finetome_like_lengths_match_the_documented_distribution(llama_tokenizer):

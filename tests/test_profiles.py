@@ -2,7 +2,7 @@ import pytest
 
 from tests.helpers import run_cli
 from trainer import profiles
-from trainer.config import resolve
+from trainer.profiles import resolve
 from trainer.system import Gpu
 
 

@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from tests.helpers import models_for_test, tiny_config
-from trainer import data, engines, models, train
-from trainer.config import resolve
+from trainer import data, models, train
 from trainer.data.render import render_with_mask
+from trainer.engines import policy
+from trainer.profiles import resolve
 from trainer.runs import RunDir
 
 
@@ -129,12 +130,12 @@ def test_eval_share_counts_the_conversations_of_a_packed_row():
     """A packed training row of 2048 tokens holds 4 conversations of 512: evaluating 64 conversations every 50 steps
     of 2 x 2 rows, 2 passes each (no checkpointing on unsloth), is 64 / (50 x 4 x 4 x 2) of the work; 3 passes each
     with checkpointing (the transformers engine)."""
-    packed, _ = engines.settle(resolve("rtx3070")[0], "unsloth")
+    packed, _ = policy.settle(resolve("rtx3070")[0], "unsloth")
     assert packed.train.packing and packed.model.max_seq_length == 2048
     assert train.eval_share(packed, 64, 512) == pytest.approx(64 / (50 * 4 * 4 * 2))
-    unpacked, _ = engines.settle(resolve("rtx3070", ["packing=false"])[0], "unsloth")
+    unpacked, _ = policy.settle(resolve("rtx3070", ["packing=false"])[0], "unsloth")
     assert train.eval_share(unpacked, 64, 512) == pytest.approx(64 / (50 * 4 * 2))
-    checkpointed, _ = engines.settle(resolve("rtx3070")[0], "transformers")
+    checkpointed, _ = policy.settle(resolve("rtx3070")[0], "transformers")
     assert train.eval_share(checkpointed, 64, 512) == pytest.approx(64 / (50 * 4 * 4 * 3))
 
 
@@ -143,18 +144,18 @@ def test_gpu_profiles_settle_checkpointing_and_loss_per_engine_and_keep_what_is_
     """Unsloth trains the GPU profiles without checkpointing and with its own loss; plain transformers (where unsloth
     does not import) needs checkpointing and the chunked loss to fit the card. A value the user sets stays."""
     config, _ = resolve(profile)
-    unsloth, said = engines.settle(config, "unsloth")
+    unsloth, said = policy.settle(config, "unsloth")
     assert (unsloth.train.gradient_checkpointing, unsloth.train.loss_type) == ("off", "nll")
     assert said == "gradient_checkpointing=off, loss_type=nll"
-    transformers, said = engines.settle(config, "transformers")
+    transformers, said = policy.settle(config, "transformers")
     assert (transformers.train.gradient_checkpointing, transformers.train.loss_type) == ("on", "chunked_nll")
     assert said == "gradient_checkpointing=on, loss_type=chunked_nll"
     assert transformers.train.packing == config.train.packing and transformers.model == config.model
-    kept, said = engines.settle(resolve(profile, ["gradient_checkpointing=off"])[0], "transformers")
+    kept, said = policy.settle(resolve(profile, ["gradient_checkpointing=off"])[0], "transformers")
     assert (kept.train.gradient_checkpointing, kept.train.loss_type, said) == ("off", "chunked_nll",
                                                                                "loss_type=chunked_nll")
     cpu, _ = resolve("cpu")
-    assert engines.settle(cpu, "transformers") == (cpu, "")
+    assert policy.settle(cpu, "transformers") == (cpu, "")
 
 
 def test_group_by_length_reads_the_lengths_in_one_go_and_orders_by_the_seed_and_epoch_alone():

@@ -157,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: argparse.Namespace, argv: list[str]) -> int:
     from trainer import config as cfg
+    from trainer import profiles
 
     if args.command == "doctor":
         from trainer import doctor
@@ -171,8 +172,6 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
             return detach.follow(runs.find(args.follow, Path(args.runs_root)))
         runs.show(Path(args.runs_root))
     elif args.command == "profiles":
-        from trainer import profiles
-
         profiles.show(args.name, args.settings)
     elif args.command == "chat":
         from trainer.serve import chat
@@ -209,7 +208,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     elif args.command == "data":
         from trainer.data import preview
 
-        preview.show(cfg.resolve(args.profile, args.settings, flags(args))[0], args.n)
+        preview.show(profiles.resolve(args.profile, args.settings, flags(args))[0], args.n)
     else:
         from trainer import train
         from trainer.distributed import launch, ranks
@@ -226,5 +225,5 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         elif args.resume or args.resume_from:
             train.resume(args.profile, args.settings, flags(args), args.resume_from)
         else:
-            train.main(*cfg.resolve(args.profile, args.settings, flags(args)))
+            train.main(*profiles.resolve(args.profile, args.settings, flags(args)))
     return 0

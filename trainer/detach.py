@@ -25,7 +25,7 @@ def start(argv: list[str], profile: str, settings: list[str], flags: dict[str, A
           resume_from: str | None) -> RunDir | None:
     """Run `python -m trainer <argv without --detach>` in a new session, its output in RUN_DIR/train.log; return at
     once. The settings are resolved here first, so a bad flag or profile is an error now, not in the log."""
-    from trainer.config import resolve
+    from trainer.profiles import resolve
 
     if resume or resume_from:
         from trainer.train import finished, run_to_resume

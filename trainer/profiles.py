@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from trainer.config import Config, build, flatten_toml, parse_set
 from trainer.errors import UserError
 from trainer.system import Gpu, detect_gpu
 
@@ -27,14 +28,26 @@ class Choice:
     overrides: dict[str, Any] = field(default_factory=dict)  # adjustments auto-detection makes for this GPU
 
 
+def resolve(
+    profile: str = "auto", settings: list[str] | None = None, flags: dict[str, Any] | None = None
+) -> tuple[Config, str]:
+    """The run's Config and a sentence saying which profile was chosen and why.
+
+    `flags` are the explicit CLI options, already keyed by setting ("train.max_steps"); they win over --set.
+    """
+    choice = locate(profile)
+    layers = [(str(choice.path), read(choice.path)), ("auto-detection", choice.overrides)]
+    layers.append(("--set", parse_set(settings or [])))
+    layers.append(("command line", {k: v for k, v in (flags or {}).items() if v is not None}))
+    return build(layers, choice.name), choice.reason
+
+
 def names() -> list[str]:
     return sorted(p.stem for p in PROFILES_DIR.glob("*.toml"))
 
 
 def read(path: Path) -> dict[str, Any]:
     """A profile file as {"section.field": value}, with unknown fields rejected."""
-    from trainer.config import flatten_toml
-
     try:
         table = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as e:
@@ -123,7 +136,6 @@ def profile_table(rows: list[dict[str, str]], width: int) -> Table:
 
 def show(name: str | None, settings: list[str]) -> None:
     """`trainer profiles`: every profile and the auto choice for this machine; or one profile fully resolved."""
-    from trainer.config import resolve
     from trainer.console import config_table, console
 
     if name:

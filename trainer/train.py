@@ -12,7 +12,7 @@ from trainer.config import Config, tracker_environment
 from trainer.config import world as current_world
 from trainer.console import config_table, console
 from trainer.distributed import ranks
-from trainer.engines import attention
+from trainer.engines import attention, policy
 from trainer.errors import Stopped, UserError
 from trainer.runs import RunDir, write_atomic
 
@@ -28,7 +28,7 @@ def main(config: Config, profile_reason: str, resume_from: Path | None = None) -
     gpu = system.detect_gpu()
     console.print(f"Profile [bold]{config.profile}[/]: {profile_reason}")
     console.print(config_table(config))
-    engines.check_hardware(config, gpu)
+    policy.check_hardware(config, gpu)
     trackers.check_installed(config.run.report_to)
     if config.run.vram_cap_gb and gpu is not None:
         cap_vram(config.run.vram_cap_gb, gpu)
@@ -41,7 +41,7 @@ def main(config: Config, profile_reason: str, resume_from: Path | None = None) -
         attention.restrict(config)  # before the engine is imported: unsloth reads them when it picks its kernels
     engine, why = engines.choose(config, gpu)
     startup["engine_imported"] = system.since_process_start()
-    config, settled = engines.settle(config, engine)
+    config, settled = policy.settle(config, engine)
     console.print(f"Engine [bold]{engine}[/]: {why}" + (f"; for it, {settled}" if settled else ""))
     model, tokenizer = engines.get(engine).load(config, gpu)
     startup["model_loaded"] = system.since_process_start()
@@ -137,7 +137,7 @@ def open_run(config: Config, resume_from: Path | None, stats: dict[str, Any], en
 def run_to_resume(profile: str, settings: list[str], flags: dict[str, Any], checkpoint: str | None) -> RunDir:
     """The run a resume continues: the one of --resume-from's checkpoint, of --run-dir, or the latest run of the
     profile."""
-    from trainer.config import resolve
+    from trainer.profiles import resolve
 
     if checkpoint:
         path = Path(checkpoint)
@@ -165,7 +165,7 @@ def finished(run: RunDir, checkpoint: str | None) -> bool:
 def resume(profile: str, settings: list[str], flags: dict[str, Any], checkpoint: str | None) -> RunDir | None:
     """Continue a run (see run_to_resume) from its newest valid checkpoint, or from the one named by --resume-from.
     The run's own config.toml is the base; flags that change what is trained are refused."""
-    from trainer.config import resolve
+    from trainer.profiles import resolve
 
     run = run_to_resume(profile, settings, flags, checkpoint)
     saved, _ = resolve(str(run.config))
@@ -204,9 +204,9 @@ def sft_config(config: Config, gpu: system.Gpu | None, run: RunDir, has_eval: bo
     import torch
     from trl import SFTConfig
 
-    engines.check_settled(config)
+    policy.check_settled(config)
     train = config.train
-    dtype = engines.torch_dtype(config, gpu)
+    dtype = policy.torch_dtype(config, gpu)
     eval_steps = (train.eval_every_steps or None) if has_eval else None
     return SFTConfig(
         output_dir=str(run.checkpoints),

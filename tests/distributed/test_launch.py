@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import assert_user_error, run_cli
-from trainer.config import World, resolve
+from trainer.config import World
 from trainer.distributed import ranks
 from trainer.errors import UserError
+from trainer.profiles import resolve
 
 NO_GPU = pytest.mark.skipif(shutil.which("nvidia-smi") is not None, reason="what a machine without a GPU is told")
 

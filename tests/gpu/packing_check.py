@@ -17,8 +17,8 @@ import torch
 import unsloth  # noqa: F401  (before trainer, trl and transformers: it patches them)
 
 from trainer import data, engines, profiles, train
-from trainer.config import resolve
-from trainer.engines import attention
+from trainer.engines import attention, policy
+from trainer.profiles import resolve
 from trainer.runs import RunDir
 
 
@@ -38,7 +38,7 @@ def main(model: str, run_dir: str, out: str, profile: str, backends: str) -> Non
                                   "eval_size=0", "dropout=0", f"sdpa_backends={backends}"],
                         {"model.name": model, "data.dataset": "finetome-like", "run.run_dir": run_dir,
                          "train.max_steps": 10})
-    config, _ = engines.settle(config, "unsloth")
+    config, _ = policy.settle(config, "unsloth")
     gpu = profiles.detect_gpu()
     enabled = attention.restrict(config)
     model_, tokenizer = engines.get("unsloth").load(config, gpu)

@@ -17,7 +17,7 @@ from tests.gpu.conftest import record
 from tests.helpers import run_cli
 from trainer.bench import emulate
 from trainer.bench.cards import CARDS
-from trainer.config import resolve
+from trainer.profiles import resolve
 from trainer.runs import RunDir
 
 

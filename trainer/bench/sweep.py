@@ -22,9 +22,9 @@ from typing import Any
 from trainer import system
 from trainer.bench import emulate, report
 from trainer.bench.cards import CARDS, mfu
-from trainer.config import resolve
 from trainer.console import console
 from trainer.errors import UserError
+from trainer.profiles import resolve
 from trainer.runs import RunDir
 
 # The Unsloth Llama 3.2 notebook as people copy it: batch 2 x accumulation 4, no packing, Unsloth's defaults.

@@ -14,9 +14,9 @@ import re
 import sys
 from typing import Any
 
-from trainer.config import resolve
 from trainer.console import console
 from trainer.errors import UserError
+from trainer.profiles import resolve
 
 
 def main(argv: list[str], gpus: str | None, nnodes: int, node_rank: int, endpoint: str | None,

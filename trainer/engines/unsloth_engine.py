@@ -6,7 +6,7 @@ from typing import Any
 
 from trainer import models
 from trainer.config import Config
-from trainer.engines import torch_dtype
+from trainer.engines.policy import torch_dtype
 from trainer.errors import UserError
 from trainer.system import Gpu
 
