@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import ROOT, run_cli
-from trainer import speed
 from trainer.bench import cards, report
 from trainer.data.synthetic import FINETOME_ROWS, TOKENS_PER_ROW, finetome_like
 from trainer.profiles import resolve
+from trainer.runs import speed
 
 
 def test_finetome_like_lengths_match_the_documented_distribution(llama_tokenizer):

@@ -166,11 +166,11 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     if args.command == "runs":
         from pathlib import Path
 
-        from trainer import detach, runs
+        from trainer.runs import background, listing
 
         if args.follow:
-            return detach.follow(runs.find(args.follow, Path(args.runs_root)))
-        runs.show(Path(args.runs_root))
+            return background.follow(listing.find(args.follow, Path(args.runs_root)))
+        listing.show(Path(args.runs_root))
     elif args.command == "profiles":
         profiles.show(args.name, args.settings)
     elif args.command == "chat":
@@ -216,9 +216,9 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         world = cfg.world()
         ranks.speak_only_on_main(world)  # one process of several (torchrun): rank 0 speaks for all
         if args.detach:
-            from trainer import detach
+            from trainer.runs import background
 
-            detach.start(argv, args.profile, args.settings, flags(args), args.resume, args.resume_from)
+            background.start(argv, args.profile, args.settings, flags(args), args.resume, args.resume_from)
         elif (args.gpus or args.nnodes > 1) and not world.launched:
             return launch.main(argv, args.gpus, args.nnodes, args.node_rank, args.rdzv_endpoint,
                                (args.profile, args.settings, flags(args)))

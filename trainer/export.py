@@ -216,7 +216,7 @@ def model_card(source: Source, cache_dir: str, adapter_only: bool, repo_id: str 
     """README.md for the Hub: YAML front matter (huggingface_hub's ModelCardData) and what a user needs to know."""
     from huggingface_hub import ModelCard, ModelCardData
 
-    from trainer import speed
+    from trainer.runs import speed
 
     cfg = source.config
     base, dataset = source.base_name, cfg["data"]["dataset"]

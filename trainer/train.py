@@ -7,14 +7,14 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from trainer import checkpoints, data, engines, speed, system, trackers
+from trainer import checkpoints, data, engines, system, trackers
 from trainer.config import Config, tracker_environment
 from trainer.config import world as current_world
 from trainer.console import config_table, console
 from trainer.distributed import ranks
 from trainer.engines import attention, policy
 from trainer.errors import Stopped, UserError
-from trainer.runs import RunDir, write_atomic
+from trainer.runs import RunDir, listing, speed, write_atomic
 
 if TYPE_CHECKING:
     from trl import SFTConfig
@@ -149,7 +149,7 @@ def run_to_resume(profile: str, settings: list[str], flags: dict[str, Any], chec
         run = RunDir.open(Path(flags["run.run_dir"]))
     else:
         base, _ = resolve(profile, settings)
-        run = RunDir.latest(Path(base.run.runs_root), base.profile)
+        run = listing.latest(Path(base.run.runs_root), base.profile)
     return run
 
 

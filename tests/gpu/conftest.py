@@ -24,8 +24,8 @@ import torch
 
 from tests import models
 from tests.helpers import ROOT
-from trainer import speed, system
-from trainer.runs import RunDir
+from trainer import system
+from trainer.runs import RunDir, speed
 
 TOKENIZER = Path(os.environ.get("TRAINER_GPU_TOKENIZER", ROOT / ".gpu" / "llama-3.2-tokenizer"))
 RECORDS = Path(os.environ.get("TRAINER_RECORDS_DIR", ROOT / "benchmarks" / "results"))

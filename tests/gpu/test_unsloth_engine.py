@@ -10,8 +10,7 @@ import os
 
 from tests.gpu.conftest import record
 from tests.helpers import run_cli
-from trainer import speed
-from trainer.runs import RunDir
+from trainer.runs import RunDir, speed
 
 # These tests compare losses step by step, so every step is logged (the profiles log every 2 s on a GPU).
 EVERY_STEP = ("--set", "log_every_s=0")

@@ -15,7 +15,7 @@ from typing import Any
 from trainer.config import Config
 from trainer.data.synthetic import FINETOME_ROWS, TOKENS_PER_ROW
 from trainer.engines import attention
-from trainer.runs import RunDir, write_atomic
+from trainer.runs.run_dir import RunDir, write_atomic
 from trainer.system import environment
 
 

@@ -14,7 +14,7 @@ from rich.markup import escape
 
 from trainer.console import console
 from trainer.errors import UserError
-from trainer.runs import FINAL_STATES, RunDir, new_path, process_identity, write_atomic
+from trainer.runs.run_dir import FINAL_STATES, RunDir, new_path, process_identity, write_atomic
 
 # What `runs --follow` exits with once the run has ended (Ctrl+C while following: 130, the run goes on).
 EXIT_CODES = {"completed": 0, "failed": 1, "died": 1, "interrupted": 130}
