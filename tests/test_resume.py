@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import ROOT, cli_command, run_cli, start, wait_for
-from trainer import checkpoints
 from trainer.runs import RunDir
+from trainer.train import checkpoints
 
 STEPS = 24
 

@@ -210,8 +210,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
 
         preview.show(profiles.resolve(args.profile, args.settings, flags(args))[0], args.n)
     else:
-        from trainer import train
         from trainer.distributed import launch, ranks
+        from trainer.train import recipe, resume
 
         world = cfg.world()
         ranks.speak_only_on_main(world)  # one process of several (torchrun): rank 0 speaks for all
@@ -223,7 +223,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
             return launch.main(argv, args.gpus, args.nnodes, args.node_rank, args.rdzv_endpoint,
                                (args.profile, args.settings, flags(args)))
         elif args.resume or args.resume_from:
-            train.resume(args.profile, args.settings, flags(args), args.resume_from)
+            resume.resume(args.profile, args.settings, flags(args), args.resume_from)
         else:
-            train.main(*profiles.resolve(args.profile, args.settings, flags(args)))
+            recipe.main(*profiles.resolve(args.profile, args.settings, flags(args)))
     return 0

@@ -21,9 +21,10 @@ from typing import Any
 
 from rich.markup import escape
 
-from trainer import profiles, trackers
+from trainer import profiles
 from trainer.console import console
 from trainer.system import Gpu, nvidia_driver, version_of
+from trainer.train import trackers
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
 STYLES = {PASS: "green", WARN: "yellow", FAIL: "bold red"}

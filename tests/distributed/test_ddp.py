@@ -22,8 +22,8 @@ import psutil
 import pytest
 
 from tests.helpers import ROOT, assert_user_error, cli_command, free_port
-from trainer import checkpoints
 from trainer.runs import RunDir
+from trainer.train import checkpoints
 
 STEPS = 12
 pytestmark = pytest.mark.slow

@@ -28,7 +28,7 @@ def start(argv: list[str], profile: str, settings: list[str], flags: dict[str, A
     from trainer.profiles import resolve
 
     if resume or resume_from:
-        from trainer.train import finished, run_to_resume
+        from trainer.train.resume import finished, run_to_resume
 
         run = run_to_resume(profile, settings, flags, resume_from)
         if finished(run, resume_from):

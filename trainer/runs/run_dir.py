@@ -116,7 +116,7 @@ class RunDir:
 
     def last_checkpoint(self) -> str | None:
         """The newest checkpoint-<step> folder with every file a resume needs (not opened: listing stays fast)."""
-        from trainer import checkpoints
+        from trainer.train import checkpoints
 
         found = [p for p in self.checkpoints.glob("checkpoint-*") if checkpoints.step_of(p) is not None
                  and checkpoints.missing(p) is None]

@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from trainer import checkpoints, data, engines, system, trackers
+from trainer import data, engines, system
 from trainer.config import Config, tracker_environment
 from trainer.config import world as current_world
 from trainer.console import config_table, console
 from trainer.distributed import ranks
 from trainer.engines import attention, policy
 from trainer.errors import Stopped, UserError
-from trainer.runs import RunDir, listing, speed, write_atomic
-
-if TYPE_CHECKING:
-    from trl import SFTConfig
+from trainer.runs import RunDir, speed, write_atomic
+from trainer.train import checkpoints, trackers
+from trainer.train.sft_config import sft_config
 
 
 def main(config: Config, profile_reason: str, resume_from: Path | None = None) -> RunDir:
@@ -65,7 +63,7 @@ def main(config: Config, profile_reason: str, resume_from: Path | None = None) -
                 f"about {share:.0%} of the training's GPU work")
         console.print(f"[yellow]{line}[/] (lower eval_max_examples or raise eval_every_steps)" if share > 0.1 else line)
     run = open_run(config, resume_from, stats, engine)
-    from trainer.sft import GracefulStop  # imports trl: only now, after the engine (and unsloth) is loaded
+    from trainer.train.callbacks import GracefulStop  # imports trl: only now, after the engine (and unsloth) is loaded
 
     try:
         with GracefulStop() as stop:
@@ -134,63 +132,6 @@ def open_run(config: Config, resume_from: Path | None, stats: dict[str, Any], en
     return run
 
 
-def run_to_resume(profile: str, settings: list[str], flags: dict[str, Any], checkpoint: str | None) -> RunDir:
-    """The run a resume continues: the one of --resume-from's checkpoint, of --run-dir, or the latest run of the
-    profile."""
-    from trainer.profiles import resolve
-
-    if checkpoint:
-        path = Path(checkpoint)
-        reason = checkpoints.problem(path) if path.is_dir() else "it is not a folder"
-        if reason:
-            raise UserError(f"cannot resume from {path}: {reason}", "Name a checkpoint-<step> folder of a run.")
-        run = RunDir(path.parent.parent)
-    elif flags.get("run.run_dir"):
-        run = RunDir.open(Path(flags["run.run_dir"]))
-    else:
-        base, _ = resolve(profile, settings)
-        run = listing.latest(Path(base.run.runs_root), base.profile)
-    return run
-
-
-def finished(run: RunDir, checkpoint: str | None) -> bool:
-    """Whether there is nothing to resume (the run completed, and no checkpoint was named); says so."""
-    status = run.read_status()
-    if status.get("state") == "completed" and not checkpoint:
-        console.print(f"Run {run.path} already finished ({status.get('steps')} steps); nothing to resume.")
-        return True
-    return False
-
-
-def resume(profile: str, settings: list[str], flags: dict[str, Any], checkpoint: str | None) -> RunDir | None:
-    """Continue a run (see run_to_resume) from its newest valid checkpoint, or from the one named by --resume-from.
-    The run's own config.toml is the base; flags that change what is trained are refused."""
-    from trainer.profiles import resolve
-
-    run = run_to_resume(profile, settings, flags, checkpoint)
-    saved, _ = resolve(str(run.config))
-    name = run.read_status().get("profile") or saved.profile
-    config, _ = resolve(str(run.config), settings, flags)
-    config = dataclasses.replace(config, profile=name)
-    changed = checkpoints.differences(saved, config)
-    if changed and not config.run.resume_force:
-        raise UserError(
-            f"resuming {run.path} with settings that change what is trained:\n  " + "\n  ".join(changed),
-            "Resume with the run's own settings (drop those flags), start a new run, or --set resume_force=true.",
-        )
-    if finished(run, checkpoint):
-        return None
-    if checkpoint:
-        path: Path | None = Path(checkpoint)
-    else:
-        path = checkpoints.latest_valid(run.checkpoints, warn=lambda text: console.print(f"[yellow]{text}[/]"))
-        if path is None:
-            raise UserError(f"{run.path} has no complete checkpoint to resume from",
-                            "Start it again without --resume (and a new --run-dir).")
-    ranks.check_resume(path, checkpoints.world_size_of(path), current_world(), config.run.resume_force)
-    return main(config, f"resuming {run.path}", resume_from=path)
-
-
 def cap_vram(cap_gb: float, gpu: system.Gpu) -> None:
     """Let torch's allocator use at most `cap_gb`, as on a card with that much memory."""
     import torch
@@ -200,78 +141,19 @@ def cap_vram(cap_gb: float, gpu: system.Gpu) -> None:
     console.print(f"GPU memory capped at {cap_gb:g} GB of {gpu.vram_gb:.1f} GB")
 
 
-def sft_config(config: Config, gpu: system.Gpu | None, run: RunDir, has_eval: bool) -> SFTConfig:
-    import torch
-    from trl import SFTConfig
-
-    policy.check_settled(config)
-    train = config.train
-    dtype = policy.torch_dtype(config, gpu)
-    eval_steps = (train.eval_every_steps or None) if has_eval else None
-    return SFTConfig(
-        output_dir=str(run.checkpoints),
-        per_device_train_batch_size=train.micro_batch_size,
-        per_device_eval_batch_size=train.micro_batch_size,
-        gradient_accumulation_steps=ranks.grad_accum_per_rank(config, current_world().size),
-        learning_rate=train.learning_rate,
-        lr_scheduler_type=train.lr_scheduler,
-        warmup_steps=train.warmup_steps,
-        weight_decay=train.weight_decay,
-        optim=train.optimizer,
-        seed=train.seed,
-        max_steps=train.max_steps or -1,
-        num_train_epochs=train.epochs,
-        bf16=gpu is not None and dtype == torch.bfloat16,
-        fp16=gpu is not None and dtype == torch.float16,
-        # Rows come truncated (data.build); TRL refuses a max_length it would not enforce (padding-free).
-        max_length=None if train.padding_free == "on" and not train.packing else config.model.max_seq_length,
-        # Rows come tokenized with labels (data.build, from the token cache): TRL's preparation would read every row
-        # again in Python, minutes for an epoch of FineTome. Packing is its step, so packed runs still go through it.
-        dataset_kwargs={"skip_prepare_dataset": not train.packing},
-        remove_unused_columns=False,  # keeps `length` for group_by_length; the collator reads only its own columns
-        packing=train.packing,
-        padding_free={"auto": None, "on": True, "off": False}[train.padding_free],
-        pad_to_multiple_of=train.pad_to_multiple_of or None,
-        train_sampling_strategy="group_by_length" if train.group_by_length else "random",
-        loss_type=train.loss_type,
-        # Engines enable checkpointing on the model themselves (Unsloth's own variant, or PEFT's).
-        gradient_checkpointing=False,
-        # MetricsCallback decides when to log (train.log_every_s): reading the loss waits for the GPU to finish.
-        logging_strategy="no",
-        logging_nan_inf_filter=False,  # its isnan check waits for the GPU after every micro-batch
-        eval_strategy="steps" if eval_steps else "no",
-        eval_steps=eval_steps,
-        eval_on_start=bool(eval_steps),  # the baseline the eval loss falls from
-        save_strategy="steps",
-        save_steps=train.save_every_steps,
-        save_total_limit=train.keep_checkpoints,
-        include_num_input_tokens_seen="non_padding",  # counted on the GPU by our Trainer, read when logging
-        report_to=list(config.run.report_to) or "none",  # the Hugging Face integrations log; trackers.attach
-        disable_tqdm=True,
-        dataloader_num_workers=0,
-        dataloader_pin_memory=gpu is not None,
-        # Several processes (trainer/distributed/): gloo between CPU processes; every LoRA weight gets a gradient
-        # each step, so DDP need not search for unused ones (that search also breaks Unsloth's checkpointing).
-        use_cpu=gpu is None,
-        ddp_backend=ranks.backend(),
-        ddp_find_unused_parameters=False,
-        log_level_replica="error",
-    )
-
-
 def make_trainer(config: Config, gpu: system.Gpu | None, model: Any, tokenizer: Any, prepared: data.Prepared,
                  run: RunDir, *callbacks: Any, startup: dict[str, float] | None = None) -> Any:
     import datasets
     from transformers.trainer_callback import PrinterCallback
 
     from trainer.distributed.agree import AgreeEachStep
-    from trainer.progress import MetricsCallback
-    from trainer.sft import Trainer
+    from trainer.train.callbacks import MetricsCallback
+    from trainer.train.sft_trainer import RunTrainer
 
     datasets.disable_progress_bars()
     startup = startup if startup is not None else {}
     metrics = MetricsCallback(run, gpu is not None, startup, log_every_s=config.train.log_every_s)
-    trainer = Trainer(
+    trainer = RunTrainer(
         model=model,
         args=sft_config(config, gpu, run, has_eval=prepared.eval is not None),
         train_dataset=prepared.train,
