@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from tests.helpers import models_for_test, tiny_config
-from trainer import data, models
+from trainer import data, weights
 from trainer.errors import UserError
 from trainer.runs import RunDir
 from trainer.train import micro_batches, recipe
@@ -17,7 +17,7 @@ from trainer.train import micro_batches, recipe
 
 def trainer_for(tiny_llama, tmp_path, *settings, max_steps=60):
     config, _ = tiny_config(tiny_llama, tmp_path, "eval_size=0", "dropout=0", *settings, max_steps=max_steps)
-    tokenizer = models.load_tokenizer(config.model.name, config.run.cache_dir)
+    tokenizer = weights.load_tokenizer(config.model.name, config.run.cache_dir)
     prepared = data.build(config, data.load(config), tokenizer)
     trainer = recipe.make_trainer(config, None, models_for_test(config), tokenizer, prepared, RunDir.create(config))
     trainer.conversations = {tuple(ids) for ids in prepared.train["input_ids"]}  # before TRL packs them

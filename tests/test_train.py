@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from tests.helpers import models_for_test, tiny_config
-from trainer import data, models
+from trainer import data, weights
 from trainer.data.render import render_with_mask
 from trainer.engines import policy
 from trainer.profiles import resolve
@@ -17,7 +17,7 @@ from trainer.train import recipe
 
 def test_trl_labels_follow_our_masks(tiny_llama, tmp_path):
     config, _ = tiny_config(tiny_llama, tmp_path)
-    tokenizer = models.load_tokenizer(config.model.name, config.run.cache_dir)
+    tokenizer = weights.load_tokenizer(config.model.name, config.run.cache_dir)
     model = models_for_test(config)
     examples = data.load(config)
     prepared = data.build(config, examples, tokenizer)
@@ -36,7 +36,7 @@ def test_max_tokens_per_pass_runs_a_micro_batch_as_passes_with_the_same_loss_and
     (one pass's activations at a time). The passes add up to the micro-batch's loss and gradients."""
     config, _ = tiny_config(tiny_llama, tmp_path, "eval_size=0", "padding_free=off", "dropout=0",
                             "max_tokens_per_pass=4096")
-    tokenizer = models.load_tokenizer(config.model.name, config.run.cache_dir)
+    tokenizer = weights.load_tokenizer(config.model.name, config.run.cache_dir)
     prepared = data.build(config, data.load(config), tokenizer)
     trainer = recipe.make_trainer(config, None, models_for_test(config), tokenizer, prepared, RunDir(tmp_path / "run"))
     assert trainer.max_tokens_per_pass == 4096  # from the config; set per case below

@@ -13,7 +13,7 @@ import torch
 
 from tests.gpu.conftest import record
 from tests.helpers import run_cli
-from trainer import export
+from trainer.export import merge as export
 from trainer.runs import RunDir
 
 MERGE_TARGET_S = 10.0  # for the 1B shape

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trainer import models
+from trainer import weights
 from trainer.console import console
 from trainer.errors import UserError
 from trainer.system import detect_gpu
@@ -58,7 +58,7 @@ def load(target: str, cache_dir: str) -> ChatModel:
 
     logging.disable_progress_bar()
     base, adapter = describe(target)
-    source = models.resolve(base, cache_dir)
+    source = weights.resolve(base, cache_dir)
     gpu = detect_gpu()
     kwargs: dict[str, Any] = {"dtype": torch.float32}
     if gpu is not None:

@@ -14,9 +14,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from trainer import llama_child
 from trainer.console import console
 from trainer.errors import UserError
+from trainer.export import llama_child
 from trainer.runs import write_atomic
 
 INSTALL_HINT = ("Install llama.cpp's Python package compiled for any x86-64 CPU: bash scripts/install_llama_cpp.sh "
