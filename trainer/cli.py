@@ -160,9 +160,9 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     from trainer import profiles
 
     if args.command == "doctor":
-        from trainer import doctor
+        from trainer.doctor import checks
 
-        return doctor.main(cfg.cache_dir(), args.timeout)
+        return checks.main(cfg.cache_dir(), args.timeout)
     if args.command == "runs":
         from pathlib import Path
 
