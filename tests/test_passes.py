@@ -10,6 +10,7 @@ import torch
 
 from tests.helpers import models_for_test, tiny_config
 from trainer import data, weights
+from trainer.distributed.ranks import Job
 from trainer.errors import UserError
 from trainer.runs import RunDir
 from trainer.train import micro_batches, recipe
@@ -19,7 +20,8 @@ def trainer_for(tiny_llama, tmp_path, *settings, max_steps=60):
     config, _ = tiny_config(tiny_llama, tmp_path, "eval_size=0", "dropout=0", *settings, max_steps=max_steps)
     tokenizer = weights.load_tokenizer(config.model.name, config.run.cache_dir)
     prepared = data.build(config, data.load(config), tokenizer)
-    trainer = recipe.make_trainer(config, None, models_for_test(config), tokenizer, prepared, RunDir.create(config))
+    trainer = recipe.make_trainer(config, Job(), None, models_for_test(config), tokenizer, prepared,
+                                  RunDir.create(config))
     trainer.conversations = {tuple(ids) for ids in prepared.train["input_ids"]}  # before TRL packs them
     return trainer
 

@@ -9,6 +9,7 @@ import torch
 from tests.helpers import models_for_test, tiny_config
 from trainer import data, weights
 from trainer.data.render import render_with_mask
+from trainer.distributed.ranks import Job
 from trainer.engines import policy
 from trainer.profiles import resolve
 from trainer.runs import RunDir
@@ -21,7 +22,8 @@ def test_trl_labels_follow_our_masks(tiny_llama, tmp_path):
     model = models_for_test(config)
     examples = data.load(config)
     prepared = data.build(config, examples, tokenizer)
-    trainer = recipe.make_trainer(config, None, model, tokenizer, prepared, RunDir(tmp_path / "run"))
+    trainer = recipe.make_trainer(config, Job(), None, model, tokenizer, prepared,
+                                  RunDir(tmp_path / "run"))
     batch = next(iter(trainer.get_train_dataloader()))
     rendered = {tuple(ids): mask for ids, mask in (render_with_mask(tokenizer, c) for c in examples.conversations)}
     for ids, labels in zip(batch["input_ids"].tolist(), batch["labels"].tolist(), strict=True):
@@ -38,7 +40,8 @@ def test_max_tokens_per_pass_runs_a_micro_batch_as_passes_with_the_same_loss_and
                             "max_tokens_per_pass=4096")
     tokenizer = weights.load_tokenizer(config.model.name, config.run.cache_dir)
     prepared = data.build(config, data.load(config), tokenizer)
-    trainer = recipe.make_trainer(config, None, models_for_test(config), tokenizer, prepared, RunDir(tmp_path / "run"))
+    trainer = recipe.make_trainer(config, Job(), None, models_for_test(config), tokenizer, prepared,
+                                  RunDir(tmp_path / "run"))
     assert trainer.max_tokens_per_pass == 4096  # from the config; set per case below
     batch = next(iter(trainer.get_train_dataloader()))
     rows, width = batch["input_ids"].shape
@@ -65,7 +68,7 @@ def test_max_tokens_per_pass_runs_a_micro_batch_as_passes_with_the_same_loss_and
 
 def test_training_run_loss_falls_and_run_dir_is_complete(tiny_llama, tmp_path, capsys):
     config, reason = tiny_config(tiny_llama, tmp_path)
-    run = recipe.main(config, reason)
+    run = recipe.main(config, Job(), reason)
     # 8 eval rows x 1 pass every 10 steps, against 10 steps x 4 rows x 2 passes (no checkpointing on the CPU)
     assert "Eval loss on 8 held-out rows every 10 steps: about 10% of the training's GPU work" in " ".join(
         capsys.readouterr().out.split())
@@ -92,7 +95,7 @@ def test_training_run_loss_falls_and_run_dir_is_complete(tiny_llama, tmp_path, c
 
 def test_without_eval_rows_training_still_completes(tiny_llama, tmp_path):
     config, reason = tiny_config(tiny_llama, tmp_path, "eval_size=0", max_steps=2)
-    run = recipe.main(config, reason)
+    run = recipe.main(config, Job(), reason)
     assert not any("eval_loss" in m for m in run.read_metrics())
     assert run.read_status()["state"] == "completed"
 
@@ -100,7 +103,7 @@ def test_without_eval_rows_training_still_completes(tiny_llama, tmp_path):
 def test_auto_settings_train_as_the_engine_needs_and_the_run_records_what_they_became(tiny_llama, tmp_path, capsys):
     config, reason = tiny_config(tiny_llama, tmp_path, "eval_size=0", "gradient_checkpointing=auto", "loss_type=auto",
                                  max_steps=2)
-    run = recipe.main(config, reason)
+    run = recipe.main(config, Job(), reason)
     assert "for it, gradient_checkpointing=on, loss_type=chunked_nll" in " ".join(capsys.readouterr().out.split())
     saved = resolve(str(run.config))[0].train  # a resume trains as this run did, whatever engine imports then
     assert (saved.gradient_checkpointing, saved.loss_type) == ("on", "chunked_nll")
@@ -115,8 +118,8 @@ def test_metrics_every_log_every_s_keep_first_checkpoint_and_last_steps_and_ever
     settings = ("eval_size=0", "save_every_steps=4")
     every, reason = tiny_config(tiny_llama, tmp_path / "every", *settings, "log_every_s=0", max_steps=6)
     spaced, _ = tiny_config(tiny_llama, tmp_path / "spaced", *settings, "log_every_s=1000", max_steps=6)
-    a = [m for m in recipe.main(every, reason).read_metrics() if "loss" in m]
-    run = recipe.main(spaced, reason)
+    a = [m for m in recipe.main(every, Job(), reason).read_metrics() if "loss" in m]
+    run = recipe.main(spaced, Job(), reason)
     b = [m for m in run.read_metrics() if "loss" in m]
     assert [m["step"] for m in a] == [1, 2, 3, 4, 5, 6]
     assert [m["step"] for m in b] == [1, 4, 6]

@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.markup import escape
 
+from trainer import config as cfg
+from trainer import profiles
+from trainer.config import Launch
 from trainer.console import console
 from trainer.errors import Stopped, UserError
+
+if TYPE_CHECKING:
+    from trainer.runs import RunDir
 
 COMMANDS = ("train", "profiles", "data", "chat", "ui", "serve", "bench", "export", "doctor", "runs")
 
@@ -123,28 +131,28 @@ def flags(args: argparse.Namespace) -> dict[str, object]:
     return found
 
 
+def launch_options(args: argparse.Namespace) -> Launch:
+    return Launch(args.detach, args.resume, args.resume_from, args.gpus, args.nnodes, args.node_rank,
+                  args.rdzv_endpoint)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help")):
         argv.insert(0, "train")
     args = parser().parse_args(argv)
+    world = cfg.world()  # this process's place in a job, read once (torchrun's workers start here too)
     try:
         if args.command in ("chat", "ui"):
-            from pathlib import Path
-
-            from trainer.config import cache_dir
             from trainer.console import library_messages_to
 
-            log = Path(cache_dir()) / "logs" / f"{args.command}.log"
+            log = Path(cfg.cache_dir()) / "logs" / f"{args.command}.log"
             library_messages_to(log)
             console.print(f"[dim]Library warnings go to {log}[/]")
-        return run(args, argv)
+        return run(args, argv, world)
     except UserError as e:
-        from trainer.config import world
-
-        rank = world().rank  # the other processes of a job print nothing but errors, named by their rank
-        console.quiet = False
-        console.print(f"[bold red]error{f' on rank {rank}' if rank else ''}:[/] {escape(e.message)}")
+        console.quiet = False  # the other processes of a job print nothing but errors, named by their rank
+        console.print(f"[bold red]error{f' on rank {world.rank}' if world.rank else ''}:[/] {escape(e.message)}")
         if e.hint:
             console.print(f"[yellow]fix:[/] {escape(e.hint)}")
         return 2
@@ -155,32 +163,29 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def run(args: argparse.Namespace, argv: list[str]) -> int:
-    from trainer import config as cfg
-    from trainer import profiles
-
+def run(args: argparse.Namespace, argv: list[str], world: cfg.World) -> int:
+    """The command: settings resolved here, once, into a Config; each stage is one call with it."""
     if args.command == "doctor":
         from trainer.doctor import checks
 
         return checks.main(cfg.cache_dir(), args.timeout)
     if args.command == "runs":
-        from pathlib import Path
-
         from trainer.runs import background, listing
 
         if args.follow:
             return background.follow(listing.find(args.follow, Path(args.runs_root)))
         listing.show(Path(args.runs_root))
     elif args.command == "profiles":
-        profiles.show(args.name, args.settings)
+        if args.name:
+            profiles.show_one(*profiles.resolve(args.name, args.settings))
+        else:
+            profiles.show_all({name: profiles.resolve(name, args.settings)[0] for name in profiles.names()})
     elif args.command == "chat":
         from trainer.serve import chat
 
         settings = chat.GenerationSettings(args.temperature, args.top_p, args.max_new_tokens, args.system)
         chat.repl(chat.load(args.target, cfg.cache_dir()), settings)
     elif args.command == "ui":
-        from pathlib import Path
-
         from trainer.serve import ui
 
         ui.launch(args.targets, Path(args.runs_root), cfg.cache_dir(), args.host, args.port, args.share,
@@ -190,16 +195,19 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
 
         server.main(args.target, args.host, args.port, cfg.serve_api_key(args.api_key), cfg.cache_dir())
     elif args.command == "bench":
-        from pathlib import Path
-
         from trainer.bench import report, sweep
 
         if args.report:
             console.print(f"Wrote {report.write_report(output=Path(args.output))}")
         else:
             configs = sweep.configurations(args.engines, args.configs, emulated=args.emulate is not None)
-            sweep.run(args.profile, args.settings, flags(args), configs, args.steps, args.data, card=args.emulate,
-                      gpus=args.gpus, platform=args.platform)
+            plan = sweep.plan(args.profile, args.settings, args.model, configs, args.steps, args.data,
+                              card=args.emulate, gpus=args.gpus, platform=args.platform)
+            # bad profiles and settings fail here, before any training
+            base, reason = profiles.resolve(plan.profile, list(plan.settings), flags(args))
+            for _, extra in plan.configs:
+                profiles.resolve(plan.profile, plan.settings_of(extra), flags(args))
+            sweep.run(plan, base, reason)
     elif args.command == "export":
         from trainer import export
 
@@ -210,20 +218,51 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
 
         preview.show(profiles.resolve(args.profile, args.settings, flags(args))[0], args.n)
     else:
-        from trainer.distributed import launch, ranks
-        from trainer.train import recipe, resume
-
-        world = cfg.world()
-        ranks.speak_only_on_main(world)  # one process of several (torchrun): rank 0 speaks for all
-        if args.detach:
-            from trainer.runs import background
-
-            background.start(argv, args.profile, args.settings, flags(args), args.resume, args.resume_from)
-        elif (args.gpus or args.nnodes > 1) and not world.launched:
-            return launch.main(argv, args.gpus, args.nnodes, args.node_rank, args.rdzv_endpoint,
-                               (args.profile, args.settings, flags(args)))
-        elif args.resume or args.resume_from:
-            resume.resume(args.profile, args.settings, flags(args), args.resume_from)
-        else:
-            recipe.main(*profiles.resolve(args.profile, args.settings, flags(args)))
+        return train(args, argv, world)
     return 0
+
+
+def train(args: argparse.Namespace, argv: list[str], world: cfg.World) -> int:
+    """`train`: in the background, as a job of several processes, resumed, or here; each resolved once."""
+    from trainer.distributed import launch, ranks
+    from trainer.train import recipe, resume
+
+    how, given = launch_options(args), flags(args)
+    ranks.speak_only_on_main(world)  # one process of several (torchrun): rank 0 speaks for all
+    if how.detach:
+        from trainer.runs import background
+
+        if how.resuming:
+            run = run_to_resume(args, given)
+            if resume.finished(run, how.resume_from):
+                return 0
+        else:
+            run = background.new_run(profiles.resolve(args.profile, args.settings, given)[0])
+        background.start(argv, run, args.profile, name_run_dir="run.run_dir" not in given and not how.resume_from)
+    elif how.several_processes and not world.launched:
+        launch.import_torch_quietly()  # before resolving, which may import torch (auto detects the GPU)
+        config, _ = profiles.resolve(args.profile, args.settings, given)
+        return launch.main(argv, how, config.run.rank_timeout_s)
+    elif how.resuming:
+        run = run_to_resume(args, given)
+        saved, _ = profiles.resolve(str(run.config))
+        asked, _ = profiles.resolve(str(run.config), args.settings, given)
+        planned = resume.plan(run, saved, asked, how.resume_from, world)
+        if planned is not None:
+            config, checkpoint = planned
+            recipe.main(config, ranks.start(world, config.run.rank_timeout_s), f"resuming {run.path}",
+                        resume_from=checkpoint)
+    else:
+        config, reason = profiles.resolve(args.profile, args.settings, given)
+        recipe.main(config, ranks.start(world, config.run.rank_timeout_s), reason)
+    return 0
+
+
+def run_to_resume(args: argparse.Namespace, given: dict[str, object]) -> RunDir:
+    """The run --resume continues; the profile is resolved only when neither --resume-from nor --run-dir names it."""
+    from trainer.train import resume
+
+    run_dir = given.get("run.run_dir")
+    if args.resume_from or run_dir:
+        return resume.run_to_resume(args.resume_from, str(run_dir) if run_dir else None, None)
+    return resume.run_to_resume(None, None, profiles.resolve(args.profile, args.settings)[0])

@@ -374,7 +374,29 @@ class World:
         return self.rank == 0
 
 
+@dataclass(frozen=True)
+class Launch:
+    """How `train` runs, besides what it trains (Config): in the background, resumed, on several GPUs or machines."""
+
+    detach: bool = False
+    resume: bool = False
+    resume_from: str | None = None  # a checkpoint-<step> folder
+    gpus: str | None = None  # N or "all"
+    nnodes: int = 1
+    node_rank: int = 0
+    rdzv_endpoint: str | None = None
+
+    @property
+    def resuming(self) -> bool:
+        return self.resume or self.resume_from is not None
+
+    @property
+    def several_processes(self) -> bool:
+        return bool(self.gpus) or self.nnodes > 1
+
+
 def world() -> World:
+    """This process's World, from the launcher's variables; the CLI reads it once and builds the Job from it."""
     env = os.environ
     if "WORLD_SIZE" not in env:
         return World()

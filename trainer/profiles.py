@@ -134,19 +134,21 @@ def profile_table(rows: list[dict[str, str]], width: int) -> Table:
         columns.remove(droppable[0])
 
 
-def show(name: str | None, settings: list[str]) -> None:
-    """`trainer profiles`: every profile and the auto choice for this machine; or one profile fully resolved."""
+def show_one(config: Config, reason: str) -> None:
+    """`trainer profiles NAME`: one profile, fully resolved (by the CLI)."""
     from trainer.console import config_table, console
 
-    if name:
-        config, reason = resolve(name, settings)
-        console.print(f"Profile [bold]{config.profile}[/]: {reason}")
-        console.print(config_table(config))
-        return
+    console.print(f"Profile [bold]{config.profile}[/]: {reason}")
+    console.print(config_table(config))
+
+
+def show_all(configs: dict[str, Config]) -> None:
+    """`trainer profiles`: every profile (resolved by the CLI) and the auto choice for this machine."""
+    from trainer.console import console
+
     gpu = detect_gpu()
     rows = []
-    for profile in names():
-        config, _ = resolve(profile, settings)
+    for profile, config in configs.items():
         hw, model, train = config.hardware, config.model, config.train
         card = f"{hw.vram_gb:.0f} GB sm_{hw.compute_capability.replace('.', '')}" if hw.vram_gb else "CPU"
         rows.append({"name": profile, "model": model.name, "card": card, "dtype": model.dtype,

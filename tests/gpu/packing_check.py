@@ -17,6 +17,7 @@ import torch
 import unsloth  # noqa: F401  (before trainer, trl and transformers: it patches them)
 
 from trainer import data, engines, profiles
+from trainer.distributed.ranks import Job
 from trainer.engines import attention, policy
 from trainer.profiles import resolve
 from trainer.runs import RunDir
@@ -44,7 +45,7 @@ def main(model: str, run_dir: str, out: str, profile: str, backends: str) -> Non
     enabled = attention.restrict(config)
     model_, tokenizer = engines.get("unsloth").load(config, gpu)
     prepared = data.build(config, data.load(config), tokenizer)
-    trainer = recipe.make_trainer(config, gpu, model_, tokenizer, prepared, RunDir.create(config))
+    trainer = recipe.make_trainer(config, Job(), gpu, model_, tokenizer, prepared, RunDir.create(config))
     trainer.model.train()
     batches = iter(trainer.get_train_dataloader())
     batch = max((next(batches) for _ in range(8)), key=lambda b: len(b.get("packed_seq_lengths", [])))

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from trainer.config import Config
-from trainer.errors import UserError
+from trainer.console import console
+from trainer.errors import Stopped, UserError
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,30 @@ class RunDir:
         record = {"state": state, "updated": datetime.now().isoformat(timespec="seconds"), **extra,
                   **process_identity(os.getpid())}
         write_atomic(self.status, json.dumps(record, indent=2) + "\n")
+
+    @contextlib.contextmanager
+    def status_on_failure(self, write: bool, step: Callable[[], int | None], resume_suffix: str = "",
+                          **facts: Any) -> Iterator[None]:
+        """How a run that ends early ended, in its status (written where `write`: rank 0), and how to continue it:
+        interrupted (a signal: Stopped, its checkpoint saved at `step()`; or Ctrl+C twice), or failed with the
+        error. `resume_suffix` completes the resume command (a job's processes)."""
+        try:
+            yield
+        except Stopped:
+            if write:
+                self.set_status("interrupted", **facts, step=step())
+            console.print(f"[yellow]Stopped at step {step()}; checkpoint saved.[/] Continue with:\n"
+                          f"  {self.resume_command}{resume_suffix}")
+            raise
+        except KeyboardInterrupt:
+            if write:
+                self.set_status("interrupted", **facts)
+            console.print(f"Aborted. Continue from the last checkpoint with:\n  {self.resume_command}")
+            raise
+        except BaseException as e:
+            if write:
+                self.set_status("failed", **facts, error=f"{type(e).__name__}: {e}")
+            raise
 
     def read_status(self) -> dict[str, Any]:
         return json.loads(self.status.read_text(encoding="utf-8")) if self.status.exists() else {}

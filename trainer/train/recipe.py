@@ -1,37 +1,68 @@
-"""The training recipe: data → engine → TRL SFTTrainer → run directory, with progress and metrics."""
+"""The training recipe, top to bottom: set up (data, engine, model, tokens, run directory), fit, finish."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from trainer import data, engines, system
 from trainer.config import Config, tracker_environment
-from trainer.config import world as current_world
 from trainer.console import config_table, console
 from trainer.distributed import ranks
 from trainer.engines import attention, policy
-from trainer.errors import Stopped, UserError
+from trainer.errors import Stopped
 from trainer.runs import RunDir, speed, write_atomic
 from trainer.train import checkpoints, trackers
 from trainer.train.sft_config import sft_config
 
 
-def main(config: Config, profile_reason: str, resume_from: Path | None = None) -> RunDir:
-    """Train with `config` (continuing from a checkpoint when given) and return the finished run directory. In a job
-    of several processes (trainer/distributed/), every rank runs this; rank 0 alone prints and writes the run."""
-    world = current_world()
-    backend = ranks.start(world, config.run.rank_timeout_s)
+@dataclass
+class Setup:
+    """What the recipe trains with, once it is set up."""
+
+    config: Config  # settled for the engine: no "auto" left
+    engine: str
+    gpu: system.Gpu | None
+    model: Any
+    tokenizer: Any
+    prepared: data.Prepared
+    run: RunDir
+    startup: dict[str, float]  # seconds since process start when each start-up stage ended
+
+
+def main(config: Config, job: ranks.Job, profile_reason: str, resume_from: Path | None = None) -> RunDir:
+    """Train with `config` (continuing from a checkpoint when given) and return the finished run directory.
+
+    Supports: the unsloth engine (NVIDIA GPU) or plain transformers + PEFT (GPU in 4-bit, or the CPU); LoRA on a 4-bit
+    or full-precision base; packing, padding-free and length-grouped batches; micro-batches run as passes of at most
+    max_tokens_per_pass tokens, again in smaller ones after running out of GPU memory; eval loss on a held-out set;
+    checkpoints written aside and renamed, resume from one bit-exact; Ctrl+C/SIGTERM finish the step and checkpoint;
+    a memory cap and the card's attention kernels (emulated cards); experiment trackers; a job of several processes
+    (`job`, trainer/distributed/), in which every rank runs this and rank 0 alone prints and writes the run.
+
+    Raises UserError for what the user can fix (hardware a setting needs, the data, the model, a tracker not
+    installed, no disk space, out of memory for one row, another process of the job gone) and Stopped after a signal
+    (a checkpoint saved). The run's status says how it ended: completed, interrupted or failed.
+    """
+    setup = set_up(config, job, profile_reason, resume_from)
+    trainer = fit(setup, job, resume_from)
+    finish(setup, job, trainer)
+    return setup.run
+
+
+def set_up(config: Config, job: ranks.Job, profile_reason: str, resume_from: Path | None) -> Setup:
+    """Check what the hardware refuses, read the data (every data problem surfaces before the slow model load), choose
+    the engine and settle the config for it, load the model, tokenize, and open the run directory."""
+    timeout_s = config.run.rank_timeout_s
     gpu = system.detect_gpu()
     console.print(f"Profile [bold]{config.profile}[/]: {profile_reason}")
-    console.print(config_table(config))
     policy.check_hardware(config, gpu)
     trackers.check_installed(config.run.report_to)
     if config.run.vram_cap_gb and gpu is not None:
         cap_vram(config.run.vram_cap_gb, gpu)
-    # Every data problem surfaces here, before the slow model load.
-    with ranks.main_first("reading the data", world, config.run.rank_timeout_s):
+    with ranks.main_first("reading the data", job, timeout_s):
         examples = data.load(config)
     console.print(f"Data: {len(examples)} {examples.format} rows from {config.data.dataset}")
     startup = {"data_read": system.since_process_start()}
@@ -40,80 +71,80 @@ def main(config: Config, profile_reason: str, resume_from: Path | None = None) -
     engine, why = engines.choose(config, gpu)
     startup["engine_imported"] = system.since_process_start()
     config, settled = policy.settle(config, engine)
+    console.print(config_table(config))  # the config that trains
     console.print(f"Engine [bold]{engine}[/]: {why}" + (f"; for it, {settled}" if settled else ""))
     model, tokenizer = engines.get(engine).load(config, gpu)
     startup["model_loaded"] = system.since_process_start()
-    ranks.meet("loading the model", world, config.run.rank_timeout_s)
+    ranks.meet("loading the model", job, timeout_s)
     if gpu is not None:
         console.print(f"Attention kernels (torch SDPA): {', '.join(attention.current())}")
-    with ranks.main_first("tokenizing the data", world, config.run.rank_timeout_s):
-        prepared = data.build(ranks.job_config(config, world.size), examples, tokenizer)
+    with ranks.main_first("tokenizing the data", job, timeout_s):
+        prepared = data.build(ranks.job_config(config, job.size), examples, tokenizer)
     startup["data_tokenized"] = system.since_process_start()
-    stats = prepared.stats
+    describe_data(config, job, prepared.stats)
+    run = open_run(config, job, resume_from, prepared.stats, engine)
+    return Setup(config, engine, gpu, model, tokenizer, prepared, run, startup)
+
+
+def describe_data(config: Config, job: ranks.Job, stats: dict[str, Any]) -> None:
     console.print(
         f"Tokenized {stats['train_rows']} train / {stats['eval_rows']} eval rows; tokens per row "
         f"min {stats['tokens_min']}, median {stats['tokens_median']:.0f}, max {stats['tokens_max']}; "
         f"{stats['trained_token_fraction']:.0%} of tokens trained"
     )
-    if world.size > 1:
-        console.print(ranks.describe(config, world, backend))
+    if job.size > 1:
+        console.print(ranks.describe(config, job.world, job.backend))
     if stats["eval_rows"] and config.train.eval_every_steps:
-        share = eval_share(ranks.job_config(config, world.size), stats["eval_rows"], stats["tokens_mean"])
+        share = eval_share(ranks.job_config(config, job.size), stats["eval_rows"], stats["tokens_mean"])
         line = (f"Eval loss on {stats['eval_rows']} held-out rows every {config.train.eval_every_steps} steps: "
                 f"about {share:.0%} of the training's GPU work")
         console.print(f"[yellow]{line}[/] (lower eval_max_examples or raise eval_every_steps)" if share > 0.1 else line)
-    run = open_run(config, resume_from, stats, engine)
-    from trainer.train.callbacks import GracefulStop  # imports trl: only now, after the engine (and unsloth) is loaded
 
-    try:
+
+def fit(setup: Setup, job: ranks.Job, resume_from: Path | None) -> Any:
+    """Train to the end (or to a signal's checkpoint: Stopped), evaluate the last step, and save the adapter and the
+    loss plot; how a run that ends early ended goes into its status (RunDir.status_on_failure)."""
+    from trainer.train.callbacks import GracefulStop  # imports transformers: only now, after the engine is loaded
+
+    s, trainer = setup, None
+    step = lambda: trainer.state.global_step if trainer is not None else None  # noqa: E731
+    with (ranks.peers_watched(job, s.run.resume_command),
+          s.run.status_on_failure(job.is_main, step, ranks.same_processes(job.world), profile=s.config.profile,
+                                  engine=s.engine)):
         with GracefulStop() as stop:
-            trainer = make_trainer(config, gpu, model, tokenizer, prepared, run, stop, startup=startup)
+            trainer = make_trainer(s.config, job, s.gpu, s.model, s.tokenizer, s.prepared, s.run, stop,
+                                   startup=s.startup)
             trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-        signal = ranks.agree([stop.signal or 0])[0]  # the signal may have reached another machine only
+        signal = ranks.agree(job, [stop.signal or 0])[0]  # the signal may have reached another machine only
         if signal:
             raise Stopped(signal)
-        if prepared.eval is not None and not evaluated_at(trainer.state.log_history, trainer.state.global_step):
+        if s.prepared.eval is not None and not evaluated_at(trainer.state.log_history, trainer.state.global_step):
             trainer.evaluate()
-        if world.is_main:
-            run.save_adapter(trainer.save_model)
-            run.plot_loss()
-    except Stopped:
-        if world.is_main:
-            run.set_status("interrupted", profile=config.profile, engine=engine, step=trainer.state.global_step)
-        console.print(f"[yellow]Stopped at step {trainer.state.global_step}; checkpoint saved.[/] Continue with:\n"
-                      f"  {run.resume_command}{ranks.same_processes(world)}")
-        raise
-    except KeyboardInterrupt:
-        if world.is_main:
-            run.set_status("interrupted", profile=config.profile, engine=engine)
-        console.print(f"Aborted. Continue from the last checkpoint with:\n  {run.resume_command}")
-        raise
-    except BaseException as e:
-        if world.is_main:
-            run.set_status("failed", profile=config.profile, engine=engine, error=f"{type(e).__name__}: {e}")
-        if ranks.peer_lost(e):
-            raise UserError(f"another process of this job stopped, so this one (rank {world.rank}) stops too: "
-                            f"{str(e).splitlines()[0]}", "Its output says why. Continue from the last checkpoint "
-                            f"with: {run.resume_command}{ranks.same_processes(world)}") from None
-        raise
-    if not world.is_main:
-        return run
-    run.set_status("completed", profile=config.profile, engine=engine, steps=trainer.state.global_step)
-    numbers = speed.write_run_benchmark(run, config, engine, world.size)
+        if job.is_main:
+            s.run.save_adapter(trainer.save_model)
+            s.run.plot_loss()
+    return trainer
+
+
+def finish(setup: Setup, job: ranks.Job, trainer: Any) -> None:
+    """Rank 0: the run completed; its benchmark.json, and where everything is."""
+    if not job.is_main:
+        return
+    run, config = setup.run, setup.config
+    run.set_status("completed", profile=config.profile, engine=setup.engine, steps=trainer.state.global_step)
+    numbers = speed.write_run_benchmark(run, config, setup.engine, job.size)
     console.print(f"[green]Done.[/] LoRA adapter: {run.adapter}  loss plot: {run.plot}")
     if numbers.get("tokens_per_s"):
         console.print(f"Speed: {numbers['steps_per_min']} steps/min, {numbers['tokens_per_s']:,.0f} real tokens/s, "
                       f"peak {numbers['peak_memory_gb']} GB; details in {run.benchmark}")
-    return run
 
 
-def open_run(config: Config, resume_from: Path | None, stats: dict[str, Any], engine: str) -> RunDir:
+def open_run(config: Config, job: ranks.Job, resume_from: Path | None, stats: dict[str, Any], engine: str) -> RunDir:
     """The run directory, made (or reopened to resume) by rank 0 alone; every rank gets its path."""
     import os
 
-    world = current_world()
     run = None
-    if world.is_main:
+    if job.is_main:
         if resume_from is None:
             run = RunDir.create(config)
         else:
@@ -123,9 +154,9 @@ def open_run(config: Config, resume_from: Path | None, stats: dict[str, Any], en
         write_atomic(run.data_stats, json.dumps(stats, indent=2) + "\n")
         # A detached job's launch.json names the launcher, the parent of the ranks (runs.RunDir.state).
         run.set_status("running", profile=config.profile, engine=engine,
-                       **({"launcher_pid": os.getppid()} if world.launched else {}))
-    run = RunDir(ranks.share(run.path if run else None))
-    if ranks.agree([0 if run.config.is_file() else 1])[0]:
+                       **({"launcher_pid": os.getppid()} if job.world.launched else {}))
+    run = RunDir(ranks.share(job, run.path if run else None))
+    if ranks.agree(job, [0 if run.config.is_file() else 1])[0]:
         console.print(f"[yellow]{run.path} is on a disk the other machines of this job do not see: its checkpoints "
                       "will lack their processes' RNG states, and every process reads the checkpoint to resume. Keep "
                       "runs/ on a folder all machines share, or copy the run directory to each before --resume.[/]")
@@ -141,8 +172,9 @@ def cap_vram(cap_gb: float, gpu: system.Gpu) -> None:
     console.print(f"GPU memory capped at {cap_gb:g} GB of {gpu.vram_gb:.1f} GB")
 
 
-def make_trainer(config: Config, gpu: system.Gpu | None, model: Any, tokenizer: Any, prepared: data.Prepared,
-                 run: RunDir, *callbacks: Any, startup: dict[str, float] | None = None) -> Any:
+def make_trainer(config: Config, job: ranks.Job, gpu: system.Gpu | None, model: Any, tokenizer: Any,
+                 prepared: data.Prepared, run: RunDir, *callbacks: Any, startup: dict[str, float] | None = None) -> Any:
+    """The SFTTrainer of `config` (settled for its engine) for this process of `job`, with our callbacks."""
     import datasets
     from transformers.trainer_callback import PrinterCallback
 
@@ -155,18 +187,19 @@ def make_trainer(config: Config, gpu: system.Gpu | None, model: Any, tokenizer: 
     metrics = MetricsCallback(run, gpu is not None, startup, log_every_s=config.train.log_every_s)
     trainer = RunTrainer(
         model=model,
-        args=sft_config(config, gpu, run, has_eval=prepared.eval is not None),
+        args=sft_config(config, job, gpu, run, has_eval=prepared.eval is not None),
         train_dataset=prepared.train,
         eval_dataset=prepared.eval,
         processing_class=tokenizer,
         # metrics after the others: it logs when they decided to save or stop; then all ranks agree on it all
-        callbacks=[*callbacks, metrics, *([AgreeEachStep()] if current_world().size > 1 else [])],
+        callbacks=[*callbacks, metrics, *([AgreeEachStep(job)] if job.size > 1 else [])],
         run=run,
         config=config,
+        job=job,
     )
     trainer.remove_callback(PrinterCallback)  # MetricsCallback is the one display
     metrics.scaler = trainer.accelerator.scaler  # fp16 only: the GradScaler, whose loss scale is logged
-    if config.run.report_to and current_world().is_main:  # the integrations log from rank 0 only
+    if config.run.report_to and job.is_main:  # the integrations log from rank 0 only
         trackers.attach(trainer, config, run, tracker_environment())
     startup["trainer_built"] = system.since_process_start()
     return trainer

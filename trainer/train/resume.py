@@ -1,37 +1,31 @@
-"""Resuming a run: which run and checkpoint, whether the settings continue it, then the recipe again."""
+"""Resuming a run: which run and checkpoint, and whether the settings continue it (the recipe then trains on)."""
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
 
-from trainer.config import world as current_world
+from trainer.config import Config, World
 from trainer.console import console
 from trainer.distributed import ranks
 from trainer.errors import UserError
 from trainer.runs import RunDir, listing
 from trainer.train import checkpoints
-from trainer.train.recipe import main
 
 
-def run_to_resume(profile: str, settings: list[str], flags: dict[str, Any], checkpoint: str | None) -> RunDir:
+def run_to_resume(checkpoint: str | None, run_dir: str | None, base: Config | None) -> RunDir:
     """The run a resume continues: the one of --resume-from's checkpoint, of --run-dir, or the latest run of the
-    profile."""
-    from trainer.profiles import resolve
-
+    profile (`base`: its config, resolved by the CLI when neither is given)."""
     if checkpoint:
         path = Path(checkpoint)
         reason = checkpoints.problem(path) if path.is_dir() else "it is not a folder"
         if reason:
             raise UserError(f"cannot resume from {path}: {reason}", "Name a checkpoint-<step> folder of a run.")
-        run = RunDir(path.parent.parent)
-    elif flags.get("run.run_dir"):
-        run = RunDir.open(Path(flags["run.run_dir"]))
-    else:
-        base, _ = resolve(profile, settings)
-        run = listing.latest(Path(base.run.runs_root), base.profile)
-    return run
+        return RunDir(path.parent.parent)
+    if run_dir:
+        return RunDir.open(Path(run_dir))
+    assert base is not None, "the CLI resolves the profile when neither a checkpoint nor a run directory is named"
+    return listing.latest(Path(base.run.runs_root), base.profile)
 
 
 def finished(run: RunDir, checkpoint: str | None) -> bool:
@@ -43,16 +37,12 @@ def finished(run: RunDir, checkpoint: str | None) -> bool:
     return False
 
 
-def resume(profile: str, settings: list[str], flags: dict[str, Any], checkpoint: str | None) -> RunDir | None:
-    """Continue a run (see run_to_resume) from its newest valid checkpoint, or from the one named by --resume-from.
-    The run's own config.toml is the base; flags that change what is trained are refused."""
-    from trainer.profiles import resolve
-
-    run = run_to_resume(profile, settings, flags, checkpoint)
-    saved, _ = resolve(str(run.config))
+def plan(run: RunDir, saved: Config, asked: Config, checkpoint: str | None, world: World) -> tuple[Config, Path] | None:
+    """The config a resume of `run` trains with (`asked`: the run's own config.toml with the command's flags, under
+    the run's profile name) and the checkpoint it continues from (--resume-from's, or the newest valid one); None when
+    the run already finished. Flags that change what is trained (against `saved`, the run's config) are refused."""
     name = run.read_status().get("profile") or saved.profile
-    config, _ = resolve(str(run.config), settings, flags)
-    config = dataclasses.replace(config, profile=name)
+    config = dataclasses.replace(asked, profile=name)
     changed = checkpoints.differences(saved, config)
     if changed and not config.run.resume_force:
         raise UserError(
@@ -68,5 +58,5 @@ def resume(profile: str, settings: list[str], flags: dict[str, Any], checkpoint:
         if path is None:
             raise UserError(f"{run.path} has no complete checkpoint to resume from",
                             "Start it again without --resume (and a new --run-dir).")
-    ranks.check_resume(path, checkpoints.world_size_of(path), current_world(), config.run.resume_force)
-    return main(config, f"resuming {run.path}", resume_from=path)
+    ranks.check_resume(path, checkpoints.world_size_of(path), world, config.run.resume_force)
+    return config, path

@@ -6,7 +6,6 @@ from typing import TYPE_CHECKING
 
 from trainer import system
 from trainer.config import Config
-from trainer.config import world as current_world
 from trainer.distributed import ranks
 from trainer.engines import policy
 from trainer.runs import RunDir
@@ -15,7 +14,8 @@ if TYPE_CHECKING:
     from trl import SFTConfig
 
 
-def sft_config(config: Config, gpu: system.Gpu | None, run: RunDir, has_eval: bool) -> SFTConfig:
+def sft_config(config: Config, job: ranks.Job, gpu: system.Gpu | None, run: RunDir, has_eval: bool) -> SFTConfig:
+    """What TRL trains with: `config` settled for its engine (policy.settle), for this process of `job`."""
     import torch
     from trl import SFTConfig
 
@@ -27,7 +27,7 @@ def sft_config(config: Config, gpu: system.Gpu | None, run: RunDir, has_eval: bo
         output_dir=str(run.checkpoints),
         per_device_train_batch_size=train.micro_batch_size,
         per_device_eval_batch_size=train.micro_batch_size,
-        gradient_accumulation_steps=ranks.grad_accum_per_rank(config, current_world().size),
+        gradient_accumulation_steps=ranks.grad_accum_per_rank(config, job.size),
         learning_rate=train.learning_rate,
         lr_scheduler_type=train.lr_scheduler,
         warmup_steps=train.warmup_steps,
@@ -68,7 +68,7 @@ def sft_config(config: Config, gpu: system.Gpu | None, run: RunDir, has_eval: bo
         # Several processes (trainer/distributed/): gloo between CPU processes; every LoRA weight gets a gradient
         # each step, so DDP need not search for unused ones (that search also breaks Unsloth's checkpointing).
         use_cpu=gpu is None,
-        ddp_backend=ranks.backend(),
+        ddp_backend=job.backend,
         ddp_find_unused_parameters=False,
         log_level_replica="error",
     )

@@ -42,11 +42,12 @@ EXACT_PACKING = ExactPacking()
 
 
 class RunTrainer(SFTTrainer):
-    def __init__(self, *args: Any, run: RunDir, config: Config, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, run: RunDir, config: Config, job: ranks.Job, **kwargs: Any) -> None:
         logging.getLogger("trl.trainer.sft_trainer").addFilter(EXACT_PACKING)
         super().__init__(*args, **kwargs)
         self.run = run
         self.config = config
+        self.job = job
         self.max_tokens_per_pass = config.train.max_tokens_per_pass  # lowered for good after running out of memory
         self.pending_tokens: Any = 0  # real tokens of the batches since the last log, a GPU tensor while training
         if self.args.fp16:
@@ -164,11 +165,11 @@ class RunTrainer(SFTTrainer):
             final.mkdir(parents=True, exist_ok=True)
             if needed > shutil.disk_usage(final).free / 2**20:  # refuse before writing anything
                 raise checkpoints.no_space_error(name, final, needed)
-        ranks.wait("clearing the staging folder")
+        ranks.wait(self.job, "clearing the staging folder")
         self.args.output_dir = str(staging)
         try:
             super()._save_checkpoint(model, trial)
-            ranks.wait(f"writing {name}")
+            ranks.wait(self.job, f"writing {name}")
             if main:
                 shutil.copy(self.run.config, staging / name / "config.toml")
                 checkpoints.write_world(staging / name, self.args.world_size, self.args.gradient_accumulation_steps)
