@@ -21,21 +21,25 @@ if TYPE_CHECKING:
 COMMANDS = ("train", "profiles", "data", "chat", "ui", "serve", "bench", "export", "doctor", "runs")
 
 
+def add_set(p: argparse.ArgumentParser, help: str | None = None) -> None:
+    """--set KEY=VALUE, repeatable, into args.settings."""
+    p.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE", help=help)
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="python -m trainer",
         description="QLoRA fine-tuning of Llama 3.2 Instruct on consumer NVIDIA cards; an offline demo on the CPU.",
         epilog="`train` is the default command: `python -m trainer --profile rtx3070` trains.",
     )
-    sub = top.add_subparsers(dest="command", metavar="{train,profiles,data,chat,ui,serve,bench,export,doctor,runs}")
+    sub = top.add_subparsers(dest="command", metavar="{" + ",".join(COMMANDS) + "}")
 
     def run_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--profile", default="auto", help="hardware profile name, a .toml file, or auto (default)")
         p.add_argument("--model", help="Hub id or local folder of the base model")
         p.add_argument("--dataset", help="Hub id, local .jsonl/.json/.csv/.parquet file, or 'sample'")
         p.add_argument("--format", choices=("auto", "sharegpt", "openai", "alpaca", "text"), help="dataset format")
-        p.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
-                       help="override any setting, e.g. --set learning_rate=1e-4 (repeatable)")
+        add_set(p, "override any setting, e.g. --set learning_rate=1e-4 (repeatable)")
 
     train = sub.add_parser("train", help="fine-tune (the default command)")
     run_options(train)
@@ -54,7 +58,7 @@ def parser() -> argparse.ArgumentParser:
 
     profiles = sub.add_parser("profiles", help="list profiles and the detected GPU, or show one resolved")
     profiles.add_argument("name", nargs="?", help="profile to show with every resolved field")
-    profiles.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE")
+    add_set(profiles)
 
     data = sub.add_parser("data", help="show rendered examples with trained tokens highlighted, and length stats")
     run_options(data)
@@ -88,8 +92,7 @@ def parser() -> argparse.ArgumentParser:
                        help="also measure the profile with these settings (repeatable)")
     bench.add_argument("--steps", type=int, default=30, help="optimizer steps per configuration (default 30)")
     bench.add_argument("--data", default="finetome-like", help="finetome-like (generated, default), sample or a file")
-    bench.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
-                       help="applied to every configuration, e.g. --set vram_cap_gb=8")
+    add_set(bench, "applied to every configuration, e.g. --set vram_cap_gb=8")
     bench.add_argument("--emulate", metavar="CARD", choices=("rtx2060s", "rtx3070", "quadro-rtx5000"),
                        help="run on a share of the GPU sized like this card (CUDA MPS), with its usable memory and "
                        "dtype; the profile defaults to the card's")

@@ -22,6 +22,7 @@ from rich.markup import escape
 
 from trainer import profiles
 from trainer.console import console
+from trainer.export.hub import NOTEBOOK_TOKEN_FILES
 from trainer.system import Gpu, nvidia_driver, version_of
 from trainer.train import trackers
 
@@ -370,7 +371,7 @@ def check_token() -> Check:
         token_file = Path(constants.HF_TOKEN_PATH)
         from_file = token_file.is_file() and token_file.read_text(encoding="utf-8").strip() == token
         return Check("hf token", PASS, f"set ({'token file ' + str(token_file) if from_file else 'HF_TOKEN'})")
-    for name in (".hftoken", "token.txt"):
+    for name in NOTEBOOK_TOKEN_FILES:
         if Path(name).is_file():
             return Check("hf token", WARN, f"found in ./{name}, which the Hugging Face libraries do not read",
                          f"Run scripts/setup_paperspace.sh, or: hf auth login --token \"$(cat {name})\"")

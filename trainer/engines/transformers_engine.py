@@ -23,7 +23,7 @@ def load(config: Config, gpu: Gpu | None) -> tuple[Any, Any]:
         raise UserError("trained_positions_only is only supported by the unsloth engine (its fused loss)",
                         "Use --set trained_positions_only=false.")
     dtype = torch_dtype(config, gpu)
-    source = weights.resolve(config.model.name, config.run.cache_dir)
+    source = weights.folder_of(config.model.name, config.run.cache_dir)
     tokenizer = weights.load_tokenizer(config.model.name, config.run.cache_dir)
     kwargs: dict[str, Any] = {"dtype": dtype}
     if gpu is not None:

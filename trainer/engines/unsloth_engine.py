@@ -24,7 +24,7 @@ def load(config: Config, gpu: Gpu | None) -> tuple[Any, Any]:
 
         patch_unsloth()
     dtype = torch_dtype(config, gpu)
-    source = weights.resolve(config.model.name, config.run.cache_dir)
+    source = weights.folder_of(config.model.name, config.run.cache_dir)
     try:
         model, tokenizer = FastLanguageModel.from_pretrained(
             model_name=source,

@@ -13,7 +13,6 @@ from typing import Any
 from trainer import weights
 from trainer.errors import UserError
 from trainer.runs import RunDir
-from trainer.serve import chat
 
 # Prompts the merged model must answer exactly like base + adapter (chat-templated, so the trained format is used).
 CHECK_PROMPTS = ("What is the capital of France?", "Write a haiku about the sea.", "Explain LoRA in one sentence.")
@@ -48,7 +47,7 @@ def open_source(run_dir: str) -> Source:
     run = RunDir.open(path)
     if not (run.status).is_file():
         raise UserError(f"{path} has no status.json, so it is not a finished run", "Export a run that completed.")
-    _, adapter = chat.describe(str(path))  # raises when the run has no finished adapter
+    _, adapter = weights.describe(str(path))  # raises when the run has no finished adapter
     assert adapter is not None
     config = tomllib.loads(run.config.read_text(encoding="utf-8"))
     return Source(run, config["model"]["name"], adapter, run.read_status().get("engine", "transformers"), config)
@@ -77,7 +76,7 @@ def merge_peft(source: Source, cache_dir: str, out: Path) -> dict[str, Any]:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    base_dir = weights.resolve(chat.describe(str(source.run.path))[0], cache_dir)
+    base_dir = weights.folder_of(weights.describe(str(source.run.path))[0], cache_dir)
     tokenizer = AutoTokenizer.from_pretrained(source.adapter)
     base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
     if getattr(base.config, "quantization_config", None):

@@ -37,7 +37,7 @@ def model_card(source: Source, cache_dir: str, adapter_only: bool, repo_id: str 
 
     cfg = source.config
     base, dataset = source.base_name, cfg["data"]["dataset"]
-    license = license_of(base, weights.resolve(base, cache_dir))
+    license = license_of(base, weights.folder_of(base, cache_dir))
     data = ModelCardData(
         base_model=base if is_hub_id(base) else None, base_model_relation="adapter" if adapter_only else "finetune",
         library_name="peft" if adapter_only else "transformers", license=license, pipeline_tag="text-generation",
