@@ -6,7 +6,7 @@ tokenizes every row and writes the token cache) and the second (it reads the cac
 A finetome-like file of ROWS rows (default 100,000: FineTome-100k's size and length distribution) is written as .jsonl
 and each start runs in a fresh process, as `python -m trainer --profile rtx3070 --epochs 1 --dataset FILE` would run
 its data stage: data.load (read, hash, parse, validate), data.build (split, tokens, statistics), and the batch order
-that group_by_length builds from the rows' lengths (trainer.sft.length_grouped_sampler, what the Trainer does before
+that group_by_length builds from the rows' lengths (train.sampler.length_grouped_sampler, what the Trainer does before
 its first step). Model loading and the GPU are not part of it.
 """
 
@@ -28,8 +28,8 @@ import json, sys, time
 t0 = time.perf_counter()
 from transformers import AutoTokenizer
 from trainer import data
-from trainer.config import resolve
-from trainer.sft import length_grouped_sampler
+from trainer.profiles import resolve
+from trainer.train.sampler import length_grouped_sampler
 tokenizer = AutoTokenizer.from_pretrained(sys.argv[2])
 config, _ = resolve("rtx3070", ["cache_dir=" + sys.argv[3]], {"data.dataset": sys.argv[1], "train.max_steps": 0})
 t1 = time.perf_counter()

@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from trainer import cli, train  # noqa: E402
+from trainer import cli  # noqa: E402
+from trainer.train import recipe  # noqa: E402
 
 WAITS = ("aten::_local_scalar_dense", "cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize")
 
@@ -95,5 +96,5 @@ def profiled(make_trainer, out: Path, first: int, last: int):
 
 if __name__ == "__main__":
     out, first, last = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
-    train.make_trainer = profiled(train.make_trainer, out, first, last)
+    recipe.make_trainer = profiled(recipe.make_trainer, out, first, last)
     raise SystemExit(cli.main(sys.argv[sys.argv.index("--") + 1:]))

@@ -3,18 +3,12 @@ Llamas."""
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests import models
-
-ROOT = Path(__file__).resolve().parent.parent
-CACHE_DIR = os.environ.get("TRAINER_CACHE_DIR") or str(Path.home() / ".cache" / "trainer")
+from tests.helpers import CACHE_DIR
 
 
 @pytest.fixture(scope="session")
@@ -65,22 +59,3 @@ def real_llama(llama_tokenizer_dir, tmp_path_factory) -> Path:
     """A tiny random Llama with the real Llama 3.2 tokenizer (128,256 tokens), for end-to-end runs on it."""
     return models.random_llama(llama_tokenizer_dir, tmp_path_factory.mktemp("real") / "tiny-llama-3.2",
                                hidden_size=32, intermediate_size=64, num_attention_heads=2, num_key_value_heads=1)
-
-
-def cli_command(*args: str) -> tuple[list[str], dict[str, str]]:
-    env = {**os.environ, "TRAINER_CACHE_DIR": CACHE_DIR, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
-    return [sys.executable, "-m", "trainer", *args], env
-
-
-def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600,
-            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """The real CLI in a subprocess, as a user runs it."""
-    command, base_env = cli_command(*args)
-    return subprocess.run(command, cwd=cwd or ROOT, env={**base_env, **(env or {})}, capture_output=True, text=True,
-                          timeout=timeout)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

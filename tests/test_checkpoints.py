@@ -1,7 +1,7 @@
 from dataclasses import replace
 
-from trainer import checkpoints
-from trainer.config import resolve
+from trainer.profiles import resolve
+from trainer.train import checkpoints
 
 
 def make_checkpoint(folder, step, *, drop=None):

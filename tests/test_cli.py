@@ -4,17 +4,10 @@ import json
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.helpers import assert_user_error, run_cli
 
 SAMPLE_ROW = {"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello!"}]}
 
-
-def assert_user_error(result, *fragments):
-    out = result.stdout + result.stderr
-    assert result.returncode == 2, out
-    assert "Traceback" not in out
-    for fragment in fragments:
-        assert fragment in out, out
 
 
 def test_help_lists_commands_and_stays_light():
@@ -41,7 +34,7 @@ def test_unsloth_can_be_imported_first():
     import subprocess
     import sys
 
-    code = ("import sys; from trainer import config, data; c, _ = config.resolve('cpu'); data.load(c); "
+    code = ("import sys; from trainer import data, profiles; c, _ = profiles.resolve('cpu'); data.load(c); "
             "print(sorted(m for m in ('transformers', 'trl', 'peft') if m in sys.modules))")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "[]"
 

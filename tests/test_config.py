@@ -2,8 +2,9 @@ from dataclasses import asdict
 
 import pytest
 
-from trainer.config import Config, build, parse_set, resolve
+from trainer.config import Config, build, parse_set
 from trainer.errors import UserError
+from trainer.profiles import resolve
 
 
 def test_defaults_are_the_unsloth_llama32_notebook_recipe():

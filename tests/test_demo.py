@@ -4,7 +4,7 @@ import statistics
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 from trainer.runs import RunDir
 
 
@@ -25,7 +25,7 @@ def test_offline_demo_trains_smollm2_and_writes_an_adapter(tmp_path, smollm2_dir
     assert (run.adapter / "adapter_model.safetensors").is_file() and run.plot.is_file()
     assert run.read_status()["state"] == "completed"
     # The result chats offline: the adapter on SmolLM2, in the terminal.
-    from tests.serve.test_chat import chat_session
+    from tests.helpers import chat_session
 
     chat = chat_session(str(path), "What is 12 + 30?\n", "--temperature", "0", "--max-new-tokens", "40")
     assert chat.returncode == 0, chat.stdout + chat.stderr

@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from tests.conftest import ROOT, cli_command
+from tests.helpers import ROOT, cli_command
 
 SECRET = "hf_doNotPrintMe0123456789abcdefXYZ"
 

@@ -9,8 +9,8 @@ import torch
 from huggingface_hub import ModelCard
 
 from tests import hub_server
-from tests.conftest import run_cli
-from trainer import export
+from tests.helpers import run_cli
+from trainer.export import merge, model_card
 
 TOKEN = "hf_testTOKENabcdefghijklmnopqrstuvwx"  # what the local server accepts; must never be written anywhere
 
@@ -31,12 +31,12 @@ def assert_merged_equals_base_plus_adapter(run_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     check = json.loads((run_dir / "export.json").read_text())["merged_16bit"]
-    assert check["merge_max_abs_diff"] <= export.MERGE_TOLERANCE
-    assert check["saved_max_abs_diff"] <= check["saved_tolerance"] == export.SAVED_TOLERANCE * check["logit_scale"]
+    assert check["merge_max_abs_diff"] <= merge.MERGE_TOLERANCE
+    assert check["saved_max_abs_diff"] <= check["saved_tolerance"] == merge.SAVED_TOLERANCE * check["logit_scale"]
     # The check can fail: the trained adapter moves the logits by far more than the tolerance.
     assert check["adapter_max_abs_effect"] > 3 * check["saved_tolerance"], check
     # Independently of the recorded check: plain transformers loads merged/ and reproduces base + adapter.
-    source = export.open_source(str(run_dir))
+    source = merge.open_source(str(run_dir))
     tokenizer = AutoTokenizer.from_pretrained(run_dir / "merged")
     merged = AutoModelForCausalLM.from_pretrained(run_dir / "merged", dtype=torch.float32)
     assert tokenizer.chat_template and merged.generation_config.eos_token_id == tokenizer.eos_token_id
@@ -45,8 +45,8 @@ def assert_merged_equals_base_plus_adapter(run_dir):
     base = AutoModelForCausalLM.from_pretrained(json.loads((source.adapter / "adapter_config.json").read_text())[
         "base_model_name_or_path"], dtype=torch.float32)
     reference = PeftModel.from_pretrained(base, source.adapter).eval()
-    inputs = export.check_inputs(tokenizer)
-    diff = (export.logits(merged, inputs) - export.logits(reference, inputs)).abs().max().item()
+    inputs = merge.check_inputs(tokenizer)
+    diff = (merge.logits(merged, inputs) - merge.logits(reference, inputs)).abs().max().item()
     assert diff <= check["saved_tolerance"]
     return check
 
@@ -82,9 +82,9 @@ def test_model_card_has_hub_metadata_and_the_facts(tiny_run):
 
 
 def test_model_card_for_a_hub_base_names_it_and_its_license():
-    assert export.license_of("unsloth/Llama-3.2-1B-Instruct-bnb-4bit", "/nonexistent") == "llama3.2"
-    assert export.license_of("HuggingFaceTB/SmolLM2-135M-Instruct", "/nonexistent") == "apache-2.0"
-    assert export.is_hub_id("unsloth/Llama-3.2-1B-Instruct") and not export.is_hub_id("./models/x")
+    assert model_card.license_of("unsloth/Llama-3.2-1B-Instruct-bnb-4bit", "/nonexistent") == "llama3.2"
+    assert model_card.license_of("HuggingFaceTB/SmolLM2-135M-Instruct", "/nonexistent") == "apache-2.0"
+    assert model_card.is_hub_id("unsloth/Llama-3.2-1B-Instruct") and not model_card.is_hub_id("./models/x")
 
 
 @pytest.fixture

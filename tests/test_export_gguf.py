@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 from trainer.runs import RunDir
 
 # Put on PYTHONPATH, so every Python of the export loads it: llama.cpp crashes for real (a SIGSEGV in native code,

@@ -8,17 +8,20 @@ import re
 import pytest
 import torch
 
-from tests.test_train import models_for_test, tiny_config
-from trainer import data, models, passes, train
+from tests.helpers import models_for_test, tiny_config
+from trainer import data, weights
+from trainer.distributed.ranks import Job
 from trainer.errors import UserError
 from trainer.runs import RunDir
+from trainer.train import micro_batches, recipe
 
 
 def trainer_for(tiny_llama, tmp_path, *settings, max_steps=60):
     config, _ = tiny_config(tiny_llama, tmp_path, "eval_size=0", "dropout=0", *settings, max_steps=max_steps)
-    tokenizer = models.load_tokenizer(config.model.name, config.run.cache_dir)
+    tokenizer = weights.load_tokenizer(config.model.name, config.run.cache_dir)
     prepared = data.build(config, data.load(config), tokenizer)
-    trainer = train.make_trainer(config, None, models_for_test(config), tokenizer, prepared, RunDir.create(config))
+    trainer = recipe.make_trainer(config, Job(), None, models_for_test(config), tokenizer, prepared,
+                                  RunDir.create(config))
     trainer.conversations = {tuple(ids) for ids in prepared.train["input_ids"]}  # before TRL packs them
     return trainer
 
@@ -73,7 +76,7 @@ def test_a_packed_micro_batch_splits_between_conversations_exactly(tiny_llama, t
     trainer.model.register_forward_hook(lambda *_: forwards.append(1))
     whole = step(trainer, batch, count)
     longest = max(end - start for start, end in zip(bounds, bounds[1:], strict=False))
-    for budget in (passes.tokens(batch) // 2, longest):
+    for budget in (micro_batches.tokens(batch) // 2, longest):
         trainer.max_tokens_per_pass = budget
         forwards.clear()
         assert_same(step(trainer, batch, count), whole)

@@ -1,9 +1,9 @@
 import pytest
 
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 from trainer import profiles
-from trainer.config import resolve
-from trainer.profiles import Gpu
+from trainer.profiles import resolve
+from trainer.system import Gpu
 
 
 def test_every_profile_resolves_with_its_card():

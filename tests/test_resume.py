@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, cli_command, run_cli
-from trainer import checkpoints
+from tests.helpers import ROOT, cli_command, run_cli, start, wait_for
 from trainer.runs import RunDir
+from trainer.train import checkpoints
 
 STEPS = 24
 
@@ -29,17 +29,6 @@ def losses(run_dir: Path) -> list[float]:
     return [m["loss"] for m in RunDir(run_dir).read_metrics() if "loss" in m]
 
 
-def start(*cli_args: str) -> subprocess.Popen:
-    command, env = cli_command(*cli_args)
-    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def wait_for(condition, process: subprocess.Popen, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert process.poll() is None, f"exited early:\n{process.stdout.read()}"
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
 
 
 def logged_steps(run_dir: Path) -> int:

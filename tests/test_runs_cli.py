@@ -13,8 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import ROOT, cli_command, run_cli
-from tests.test_cli import assert_user_error
+from tests.helpers import ROOT, assert_user_error, cli_command, run_cli
 from trainer.runs import RunDir
 
 

@@ -13,8 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, cli_command, run_cli
-from tests.test_resume import wait_for
+from tests.helpers import ROOT, cli_command, run_cli, wait_for
 from trainer.runs import RunDir
 
 STEPS = 8

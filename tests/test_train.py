@@ -6,26 +6,24 @@ import statistics
 import pytest
 import torch
 
-from trainer import data, engines, models, train
-from trainer.config import resolve
+from tests.helpers import models_for_test, tiny_config
+from trainer import data, weights
 from trainer.data.render import render_with_mask
+from trainer.distributed.ranks import Job
+from trainer.engines import policy
+from trainer.profiles import resolve
 from trainer.runs import RunDir
-
-
-def tiny_config(tiny_llama, tmp_path, *settings, max_steps=60):
-    return resolve("cpu", ["learning_rate=3e-2", "warmup_steps=2", "eval_every_steps=10", "eval_size=8",
-                           "micro_batch_size=4", *settings],
-                   {"model.name": str(tiny_llama), "train.max_steps": max_steps,
-                    "run.run_dir": str(tmp_path / "run")})
+from trainer.train import recipe
 
 
 def test_trl_labels_follow_our_masks(tiny_llama, tmp_path):
     config, _ = tiny_config(tiny_llama, tmp_path)
-    tokenizer = models.load_tokenizer(config.model.name, config.run.cache_dir)
+    tokenizer = weights.load_tokenizer(config.model.name, config.run.cache_dir)
     model = models_for_test(config)
     examples = data.load(config)
     prepared = data.build(config, examples, tokenizer)
-    trainer = train.make_trainer(config, None, model, tokenizer, prepared, RunDir(tmp_path / "run"))
+    trainer = recipe.make_trainer(config, Job(), None, model, tokenizer, prepared,
+                                  RunDir(tmp_path / "run"))
     batch = next(iter(trainer.get_train_dataloader()))
     rendered = {tuple(ids): mask for ids, mask in (render_with_mask(tokenizer, c) for c in examples.conversations)}
     for ids, labels in zip(batch["input_ids"].tolist(), batch["labels"].tolist(), strict=True):
@@ -40,9 +38,10 @@ def test_max_tokens_per_pass_runs_a_micro_batch_as_passes_with_the_same_loss_and
     (one pass's activations at a time). The passes add up to the micro-batch's loss and gradients."""
     config, _ = tiny_config(tiny_llama, tmp_path, "eval_size=0", "padding_free=off", "dropout=0",
                             "max_tokens_per_pass=4096")
-    tokenizer = models.load_tokenizer(config.model.name, config.run.cache_dir)
+    tokenizer = weights.load_tokenizer(config.model.name, config.run.cache_dir)
     prepared = data.build(config, data.load(config), tokenizer)
-    trainer = train.make_trainer(config, None, models_for_test(config), tokenizer, prepared, RunDir(tmp_path / "run"))
+    trainer = recipe.make_trainer(config, Job(), None, models_for_test(config), tokenizer, prepared,
+                                  RunDir(tmp_path / "run"))
     assert trainer.max_tokens_per_pass == 4096  # from the config; set per case below
     batch = next(iter(trainer.get_train_dataloader()))
     rows, width = batch["input_ids"].shape
@@ -66,15 +65,10 @@ def test_max_tokens_per_pass_runs_a_micro_batch_as_passes_with_the_same_loss_and
             assert torch.allclose(grad, whole_grads[name], rtol=1e-4, atol=1e-7), name
 
 
-def models_for_test(config):
-    from trainer.engines import transformers_engine
-
-    return transformers_engine.load(config, None)[0]
-
 
 def test_training_run_loss_falls_and_run_dir_is_complete(tiny_llama, tmp_path, capsys):
     config, reason = tiny_config(tiny_llama, tmp_path)
-    run = train.main(config, reason)
+    run = recipe.main(config, Job(), reason)
     # 8 eval rows x 1 pass every 10 steps, against 10 steps x 4 rows x 2 passes (no checkpointing on the CPU)
     assert "Eval loss on 8 held-out rows every 10 steps: about 10% of the training's GPU work" in " ".join(
         capsys.readouterr().out.split())
@@ -101,7 +95,7 @@ def test_training_run_loss_falls_and_run_dir_is_complete(tiny_llama, tmp_path, c
 
 def test_without_eval_rows_training_still_completes(tiny_llama, tmp_path):
     config, reason = tiny_config(tiny_llama, tmp_path, "eval_size=0", max_steps=2)
-    run = train.main(config, reason)
+    run = recipe.main(config, Job(), reason)
     assert not any("eval_loss" in m for m in run.read_metrics())
     assert run.read_status()["state"] == "completed"
 
@@ -109,7 +103,7 @@ def test_without_eval_rows_training_still_completes(tiny_llama, tmp_path):
 def test_auto_settings_train_as_the_engine_needs_and_the_run_records_what_they_became(tiny_llama, tmp_path, capsys):
     config, reason = tiny_config(tiny_llama, tmp_path, "eval_size=0", "gradient_checkpointing=auto", "loss_type=auto",
                                  max_steps=2)
-    run = train.main(config, reason)
+    run = recipe.main(config, Job(), reason)
     assert "for it, gradient_checkpointing=on, loss_type=chunked_nll" in " ".join(capsys.readouterr().out.split())
     saved = resolve(str(run.config))[0].train  # a resume trains as this run did, whatever engine imports then
     assert (saved.gradient_checkpointing, saved.loss_type) == ("on", "chunked_nll")
@@ -124,8 +118,8 @@ def test_metrics_every_log_every_s_keep_first_checkpoint_and_last_steps_and_ever
     settings = ("eval_size=0", "save_every_steps=4")
     every, reason = tiny_config(tiny_llama, tmp_path / "every", *settings, "log_every_s=0", max_steps=6)
     spaced, _ = tiny_config(tiny_llama, tmp_path / "spaced", *settings, "log_every_s=1000", max_steps=6)
-    a = [m for m in train.main(every, reason).read_metrics() if "loss" in m]
-    run = train.main(spaced, reason)
+    a = [m for m in recipe.main(every, Job(), reason).read_metrics() if "loss" in m]
+    run = recipe.main(spaced, Job(), reason)
     b = [m for m in run.read_metrics() if "loss" in m]
     assert [m["step"] for m in a] == [1, 2, 3, 4, 5, 6]
     assert [m["step"] for m in b] == [1, 4, 6]
@@ -140,13 +134,13 @@ def test_eval_share_counts_the_conversations_of_a_packed_row():
     """A packed training row of 2048 tokens holds 4 conversations of 512: evaluating 64 conversations every 50 steps
     of 2 x 2 rows, 2 passes each (no checkpointing on unsloth), is 64 / (50 x 4 x 4 x 2) of the work; 3 passes each
     with checkpointing (the transformers engine)."""
-    packed, _ = engines.settle(resolve("rtx3070")[0], "unsloth")
+    packed, _ = policy.settle(resolve("rtx3070")[0], "unsloth")
     assert packed.train.packing and packed.model.max_seq_length == 2048
-    assert train.eval_share(packed, 64, 512) == pytest.approx(64 / (50 * 4 * 4 * 2))
-    unpacked, _ = engines.settle(resolve("rtx3070", ["packing=false"])[0], "unsloth")
-    assert train.eval_share(unpacked, 64, 512) == pytest.approx(64 / (50 * 4 * 2))
-    checkpointed, _ = engines.settle(resolve("rtx3070")[0], "transformers")
-    assert train.eval_share(checkpointed, 64, 512) == pytest.approx(64 / (50 * 4 * 4 * 3))
+    assert recipe.eval_share(packed, 64, 512) == pytest.approx(64 / (50 * 4 * 4 * 2))
+    unpacked, _ = policy.settle(resolve("rtx3070", ["packing=false"])[0], "unsloth")
+    assert recipe.eval_share(unpacked, 64, 512) == pytest.approx(64 / (50 * 4 * 2))
+    checkpointed, _ = policy.settle(resolve("rtx3070")[0], "transformers")
+    assert recipe.eval_share(checkpointed, 64, 512) == pytest.approx(64 / (50 * 4 * 4 * 3))
 
 
 @pytest.mark.parametrize("profile", ["rtx2060s", "rtx3070", "quadro-rtx5000"])
@@ -154,25 +148,25 @@ def test_gpu_profiles_settle_checkpointing_and_loss_per_engine_and_keep_what_is_
     """Unsloth trains the GPU profiles without checkpointing and with its own loss; plain transformers (where unsloth
     does not import) needs checkpointing and the chunked loss to fit the card. A value the user sets stays."""
     config, _ = resolve(profile)
-    unsloth, said = engines.settle(config, "unsloth")
+    unsloth, said = policy.settle(config, "unsloth")
     assert (unsloth.train.gradient_checkpointing, unsloth.train.loss_type) == ("off", "nll")
     assert said == "gradient_checkpointing=off, loss_type=nll"
-    transformers, said = engines.settle(config, "transformers")
+    transformers, said = policy.settle(config, "transformers")
     assert (transformers.train.gradient_checkpointing, transformers.train.loss_type) == ("on", "chunked_nll")
     assert said == "gradient_checkpointing=on, loss_type=chunked_nll"
     assert transformers.train.packing == config.train.packing and transformers.model == config.model
-    kept, said = engines.settle(resolve(profile, ["gradient_checkpointing=off"])[0], "transformers")
+    kept, said = policy.settle(resolve(profile, ["gradient_checkpointing=off"])[0], "transformers")
     assert (kept.train.gradient_checkpointing, kept.train.loss_type, said) == ("off", "chunked_nll",
                                                                                "loss_type=chunked_nll")
     cpu, _ = resolve("cpu")
-    assert engines.settle(cpu, "transformers") == (cpu, "")
+    assert policy.settle(cpu, "transformers") == (cpu, "")
 
 
 def test_group_by_length_reads_the_lengths_in_one_go_and_orders_by_the_seed_and_epoch_alone():
     import datasets
     from transformers.trainer_pt_utils import LengthGroupedSampler
 
-    from trainer.sft import length_grouped_sampler
+    from trainer.train.sampler import length_grouped_sampler
 
     rows = [list(range(n)) for n in (5, 90, 12, 40, 3, 77, 64, 8, 25, 50, 1, 33, 70, 2, 18, 44)]
     dataset = datasets.Dataset.from_dict({"input_ids": rows, "length": [len(r) for r in rows]})

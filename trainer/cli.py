@@ -4,13 +4,26 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.markup import escape
 
+from trainer import config as cfg
+from trainer import profiles
+from trainer.config import Launch
 from trainer.console import console
 from trainer.errors import Stopped, UserError
 
+if TYPE_CHECKING:
+    from trainer.runs import RunDir
+
 COMMANDS = ("train", "profiles", "data", "chat", "ui", "serve", "bench", "export", "doctor", "runs")
+
+
+def add_set(p: argparse.ArgumentParser, help: str | None = None) -> None:
+    """--set KEY=VALUE, repeatable, into args.settings."""
+    p.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE", help=help)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -19,15 +32,14 @@ def parser() -> argparse.ArgumentParser:
         description="QLoRA fine-tuning of Llama 3.2 Instruct on consumer NVIDIA cards; an offline demo on the CPU.",
         epilog="`train` is the default command: `python -m trainer --profile rtx3070` trains.",
     )
-    sub = top.add_subparsers(dest="command", metavar="{train,profiles,data,chat,ui,serve,bench,export,doctor,runs}")
+    sub = top.add_subparsers(dest="command", metavar="{" + ",".join(COMMANDS) + "}")
 
     def run_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--profile", default="auto", help="hardware profile name, a .toml file, or auto (default)")
         p.add_argument("--model", help="Hub id or local folder of the base model")
         p.add_argument("--dataset", help="Hub id, local .jsonl/.json/.csv/.parquet file, or 'sample'")
         p.add_argument("--format", choices=("auto", "sharegpt", "openai", "alpaca", "text"), help="dataset format")
-        p.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
-                       help="override any setting, e.g. --set learning_rate=1e-4 (repeatable)")
+        add_set(p, "override any setting, e.g. --set learning_rate=1e-4 (repeatable)")
 
     train = sub.add_parser("train", help="fine-tune (the default command)")
     run_options(train)
@@ -46,7 +58,7 @@ def parser() -> argparse.ArgumentParser:
 
     profiles = sub.add_parser("profiles", help="list profiles and the detected GPU, or show one resolved")
     profiles.add_argument("name", nargs="?", help="profile to show with every resolved field")
-    profiles.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE")
+    add_set(profiles)
 
     data = sub.add_parser("data", help="show rendered examples with trained tokens highlighted, and length stats")
     run_options(data)
@@ -80,8 +92,7 @@ def parser() -> argparse.ArgumentParser:
                        help="also measure the profile with these settings (repeatable)")
     bench.add_argument("--steps", type=int, default=30, help="optimizer steps per configuration (default 30)")
     bench.add_argument("--data", default="finetome-like", help="finetome-like (generated, default), sample or a file")
-    bench.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
-                       help="applied to every configuration, e.g. --set vram_cap_gb=8")
+    add_set(bench, "applied to every configuration, e.g. --set vram_cap_gb=8")
     bench.add_argument("--emulate", metavar="CARD", choices=("rtx2060s", "rtx3070", "quadro-rtx5000"),
                        help="run on a share of the GPU sized like this card (CUDA MPS), with its usable memory and "
                        "dtype; the profile defaults to the card's")
@@ -123,28 +134,28 @@ def flags(args: argparse.Namespace) -> dict[str, object]:
     return found
 
 
+def launch_options(args: argparse.Namespace) -> Launch:
+    return Launch(args.detach, args.resume, args.resume_from, args.gpus, args.nnodes, args.node_rank,
+                  args.rdzv_endpoint)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help")):
         argv.insert(0, "train")
     args = parser().parse_args(argv)
+    world = cfg.world()  # this process's place in a job, read once (torchrun's workers start here too)
     try:
         if args.command in ("chat", "ui"):
-            from pathlib import Path
-
-            from trainer.config import cache_dir
             from trainer.console import library_messages_to
 
-            log = Path(cache_dir()) / "logs" / f"{args.command}.log"
+            log = Path(cfg.cache_dir()) / "logs" / f"{args.command}.log"
             library_messages_to(log)
             console.print(f"[dim]Library warnings go to {log}[/]")
-        return run(args, argv)
+        return run(args, argv, world)
     except UserError as e:
-        from trainer.config import world
-
-        rank = world().rank  # the other processes of a job print nothing but errors, named by their rank
-        console.quiet = False
-        console.print(f"[bold red]error{f' on rank {rank}' if rank else ''}:[/] {escape(e.message)}")
+        console.quiet = False  # the other processes of a job print nothing but errors, named by their rank
+        console.print(f"[bold red]error{f' on rank {world.rank}' if world.rank else ''}:[/] {escape(e.message)}")
         if e.hint:
             console.print(f"[yellow]fix:[/] {escape(e.hint)}")
         return 2
@@ -155,33 +166,29 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def run(args: argparse.Namespace, argv: list[str]) -> int:
-    from trainer import config as cfg
-
+def run(args: argparse.Namespace, argv: list[str], world: cfg.World) -> int:
+    """The command: settings resolved here, once, into a Config; each stage is one call with it."""
     if args.command == "doctor":
-        from trainer import doctor
+        from trainer.doctor import checks
 
-        return doctor.main(cfg.cache_dir(), args.timeout)
+        return checks.main(cfg.cache_dir(), args.timeout)
     if args.command == "runs":
-        from pathlib import Path
-
-        from trainer import detach, runs
+        from trainer.runs import background, listing
 
         if args.follow:
-            return detach.follow(runs.find(args.follow, Path(args.runs_root)))
-        runs.show(Path(args.runs_root))
+            return background.follow(listing.find(args.follow, Path(args.runs_root)))
+        listing.show(Path(args.runs_root))
     elif args.command == "profiles":
-        from trainer import profiles
-
-        profiles.show(args.name, args.settings)
+        if args.name:
+            profiles.show_one(*profiles.resolve(args.name, args.settings))
+        else:
+            profiles.show_all({name: profiles.resolve(name, args.settings)[0] for name in profiles.names()})
     elif args.command == "chat":
         from trainer.serve import chat
 
         settings = chat.GenerationSettings(args.temperature, args.top_p, args.max_new_tokens, args.system)
         chat.repl(chat.load(args.target, cfg.cache_dir()), settings)
     elif args.command == "ui":
-        from pathlib import Path
-
         from trainer.serve import ui
 
         ui.launch(args.targets, Path(args.runs_root), cfg.cache_dir(), args.host, args.port, args.share,
@@ -191,16 +198,19 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
 
         server.main(args.target, args.host, args.port, cfg.serve_api_key(args.api_key), cfg.cache_dir())
     elif args.command == "bench":
-        from pathlib import Path
-
         from trainer.bench import report, sweep
 
         if args.report:
             console.print(f"Wrote {report.write_report(output=Path(args.output))}")
         else:
             configs = sweep.configurations(args.engines, args.configs, emulated=args.emulate is not None)
-            sweep.run(args.profile, args.settings, flags(args), configs, args.steps, args.data, card=args.emulate,
-                      gpus=args.gpus, platform=args.platform)
+            plan = sweep.plan(args.profile, args.settings, args.model, configs, args.steps, args.data,
+                              card=args.emulate, gpus=args.gpus, platform=args.platform)
+            # bad profiles and settings fail here, before any training
+            base, reason = profiles.resolve(plan.profile, list(plan.settings), flags(args))
+            for _, extra in plan.configs:
+                profiles.resolve(plan.profile, plan.settings_of(extra), flags(args))
+            sweep.run(plan, base, reason)
     elif args.command == "export":
         from trainer import export
 
@@ -209,22 +219,53 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     elif args.command == "data":
         from trainer.data import preview
 
-        preview.show(cfg.resolve(args.profile, args.settings, flags(args))[0], args.n)
+        preview.show(profiles.resolve(args.profile, args.settings, flags(args))[0], args.n)
     else:
-        from trainer import train
-        from trainer.distributed import launch, ranks
-
-        world = cfg.world()
-        ranks.speak_only_on_main(world)  # one process of several (torchrun): rank 0 speaks for all
-        if args.detach:
-            from trainer import detach
-
-            detach.start(argv, args.profile, args.settings, flags(args), args.resume, args.resume_from)
-        elif (args.gpus or args.nnodes > 1) and not world.launched:
-            return launch.main(argv, args.gpus, args.nnodes, args.node_rank, args.rdzv_endpoint,
-                               (args.profile, args.settings, flags(args)))
-        elif args.resume or args.resume_from:
-            train.resume(args.profile, args.settings, flags(args), args.resume_from)
-        else:
-            train.main(*cfg.resolve(args.profile, args.settings, flags(args)))
+        return train(args, argv, world)
     return 0
+
+
+def train(args: argparse.Namespace, argv: list[str], world: cfg.World) -> int:
+    """`train`: in the background, as a job of several processes, resumed, or here; each resolved once."""
+    from trainer.distributed import launch, ranks
+    from trainer.train import recipe, resume
+
+    how, given = launch_options(args), flags(args)
+    ranks.speak_only_on_main(world)  # one process of several (torchrun): rank 0 speaks for all
+    if how.detach:
+        from trainer.runs import background
+
+        if how.resuming:
+            run = run_to_resume(args, given)
+            if resume.finished(run, how.resume_from):
+                return 0
+        else:
+            run = background.new_run(profiles.resolve(args.profile, args.settings, given)[0])
+        background.start(argv, run, args.profile, name_run_dir="run.run_dir" not in given and not how.resume_from)
+    elif how.several_processes and not world.launched:
+        launch.import_torch_quietly()  # before resolving, which may import torch (auto detects the GPU)
+        config, _ = profiles.resolve(args.profile, args.settings, given)
+        return launch.main(argv, how, config.run.rank_timeout_s)
+    elif how.resuming:
+        run = run_to_resume(args, given)
+        saved, _ = profiles.resolve(str(run.config))
+        asked, _ = profiles.resolve(str(run.config), args.settings, given)
+        planned = resume.plan(run, saved, asked, how.resume_from, world)
+        if planned is not None:
+            config, checkpoint = planned
+            recipe.main(config, ranks.start(world, config.run.rank_timeout_s), f"resuming {run.path}",
+                        resume_from=checkpoint)
+    else:
+        config, reason = profiles.resolve(args.profile, args.settings, given)
+        recipe.main(config, ranks.start(world, config.run.rank_timeout_s), reason)
+    return 0
+
+
+def run_to_resume(args: argparse.Namespace, given: dict[str, object]) -> RunDir:
+    """The run --resume continues; the profile is resolved only when neither --resume-from nor --run-dir names it."""
+    from trainer.train import resume
+
+    run_dir = given.get("run.run_dir")
+    if args.resume_from or run_dir:
+        return resume.run_to_resume(args.resume_from, str(run_dir) if run_dir else None, None)
+    return resume.run_to_resume(None, None, profiles.resolve(args.profile, args.settings)[0])

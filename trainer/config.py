@@ -58,7 +58,7 @@ class TrainConfig:
     seed: int = 3407
     max_steps: int = 60  # 0: train for `epochs` instead
     epochs: float = 1.0
-    gradient_checkpointing: str = "unsloth"  # unsloth | on | off | auto (engines.AUTO: per engine)
+    gradient_checkpointing: str = "unsloth"  # unsloth | on | off | auto (engines.policy.AUTO: per engine)
     eval_every_steps: int = 50  # 0: evaluate only at the end (eval rows x 1 pass against steps x rows x 3 passes)
     log_every_s: float = 2.0  # metrics at most this often (reading them waits for the GPU); 0: every step
     save_every_steps: int = 20
@@ -72,7 +72,7 @@ class TrainConfig:
     # activation memory is bounded by this, not by the largest batch (what lets a card train without gradient
     # checkpointing). 0: off. Halved for the rest of the run when a step runs out of GPU memory.
     max_tokens_per_pass: int = 0
-    # nll | chunked_nll (TRL's chunked LM head + loss: less memory, plain transformers) | auto (engines.AUTO)
+    # nll | chunked_nll (TRL's chunked LM head + loss: less memory, plain transformers) | auto (engines.policy.AUTO)
     loss_type: str = "nll"
     # on: the LM head and loss only where the next token is trained (unsloth engine only): the same loss, fewer FLOPs
     # (trainer/engines/trained_positions.py) | off | auto (engines.AUTO: on with unsloth, off on the fallback)
@@ -375,7 +375,29 @@ class World:
         return self.rank == 0
 
 
+@dataclass(frozen=True)
+class Launch:
+    """How `train` runs, besides what it trains (Config): in the background, resumed, on several GPUs or machines."""
+
+    detach: bool = False
+    resume: bool = False
+    resume_from: str | None = None  # a checkpoint-<step> folder
+    gpus: str | None = None  # N or "all"
+    nnodes: int = 1
+    node_rank: int = 0
+    rdzv_endpoint: str | None = None
+
+    @property
+    def resuming(self) -> bool:
+        return self.resume or self.resume_from is not None
+
+    @property
+    def several_processes(self) -> bool:
+        return bool(self.gpus) or self.nnodes > 1
+
+
 def world() -> World:
+    """This process's World, from the launcher's variables; the CLI reads it once and builds the Job from it."""
     env = os.environ
     if "WORLD_SIZE" not in env:
         return World()
@@ -387,19 +409,3 @@ def world() -> World:
 def serve_api_key(value: str | None) -> str | None:
     """The key `trainer serve` requires as `Authorization: Bearer KEY`: --api-key, else $TRAINER_API_KEY, else none."""
     return value or os.environ.get("TRAINER_API_KEY") or None
-
-
-def resolve(
-    profile: str = "auto", settings: list[str] | None = None, flags: dict[str, Any] | None = None
-) -> tuple[Config, str]:
-    """The run's Config and a sentence saying which profile was chosen and why.
-
-    `flags` are the explicit CLI options, already keyed by setting ("train.max_steps"); they win over --set.
-    """
-    from trainer import profiles
-
-    choice = profiles.locate(profile)
-    layers = [(str(choice.path), profiles.read(choice.path)), ("auto-detection", choice.overrides)]
-    layers.append(("--set", parse_set(settings or [])))
-    layers.append(("command line", {k: v for k, v in (flags or {}).items() if v is not None}))
-    return build(layers, choice.name), choice.reason

@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from trainer.config import Config, build, flatten_toml, parse_set
 from trainer.errors import UserError
+from trainer.system import Gpu, detect_gpu
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -19,20 +21,6 @@ DROP_ORDER = ("card", "seq len", "batch x accum", "dtype")  # dropped in this or
 
 
 @dataclass(frozen=True)
-class Gpu:
-    name: str
-    vram_gb: float  # GiB, as torch reports total memory
-    compute_capability: str  # "8.6"
-
-    @property
-    def has_bf16(self) -> bool:
-        return float(self.compute_capability) >= 8.0
-
-    def __str__(self) -> str:
-        return f"{self.name} ({self.vram_gb:.1f} GB, sm_{self.compute_capability.replace('.', '')})"
-
-
-@dataclass(frozen=True)
 class Choice:
     name: str
     path: Path
@@ -40,14 +28,18 @@ class Choice:
     overrides: dict[str, Any] = field(default_factory=dict)  # adjustments auto-detection makes for this GPU
 
 
-def detect_gpu() -> Gpu | None:
-    """The first CUDA device, or None when there is none (or torch has no CUDA)."""
-    import torch
+def resolve(
+    profile: str = "auto", settings: list[str] | None = None, flags: dict[str, Any] | None = None
+) -> tuple[Config, str]:
+    """The run's Config and a sentence saying which profile was chosen and why.
 
-    if not torch.cuda.is_available():
-        return None
-    props = torch.cuda.get_device_properties(0)
-    return Gpu(props.name, props.total_memory / 2**30, f"{props.major}.{props.minor}")
+    `flags` are the explicit CLI options, already keyed by setting ("train.max_steps"); they win over --set.
+    """
+    choice = locate(profile)
+    layers = [(str(choice.path), read(choice.path)), ("auto-detection", choice.overrides)]
+    layers.append(("--set", parse_set(settings or [])))
+    layers.append(("command line", {k: v for k, v in (flags or {}).items() if v is not None}))
+    return build(layers, choice.name), choice.reason
 
 
 def names() -> list[str]:
@@ -56,8 +48,6 @@ def names() -> list[str]:
 
 def read(path: Path) -> dict[str, Any]:
     """A profile file as {"section.field": value}, with unknown fields rejected."""
-    from trainer.config import flatten_toml
-
     try:
         table = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as e:
@@ -144,20 +134,21 @@ def profile_table(rows: list[dict[str, str]], width: int) -> Table:
         columns.remove(droppable[0])
 
 
-def show(name: str | None, settings: list[str]) -> None:
-    """`trainer profiles`: every profile and the auto choice for this machine; or one profile fully resolved."""
-    from trainer.config import resolve
+def show_one(config: Config, reason: str) -> None:
+    """`trainer profiles NAME`: one profile, fully resolved (by the CLI)."""
     from trainer.console import config_table, console
 
-    if name:
-        config, reason = resolve(name, settings)
-        console.print(f"Profile [bold]{config.profile}[/]: {reason}")
-        console.print(config_table(config))
-        return
+    console.print(f"Profile [bold]{config.profile}[/]: {reason}")
+    console.print(config_table(config))
+
+
+def show_all(configs: dict[str, Config]) -> None:
+    """`trainer profiles`: every profile (resolved by the CLI) and the auto choice for this machine."""
+    from trainer.console import console
+
     gpu = detect_gpu()
     rows = []
-    for profile in names():
-        config, _ = resolve(profile, settings)
+    for profile, config in configs.items():
         hw, model, train = config.hardware, config.model, config.train
         card = f"{hw.vram_gb:.0f} GB sm_{hw.compute_capability.replace('.', '')}" if hw.vram_gb else "CPU"
         rows.append({"name": profile, "model": model.name, "card": card, "dtype": model.dtype,

@@ -9,10 +9,10 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 from trainer import data
-from trainer.config import resolve
 from trainer.data import tokens
+from trainer.profiles import resolve
 
 
 def write_rows(path, n, extra=""):
@@ -119,7 +119,7 @@ BUILD = """
 import json, sys
 from transformers import AutoTokenizer
 from trainer import data
-from trainer.config import resolve
+from trainer.profiles import resolve
 config = resolve("cpu", ["eval_size=0.05", "cache_dir=" + sys.argv[2]],
                  {"data.dataset": sys.argv[1], "train.max_steps": 0})[0]
 prepared = data.build(config, data.load(config), AutoTokenizer.from_pretrained(sys.argv[3]))

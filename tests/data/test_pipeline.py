@@ -1,10 +1,10 @@
 import pytest
 
 from trainer import data
-from trainer.config import resolve
 from trainer.data.formats import Examples
 from trainer.data.render import render_with_mask
 from trainer.errors import UserError
+from trainer.profiles import resolve
 
 
 def conversations(n):

@@ -21,10 +21,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import ROOT, cli_command, free_port
-from tests.test_cli import assert_user_error
-from trainer import checkpoints
+from tests.helpers import ROOT, assert_user_error, cli_command, free_port
 from trainer.runs import RunDir
+from trainer.train import checkpoints
 
 STEPS = 12
 pytestmark = pytest.mark.slow

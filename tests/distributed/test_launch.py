@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
-from tests.test_cli import assert_user_error
-from trainer.config import World, resolve
+from tests.helpers import assert_user_error, run_cli
+from trainer.config import World
 from trainer.distributed import ranks
 from trainer.errors import UserError
+from trainer.profiles import resolve
 
 NO_GPU = pytest.mark.skipif(shutil.which("nvidia-smi") is not None, reason="what a machine without a GPU is told")
 

@@ -23,9 +23,9 @@ import pytest
 import torch
 
 from tests import models
-from tests.conftest import ROOT
-from trainer import speed
-from trainer.runs import RunDir
+from tests.helpers import ROOT
+from trainer import system
+from trainer.runs import RunDir, speed
 
 TOKENIZER = Path(os.environ.get("TRAINER_GPU_TOKENIZER", ROOT / ".gpu" / "llama-3.2-tokenizer"))
 RECORDS = Path(os.environ.get("TRAINER_RECORDS_DIR", ROOT / "benchmarks" / "results"))
@@ -62,7 +62,7 @@ def llama_3b(tmp_path_factory) -> Path:
 
 def record(name: str, run: RunDir | None, passed: bool, **facts) -> dict:
     """Write benchmarks/results/<date>-<name>.json: environment, run summary, the test's own facts, pass/fail."""
-    env = speed.environment()
+    env = system.environment()
     data = {"test": name, "passed": passed, **env, **facts}
     if run is not None and run.metrics.exists():
         data["summary"] = speed.summarize(run)

@@ -16,10 +16,12 @@ import sys
 import torch
 import unsloth  # noqa: F401  (before trainer, trl and transformers: it patches them)
 
-from trainer import data, engines, profiles, train
-from trainer.config import resolve
-from trainer.engines import attention
+from trainer import data, engines, profiles
+from trainer.distributed.ranks import Job
+from trainer.engines import attention, policy
+from trainer.profiles import resolve
 from trainer.runs import RunDir
+from trainer.train import recipe
 
 
 def step(trainer, batch, count):
@@ -38,12 +40,12 @@ def main(model: str, run_dir: str, out: str, profile: str, backends: str) -> Non
                                   "eval_size=0", "dropout=0", f"sdpa_backends={backends}"],
                         {"model.name": model, "data.dataset": "finetome-like", "run.run_dir": run_dir,
                          "train.max_steps": 10})
-    config, _ = engines.settle(config, "unsloth")
+    config, _ = policy.settle(config, "unsloth")
     gpu = profiles.detect_gpu()
     enabled = attention.restrict(config)
     model_, tokenizer = engines.get("unsloth").load(config, gpu)
     prepared = data.build(config, data.load(config), tokenizer)
-    trainer = train.make_trainer(config, gpu, model_, tokenizer, prepared, RunDir.create(config))
+    trainer = recipe.make_trainer(config, Job(), gpu, model_, tokenizer, prepared, RunDir.create(config))
     trainer.model.train()
     batches = iter(trainer.get_train_dataloader())
     batch = max((next(batches) for _ in range(8)), key=lambda b: len(b.get("packed_seq_lengths", [])))

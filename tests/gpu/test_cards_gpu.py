@@ -13,11 +13,11 @@ import random
 
 import pytest
 
-from tests.conftest import run_cli
 from tests.gpu.conftest import record
+from tests.helpers import run_cli
 from trainer.bench import emulate
 from trainer.bench.cards import CARDS
-from trainer.config import resolve
+from trainer.profiles import resolve
 from trainer.runs import RunDir
 
 

@@ -5,8 +5,8 @@ Runs on the CUDA host (no network there: the Hub line is expected to warn, as is
 
 from __future__ import annotations
 
-from tests.conftest import run_cli
 from tests.gpu.conftest import record
+from tests.helpers import run_cli
 from trainer import profiles
 
 MUST_PASS = ("python", "torch", "driver", "cuda", "gpu", "vram", "compute capability", "bf16", "bitsandbytes",

@@ -11,9 +11,9 @@ import time
 import pytest
 import torch
 
-from tests.conftest import run_cli
 from tests.gpu.conftest import record
-from trainer import export
+from tests.helpers import run_cli
+from trainer.export import merge as export
 from trainer.runs import RunDir
 
 MERGE_TARGET_S = 10.0  # for the 1B shape

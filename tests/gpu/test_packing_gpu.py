@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT
 from tests.gpu.conftest import record
+from tests.helpers import ROOT
 
 # bf16 on 4-bit weights: a conversation run alone takes other kernels (shapes) than inside a packed row, so the sums
 # differ by rounding; 1% of the loss and 5% of the gradient norm allow that. Attention across conversations moves them

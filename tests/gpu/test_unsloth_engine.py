@@ -8,10 +8,9 @@ from __future__ import annotations
 import math
 import os
 
-from tests.conftest import run_cli
 from tests.gpu.conftest import record
-from trainer import speed
-from trainer.runs import RunDir
+from tests.helpers import run_cli
+from trainer.runs import RunDir, speed
 
 # These tests compare losses step by step, so every step is logged (the profiles log every 2 s on a GPU).
 EVERY_STEP = ("--set", "log_every_s=0")
@@ -84,7 +83,7 @@ def test_falls_back_when_unsloth_does_not_import(llama_1b, tmp_path):
 
 def test_unsloth_resume_after_kill(llama_1b, tmp_path):
     """kill -9 right after a checkpoint, then --resume: the run completes and follows the uninterrupted one."""
-    from tests.test_resume import start, wait_for
+    from tests.helpers import start, wait_for
 
     common = ["--profile", "rtx3070", "--model", str(llama_1b), "--dataset", "sample", "--max-steps", "16",
               "--set", "save_every_steps=5", "--set", "eval_every_steps=0", "--set", "engine=unsloth",

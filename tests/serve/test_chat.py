@@ -7,7 +7,7 @@ import subprocess
 import pytest
 import torch
 
-from tests.conftest import ROOT, cli_command, run_cli
+from tests.helpers import ROOT, chat_session, cli_command, run_cli
 from trainer.errors import UserError
 from trainer.serve import chat
 from trainer.serve.chat import GenerationSettings
@@ -70,11 +70,6 @@ def test_system_prompt_goes_into_the_chat_template(tiny_run):
     text = model.tokenizer.decode(chat.prompt(model, [{"role": "user", "content": "Hi"}], settings)["input_ids"][0])
     assert "Answer in French.<|eot_id|>" in text and text.endswith("<|start_header_id|>assistant<|end_header_id|>\n\n")
 
-
-def chat_session(target: str, typed: str, *options: str) -> subprocess.CompletedProcess:
-    """`trainer chat` in a subprocess, with `typed` as what the user types."""
-    command, env = cli_command("chat", target, *options)
-    return subprocess.run(command, input=typed, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 
 
 def test_cli_chat_streams_replies_and_keeps_the_conversation(tiny_run, shared_tiny_llama):

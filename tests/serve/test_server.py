@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, cli_command, free_port, run_cli
-from trainer.models import SMOLLM2
+from tests.helpers import ROOT, cli_command, free_port, run_cli
 from trainer.serve import chat
+from trainer.weights import SMOLLM2
 
 KEY = "test-key-5f2c"
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]

@@ -4,5 +4,5 @@
 - `emulate`: confines those processes to a card-sized share of the GPU (CUDA MPS) and measures that share;
 - `cards`: the consumer cards' published specifications, MFU and the card estimate from an emulated run;
 - `report`: benchmarks/RESULTS.md from the records.
-A run's own numbers (benchmark.json) come from trainer/speed.py, which training uses without the benchmark.
+A run's own numbers (benchmark.json) come from trainer/runs/speed.py, which training uses without the benchmark.
 """

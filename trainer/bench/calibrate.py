@@ -10,7 +10,7 @@ import sys
 
 import torch
 
-from trainer.speed import environment
+from trainer.system import environment
 
 
 def timed_ms(work, repeats: int) -> float:

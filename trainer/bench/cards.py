@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from trainer.data.synthetic import TOKENS_PER_ROW
-from trainer.speed import epoch_hours, flops_per_token
+from trainer.runs.speed import epoch_hours, flops_per_token
 
 
 @dataclass(frozen=True)

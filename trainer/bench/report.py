@@ -11,7 +11,7 @@ from trainer.bench.cards import CARDS, ESTIMATE, against_users, card_estimate, m
 from trainer.data.synthetic import TOKENS_PER_ROW
 from trainer.errors import UserError
 from trainer.runs import write_atomic
-from trainer.speed import PACKAGES
+from trainer.system import PACKAGES
 
 RESULTS = Path(os.environ.get("TRAINER_RECORDS_DIR", "benchmarks/results"))  # relative to the repository root
 REPORT = Path("benchmarks/RESULTS.md")

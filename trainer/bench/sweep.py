@@ -16,13 +16,14 @@ import sys
 import tempfile
 import time
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trainer import speed
+from trainer import system
 from trainer.bench import emulate, report
 from trainer.bench.cards import CARDS, mfu
-from trainer.config import resolve
+from trainer.config import Config
 from trainer.console import console
 from trainer.errors import UserError
 from trainer.runs import RunDir
@@ -50,7 +51,7 @@ def configurations(engines: str | None, custom: list[str], emulated: bool = Fals
         raise UserError(f"--engines {engines}: unknown engine {', '.join(sorted(unknown))}",
                         "Use --engines unsloth,transformers (or one of them).")
     if "unsloth" in names and not emulated:  # an emulated session measures the GPU in its own processes
-        from trainer.profiles import detect_gpu
+        from trainer.system import detect_gpu
 
         if detect_gpu() is None:
             raise UserError("the unsloth configurations (tuned, notebook) need an NVIDIA GPU; none was detected",
@@ -59,13 +60,33 @@ def configurations(engines: str | None, custom: list[str], emulated: bool = Fals
         ["transformers"] if "transformers" in names else []) + custom
 
 
-def run(profile: str, settings: list[str], flags: dict[str, Any], configs: list[str], steps: int, data: str,
-        card: str | None = None, results: Path = report.RESULTS, gpus: int | None = None,
-        platform: str = "linux") -> list[dict[str, Any]]:
-    """Train each configuration for `steps` steps in its own process, one after the other; record and compare.
-    With `card`, on that card's share of the GPU, its usable memory, its dtype and the attention kernels PyTorch has
-    on it on `platform`. With `gpus`, each configuration
-    also on that many GPUs (one process each, trainer/distributed/), right after it ran on one."""
+@dataclass(frozen=True)
+class Plan:
+    """A benchmark session as the child processes are started with: the profile, the --set list (the card's added),
+    the model, and what each configuration adds, besides the steps, the data and the card."""
+
+    profile: str
+    settings: tuple[str, ...]
+    model: str | None
+    configs: tuple[tuple[str, tuple[str, ...]], ...]  # (name, its settings)
+    steps: int
+    data: str
+    card: str | None = None
+    gpus: int | None = None
+    platform: str = "linux"
+    results: Path = report.RESULTS
+
+    def settings_of(self, extra: tuple[str, ...]) -> list[str]:
+        """The --set list of one configuration (what the CLI resolves to check it before any training)."""
+        return [*self.settings, *extra]
+
+
+def plan(profile: str, settings: list[str], model: str | None, configs: list[str], steps: int, data: str,
+         card: str | None = None, gpus: int | None = None, platform: str = "linux",
+         results: Path = report.RESULTS) -> Plan:
+    """The session, checked: steps, card, GPUs and configuration names. With `card`, on that card's share of the GPU,
+    its usable memory, its dtype and the attention kernels PyTorch has on it on `platform`. With `gpus`, each
+    configuration also on that many GPUs (one process each, trainer/distributed/), right after it ran on one."""
     if not configs:
         raise UserError("no configuration to benchmark", "Use --engines unsloth,transformers or --config NAME:...")
     if steps < 2:
@@ -83,26 +104,30 @@ def run(profile: str, settings: list[str], flags: dict[str, Any], configs: list[
             raise UserError(f"--gpus {gpus}: bench compares each configuration on 1 GPU and on N",
                             "Use --gpus 2 or more.")
         launch.processes_per_machine(str(gpus))  # no GPU, too few, or taken: said now, before any training
-    chosen = [parse_config(text) for text in configs]
-    base, reason = resolve(profile, settings, flags)  # bad profiles and settings fail here, before any training
-    for _, extra in chosen:
-        resolve(profile, [*settings, *extra], flags)
+    chosen = tuple(parse_config(text) for text in configs)
+    return Plan(profile, tuple(settings), model, chosen, steps, data, card, gpus, platform, results)
+
+
+def run(plan: Plan, base: Config, reason: str) -> list[dict[str, Any]]:
+    """Train each configuration of `plan` for its steps in its own process, one after the other; record and compare.
+    `base` is the profile resolved with the session's settings (by the CLI, with each configuration's, before)."""
+    card, platform, steps, data, gpus, chosen = plan.card, plan.platform, plan.steps, plan.data, plan.gpus, plan.configs
     records = []
     with tempfile.TemporaryDirectory(prefix="trainer-bench-") as work:
         with emulate.card_slice(card, Path(work), platform) if card else nullcontext() as confined:
-            env = confined.environment if confined else speed.environment()
+            env = confined.environment if confined else system.environment()
             session: dict[str, Any] = {**env, "session": env["date"]}
             if confined:
                 session["emulation"] = confined.facts
             where = f"an emulated {CARDS[card].name} ({platform})" if card else env.get("gpu") or "the CPU"
             console.print(f"Benchmark of profile [bold]{base.profile}[/] ({reason}) on {where}: "
                           f"{', '.join(name for name, _ in chosen)}; {steps} steps each on {data}")
-            path = results / f"{slug(env.get('gpu') or 'cpu')}.jsonl"
+            path = plan.results / f"{slug(env.get('gpu') or 'cpu')}.jsonl"
             for name, extra in chosen:
                 for processes in (None, gpus) if gpus else (None,):
-                    records.append(run_one(profile, settings, flags, name, extra, steps, data, Path(work), session,
-                                           confined.env if confined else {}, processes))
-                    results.mkdir(parents=True, exist_ok=True)
+                    records.append(run_one(plan, name, extra, Path(work), session, confined.env if confined else {},
+                                           processes))
+                    plan.results.mkdir(parents=True, exist_ok=True)
                     with path.open("a", encoding="utf-8") as f:  # each record as soon as it exists
                         f.write(json.dumps(records[-1]) + "\n")
     console.print(report.comparison_table(records))
@@ -126,16 +151,17 @@ def parse_config(text: str) -> tuple[str, tuple[str, ...]]:
     return name, tuple(s.strip() for s in spec.split(",") if s.strip())
 
 
-def run_one(profile: str, settings: list[str], flags: dict[str, Any], name: str, extra: tuple[str, ...], steps: int,
-            data: str, work: Path, session: dict[str, Any], env: dict[str, str],
+def run_one(plan: Plan, name: str, extra: tuple[str, ...], work: Path, session: dict[str, Any], env: dict[str, str],
             gpus: int | None = None) -> dict[str, Any]:
-    options = [*settings, "eval_size=0", f"save_every_steps={steps + 1000}", *extra]
+    """One configuration trained by the real CLI in a child process; its record (or why it failed)."""
+    steps, data = plan.steps, plan.data
+    options = [*plan.settings, "eval_size=0", f"save_every_steps={steps + 1000}", *extra]
     base, name = name, f"{name}-{gpus}gpus" if gpus else name
     folder = work / name
-    command = [sys.executable, "-m", "trainer", "train", "--profile", profile, "--dataset", data,
+    command = [sys.executable, "-m", "trainer", "train", "--profile", plan.profile, "--dataset", data,
                "--max-steps", str(steps), "--run-dir", str(folder / "run")]
-    if flags.get("model.name"):
-        command += ["--model", str(flags["model.name"])]
+    if plan.model:
+        command += ["--model", plan.model]
     for option in options:
         command += ["--set", option]
     if gpus:

@@ -8,14 +8,14 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.text import Text
 
-from trainer import data, models
+from trainer import data, weights
 from trainer.config import Config
 from trainer.console import console
 
 
 def show(config: Config, n: int) -> None:
     examples = data.load(config)
-    tokenizer = models.load_tokenizer(config.model.name, config.run.cache_dir)
+    tokenizer = weights.load_tokenizer(config.model.name, config.run.cache_dir)
     prepared = data.build(config, examples, tokenizer, check=False)
     console.print(f"{config.data.dataset}: {len(examples)} rows, format {examples.format}, "
                   f"tokenizer of {config.model.name}")

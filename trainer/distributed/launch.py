@@ -12,19 +12,17 @@ import logging
 import os
 import re
 import sys
-from typing import Any
 
-from trainer.config import resolve
+from trainer.config import Launch
 from trainer.console import console
 from trainer.errors import UserError
 
 
-def main(argv: list[str], gpus: str | None, nnodes: int, node_rank: int, endpoint: str | None,
-         resolve_args: tuple[str, list[str], dict[str, Any]]) -> int:
+def main(argv: list[str], launch: Launch, timeout_s: float) -> int:
     """Run `python -m trainer <argv>` as one process per GPU of this machine (and of the others, with --nnodes);
-    returns the exit code. `resolve_args` (profile, --set, flags) are checked here first: a bad one fails once."""
-    import_torch_quietly()
-    timeout_s = resolve(*resolve_args)[0].run.rank_timeout_s
+    returns the exit code. The CLI has resolved the settings first (after import_torch_quietly): a bad one fails
+    once; `timeout_s` is their rank_timeout_s."""
+    gpus, nnodes, node_rank, endpoint = launch.gpus, launch.nnodes, launch.node_rank, launch.rdzv_endpoint
     per_machine = processes_per_machine(gpus)
     options = ["--nproc-per-node", str(per_machine)]
     if nnodes == 1:

@@ -2,7 +2,8 @@
 waiting for each other with a timeout that names who is missing, and the decisions all ranks must take together.
 
 A job is started by `--gpus` / `--nnodes` (trainer/distributed/launch.py), by `torchrun` or by `accelerate launch`;
-they describe it in the environment (config.world). A plain `python -m trainer` is rank 0 of 1: nothing here waits.
+they describe it in the environment, which the CLI reads once (config.world); `start` turns that World into the Job
+every stage is handed. A plain `python -m trainer` is rank 0 of 1: nothing here waits.
 Only the LoRA gradients are all-reduced, by the Trainer's DDP; these waits and decisions go through a gloo group on
 the CPU, so none of them waits for the GPU.
 """
@@ -13,6 +14,7 @@ import contextlib
 import re
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -21,16 +23,31 @@ from trainer.config import Config, World
 from trainer.console import console
 from trainer.errors import UserError
 
-_control: Any = None  # the gloo group of this job's processes; None for one process
+
+@dataclass(frozen=True)
+class Job:
+    """This process's part in a training job, handed to each stage: its place (world), the gloo group its waits and
+    decisions go through (None for one process), and the backend that all-reduces the gradients (None alone)."""
+
+    world: World = field(default_factory=World)
+    control: Any = None
+    backend: str | None = None
+
+    @property
+    def is_main(self) -> bool:
+        return self.world.is_main
+
+    @property
+    def size(self) -> int:
+        return self.world.size
 
 
-def start(world: World, timeout_s: float) -> str | None:
+def start(world: World, timeout_s: float) -> Job:
     """Join the job: this rank's GPU (made current before anything else touches one, so that no rank opens a context
     on GPU 0), the process group and the gloo group for waits, each rank connected to every other within
-    `timeout_s`. Returns the backend that all-reduces the gradients (None for one process)."""
-    global _control
+    `timeout_s`. One process joins nothing."""
     if world.size == 1:
-        return None
+        return Job(world)
     import torch
     import torch.distributed as dist
 
@@ -43,7 +60,7 @@ def start(world: World, timeout_s: float) -> str | None:
         if not dist.is_initialized():  # accelerate launch may have done it
             # gloo connects every pair of ranks here; NCCL connects at the first all-reduce, with its own timeout.
             dist.init_process_group(backend, timeout=timeout if backend == "gloo" else None)
-        _control = dist.new_group(backend="gloo", timeout=timeout) if backend != "gloo" else dist.group.WORLD
+        control = dist.new_group(backend="gloo", timeout=timeout) if backend != "gloo" else dist.group.WORLD
     except RuntimeError as e:  # torch's DistError is one
         # gloo waits for the address each rank publishes under a key ending in its rank number
         keys = re.search(r"keys: (.*)", str(e))
@@ -54,7 +71,7 @@ def start(world: World, timeout_s: float) -> str | None:
                         f"{str(e).splitlines()[0]}",
                         "Its output says what holds it (a process that never started, or hangs while starting); "
                         "raise the wait with --set rank_timeout_s=1800.") from None
-    return backend
+    return Job(world, control, backend)
 
 
 def backend_for(on_gpu: bool, world: World) -> str:
@@ -93,17 +110,9 @@ def use_own_gpu(world: World) -> None:
                         "CUDA_VISIBLE_DEVICES, or set the GPU's compute mode to DEFAULT (nvidia-smi -c 0).") from None
 
 
-def backend() -> str | None:
-    """The backend the job's process group was started with (start), None for one process."""
-    if _control is None:
-        return None
-    import torch.distributed as dist
-
-    return dist.get_backend()
-
-
 def speak_only_on_main(world: World) -> None:
-    """Ranks other than 0 print nothing but errors: no console output, no warnings, no library logging."""
+    """Ranks other than 0 print nothing but errors: no console output, no warnings, no library logging. The CLI
+    decides this once, for the whole process, where it reads the World."""
     if world.is_main:
         return
     import logging
@@ -114,39 +123,40 @@ def speak_only_on_main(world: World) -> None:
     logging.disable(logging.WARNING)
 
 
-def wait(what: str) -> None:
+def wait(job: Job, what: str) -> None:
     """Wait until every rank has done `what` (a step of the run that all ranks take at once: a checkpoint)."""
-    if _control is not None:
+    if job.control is not None:
         import torch.distributed as dist
 
-        dist.barrier(group=_control)
+        dist.barrier(group=job.control)
 
 
 @contextlib.contextmanager
-def main_first(what: str, world: World, timeout_s: float) -> Iterator[None]:
+def main_first(what: str, job: Job, timeout_s: float) -> Iterator[None]:
     """Rank 0 does `what` first (a download, the tokenization, their caches) while the others wait as long as it
     takes; then they do it and find the caches warm (correct without a cache too: each does the work itself). Rank 0
     waits for the others only `timeout_s`, then names those that never came (see meet)."""
-    if not world.is_main:
-        meet(what, world, max(timeout_s, WAIT_FOR_RANK_0_S))
+    if not job.is_main:
+        meet(what, job, max(timeout_s, WAIT_FOR_RANK_0_S))
     yield
-    if world.is_main:
-        meet(what, world, timeout_s)
+    if job.is_main:
+        meet(what, job, timeout_s)
 
 
 WAIT_FOR_RANK_0_S = 1800.0  # torch's own default for a collective: rank 0 may be downloading a large dataset
 
 
-def meet(what: str, world: World, timeout_s: float) -> None:
+def meet(what: str, job: Job, timeout_s: float) -> None:
     """Every rank has done `what`, or the job stops after `timeout_s` naming the ranks that have not (a rank that
     hangs while loading would otherwise hold the others for the process group's 30 minutes). gloo's monitored
     barrier: rank 0 waits for each of the others, each of them for rank 0, each with its own timeout."""
-    if _control is None:
+    if job.control is None:
         return
     import torch.distributed as dist
 
+    world = job.world
     try:
-        dist.monitored_barrier(group=_control, timeout=timedelta(seconds=timeout_s), wait_all_ranks=True)
+        dist.monitored_barrier(group=job.control, timeout=timedelta(seconds=timeout_s), wait_all_ranks=True)
     except RuntimeError as e:
         found = re.search(r"Ranks? ([\d, ]+) failed to pass", str(e))
         who = f"rank {found.group(1)}" if found and world.is_main else "rank 0" if not world.is_main else "a rank"
@@ -158,26 +168,26 @@ def meet(what: str, world: World, timeout_s: float) -> None:
         ) from None
 
 
-def share(value: Any) -> Any:
+def share(job: Job, value: Any) -> Any:
     """Rank 0's `value`, on every rank."""
-    if _control is None:
+    if job.control is None:
         return value
     import torch.distributed as dist
 
     box = [value]
-    dist.broadcast_object_list(box, src=0, group=_control)
+    dist.broadcast_object_list(box, src=0, group=job.control)
     return box[0]
 
 
-def agree(values: list[int]) -> list[int]:
+def agree(job: Job, values: list[int]) -> list[int]:
     """The largest of each value over the ranks: a flag any rank raised is raised on all."""
-    if _control is None:
+    if job.control is None:
         return values
     import torch
     import torch.distributed as dist
 
     tensor = torch.tensor(values, dtype=torch.int64)
-    dist.all_reduce(tensor, op=dist.ReduceOp.MAX, group=_control)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX, group=job.control)
     return tensor.tolist()
 
 
@@ -185,6 +195,20 @@ def peer_lost(error: BaseException) -> bool:
     """Whether a collective failed because another process of the job is gone (killed, crashed, stopped)."""
     signs = ("Connection closed by peer", "Connection reset by peer", "Broken pipe", "NCCL communicator was aborted")
     return isinstance(error, RuntimeError) and any(sign in str(error) for sign in signs)
+
+
+@contextlib.contextmanager
+def peers_watched(job: Job, resume_command: str) -> Iterator[None]:
+    """A collective that failed because another process of the job is gone becomes a UserError saying so (the other
+    process's output says why)."""
+    try:
+        yield
+    except RuntimeError as e:
+        if not peer_lost(e):
+            raise
+        raise UserError(f"another process of this job stopped, so this one (rank {job.world.rank}) stops too: "
+                        f"{str(e).splitlines()[0]}", "Its output says why. Continue from the last checkpoint "
+                        f"with: {resume_command}{same_processes(job.world)}") from None
 
 
 def same_processes(world: World) -> str:

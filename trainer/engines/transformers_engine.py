@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from trainer import models
+from trainer import weights
 from trainer.config import Config
-from trainer.engines import torch_dtype
+from trainer.engines.policy import torch_dtype
 from trainer.errors import UserError
-from trainer.profiles import Gpu
+from trainer.system import Gpu
 
 
 def load(config: Config, gpu: Gpu | None) -> tuple[Any, Any]:
@@ -23,8 +23,8 @@ def load(config: Config, gpu: Gpu | None) -> tuple[Any, Any]:
         raise UserError("trained_positions_only=on is only supported by the unsloth engine (its fused loss)",
                         "Use --set trained_positions_only=off (or auto: on with unsloth, off here).")
     dtype = torch_dtype(config, gpu)
-    source = models.resolve(config.model.name, config.run.cache_dir)
-    tokenizer = models.load_tokenizer(config.model.name, config.run.cache_dir)
+    source = weights.folder_of(config.model.name, config.run.cache_dir)
+    tokenizer = weights.load_tokenizer(config.model.name, config.run.cache_dir)
     kwargs: dict[str, Any] = {"dtype": dtype}
     if gpu is not None:
         import torch

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from trainer import models
+from trainer import weights
 from trainer.config import Config
-from trainer.engines import torch_dtype
+from trainer.engines.policy import torch_dtype
 from trainer.errors import UserError
-from trainer.profiles import Gpu
+from trainer.system import Gpu
 
 CHECKPOINTING = {"unsloth": "unsloth", "on": True, "off": False}
 
@@ -24,7 +24,7 @@ def load(config: Config, gpu: Gpu | None) -> tuple[Any, Any]:
 
         patch_unsloth()
     dtype = torch_dtype(config, gpu)
-    source = models.resolve(config.model.name, config.run.cache_dir)
+    source = weights.folder_of(config.model.name, config.run.cache_dir)
     try:
         model, tokenizer = FastLanguageModel.from_pretrained(
             model_name=source,

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from trainer import models
+from trainer import weights
 from trainer.console import console
 from trainer.errors import UserError
+from trainer.system import detect_gpu
+from trainer.weights import describe  # noqa: F401  (serve/server.py names it chat.describe)
 
 
 @dataclass(frozen=True)
@@ -33,35 +33,18 @@ class ChatModel:
     lock: threading.Lock = field(default_factory=threading.Lock)  # one generation at a time per model
 
 
-def describe(target: str) -> tuple[str, Path | None]:
-    """The base model and the adapter folder (if any) that `target` names: a run directory, an adapter or
-    checkpoint folder, or a model (local folder or Hub id)."""
-    path = Path(target)
-    if (path / "config.toml").is_file() and (path / "status.json").is_file():  # a run directory
-        adapter = path / "adapter"
-        if not (adapter / "adapter_config.json").is_file():
-            state = json.loads((path / "status.json").read_text()).get("state", "unknown")
-            raise UserError(f"run {path} has no finished adapter yet (status: {state})",
-                            f"Wait for it to finish, or chat with one of its checkpoints: {path}/checkpoints/...")
-        path = adapter
-    if (path / "adapter_config.json").is_file():
-        base = json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"]
-        return base, path
-    return target, None
-
-
 def load(target: str, cache_dir: str) -> ChatModel:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
     from transformers.utils import logging
 
     logging.disable_progress_bar()
-    base, adapter = describe(target)
-    source = models.resolve(base, cache_dir)
-    gpu = torch.cuda.is_available()
+    base, adapter = weights.describe(target)
+    source = weights.folder_of(base, cache_dir)
+    gpu = detect_gpu()
     kwargs: dict[str, Any] = {"dtype": torch.float32}
-    if gpu:
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if gpu is not None:
+        dtype = torch.bfloat16 if gpu.has_bf16 else torch.float16
         kwargs = {"dtype": dtype, "device_map": {"": 0},
                   "quantization_config": BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
                                                             bnb_4bit_compute_dtype=dtype)}

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from trainer.errors import UserError
-from trainer.runs import RunDir, list_runs
+from trainer.runs import RunDir
+from trainer.runs.listing import list_runs
 from trainer.serve import chat
 
 RUN_COLUMNS = ["run", "profile", "state", "step", "loss", "eval_loss", "tokens_per_s", "adapter", "merged"]

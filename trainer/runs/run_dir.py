@@ -1,18 +1,21 @@
-"""A run directory: resolved config, metrics.jsonl, status, the LoRA adapter and the loss plot; listing runs."""
+"""A run directory: resolved config, metrics.jsonl, status, launch record, the LoRA adapter and the loss plot."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from trainer.config import Config
-from trainer.errors import UserError
+from trainer.console import console
+from trainer.errors import Stopped, UserError
 
 
 @dataclass(frozen=True)
@@ -28,7 +31,7 @@ class RunDir:
     log_file = property(lambda self: self.path / "train.log")  # a detached run's console output
     launch = property(lambda self: self.path / "launch.json")  # the detached process: pid, start time, command
     data_stats = property(lambda self: self.path / "data.json")  # rows and tokens trained on (data.build's stats)
-    benchmark = property(lambda self: self.path / "benchmark.json")  # the run's speed and memory (trainer/speed.py)
+    benchmark = property(lambda self: self.path / "benchmark.json")  # the run's speed and memory (runs/speed.py)
     resume_command = property(lambda self: f"python -m trainer --resume --run-dir {self.path}")
 
     @classmethod
@@ -51,15 +54,6 @@ class RunDir:
         if not run.config.is_file():
             raise UserError(f"{path} is not a run directory (it has no config.toml)", "Check --run-dir.")
         return run
-
-    @classmethod
-    def latest(cls, runs_root: Path, profile: str) -> RunDir:
-        """The most recently active run of `profile` under `runs_root`."""
-        mine = [r for r in list_runs(runs_root) if r.read_status().get("profile") == profile]
-        if not mine:
-            raise UserError(f"no run of profile {profile} under {runs_root}/ to resume",
-                            "Name one with --run-dir, or start a run without --resume.")
-        return mine[0]
 
     def write_config(self, config: Config) -> None:
         """config.toml in the profile schema: `--profile <run>/config.toml` runs the same recipe again."""
@@ -95,6 +89,30 @@ class RunDir:
                   **process_identity(os.getpid())}
         write_atomic(self.status, json.dumps(record, indent=2) + "\n")
 
+    @contextlib.contextmanager
+    def status_on_failure(self, write: bool, step: Callable[[], int | None], resume_suffix: str = "",
+                          **facts: Any) -> Iterator[None]:
+        """How a run that ends early ended, in its status (written where `write`: rank 0), and how to continue it:
+        interrupted (a signal: Stopped, its checkpoint saved at `step()`; or Ctrl+C twice), or failed with the
+        error. `resume_suffix` completes the resume command (a job's processes)."""
+        try:
+            yield
+        except Stopped:
+            if write:
+                self.set_status("interrupted", **facts, step=step())
+            console.print(f"[yellow]Stopped at step {step()}; checkpoint saved.[/] Continue with:\n"
+                          f"  {self.resume_command}{resume_suffix}")
+            raise
+        except KeyboardInterrupt:
+            if write:
+                self.set_status("interrupted", **facts)
+            console.print(f"Aborted. Continue from the last checkpoint with:\n  {self.resume_command}")
+            raise
+        except BaseException as e:
+            if write:
+                self.set_status("failed", **facts, error=f"{type(e).__name__}: {e}")
+            raise
+
     def read_status(self) -> dict[str, Any]:
         return json.loads(self.status.read_text(encoding="utf-8")) if self.status.exists() else {}
 
@@ -125,7 +143,7 @@ class RunDir:
 
     def last_checkpoint(self) -> str | None:
         """The newest checkpoint-<step> folder with every file a resume needs (not opened: listing stays fast)."""
-        from trainer import checkpoints
+        from trainer.train import checkpoints
 
         found = [p for p in self.checkpoints.glob("checkpoint-*") if checkpoints.step_of(p) is not None
                  and checkpoints.missing(p) is None]
@@ -194,6 +212,8 @@ class RunDir:
 
 
 FINAL_STATES = ("completed", "failed", "interrupted", "died")
+
+
 DETACH_FILES = {"train.log", "launch.json"}  # what `--detach` puts into a new run directory before training starts
 
 
@@ -211,46 +231,6 @@ def new_path(config: Config) -> Path:
         suffix += 1
         path = Path(config.run.runs_root) / f"{stamp}-{config.profile}-{suffix}"
     return path
-
-
-def list_runs(root: Path) -> list[RunDir]:
-    """Every run directory under `root` (with a status, or launched by --detach and still loading), newest first."""
-    paths = {p.parent for name in ("status.json", "launch.json") for p in root.glob(f"*/{name}")}
-    runs = [RunDir(p) for p in paths]
-    return sorted(runs, key=lambda r: max(f.stat().st_mtime for f in (r.status, r.launch) if f.exists()),
-                  reverse=True)
-
-
-def show(root: Path) -> None:
-    """`trainer runs`: every run under `root`, newest first, with what it has produced."""
-    from rich.table import Table
-
-    from trainer.console import console
-
-    runs = list_runs(root)
-    if not runs:
-        console.print(f"No runs under {root}/ yet. Start one with: python -m trainer (--detach: in the background)")
-        return
-    table = Table(title=f"Runs in {root}/")
-    for column in ("run", "profile", "state", "steps", "loss", "last checkpoint", "exports"):
-        table.add_column(column, overflow="fold")
-    for run in runs:
-        info = run.info()
-        table.add_row(info["run"], info["profile"], info["state"], info["step"],
-                      "" if info["loss"] is None else f"{info['loss']:.4f}", info["checkpoint"] or "",
-                      ", ".join(info["exports"]))
-    console.print(table)
-    console.print("Follow one with: python -m trainer runs --follow RUN")
-
-
-def find(name: str, root: Path) -> RunDir:
-    """A run by its folder or by its id under `root`."""
-    for path in (Path(name), root / name):
-        if (path / "status.json").is_file() or (path / "launch.json").is_file():
-            return RunDir(path)
-    known = ", ".join(r.path.name for r in list_runs(root)[:5]) or "none yet"
-    raise UserError(f"no run '{name}' (neither a run folder nor a run id under {root}/)",
-                    f"`python -m trainer runs` lists them (latest: {known}); or pass --runs-root.")
 
 
 def process_identity(pid: int) -> dict[str, Any]:

@@ -14,9 +14,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from trainer import llama_child
+from trainer.config import DATE_STRING
 from trainer.console import console
 from trainer.errors import UserError
+from trainer.export import llama_child
 from trainer.runs import write_atomic
 
 INSTALL_HINT = ("Install llama.cpp's Python package compiled for any x86-64 CPU: bash scripts/install_llama_cpp.sh "
@@ -29,7 +30,7 @@ OLLAMA_TEMPLATES = {
     "llama3": (
         # Meta's template always opens with this system block (the date line as in its default).
         '<|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December 2023\n'
-        'Today Date: 26 Jul 2024\n\n{{ if .System }}{{ .System }}{{ end }}<|eot_id|>'
+        f'Today Date: {DATE_STRING}\n\n{{{{ if .System }}}}{{{{ .System }}}}{{{{ end }}}}<|eot_id|>'
         '{{- range .Messages }}{{- if ne .Role "system" }}<|start_header_id|>{{ .Role }}<|end_header_id|>\n\n'
         '{{ .Content }}<|eot_id|>{{ end }}{{ end }}<|start_header_id|>assistant<|end_header_id|>\n\n',
         ["<|eot_id|>", "<|start_header_id|>"]),

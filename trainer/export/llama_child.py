@@ -20,7 +20,8 @@ class Crashed(Exception):
 
 def run(job: str, *args: str) -> dict[str, Any]:
     """The result of `job` (quantize, chat) from a child Python; Crashed when llama.cpp crashed in it."""
-    result = subprocess.run([sys.executable, "-m", "trainer.llama_child", job, *args], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "trainer.export.llama_child", job, *args], capture_output=True,
+                            text=True)
     if result.returncode == 0:
         return json.loads(result.stdout.splitlines()[-1])
     if result.returncode == 1:  # a Python exception in the child (it printed the traceback): not a crash

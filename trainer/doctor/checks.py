@@ -2,7 +2,7 @@
 disk, Hub) line by line, each with the fix, and name the profile `auto` would choose.
 
 Imports that can crash or hang (torch on a broken CUDA install, bitsandbytes, triton, xformers, unsloth) run in child
-processes with a timeout, so doctor itself always finishes and reports them.
+processes with a timeout (the probe_*.py modules beside this one), so doctor itself always finishes and reports them.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import platform
 import shutil
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -21,8 +20,11 @@ from typing import Any
 
 from rich.markup import escape
 
-from trainer import profiles, trackers
+from trainer import profiles
 from trainer.console import console
+from trainer.export.hub import NOTEBOOK_TOKEN_FILES
+from trainer.system import Gpu, nvidia_driver, version_of
+from trainer.train import trackers
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
 STYLES = {PASS: "green", WARN: "yellow", FAIL: "bold red"}
@@ -78,14 +80,14 @@ def main(cache_dir: str, timeout_s: float = 180) -> int:
     return 0
 
 
-def run_checks(cache_dir: str, timeout_s: float) -> tuple[list[Check], profiles.Gpu | None | bool]:
+def run_checks(cache_dir: str, timeout_s: float) -> tuple[list[Check], Gpu | None | bool]:
     """All checks in order, and the detected GPU (None: no CUDA GPU; False: torch does not import)."""
     checks = [check_python()]
     driver = nvidia_driver()
-    torch_probe = probe(TORCH_CODE, timeout_s)
+    torch_probe = probe("torch", timeout_s)
     torch_checks, gpu = check_torch(torch_probe, driver)
     checks += torch_checks
-    on_gpu = isinstance(gpu, profiles.Gpu)
+    on_gpu = isinstance(gpu, Gpu)
     checks.append(check_bitsandbytes(on_gpu, timeout_s))
     checks.append(check_triton(on_gpu, timeout_s))
     checks.append(check_xformers(on_gpu, timeout_s))
@@ -99,16 +101,14 @@ def run_checks(cache_dir: str, timeout_s: float) -> tuple[list[Check], profiles.
     return checks, gpu
 
 
-def probe(code: str, timeout_s: float) -> Probe:
-    """Run `code` in a fresh interpreter; it prints one JSON object as its last line of output."""
-    with tempfile.TemporaryDirectory(prefix="trainer-doctor-") as folder:
-        script = Path(folder) / "probe.py"  # a file, not -c: triton's JIT reads the kernel's source
-        script.write_text(code, encoding="utf-8")
-        try:
-            result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                                    timeout=timeout_s, stdin=subprocess.DEVNULL)
-        except subprocess.TimeoutExpired as e:
-            return Probe(False, {}, f"did not finish in {timeout_s:g} s (hangs on import?)", str(e.stderr or ""))
+def probe(name: str, timeout_s: float, *args: str) -> Probe:
+    """Run the probe module trainer/doctor/probe_<name>.py in a fresh interpreter; it prints one JSON object as its
+    last line of output."""
+    try:
+        result = subprocess.run([sys.executable, "-m", f"trainer.doctor.probe_{name}", *args], capture_output=True,
+                                text=True, timeout=timeout_s, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired as e:
+        return Probe(False, {}, f"did not finish in {timeout_s:g} s (hangs on import?)", str(e.stderr or ""))
     lines = [line for line in result.stdout.splitlines() if line.strip()]
     if result.returncode == 0 and lines:
         try:
@@ -126,15 +126,6 @@ def installed(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-def version_of(*distributions: str) -> str | None:
-    for name in distributions:
-        try:
-            return metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return None
-
-
 def check_python() -> Check:
     version = platform.python_version()
     low, high = PYTHON_SUPPORTED
@@ -145,41 +136,8 @@ def check_python() -> Check:
                  "(Windows) or python3.12 -m venv .venv")
 
 
-def nvidia_driver() -> dict[str, str] | None:
-    """The driver version and GPU names nvidia-smi reports, or None where there is no NVIDIA driver."""
-    if shutil.which("nvidia-smi") is None:
-        return None
-    try:
-        result = subprocess.run(["nvidia-smi", "--query-gpu=driver_version,name", "--format=csv,noheader"],
-                                capture_output=True, text=True, timeout=30)
-    except subprocess.TimeoutExpired:
-        return {"error": "nvidia-smi did not answer in 30 s"}
-    if result.returncode != 0 or not result.stdout.strip():
-        return {"error": (result.stdout + result.stderr).strip().splitlines()[-1] if result.stdout + result.stderr
-                else f"nvidia-smi exit code {result.returncode}"}
-    version, _, name = result.stdout.strip().splitlines()[0].partition(",")
-    return {"version": version.strip(), "name": name.strip()}
 
-
-TORCH_CODE = """
-import json
-import torch
-
-info = {"version": torch.__version__, "cuda": torch.version.cuda, "available": torch.cuda.is_available()}
-if info["available"]:
-    props = torch.cuda.get_device_properties(0)
-    info.update(name=props.name, vram_gb=props.total_memory / 2**30, capability=f"{props.major}.{props.minor}",
-                bf16=torch.cuda.is_bf16_supported(), devices=torch.cuda.device_count())
-    try:
-        driver_cuda = torch._C._cuda_getDriverVersion()  # e.g. 12080: the newest CUDA the driver runs
-        info["driver_cuda"] = f"{driver_cuda // 1000}.{driver_cuda % 1000 // 10}"
-    except Exception:
-        pass
-print(json.dumps(info))
-"""
-
-
-def check_torch(result: Probe, driver: dict[str, str] | None) -> tuple[list[Check], profiles.Gpu | None | bool]:
+def check_torch(result: Probe, driver: dict[str, str] | None) -> tuple[list[Check], Gpu | None | bool]:
     """torch (build, CUDA), the driver, the GPU (name, VRAM, compute capability) and bf16."""
     has_driver = driver is not None and "version" in driver
     if driver is None:
@@ -216,7 +174,7 @@ def check_torch(result: Probe, driver: dict[str, str] | None) -> tuple[list[Chec
                                 "To train Llama 3.2, use a machine with an NVIDIA GPU (8 GB or more)."))
         checks.append(Check("bf16", WARN, "no GPU: the CPU demo trains in float32"))
         return checks, None
-    gpu = profiles.Gpu(t["name"], t["vram_gb"], t["capability"])
+    gpu = Gpu(t["name"], t["vram_gb"], t["capability"])
     driver_cuda = t.get("driver_cuda")
     checks.append(Check("cuda", PASS, f"available, {t['devices']} device(s)"
                         + (f"; the driver runs CUDA up to {driver_cuda}" if driver_cuda else "")))
@@ -241,21 +199,6 @@ def check_torch(result: Probe, driver: dict[str, str] | None) -> tuple[list[Chec
     return checks, gpu
 
 
-BITSANDBYTES_CODE = """
-import json
-import bitsandbytes as bnb
-
-info = {"version": bnb.__version__}
-if CUDA:
-    import torch
-    from bitsandbytes import functional as F
-
-    x = torch.randn(256, 256, device="cuda", dtype=torch.float16)
-    packed, state = F.quantize_4bit(x, quant_type="nf4")  # runs the native CUDA library
-    info["nf4_error"] = (F.dequantize_4bit(packed, state) - x).abs().mean().item()
-print(json.dumps(info))
-"""
-
 
 def check_bitsandbytes(on_gpu: bool, timeout_s: float) -> Check:
     fix = 'pip install "bitsandbytes>=0.45.5,<0.51" (part of pip install -e ".[gpu]")'
@@ -263,7 +206,7 @@ def check_bitsandbytes(on_gpu: bool, timeout_s: float) -> Check:
         if on_gpu:
             return Check("bitsandbytes", FAIL, "not installed: the GPU profiles load the model in 4-bit", fix)
         return Check("bitsandbytes", WARN, "not installed (only needed on a GPU)", 'On a GPU: pip install -e ".[gpu]"')
-    result = probe(BITSANDBYTES_CODE.replace("CUDA", str(on_gpu)), timeout_s)
+    result = probe("bitsandbytes", timeout_s, *(["cuda"] if on_gpu else []))
     if not result.ok:
         return Check("bitsandbytes", FAIL if on_gpu else WARN, f"fails: {result.error}",
                      fix + "; its native library must match torch's CUDA (reinstall it after changing torch)")
@@ -275,27 +218,6 @@ def check_bitsandbytes(on_gpu: bool, timeout_s: float) -> Check:
     return Check("bitsandbytes", PASS, f"{b['version']}, native CUDA library works (NF4 quantize round trip)")
 
 
-TRITON_CODE = """
-import json
-import triton
-
-info = {"version": triton.__version__}
-if CUDA:
-    import torch
-    import triton.language as tl
-
-    @triton.jit
-    def add(x, y, out, n, BLOCK: tl.constexpr):
-        i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-        tl.store(out + i, tl.load(x + i, mask=i < n) + tl.load(y + i, mask=i < n), mask=i < n)
-
-    x = torch.arange(100, device="cuda", dtype=torch.float32)
-    out = torch.empty_like(x)
-    add[(1,)](x, x, out, 100, BLOCK=128)  # compiles a kernel: needs a working compiler toolchain
-    info["kernel_ok"] = bool(torch.equal(out, 2 * x))
-print(json.dumps(info))
-"""
-
 
 def check_triton(on_gpu: bool, timeout_s: float) -> Check:
     fix = ('pip install "triton-windows>=3.6,<3.7" (the series torch 2.11 expects)' if IS_WINDOWS else
@@ -305,7 +227,7 @@ def check_triton(on_gpu: bool, timeout_s: float) -> Check:
             return Check("triton", FAIL, "not installed: unsloth's kernels need it", fix)
         return Check("triton", PASS, "not installed, as it should be on a CPU-only machine (it makes TRL pick "
                                      "GPU kernels)")
-    result = probe(TRITON_CODE.replace("CUDA", str(on_gpu)), timeout_s)
+    result = probe("triton", timeout_s, *(["cuda"] if on_gpu else []))
     if not result.ok:
         return Check("triton", FAIL if on_gpu else WARN, f"fails: {result.error}", fix)
     t = result.data
@@ -318,19 +240,11 @@ def check_triton(on_gpu: bool, timeout_s: float) -> Check:
     return Check("triton", PASS, detail)
 
 
-XFORMERS_CODE = """
-import json
-import xformers
-import xformers.ops  # loads the compiled extensions (and warns when they were built for another torch)
-
-print(json.dumps({"version": xformers.__version__}))
-"""
-
 
 def check_xformers(on_gpu: bool, timeout_s: float) -> Check:
     if not installed("xformers"):
         return Check("xformers", PASS, "not installed (optional: unsloth uses PyTorch's own attention)")
-    result = probe(XFORMERS_CODE, timeout_s)
+    result = probe("xformers", timeout_s)
     mismatch = [line.strip() for line in result.output.splitlines() if "built for" in line or "can't load" in line]
     fix = ("pip uninstall xformers (optional), or install the xformers build made for your torch "
            "(each xformers release pins one torch version)")
@@ -340,13 +254,6 @@ def check_xformers(on_gpu: bool, timeout_s: float) -> Check:
         return Check("xformers", WARN, f"{result.data['version']}: {' '.join(mismatch)[:300]}", fix)
     return Check("xformers", PASS, f"{result.data['version']} imports")
 
-
-UNSLOTH_CODE = """
-import json
-import unsloth
-
-print(json.dumps({"version": unsloth.__version__}))
-"""
 
 
 def check_unsloth(on_gpu: bool, timeout_s: float) -> Check:
@@ -359,7 +266,7 @@ def check_unsloth(on_gpu: bool, timeout_s: float) -> Check:
     if not installed("unsloth"):
         return Check("unsloth", FAIL, "not installed: training would fall back to the slower transformers engine, "
                                       "which needs more memory than the profiles plan for", fix)
-    result = probe(UNSLOTH_CODE, timeout_s)
+    result = probe("unsloth", timeout_s)
     if not result.ok:
         return Check("unsloth", FAIL, f"does not import: {result.error}",
                      fix + "; it must match torch, triton and xformers (see their lines above)")
@@ -464,7 +371,7 @@ def check_token() -> Check:
         token_file = Path(constants.HF_TOKEN_PATH)
         from_file = token_file.is_file() and token_file.read_text(encoding="utf-8").strip() == token
         return Check("hf token", PASS, f"set ({'token file ' + str(token_file) if from_file else 'HF_TOKEN'})")
-    for name in (".hftoken", "token.txt"):
+    for name in NOTEBOOK_TOKEN_FILES:
         if Path(name).is_file():
             return Check("hf token", WARN, f"found in ./{name}, which the Hugging Face libraries do not read",
                          f"Run scripts/setup_paperspace.sh, or: hf auth login --token \"$(cat {name})\"")

@@ -1,4 +1,5 @@
-"""TRL's SFTTrainer with checkpoints written aside and renamed into place, and a stop on Ctrl+C/SIGTERM that saves.
+"""TRL's SFTTrainer for a run: checkpoints written aside and renamed into place, micro-batches run as passes (and
+again in smaller ones after running out of GPU memory), the seeded length-grouped order, real tokens counted on the GPU.
 
 Imported only once training starts, after the engine is chosen: unsloth must be imported before trl.
 """
@@ -11,54 +12,20 @@ import gc
 import logging
 import os
 import shutil
-import signal
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import TrainerCallback
-from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import rotate_checkpoints
 from trl import SFTTrainer
 
-from trainer import checkpoints, passes
 from trainer.config import Config
 from trainer.console import console
 from trainer.distributed import ranks
 from trainer.errors import UserError
 from trainer.runs import RunDir
-
-
-class SeededLengthGroupedSampler(LengthGroupedSampler):
-    """The Trainer's group_by_length order, shuffled by its own generator (the run's seed plus the epoch) instead of
-    torch's global one: the order is then the same wherever the run starts, resumed or not, on every rank. The
-    Trainer's sampler draws from the global generator when the epoch starts, whose state depends on what ran before
-    (unsloth's model loading on a GPU): a resumed unsloth run trained other rows than the run it continued."""
-
-    def __init__(self, rows_per_step: int, lengths: list[int], seed: int) -> None:
-        super().__init__(rows_per_step, lengths=lengths)
-        self.seed, self.epoch = seed, 0
-
-    def set_epoch(self, epoch: int) -> None:  # the Trainer calls it through accelerate's data loader
-        self.epoch = epoch
-
-    def __iter__(self) -> Iterator[int]:
-        self.generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        return super().__iter__()
-
-
-def length_grouped_sampler(dataset: Any, rows_per_step: int, seed: int) -> SeededLengthGroupedSampler:
-    """The grouped order of `dataset`, with the rows' lengths read in one go (data.build's `length` column, or, for
-    TRL's packed rows, the lengths of the token lists from Arrow): the Trainer reads them one row at a time (18 s for
-    100k rows)."""
-    if "length" in dataset.column_names:
-        lengths = dataset["length"][:]
-    else:
-        import pyarrow.compute as pc
-
-        lengths = pc.list_value_length(dataset.with_format("arrow")[:]["input_ids"]).to_pylist()
-    return SeededLengthGroupedSampler(rows_per_step, lengths, seed)
+from trainer.train import checkpoints, micro_batches
+from trainer.train.sampler import length_grouped_sampler
 
 
 class ExactPacking(logging.Filter):
@@ -74,12 +41,13 @@ class ExactPacking(logging.Filter):
 EXACT_PACKING = ExactPacking()
 
 
-class Trainer(SFTTrainer):
-    def __init__(self, *args: Any, run: RunDir, config: Config, **kwargs: Any) -> None:
+class RunTrainer(SFTTrainer):
+    def __init__(self, *args: Any, run: RunDir, config: Config, job: ranks.Job, **kwargs: Any) -> None:
         logging.getLogger("trl.trainer.sft_trainer").addFilter(EXACT_PACKING)
         super().__init__(*args, **kwargs)
         self.run = run
         self.config = config
+        self.job = job
         self.max_tokens_per_pass = config.train.max_tokens_per_pass  # lowered for good after running out of memory
         self.pending_tokens: Any = 0  # real tokens of the batches since the last log, a GPU tensor while training
         if self.args.fp16:
@@ -90,13 +58,13 @@ class Trainer(SFTTrainer):
                     param.data = param.data.float()
 
     def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> Any:
-        """The micro-batch as passes of at most `max_tokens_per_pass` tokens (trainer/passes.py), so only one pass's
+        """The micro-batch as passes of at most `max_tokens_per_pass` tokens (micro_batches.py), so only one pass's
         activations are alive at a time. When a pass runs out of GPU memory (another program took some), the
         gradients are put back as they were, and the micro-batch runs again as passes of half the tokens; the smaller
         budget is kept. Only when one row or conversation alone does not fit does training stop, with a checkpoint."""
         saved = [p.grad.clone() if p.grad is not None else None for p in self.trainable]
         while True:
-            parts = passes.split(inputs, self.max_tokens_per_pass)
+            parts = micro_batches.split(inputs, self.max_tokens_per_pass)
             if len(parts) > 1:
                 self.check_split_is_exact(num_items_in_batch)
             try:
@@ -114,12 +82,12 @@ class Trainer(SFTTrainer):
             for param, grad in zip(self.trainable, saved, strict=True):
                 param.grad = grad
             free_gpu_memory()
-            budget = max(passes.tokens(part) for part in parts) // 2
-            if budget < passes.smallest_pass(inputs) or num_items_in_batch is None:
+            budget = max(micro_batches.tokens(part) for part in parts) // 2
+            if budget < micro_batches.smallest_pass(inputs) or num_items_in_batch is None:
                 self.stop_out_of_memory(model, inputs)
             self.max_tokens_per_pass = budget
-            console.print(f"[yellow]Out of GPU memory on a micro-batch of {passes.tokens(inputs)} tokens: running it "
-                          f"again, and from now on, as passes of at most {budget} tokens[/]")
+            console.print(f"[yellow]Out of GPU memory on a micro-batch of {micro_batches.tokens(inputs)} tokens: "
+                          f"running it again, and from now on, as passes of at most {budget} tokens[/]")
 
     @functools.cached_property
     def trainable(self) -> list[torch.nn.Parameter]:
@@ -134,24 +102,24 @@ class Trainer(SFTTrainer):
     def stop_out_of_memory(self, model: Any, inputs: dict[str, Any]) -> None:
         """A checkpoint of the last completed step, then a UserError with the fixes not already in force."""
         self._save_checkpoint(model, trial=None)
-        piece = "conversation" if passes.is_flattened(inputs) else "row"
+        piece = "conversation" if micro_batches.is_flattened(inputs) else "row"
         fixes = ["close other programs that use the GPU"]
         if self.config.train.gradient_checkpointing == "off":
             fixes.append("turn gradient checkpointing on (--set gradient_checkpointing=unsloth)")
         if self.config.model.max_seq_length > 256:
             fixes.append(f"train shorter rows (--set max_seq_length={self.config.model.max_seq_length // 2})")
         hint = ", ".join(fixes[:-1]) + (" or " if len(fixes) > 1 else "") + fixes[-1]
-        raise UserError(f"out of GPU memory: one {piece} of {passes.smallest_pass(inputs)} tokens does not fit in "
-                        f"what is free on the GPU (checkpoint-{self.state.global_step} saved)",
+        raise UserError(f"out of GPU memory: one {piece} of {micro_batches.smallest_pass(inputs)} tokens does not fit "
+                        f"in what is free on the GPU (checkpoint-{self.state.global_step} saved)",
                         f"{hint[0].upper()}{hint[1:]}; then continue with: {self.run.resume_command}")
 
     def stop_out_of_memory_in_job(self, inputs: dict[str, Any]) -> None:
         """Several processes cannot run a step again in smaller passes: the others may already be all-reducing its
         gradients. The job stops; its last checkpoint stays."""
         raise UserError(f"out of GPU memory on rank {self.args.process_index}, on a micro-batch of "
-                        f"{passes.tokens(inputs)} tokens",
+                        f"{micro_batches.tokens(inputs)} tokens",
                         f"Close other programs that use the GPU, or --set max_tokens_per_pass="
-                        f"{max(passes.tokens(inputs) // 2, 1)} (passes of fewer tokens); then continue with: "
+                        f"{max(micro_batches.tokens(inputs) // 2, 1)} (passes of fewer tokens); then continue with: "
                         f"{self.run.resume_command} and the same number of processes.")
 
     def _get_train_sampler(self, train_dataset: Any = None) -> Any:
@@ -197,11 +165,11 @@ class Trainer(SFTTrainer):
             final.mkdir(parents=True, exist_ok=True)
             if needed > shutil.disk_usage(final).free / 2**20:  # refuse before writing anything
                 raise checkpoints.no_space_error(name, final, needed)
-        ranks.wait("clearing the staging folder")
+        ranks.wait(self.job, "clearing the staging folder")
         self.args.output_dir = str(staging)
         try:
             super()._save_checkpoint(model, trial)
-            ranks.wait(f"writing {name}")
+            ranks.wait(self.job, f"writing {name}")
             if main:
                 shutil.copy(self.run.config, staging / name / "config.toml")
                 checkpoints.write_world(staging / name, self.args.world_size, self.args.gradient_accumulation_steps)
@@ -233,37 +201,6 @@ class Trainer(SFTTrainer):
         self.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", map_location="cpu", weights_only=True))
         self.lr_scheduler.load_state_dict(torch.load(folder / "scheduler.pt", weights_only=True))
         return None
-
-
-class GracefulStop(TrainerCallback):
-    """First Ctrl+C or SIGTERM: finish the step, checkpoint, stop. A second Ctrl+C aborts at once."""
-
-    def __init__(self) -> None:
-        self.signal: int | None = None
-        self.previous: dict[int, Any] = {}
-
-    def __enter__(self) -> GracefulStop:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self.previous[sig] = signal.signal(sig, self.handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
-
-    def handle(self, signum: int, frame: Any) -> None:
-        if self.signal is not None:
-            raise KeyboardInterrupt
-        self.signal = signum
-        console.print(f"[yellow]{signal.Signals(signum).name}: finishing this step and saving a checkpoint "
-                      "(Ctrl+C again aborts at once)[/]")
-
-    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        if self.signal is not None:
-            control.should_save = True
-            control.should_training_stop = True
-        elif state.global_step >= state.max_steps:
-            control.should_save = True  # the last step is always checkpointed
 
 
 def free_gpu_memory() -> None:

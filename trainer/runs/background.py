@@ -12,37 +12,32 @@ from typing import Any
 
 from rich.markup import escape
 
+from trainer.config import Config
 from trainer.console import console
 from trainer.errors import UserError
-from trainer.runs import FINAL_STATES, RunDir, new_path, process_identity, write_atomic
+from trainer.runs.run_dir import FINAL_STATES, RunDir, new_path, process_identity, write_atomic
 
 # What `runs --follow` exits with once the run has ended (Ctrl+C while following: 130, the run goes on).
 EXIT_CODES = {"completed": 0, "failed": 1, "died": 1, "interrupted": 130}
 TAIL_LINES = 20
 
 
-def start(argv: list[str], profile: str, settings: list[str], flags: dict[str, Any], resume: bool,
-          resume_from: str | None) -> RunDir | None:
-    """Run `python -m trainer <argv without --detach>` in a new session, its output in RUN_DIR/train.log; return at
-    once. The settings are resolved here first, so a bad flag or profile is an error now, not in the log."""
-    from trainer.config import resolve
+def new_run(config: Config) -> RunDir:
+    """The folder of a new run to start in the background, made now: a bad --run-dir fails here, not in the log."""
+    run = RunDir(new_path(config))
+    try:
+        run.path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot create the run directory {run.path}: {e.strerror}",
+                        "Pick a --run-dir you can write.") from None
+    return run
 
-    if resume or resume_from:
-        from trainer.train import finished, run_to_resume
 
-        run = run_to_resume(profile, settings, flags, resume_from)
-        if finished(run, resume_from):
-            return None
-    else:
-        config, _ = resolve(profile, settings, flags)
-        run = RunDir(new_path(config))
-        try:
-            run.path.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise UserError(f"cannot create the run directory {run.path}: {e.strerror}",
-                            "Pick a --run-dir you can write.") from None
+def start(argv: list[str], run: RunDir, profile: str, name_run_dir: bool) -> RunDir:
+    """Run `python -m trainer <argv without --detach>` (with --run-dir RUN when `name_run_dir`) in a new session, its
+    output in RUN_DIR/train.log; return at once. The CLI has resolved the settings and found the run first."""
     command = [sys.executable, "-m", "trainer", *(a for a in argv if not is_detach_flag(a))]
-    if "run.run_dir" not in flags and not resume_from:
+    if name_run_dir:
         command += ["--run-dir", str(run.path)]
     launched = datetime.now().isoformat(timespec="seconds")
     with run.log_file.open("ab") as log:

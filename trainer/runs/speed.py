@@ -8,21 +8,15 @@ files as they are.
 from __future__ import annotations
 
 import json
-import platform
 import statistics
-import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from trainer import doctor
 from trainer.config import Config
 from trainer.data.synthetic import FINETOME_ROWS, TOKENS_PER_ROW
 from trainer.engines import attention
-from trainer.runs import RunDir, write_atomic
-
-PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "bitsandbytes", "unsloth",
-            "unsloth_zoo", "xformers", "triton")
+from trainer.runs.run_dir import RunDir, write_atomic
+from trainer.system import environment
 
 
 def summarize(run: RunDir, skip_steps: int | None = None) -> dict[str, Any]:
@@ -90,34 +84,6 @@ def settings_of(config: Config) -> dict[str, Any]:
         "max_tokens_per_pass": train.max_tokens_per_pass,
         "vram_cap_gb": config.run.vram_cap_gb, "dataset": config.data.dataset,
     }
-
-
-def since_process_start() -> float:
-    """Seconds since this process started: at the first step, the user's wait for training to begin."""
-    import psutil
-
-    return round(time.time() - psutil.Process().create_time(), 2)
-
-
-def environment() -> dict[str, Any]:
-    """GPU, driver and library versions, for a record that says exactly what was measured."""
-    import torch
-
-    env: dict[str, Any] = {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "python": platform.python_version(),
-        "versions": {name: doctor.version_of(name) for name in PACKAGES},
-    }
-    if torch.cuda.is_available():
-        props = torch.cuda.get_device_properties(0)
-        env["gpu"] = props.name
-        env["gpu_memory_gb"] = round(props.total_memory / 2**30, 1)
-        env["sms"] = props.multi_processor_count  # fewer than the GPU has when MPS confines this process
-        env["cuda"] = torch.version.cuda
-        env["driver"] = (doctor.nvidia_driver() or {}).get("version")
-    else:
-        env["gpu"] = None
-    return env
 
 
 # --- model FLOPs ----------------------------------------------------------------------------------------------------

@@ -1,0 +1,78 @@
+"""Helpers the tests share: the real CLI in a subprocess, waiting for a run, the tiny training setups. Tests import
+these from here, never from another test file."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE_DIR = os.environ.get("TRAINER_CACHE_DIR") or str(Path.home() / ".cache" / "trainer")
+
+
+def cli_command(*args: str) -> tuple[list[str], dict[str, str]]:
+    env = {**os.environ, "TRAINER_CACHE_DIR": CACHE_DIR, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
+    return [sys.executable, "-m", "trainer", *args], env
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """The real CLI in a subprocess, as a user runs it."""
+    command, base_env = cli_command(*args)
+    return subprocess.run(command, cwd=cwd or ROOT, env={**base_env, **(env or {})}, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def start(*cli_args: str) -> subprocess.Popen:
+    """The real CLI in a subprocess that runs on while the test watches it."""
+    command, env = cli_command(*cli_args)
+    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def wait_for(condition, process: subprocess.Popen, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert process.poll() is None, f"exited early:\n{process.stdout.read()}"
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def chat_session(target: str, typed: str, *options: str) -> subprocess.CompletedProcess:
+    """`trainer chat` in a subprocess, with `typed` as what the user types."""
+    command, env = cli_command("chat", target, *options)
+    return subprocess.run(command, input=typed, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+def assert_user_error(result, *fragments):
+    out = result.stdout + result.stderr
+    assert result.returncode == 2, out
+    assert "Traceback" not in out
+    for fragment in fragments:
+        assert fragment in out, out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def tiny_config(tiny_llama, tmp_path, *settings, max_steps=60):
+    """The CPU profile on a tiny random Llama, learning fast, evaluated every 10 steps: (config, reason)."""
+    from trainer.profiles import resolve
+
+    return resolve("cpu", ["learning_rate=3e-2", "warmup_steps=2", "eval_every_steps=10", "eval_size=8",
+                           "micro_batch_size=4", *settings],
+                   {"model.name": str(tiny_llama), "train.max_steps": max_steps,
+                    "run.run_dir": str(tmp_path / "run")})
+
+
+def models_for_test(config):
+    """The transformers engine's LoRA model for `config` on the CPU."""
+    from trainer.engines import transformers_engine
+
+    return transformers_engine.load(config, None)[0]

@@ -1,0 +1,6 @@
+"""Runs: the run directory (run_dir), finding and listing runs (listing), runs in the background (background), and
+the speed of a run (speed)."""
+
+from trainer.runs.run_dir import RunDir, write_atomic
+
+__all__ = ["RunDir", "write_atomic"]

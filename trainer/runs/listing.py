@@ -1,0 +1,57 @@
+"""Finding runs: every run under a root, the latest of a profile, one by folder or id, and the `runs` table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from trainer.errors import UserError
+from trainer.runs.run_dir import RunDir
+
+
+def list_runs(root: Path) -> list[RunDir]:
+    """Every run directory under `root` (with a status, or launched by --detach and still loading), newest first."""
+    paths = {p.parent for name in ("status.json", "launch.json") for p in root.glob(f"*/{name}")}
+    runs = [RunDir(p) for p in paths]
+    return sorted(runs, key=lambda r: max(f.stat().st_mtime for f in (r.status, r.launch) if f.exists()),
+                  reverse=True)
+
+
+def latest(runs_root: Path, profile: str) -> RunDir:
+    """The most recently active run of `profile` under `runs_root`."""
+    mine = [r for r in list_runs(runs_root) if r.read_status().get("profile") == profile]
+    if not mine:
+        raise UserError(f"no run of profile {profile} under {runs_root}/ to resume",
+                        "Name one with --run-dir, or start a run without --resume.")
+    return mine[0]
+
+
+def show(root: Path) -> None:
+    """`trainer runs`: every run under `root`, newest first, with what it has produced."""
+    from rich.table import Table
+
+    from trainer.console import console
+
+    runs = list_runs(root)
+    if not runs:
+        console.print(f"No runs under {root}/ yet. Start one with: python -m trainer (--detach: in the background)")
+        return
+    table = Table(title=f"Runs in {root}/")
+    for column in ("run", "profile", "state", "steps", "loss", "last checkpoint", "exports"):
+        table.add_column(column, overflow="fold")
+    for run in runs:
+        info = run.info()
+        table.add_row(info["run"], info["profile"], info["state"], info["step"],
+                      "" if info["loss"] is None else f"{info['loss']:.4f}", info["checkpoint"] or "",
+                      ", ".join(info["exports"]))
+    console.print(table)
+    console.print("Follow one with: python -m trainer runs --follow RUN")
+
+
+def find(name: str, root: Path) -> RunDir:
+    """A run by its folder or by its id under `root`."""
+    for path in (Path(name), root / name):
+        if (path / "status.json").is_file() or (path / "launch.json").is_file():
+            return RunDir(path)
+    known = ", ".join(r.path.name for r in list_runs(root)[:5]) or "none yet"
+    raise UserError(f"no run '{name}' (neither a run folder nor a run id under {root}/)",
+                    f"`python -m trainer runs` lists them (latest: {known}); or pass --runs-root.")

@@ -1,0 +1,98 @@
+"""Facts of this machine: library versions, the NVIDIA driver, the GPU. A leaf: it imports nothing of ours."""
+
+from __future__ import annotations
+
+import platform
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from typing import Any
+
+# The libraries a speed record names (benchmark.json, benchmarks/results/).
+PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "bitsandbytes", "unsloth",
+            "unsloth_zoo", "xformers", "triton")
+
+
+@dataclass(frozen=True)
+class Gpu:
+    name: str
+    vram_gb: float  # GiB, as torch reports total memory
+    compute_capability: str  # "8.6"
+
+    @property
+    def has_bf16(self) -> bool:
+        return float(self.compute_capability) >= 8.0
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.vram_gb:.1f} GB, sm_{self.compute_capability.replace('.', '')})"
+
+
+def detect_gpu() -> Gpu | None:
+    """The first CUDA device, or None when there is none (or torch has no CUDA)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    return gpu_of(torch.cuda.get_device_properties(0))
+
+
+def gpu_of(props: Any) -> Gpu:
+    """A Gpu from torch's device properties."""
+    return Gpu(props.name, props.total_memory / 2**30, f"{props.major}.{props.minor}")
+
+
+def version_of(*distributions: str) -> str | None:
+    """The installed version of the first of these distributions that is installed."""
+    for name in distributions:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def nvidia_driver() -> dict[str, str] | None:
+    """The driver version and GPU names nvidia-smi reports, or None where there is no NVIDIA driver."""
+    if shutil.which("nvidia-smi") is None:
+        return None
+    try:
+        result = subprocess.run(["nvidia-smi", "--query-gpu=driver_version,name", "--format=csv,noheader"],
+                                capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        return {"error": "nvidia-smi did not answer in 30 s"}
+    if result.returncode != 0 or not result.stdout.strip():
+        return {"error": (result.stdout + result.stderr).strip().splitlines()[-1] if result.stdout + result.stderr
+                else f"nvidia-smi exit code {result.returncode}"}
+    version, _, name = result.stdout.strip().splitlines()[0].partition(",")
+    return {"version": version.strip(), "name": name.strip()}
+
+
+def environment() -> dict[str, Any]:
+    """GPU, driver and library versions, for a record that says exactly what was measured."""
+    import torch
+
+    env: dict[str, Any] = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "versions": {name: version_of(name) for name in PACKAGES},
+    }
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        env["gpu"] = props.name
+        env["gpu_memory_gb"] = round(props.total_memory / 2**30, 1)
+        env["sms"] = props.multi_processor_count  # fewer than the GPU has when MPS confines this process
+        env["cuda"] = torch.version.cuda
+        env["driver"] = (nvidia_driver() or {}).get("version")
+    else:
+        env["gpu"] = None
+    return env
+
+
+def since_process_start() -> float:
+    """Seconds since this process started: at the first step, the user's wait for training to begin."""
+    import psutil
+
+    return round(time.time() - psutil.Process().create_time(), 2)

@@ -1,0 +1,219 @@
+"""The training recipe, top to bottom: set up (data, engine, model, tokens, run directory), fit, finish."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from trainer import data, engines, system
+from trainer.config import Config, tracker_environment
+from trainer.console import config_table, console
+from trainer.distributed import ranks
+from trainer.engines import attention, policy
+from trainer.errors import Stopped
+from trainer.runs import RunDir, speed, write_atomic
+from trainer.train import checkpoints, trackers
+from trainer.train.sft_config import sft_config
+
+
+@dataclass
+class Setup:
+    """What the recipe trains with, once it is set up."""
+
+    config: Config  # settled for the engine: no "auto" left
+    engine: str
+    gpu: system.Gpu | None
+    model: Any
+    tokenizer: Any
+    prepared: data.Prepared
+    run: RunDir
+    startup: dict[str, float]  # seconds since process start when each start-up stage ended
+
+
+def main(config: Config, job: ranks.Job, profile_reason: str, resume_from: Path | None = None) -> RunDir:
+    """Train with `config` (continuing from a checkpoint when given) and return the finished run directory.
+
+    Supports: the unsloth engine (NVIDIA GPU) or plain transformers + PEFT (GPU in 4-bit, or the CPU); LoRA on a 4-bit
+    or full-precision base; packing, padding-free and length-grouped batches; micro-batches run as passes of at most
+    max_tokens_per_pass tokens, again in smaller ones after running out of GPU memory; eval loss on a held-out set;
+    checkpoints written aside and renamed, resume from one bit-exact; Ctrl+C/SIGTERM finish the step and checkpoint;
+    a memory cap and the card's attention kernels (emulated cards); experiment trackers; a job of several processes
+    (`job`, trainer/distributed/), in which every rank runs this and rank 0 alone prints and writes the run.
+
+    Raises UserError for what the user can fix (hardware a setting needs, the data, the model, a tracker not
+    installed, no disk space, out of memory for one row, another process of the job gone) and Stopped after a signal
+    (a checkpoint saved). The run's status says how it ended: completed, interrupted or failed.
+    """
+    setup = set_up(config, job, profile_reason, resume_from)
+    trainer = fit(setup, job, resume_from)
+    finish(setup, job, trainer)
+    return setup.run
+
+
+def set_up(config: Config, job: ranks.Job, profile_reason: str, resume_from: Path | None) -> Setup:
+    """Check what the hardware refuses, read the data (every data problem surfaces before the slow model load), choose
+    the engine and settle the config for it, load the model, tokenize, and open the run directory."""
+    timeout_s = config.run.rank_timeout_s
+    gpu = system.detect_gpu()
+    console.print(f"Profile [bold]{config.profile}[/]: {profile_reason}")
+    policy.check_hardware(config, gpu)
+    trackers.check_installed(config.run.report_to)
+    if config.run.vram_cap_gb and gpu is not None:
+        cap_vram(config.run.vram_cap_gb, gpu)
+    with ranks.main_first("reading the data", job, timeout_s):
+        examples = data.load(config)
+    console.print(f"Data: {len(examples)} {examples.format} rows from {config.data.dataset}")
+    startup = {"data_read": system.since_process_start()}
+    if gpu is not None:
+        attention.restrict(config)  # before the engine is imported: unsloth reads them when it picks its kernels
+    engine, why = engines.choose(config, gpu)
+    startup["engine_imported"] = system.since_process_start()
+    config, settled = policy.settle(config, engine)
+    console.print(config_table(config))  # the config that trains
+    console.print(f"Engine [bold]{engine}[/]: {why}" + (f"; for it, {settled}" if settled else ""))
+    model, tokenizer = engines.get(engine).load(config, gpu)
+    startup["model_loaded"] = system.since_process_start()
+    ranks.meet("loading the model", job, timeout_s)
+    if gpu is not None:
+        console.print(f"Attention kernels (torch SDPA): {', '.join(attention.current())}")
+    with ranks.main_first("tokenizing the data", job, timeout_s):
+        prepared = data.build(ranks.job_config(config, job.size), examples, tokenizer)
+    startup["data_tokenized"] = system.since_process_start()
+    describe_data(config, job, prepared.stats)
+    run = open_run(config, job, resume_from, prepared.stats, engine)
+    return Setup(config, engine, gpu, model, tokenizer, prepared, run, startup)
+
+
+def describe_data(config: Config, job: ranks.Job, stats: dict[str, Any]) -> None:
+    console.print(
+        f"Tokenized {stats['train_rows']} train / {stats['eval_rows']} eval rows; tokens per row "
+        f"min {stats['tokens_min']}, median {stats['tokens_median']:.0f}, max {stats['tokens_max']}; "
+        f"{stats['trained_token_fraction']:.0%} of tokens trained"
+    )
+    if job.size > 1:
+        console.print(ranks.describe(config, job.world, job.backend))
+    if stats["eval_rows"] and config.train.eval_every_steps:
+        share = eval_share(ranks.job_config(config, job.size), stats["eval_rows"], stats["tokens_mean"])
+        line = (f"Eval loss on {stats['eval_rows']} held-out rows every {config.train.eval_every_steps} steps: "
+                f"about {share:.0%} of the training's GPU work")
+        console.print(f"[yellow]{line}[/] (lower eval_max_examples or raise eval_every_steps)" if share > 0.1 else line)
+
+
+def fit(setup: Setup, job: ranks.Job, resume_from: Path | None) -> Any:
+    """Train to the end (or to a signal's checkpoint: Stopped), evaluate the last step, and save the adapter and the
+    loss plot; how a run that ends early ended goes into its status (RunDir.status_on_failure)."""
+    from trainer.train.callbacks import GracefulStop  # imports transformers: only now, after the engine is loaded
+
+    s, trainer = setup, None
+    step = lambda: trainer.state.global_step if trainer is not None else None  # noqa: E731
+    with (ranks.peers_watched(job, s.run.resume_command),
+          s.run.status_on_failure(job.is_main, step, ranks.same_processes(job.world), profile=s.config.profile,
+                                  engine=s.engine)):
+        with GracefulStop() as stop:
+            trainer = make_trainer(s.config, job, s.gpu, s.model, s.tokenizer, s.prepared, s.run, stop,
+                                   startup=s.startup)
+            trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+        signal = ranks.agree(job, [stop.signal or 0])[0]  # the signal may have reached another machine only
+        if signal:
+            raise Stopped(signal)
+        if s.prepared.eval is not None and not evaluated_at(trainer.state.log_history, trainer.state.global_step):
+            trainer.evaluate()
+        if job.is_main:
+            s.run.save_adapter(trainer.save_model)
+            s.run.plot_loss()
+    return trainer
+
+
+def finish(setup: Setup, job: ranks.Job, trainer: Any) -> None:
+    """Rank 0: the run completed; its benchmark.json, and where everything is."""
+    if not job.is_main:
+        return
+    run, config = setup.run, setup.config
+    run.set_status("completed", profile=config.profile, engine=setup.engine, steps=trainer.state.global_step)
+    numbers = speed.write_run_benchmark(run, config, setup.engine, job.size)
+    console.print(f"[green]Done.[/] LoRA adapter: {run.adapter}  loss plot: {run.plot}")
+    if numbers.get("tokens_per_s"):
+        console.print(f"Speed: {numbers['steps_per_min']} steps/min, {numbers['tokens_per_s']:,.0f} real tokens/s, "
+                      f"peak {numbers['peak_memory_gb']} GB; details in {run.benchmark}")
+
+
+def open_run(config: Config, job: ranks.Job, resume_from: Path | None, stats: dict[str, Any], engine: str) -> RunDir:
+    """The run directory, made (or reopened to resume) by rank 0 alone; every rank gets its path."""
+    import os
+
+    run = None
+    if job.is_main:
+        if resume_from is None:
+            run = RunDir.create(config)
+        else:
+            run = RunDir(resume_from.parent.parent)
+            run.keep_metrics_through(checkpoints.step_of(resume_from) or 0)
+        console.print(f"Run directory: {run.path}" + (f", resuming from {resume_from.name}" if resume_from else ""))
+        write_atomic(run.data_stats, json.dumps(stats, indent=2) + "\n")
+        # A detached job's launch.json names the launcher, the parent of the ranks (runs.RunDir.state).
+        run.set_status("running", profile=config.profile, engine=engine,
+                       **({"launcher_pid": os.getppid()} if job.world.launched else {}))
+    run = RunDir(ranks.share(job, run.path if run else None))
+    if ranks.agree(job, [0 if run.config.is_file() else 1])[0]:
+        console.print(f"[yellow]{run.path} is on a disk the other machines of this job do not see: its checkpoints "
+                      "will lack their processes' RNG states, and every process reads the checkpoint to resume. Keep "
+                      "runs/ on a folder all machines share, or copy the run directory to each before --resume.[/]")
+    return run
+
+
+def cap_vram(cap_gb: float, gpu: system.Gpu) -> None:
+    """Let torch's allocator use at most `cap_gb`, as on a card with that much memory."""
+    import torch
+
+    fraction = min(1.0, cap_gb / gpu.vram_gb)
+    torch.cuda.set_per_process_memory_fraction(fraction)
+    console.print(f"GPU memory capped at {cap_gb:g} GB of {gpu.vram_gb:.1f} GB")
+
+
+def make_trainer(config: Config, job: ranks.Job, gpu: system.Gpu | None, model: Any, tokenizer: Any,
+                 prepared: data.Prepared, run: RunDir, *callbacks: Any, startup: dict[str, float] | None = None) -> Any:
+    """The SFTTrainer of `config` (settled for its engine) for this process of `job`, with our callbacks."""
+    import datasets
+    from transformers.trainer_callback import PrinterCallback
+
+    from trainer.distributed.agree import AgreeEachStep
+    from trainer.train.callbacks import MetricsCallback
+    from trainer.train.sft_trainer import RunTrainer
+
+    datasets.disable_progress_bars()
+    startup = startup if startup is not None else {}
+    metrics = MetricsCallback(run, gpu is not None, startup, log_every_s=config.train.log_every_s)
+    trainer = RunTrainer(
+        model=model,
+        args=sft_config(config, job, gpu, run, has_eval=prepared.eval is not None),
+        train_dataset=prepared.train,
+        eval_dataset=prepared.eval,
+        processing_class=tokenizer,
+        # metrics after the others: it logs when they decided to save or stop; then all ranks agree on it all
+        callbacks=[*callbacks, metrics, *([AgreeEachStep(job)] if job.size > 1 else [])],
+        run=run,
+        config=config,
+        job=job,
+    )
+    trainer.remove_callback(PrinterCallback)  # MetricsCallback is the one display
+    metrics.scaler = trainer.accelerator.scaler  # fp16 only: the GradScaler, whose loss scale is logged
+    if config.run.report_to and job.is_main:  # the integrations log from rank 0 only
+        trackers.attach(trainer, config, run, tracker_environment())
+    startup["trainer_built"] = system.since_process_start()
+    return trainer
+
+
+def eval_share(config: Config, eval_rows: int, tokens_per_row: float) -> float:
+    """Evaluation's GPU work against training's: every eval_every_steps, one forward pass over the eval rows; every
+    step, speed.passes_per_token passes over its rows. A packed training row holds max_seq_length tokens of
+    conversations, not one conversation."""
+    train = config.train
+    packed = config.model.max_seq_length / tokens_per_row if train.packing else 1.0  # conversations per row
+    passes = speed.passes_per_token(train.gradient_checkpointing)
+    return eval_rows / (train.eval_every_steps * train.micro_batch_size * train.grad_accum_steps * packed * passes)
+
+
+def evaluated_at(log_history: list[dict[str, Any]], step: int) -> bool:
+    return any("eval_loss" in entry and entry.get("step") == step for entry in log_history)
