@@ -3,6 +3,7 @@ Llamas."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -59,3 +60,21 @@ def real_llama(llama_tokenizer_dir, tmp_path_factory) -> Path:
     """A tiny random Llama with the real Llama 3.2 tokenizer (128,256 tokens), for end-to-end runs on it."""
     return models.random_llama(llama_tokenizer_dir, tmp_path_factory.mktemp("real") / "tiny-llama-3.2",
                                hidden_size=32, intermediate_size=64, num_attention_heads=2, num_key_value_heads=1)
+
+
+@pytest.fixture
+def detached_runs():
+    """Run folders of `--detach` runs a test starts (append them): whatever they left running is killed at the end,
+    so a failing test does not leave a training process behind."""
+    import json
+    import signal
+
+    import psutil
+
+    folders: list[Path] = []
+    yield folders
+    for folder in folders:
+        launch = folder / "launch.json"
+        pid = json.loads(launch.read_text())["pid"] if launch.is_file() else None
+        if pid is not None and psutil.pid_exists(pid):
+            os.killpg(os.getpgid(pid), signal.SIGKILL)  # a detached run leads a session (and group) of its own

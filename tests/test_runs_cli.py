@@ -38,8 +38,10 @@ def table_row(output: str, run_id: str) -> str:
 
 
 @pytest.mark.slow
-def test_detached_run_outlives_its_terminal_and_follow_reports_completion(shared_tiny_llama, tmp_path):
+def test_detached_run_outlives_its_terminal_and_follow_reports_completion(shared_tiny_llama, tmp_path,
+                                                                          detached_runs):
     runs_root = tmp_path / "runs"
+    detached_runs.append(runs_root / "background")
     foreground = run_cli(*train_args(shared_tiny_llama, runs_root / "foreground"))
     assert foreground.returncode == 0, foreground.stdout
     # A "terminal": a shell in its own session that starts the detached run and stays open.
@@ -82,8 +84,10 @@ def test_detached_run_outlives_its_terminal_and_follow_reports_completion(shared
 
 
 @pytest.mark.slow
-def test_killed_detached_run_is_shown_died_and_ctrl_c_stops_only_the_follower(shared_tiny_llama, tmp_path):
+def test_killed_detached_run_is_shown_died_and_ctrl_c_stops_only_the_follower(shared_tiny_llama, tmp_path,
+                                                                            detached_runs):
     run_dir = tmp_path / "runs" / "long"
+    detached_runs.append(run_dir)
     started = run_cli(*train_args(shared_tiny_llama, run_dir, 500, "--detach"), cwd=tmp_path)
     assert started.returncode == 0, started.stdout
     pid = launched_pid(run_dir)
@@ -91,8 +95,9 @@ def test_killed_detached_run_is_shown_died_and_ctrl_c_stops_only_the_follower(sh
     assert RunDir(run_dir).read_status()["pid"] == pid
 
     command, env = cli_command("runs", "--follow", str(run_dir))
+    # As a background job of a non-interactive shell starts it: with SIGINT ignored.
     follower = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True)
+                                text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     wait_until(lambda: (run_dir / "metrics.jsonl").exists(), 300, "a logged step")
     time.sleep(2)  # the follower is imported and polling
     follower.send_signal(signal.SIGINT)
@@ -127,8 +132,9 @@ def test_runs_bad_input_and_empty_listing(tmp_path):
 
 
 @pytest.mark.slow
-def test_resume_from_a_checkpoint_in_the_background(shared_tiny_llama, tmp_path):
+def test_resume_from_a_checkpoint_in_the_background(shared_tiny_llama, tmp_path, detached_runs):
     run_dir = tmp_path / "run"
+    detached_runs.append(run_dir)
     first = run_cli(*train_args(shared_tiny_llama, run_dir, 6, "--set", "save_every_steps=3"))
     assert first.returncode == 0, first.stdout
     started = run_cli("--resume-from", str(run_dir / "checkpoints" / "checkpoint-3"), "--detach", cwd=tmp_path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -70,6 +71,9 @@ def follow(run: RunDir, poll_s: float = 0.5) -> int:
     state is final; the exit code says how it ended. Ctrl+C stops following, never the run."""
     console.print(f"Following {escape(str(run.path))} (Ctrl+C stops following; the run goes on)")
     position = None
+    # Python installs its Ctrl+C handler only where SIGINT was not ignored at start, and a background job of a
+    # non-interactive shell starts with it ignored: without this, Ctrl+C (and kill -INT) would not stop following.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         while True:
             state = run.state()  # read before the output: everything written before a final state gets shown
