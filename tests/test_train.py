@@ -1,6 +1,7 @@
 """The real training recipe on a tiny random Llama: TRL's labels, falling loss, and a complete run directory."""
 
 import json
+import re
 import statistics
 
 import pytest
@@ -14,6 +15,7 @@ from trainer.engines import policy
 from trainer.profiles import resolve
 from trainer.runs import RunDir
 from trainer.train import recipe
+from trainer.train.callbacks import clock
 
 
 def test_trl_labels_follow_our_masks(tiny_llama, tmp_path):
@@ -70,8 +72,12 @@ def test_training_run_loss_falls_and_run_dir_is_complete(tiny_llama, tmp_path, c
     config, reason = tiny_config(tiny_llama, tmp_path)
     run = recipe.main(config, Job(), reason)
     # 8 eval rows x 1 pass every 10 steps, against 10 steps x 4 rows x 2 passes (no checkpointing on the CPU)
-    assert "Eval loss on 8 held-out rows every 10 steps: about 10% of the training's GPU work" in " ".join(
-        capsys.readouterr().out.split())
+    out = capsys.readouterr().out
+    assert "Eval loss on 8 held-out rows every 10 steps: about 10% of the training's GPU work" in " ".join(out.split())
+    # not a terminal: a line per logged step, its share done, elapsed time and ETA as h:mm; the config in few lines
+    assert re.search(r"^step 30/60  50%  loss \d+\.\d{4} .* elapsed \d+:\d\d  ETA \d+:\d\d$", out, re.M), out
+    table = out[out.index("Resolved configuration"):out.index("Engine ")]
+    assert len(table.splitlines()) < 25 and "train.learning_rate" not in table and "learning_rate=0.03" in table
     metrics = run.read_metrics()
     losses = [m["loss"] for m in metrics if "loss" in m]
     assert [m["step"] for m in metrics if "loss" in m] == list(range(1, 61))
@@ -91,6 +97,11 @@ def test_training_run_loss_falls_and_run_dir_is_complete(tiny_llama, tmp_path, c
     assert speed["numbers"]["steps"] == 60 and speed["numbers"]["tokens_per_s"] > 0
     assert speed["numbers"]["samples_per_s"] > 0 and speed["numbers"]["time_to_first_step_s"] > 0
     assert speed["versions"]["torch"] and speed["micro_batch_size"] == config.train.micro_batch_size
+
+
+def test_time_left_is_hours_and_minutes_rounded_up():
+    assert [clock(s) for s in (0, 1, 59, 60, 61, 3599, 3600, 5556809)] == [
+        "0:00", "0:01", "0:01", "0:01", "0:02", "1:00", "1:00", "1543:34"]
 
 
 def test_without_eval_rows_training_still_completes(tiny_llama, tmp_path):

@@ -16,13 +16,17 @@ console = Console(highlight=False)
 
 
 def config_table(config: Config) -> Table:
+    """Every setting, a section per row (key=value, wrapped): about 15 lines instead of one per setting, so the start
+    of a run stays on a 40-row screen; the run's config.toml has them one per line."""
     table = Table(title="Resolved configuration", show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")
+    top = {key: value for key, value in config.to_dict().items() if not isinstance(value, dict)}
+    if top:
+        table.add_row("", "  ".join(f"{key}={value}" for key, value in top.items()))
     for section, values in config.to_dict().items():
         if isinstance(values, dict):
-            for key, value in values.items():
-                table.add_row(f"{section}.{key}", str(value))
-        else:
-            table.add_row(section, str(values))
+            table.add_row(section, "  ".join(f"{key}={value}" for key, value in values.items()))
     return table
 
 

@@ -11,7 +11,7 @@ import threading
 import time
 from typing import Any
 
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, TextColumn
 from transformers import TrainerCallback
 
 from trainer.console import console
@@ -106,7 +106,7 @@ class MetricsCallback(TrainerCallback):
         if console.is_terminal:
             self.progress = Progress(
                 TextColumn("step {task.completed}/{task.total}"), BarColumn(), TextColumn("{task.fields[info]}"),
-                TimeRemainingColumn(), console=console,
+                console=console,
             )
             self.task = self.progress.add_task("train", total=state.max_steps, completed=state.global_step, info="")
             self.progress.start()
@@ -151,12 +151,14 @@ class MetricsCallback(TrainerCallback):
         self.run.log(record)
         logs.update({key: record[key] for key in LOGGED if key in record})  # for the trackers, which log after us
         used = f"{'VRAM' if self.on_gpu else 'RAM'} {record['memory_gb']:.2f} GB"
-        info = f"loss {logs['loss']:.4f}  {tokens_per_s:,.0f} tok/s  {used}"
+        elapsed = now - self.start
+        eta = elapsed / max(state.global_step, 1) * (state.max_steps - state.global_step)
+        info = f"loss {logs['loss']:.4f}  {tokens_per_s:,.0f} tok/s  {used}  elapsed {clock(elapsed)}  ETA {clock(eta)}"
         if self.progress is not None:
             self.progress.update(self.task, completed=state.global_step, info=info)
-        else:
-            eta = (now - self.start) / max(state.global_step, 1) * (state.max_steps - state.global_step)
-            console.print(f"step {state.global_step}/{state.max_steps}  {info}  ETA {eta:.0f}s")
+        else:  # a log file or a pipe: one line per logged step
+            done = state.global_step / max(state.max_steps, 1)
+            console.print(f"step {state.global_step}/{state.max_steps} {done:4.0%}  {info}")
 
     def say(self, text: str) -> None:
         (self.progress.console if self.progress else console).print(text)
@@ -197,3 +199,9 @@ class GracefulStop(TrainerCallback):
             control.should_training_stop = True
         elif state.global_step >= state.max_steps:
             control.should_save = True  # the last step is always checkpointed
+
+
+def clock(seconds: float) -> str:
+    """h:mm, minutes rounded up: a run has hours, not seconds, to go (ETA 1:33, not ETA 5556s)."""
+    minutes = max(0, -(-int(seconds) // 60))
+    return f"{minutes // 60}:{minutes % 60:02d}"
