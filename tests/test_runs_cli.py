@@ -78,6 +78,8 @@ def test_detached_run_outlives_its_terminal_and_follow_reports_completion(shared
     for run_id in ("background", "foreground"):
         row = table_row(listing.stdout, run_id)
         assert "cpu" in row and "completed" in row and "3/3" in row and "checkpoint-3" in row and "adapter" in row
+    narrow = run_cli("runs", "--runs-root", str(runs_root), env={"COLUMNS": "50"})  # ids and checkpoints never wrap
+    assert "foreground" in narrow.stdout and "checkpoint-3" in narrow.stdout, narrow.stdout
     # A foreground run has no train.log: following it shows its metrics, and it has already ended.
     metrics = run_cli("runs", "--follow", "foreground", "--runs-root", str(runs_root))
     assert metrics.returncode == 0 and "step 3  loss" in metrics.stdout, metrics.stdout

@@ -25,8 +25,12 @@ def latest(runs_root: Path, profile: str) -> RunDir:
     return mine[0]
 
 
+COLUMNS = ("run", "profile", "state", "steps", "loss", "last checkpoint", "exports")
+
+
 def show(root: Path) -> None:
     """`trainer runs`: every run under `root`, newest first, with what it has produced."""
+    from rich.measure import Measurement
     from rich.table import Table
 
     from trainer.console import console
@@ -35,16 +39,23 @@ def show(root: Path) -> None:
     if not runs:
         console.print(f"No runs under {root}/ yet. Start one with: python -m trainer (--detach: in the background)")
         return
+    infos = [run.info() for run in runs]
+    rows = [[i["run"], i["profile"], i["state"], i["step"], "" if i["loss"] is None else f"{i['loss']:.4f}",
+             i["checkpoint"] or "", ", ".join(i["exports"])] for i in infos]
     table = Table(title=f"Runs in {root}/")
-    for column in ("run", "profile", "state", "steps", "loss", "last checkpoint", "exports"):
-        table.add_column(column, overflow="fold")
-    for run in runs:
-        info = run.info()
-        table.add_row(info["run"], info["profile"], info["state"], info["step"],
-                      "" if info["loss"] is None else f"{info['loss']:.4f}", info["checkpoint"] or "",
-                      ", ".join(info["exports"]))
-    console.print(table)
-    console.print("Follow one with: python -m trainer runs --follow RUN")
+    for column in COLUMNS:
+        table.add_column(column, no_wrap=True)  # run ids and checkpoint names are copied into commands
+    for row in rows:
+        table.add_row(*row)
+    if Measurement.get(console, console.options.update(max_width=10_000), table).maximum <= console.width:
+        console.print(table)
+    else:  # a narrow terminal or pipe: a block per run, nothing wrapped
+        console.print(f"Runs in {root}/")
+        for row in rows:
+            console.print(row[0])
+            console.print("  " + "  ".join(f"{name}: {value}" for name, value in zip(COLUMNS[1:], row[1:], strict=True)
+                                           if value), soft_wrap=True)
+    console.print("Follow one with: python -m trainer runs --follow RUN", soft_wrap=True)
 
 
 def find(name: str, root: Path) -> RunDir:
