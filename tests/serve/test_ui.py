@@ -63,7 +63,7 @@ def wait_until(page, check, timeout_s: float = 120) -> None:
         page.wait_for_timeout(250)
 
 
-def test_chat_compare_and_runs_in_a_browser(browser, runs_root):
+def test_chat_compare_and_runs_in_a_browser(browser, runs_root, shared_tiny_llama):
     ARTIFACTS.mkdir(exist_ok=True)
     server, url = serve(str(runs_root / "tiny-run"), str(runs_root / "missing-model"), "--runs-root", str(runs_root))
     try:
@@ -82,7 +82,17 @@ def test_chat_compare_and_runs_in_a_browser(browser, runs_root):
         assert seen[-1].strip()
         page.screenshot(path=str(ARTIFACTS / "ui-chat.png"), full_page=True)
 
+        def generating():
+            return page.locator("#chatbot .generating, #chatbot .pending").count() > 0
+
+        # Regenerate answers the last message again: still one user turn and one reply
+        page.click("#regenerate")
+        wait_until(page, lambda: not generating() and bot.count() == 1 and bot.inner_text().strip() != "", 180)
+        assert page.locator('#chatbot [data-testid="user"]').count() == 1
+
         page.get_by_role("tab", name="Compare").click()
+        page.click("#compare")  # no prompt: refused with a message
+        page.wait_for_selector("text=Type a prompt to compare the two answers.", timeout=30_000)
         page.fill("#compare-prompt textarea", "What is 2 + 2?")
         page.click("#compare")
         wait_until(page, lambda: page.input_value("#base-answer textarea").strip() != ""
@@ -91,8 +101,19 @@ def test_chat_compare_and_runs_in_a_browser(browser, runs_root):
 
         page.get_by_role("tab", name="Runs").click()
         wait_until(page, lambda: "tiny-run" in page.inner_text("#runs"), 30)
-        assert "completed" in page.inner_text("#runs") and "3/3" in page.inner_text("#runs")
+        runs = page.inner_text("#runs")
+        assert "completed" in runs and "3/3" in runs and "Eval loss" in runs and "Tokens/s" in runs, runs
+        assert "yes" in runs and "true" not in runs.lower().split()
         page.screenshot(path=str(ARTIFACTS / "ui-runs.png"), full_page=True)
+
+        # A run that finishes while the page is open shows in the table and the model picker, without a reload
+        later = run_cli("--profile", "cpu", "--model", str(shared_tiny_llama), "--dataset", "sample", "--max-steps",
+                        "2", "--set", "eval_size=0", "--run-dir", str(runs_root / "later-run"))
+        assert later.returncode == 0, later.stdout
+        wait_until(page, lambda: "later-run" in page.inner_text("#runs"), 30)
+        page.locator("#model-picker input").click()
+        page.get_by_role("option", name="later-run", exact=True).wait_for(timeout=10_000)
+        page.keyboard.press("Escape")
 
         # A broken model shows an error in the page; the app keeps working.
         page.get_by_role("tab", name="Chat").click()

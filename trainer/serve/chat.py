@@ -86,6 +86,8 @@ def stream(chat: ChatModel, messages: list[dict[str, str]], settings: Generation
               "pad_token_id": tokenizer.pad_token_id or tokenizer.eos_token_id,
               **(sampling if settings.temperature > 0 else {"do_sample": False})}
     errors: list[BaseException] = []
+    stopped = threading.Event()  # set when the reader stops early (a Stop button): generation ends at the next token
+    kwargs["stopping_criteria"] = when_set(stopped)
 
     def generate() -> None:
         without = chat.model.disable_adapter() if chat.has_adapter and not use_adapter else nullcontext()
@@ -99,13 +101,28 @@ def stream(chat: ChatModel, messages: list[dict[str, str]], settings: Generation
     with chat.lock:
         thread = threading.Thread(target=generate, daemon=True)
         thread.start()
-        text = ""
-        for piece in streamer:
-            text += piece
-            yield text
-        thread.join()
+        try:
+            text = ""
+            for piece in streamer:
+                text += piece
+                yield text
+        finally:  # also when the reader closes this generator: the model is free again before the lock is
+            stopped.set()
+            thread.join()
     if errors:
         raise errors[0]
+
+
+def when_set(event: threading.Event) -> Any:
+    """A stopping criterion for `generate` that ends every sequence once `event` is set."""
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class WhenSet(StoppingCriteria):
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            return torch.full((input_ids.shape[0],), event.is_set(), dtype=torch.bool, device=input_ids.device)
+
+    return StoppingCriteriaList([WhenSet()])
 
 
 def repl(chat: ChatModel, settings: GenerationSettings) -> None:

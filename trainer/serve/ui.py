@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,16 @@ from trainer.runs import RunDir
 from trainer.runs.listing import list_runs
 from trainer.serve import chat
 
-RUN_COLUMNS = ["run", "profile", "state", "step", "loss", "eval_loss", "tokens_per_s", "adapter", "merged"]
+# The Runs table: a run's info() key and its column header
+RUN_COLUMNS = {"run": "Run", "profile": "Profile", "state": "State", "step": "Step", "loss": "Loss",
+               "eval_loss": "Eval loss", "tokens_per_s": "Tokens/s", "adapter": "Adapter", "merged": "Merged export"}
+
+
+def cell(value: Any) -> Any:
+    """A table cell as people read it: yes/no, not true/false; nothing for no value."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return "" if value is None else value
 
 
 def text_of(content: Any) -> str:
@@ -27,13 +37,17 @@ def build(targets: list[str], runs_root: Path, cache_dir: str) -> Any:
     import gradio as gr
 
     loaded: dict[str, chat.ChatModel] = {}
-    choices = targets or [str(r.path) for r in list_runs(runs_root) if r.adapter.is_dir()]
+
+    def choices() -> list[str]:
+        """The targets given, then every run with an adapter by its id (new runs appear without a restart)."""
+        return [*targets, *(r.path.name for r in list_runs(runs_root) if r.adapter.is_dir())]
 
     def model_for(target: str | None) -> chat.ChatModel:
         if not target:
             raise UserError("no model selected", "Pick a run or type a model folder or Hub id above.")
         if target not in loaded:
-            loaded[target] = chat.load(target, cache_dir)
+            run = runs_root / target
+            loaded[target] = chat.load(str(run) if target not in targets and run.is_dir() else target, cache_dir)
         return loaded[target]
 
     def select(target: str | None) -> str:
@@ -60,7 +74,23 @@ def build(targets: list[str], runs_root: Path, cache_dir: str) -> Any:
         for reply in chat.stream(model, messages, settings(*options)):
             yield "", [*messages, {"role": "assistant", "content": reply}]
 
+    def regenerate(history: list[dict], target: str, *options: Any) -> Iterator[list]:
+        """The last reply again: the conversation up to the last user message, answered anew (what is being typed in
+        the message box stays)."""
+        last_user = max((i for i, m in enumerate(history) if m["role"] == "user"), default=None)
+        if last_user is None:
+            yield history
+            return
+        for _, conversation in respond(text_of(history[last_user]["content"]), history[:last_user], target, *options):
+            yield conversation
+
+    clicks = {"compare": 0}  # compare clicks so far: an answer still streaming for an older one stops
+
     def compare(prompt: str, target: str, *options: Any) -> Iterator[tuple[str, str]]:
+        if not prompt.strip():
+            raise gr.Error("Type a prompt to compare the two answers.")
+        clicks["compare"] += 1
+        mine = clicks["compare"]
         try:
             model = model_for(target)
         except UserError as e:
@@ -69,24 +99,43 @@ def build(targets: list[str], runs_root: Path, cache_dir: str) -> Any:
             raise gr.Error("This model has no adapter: pick a training run to compare it with its base model.")
         messages = [{"role": "user", "content": prompt}]
         base = ""
-        for base in chat.stream(model, messages, settings(*options), use_adapter=False):
-            yield base, ""
-        for tuned in chat.stream(model, messages, settings(*options)):
-            yield base, tuned
+        waiting = "(after the base model's answer: one model in memory answers one prompt at a time)"
+        with closing(chat.stream(model, messages, settings(*options), use_adapter=False)) as answers:
+            for base in answers:
+                if clicks["compare"] != mine:
+                    return
+                yield base, waiting
+        with closing(chat.stream(model, messages, settings(*options))) as answers:
+            for tuned in answers:
+                if clicks["compare"] != mine:
+                    return
+                yield base, tuned
 
-    def runs_table() -> tuple[list[list[Any]], Any]:
+    def runs_table(picked: str | None) -> tuple[list[list[Any]], Any, Any]:
         runs = list_runs(runs_root)
-        rows = [[info[c] for c in RUN_COLUMNS] for info in (r.info() for r in runs)]
-        return rows, gr.update(choices=[r.path.name for r in runs])
+        rows = [[cell(info[c]) for c in RUN_COLUMNS] for info in (r.info() for r in runs)]
+        names = [r.path.name for r in runs]
+        return (rows, gr.update(choices=names, value=picked if picked in names else (names[0] if names else None)),
+                gr.update(choices=choices()))
+
+    drawn: dict[str, float] = {}  # the run whose loss is drawn, and when its metrics had last changed
 
     def loss_plot(name: str | None) -> Any:
         if not name or not (runs_root / name).is_dir():
+            drawn.clear()
             return None
+        metrics = RunDir(runs_root / name).metrics
+        changed = metrics.stat().st_mtime if metrics.exists() else 0.0
+        if drawn == {name: changed}:
+            return gr.update()  # nothing new: the page keeps its chart
+        drawn.clear()
+        drawn[name] = changed
         return RunDir(runs_root / name).loss_figure()
 
     with gr.Blocks(title="trainer") as app:
         gr.Markdown("# trainer: chat with your fine-tune")
-        target = gr.Dropdown(choices, value=choices[0] if choices else None, allow_custom_value=True,
+        first = choices()
+        target = gr.Dropdown(first, value=first[0] if first else None, allow_custom_value=True,
                              elem_id="model-picker",
                              label="Model: a run directory, an adapter folder, or a model folder / Hub id")
         status = gr.Markdown(elem_id="model-status")
@@ -95,6 +144,8 @@ def build(targets: list[str], runs_root: Path, cache_dir: str) -> Any:
             message = gr.Textbox(label="Message", placeholder="Type a message and press Enter", elem_id="message")
             with gr.Row():
                 send = gr.Button("Send", variant="primary", elem_id="send")
+                stop = gr.Button("Stop", elem_id="stop")
+                again = gr.Button("Regenerate", elem_id="regenerate")
                 clear = gr.Button("Clear")
             with gr.Accordion("Generation settings", open=False):
                 options = [
@@ -110,18 +161,22 @@ def build(targets: list[str], runs_root: Path, cache_dir: str) -> Any:
                 base_out = gr.Textbox(label="Base model", lines=10, elem_id="base-answer")
                 tuned_out = gr.Textbox(label="Fine-tuned", lines=10, elem_id="tuned-answer")
         with gr.Tab("Runs"):
-            table = gr.Dataframe(headers=RUN_COLUMNS, label=f"Runs in {runs_root}", elem_id="runs", interactive=False)
-            run_pick = gr.Dropdown(label="Loss curve of run", choices=[])
+            table = gr.Dataframe(headers=list(RUN_COLUMNS.values()), label=f"Runs in {runs_root}", elem_id="runs",
+                                 interactive=False)
+            run_pick = gr.Dropdown(label="Loss curve of run", choices=[], elem_id="run-pick")
             plot = gr.Plot(label="Loss")
             timer = gr.Timer(5)  # refresh while runs train
 
-        app.load(select, target, status).then(runs_table, None, [table, run_pick])
+        app.load(select, target, status).then(runs_table, run_pick, [table, run_pick, target])
         target.change(select, target, status)
-        for event in (message.submit, send.click):
-            event(respond, [message, chatbot, target, *options], [message, chatbot])
-        clear.click(lambda: [], None, chatbot)
-        compare_button.click(compare, [prompt, target, *options], [base_out, tuned_out])
-        timer.tick(runs_table, None, [table, run_pick]).then(loss_plot, run_pick, plot)
+        replies = [event(respond, [message, chatbot, target, *options], [message, chatbot])
+                   for event in (message.submit, send.click)]
+        replies.append(again.click(regenerate, [chatbot, target, *options], chatbot))
+        stop.click(None, None, None, cancels=replies)  # the reply so far stays; generation ends (chat.stream)
+        clear.click(lambda: [], None, chatbot, cancels=replies)
+        # a new click cancels the answer still streaming for the old prompt
+        compare_button.click(compare, [prompt, target, *options], [base_out, tuned_out], concurrency_limit=2)
+        timer.tick(runs_table, run_pick, [table, run_pick, target]).then(loss_plot, run_pick, plot)
         run_pick.change(loss_plot, run_pick, plot)
     return app
 
