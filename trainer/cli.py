@@ -43,6 +43,8 @@ def parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="fine-tune (the default command)")
     run_options(train)
+    train.add_argument("--method", choices=cfg.CHOICES["train.method"],
+                       help="sft (default): conversations; dpo or orpo: preference pairs (prompt, chosen, rejected)")
     train.add_argument("--max-steps", type=int, help="optimizer steps (0: use --epochs)")
     train.add_argument("--epochs", type=float, help="passes over the data (used when max steps is 0)")
     train.add_argument("--run-dir", help="where the run is written (default runs/<date-time>-<profile>)")
@@ -126,7 +128,7 @@ def flags(args: argparse.Namespace) -> dict[str, object]:
     """Explicit options as config keys; they win over --set."""
     keys = {
         "model": "model.name", "dataset": "data.dataset", "format": "data.format",
-        "max_steps": "train.max_steps", "epochs": "train.epochs", "run_dir": "run.run_dir",
+        "max_steps": "train.max_steps", "epochs": "train.epochs", "run_dir": "run.run_dir", "method": "train.method",
     }
     found = {key: getattr(args, name) for name, key in keys.items() if getattr(args, name, None) is not None}
     if "train.epochs" in found and "train.max_steps" not in found:

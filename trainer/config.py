@@ -48,6 +48,10 @@ class LoraConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
+    # sft: supervised on conversations | dpo, orpo: preference tuning on (prompt, chosen, rejected) pairs (TRL's
+    # DPOTrainer, ORPOTrainer)
+    method: str = "sft"
+    beta: float = 0.1  # dpo: TRL's beta (how far from the reference model); orpo: TRL's beta (the odds ratio's weight)
     micro_batch_size: int = 2
     grad_accum_steps: int = 4
     learning_rate: float = 2e-4
@@ -129,6 +133,7 @@ class Config:
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "engine": ("auto", "unsloth", "transformers"),
+    "train.method": ("sft", "dpo", "orpo"),
     "model.dtype": ("auto", "bfloat16", "float16", "float32"),
     "lora.bias": ("none", "all", "lora_only"),
     "train.lr_scheduler": ("linear", "cosine", "constant", "constant_with_warmup"),
@@ -148,7 +153,7 @@ NOT_NEGATIVE = {
     "train.weight_decay", "lora.dropout", "run.vram_cap_gb", "train.log_every_s",
     "train.max_tokens_per_pass",
 }
-POSITIVE = {"run.rank_timeout_s"}
+POSITIVE = {"run.rank_timeout_s", "train.beta"}
 
 
 def _sections() -> dict[str, type]:

@@ -13,8 +13,9 @@ from rich.markup import escape
 
 from trainer.config import Config
 from trainer.console import console
-from trainer.data import cache, formats, sources, tokens
+from trainer.data import cache, formats, preferences, sources, tokens
 from trainer.data.formats import Examples
+from trainer.data.preferences import Pairs
 from trainer.data.render import check_tokenizer
 from trainer.errors import UserError
 
@@ -40,13 +41,24 @@ class Prepared:
     problem: UserError | None = None  # why these rows can't train (build raises it unless asked only to inspect)
 
 
-def load(config: Config) -> Examples:
-    """Read and validate the configured dataset: every data problem is a UserError here, before the model loads."""
+def load(config: Config) -> Examples | Pairs:
+    """Read and validate the configured dataset: every data problem is a UserError here, before the model loads.
+    Preference methods (train.method dpo, orpo) read preference pairs; "sample" is then the bundled pairs."""
+    if config.train.method != "sft":
+        if config.data.format != "auto":
+            raise UserError(f"data.format = {config.data.format} is a format of conversations, and "
+                            f"train.method = {config.train.method} trains on preference pairs",
+                            "Leave the format out (auto): preference pairs are detected as TRL's standard or "
+                            "conversational format.")
+        if config.train.packing:
+            raise UserError(f"train.packing packs conversations for SFT; train.method = {config.train.method} trains "
+                            "each pair as its own rows", "Leave packing off (--set packing=false).")
+        return preferences.load(config.data.dataset, config.data.split, config.data.skip_invalid_rows)
     table = sources.read(config.data.dataset, config.data.split)
     return formats.convert(table, config.data.format, config.data.skip_invalid_rows)
 
 
-def split(examples: Examples, config: Config) -> Split:
+def split(examples: Examples | Pairs, config: Config) -> Split:
     """A deterministic shuffle (seeded) and hold-out that leaves at least one optimizer step's rows to train on, then
     only as many train rows as max_steps can consume."""
     n = len(examples)
@@ -71,12 +83,12 @@ def split(examples: Examples, config: Config) -> Split:
 CHARACTERS_PER_TOKEN = 6  # more than English text takes per token with Llama's or SmolLM2's vocabulary (about 4)
 
 
-def rows_for_steps(examples: Examples, order: list[int], config: Config) -> int:
+def rows_for_steps(examples: Examples | Pairs, order: list[int], config: Config) -> int:
     """How many rows of `order` max_steps optimizer steps can use: one per row of a step, or, when packing, enough
     conversations to fill that many rows of max_seq_length tokens, estimated from their characters so that the
     estimate errs towards more rows. A conversation longer than a row is cut to one row: it fills no more."""
     rows = config.train.max_steps * rows_per_step(config)
-    if not config.train.packing:
+    if not config.train.packing or isinstance(examples, Pairs):
         return rows
     row = config.model.max_seq_length * CHARACTERS_PER_TOKEN
     needed = rows * row
@@ -109,10 +121,17 @@ def too_few_rows(config: Config, rows: int, what: str) -> UserError | None:
                      f"grad_accum_steps = {per_step}", f"Add rows, or {fix}.")
 
 
-def build(config: Config, examples: Examples, tokenizer: PreTrainedTokenizerBase, check: bool = True) -> Prepared:
+def build(config: Config, examples: Examples | Pairs, tokenizer: PreTrainedTokenizerBase,
+          check: bool = True) -> Prepared:
     """Split and tokenize (from the token cache when it has these rows); the train/eval datasets carry `input_ids`,
     `labels` (-100 where no loss applies) and `length`. With check=False, rows too few to train on are no error
-    (Prepared.problem says so): `trainer data` inspects any file."""
+    (Prepared.problem says so): `trainer data` inspects any file. Preference pairs become TRL's standard preference
+    rows (preferences.build), which TRL tokenizes."""
+    if isinstance(examples, Pairs):
+        parts = split(examples, config)
+        if parts.note:
+            console.print(f"[yellow]{parts.note.replace(' rows', ' pairs')}[/]")
+        return Prepared(*preferences.build(config, examples, tokenizer, parts.train, parts.eval))
     check_tokenizer(tokenizer, needs_template=examples.format != "text")
     parts = split(examples, config)
     if parts.note:

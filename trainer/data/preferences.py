@@ -10,12 +10,20 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
+from trainer.config import Config
 from trainer.console import console
+from trainer.data import sources
 from trainer.data.formats import OPENAI_ROLES, SHAREGPT_ROLES, InvalidRow, Messages, check_roles
 from trainer.data.sources import Table
 from trainer.errors import UserError
+
+if TYPE_CHECKING:
+    import datasets
+    from transformers import PreTrainedTokenizerBase
 
 FORMATS = ("auto", "standard", "conversational")
 SAMPLE = Path(__file__).with_name("preferences_sample.jsonl")  # scripts/make_preference_sample.py writes it
@@ -158,3 +166,87 @@ def convert(table: Table, fmt: str = "auto", skip_invalid: bool = False) -> Pair
     if not len(pairs):
         raise UserError(f"no usable preference pairs in {table.source}")
     return pairs
+
+
+def load(dataset: str, split: str, skip_invalid: bool) -> Pairs:
+    """The pairs of `dataset`; "sample" is the bundled preference sample."""
+    return convert(sources.read(str(SAMPLE) if dataset == "sample" else dataset, split), skip_invalid=skip_invalid)
+
+
+def as_text(tokenizer: PreTrainedTokenizerBase, prompt: Messages, answer: str, date_string: str) -> tuple[str, str]:
+    """The prompt as the chat template renders it up to the generation prompt, and the answer as the template ends
+    that turn: TRL's standard format, so that TRL trains the tokens our SFT rendering trains (render.py).
+
+    The answer stops after the tokenizer's EOS (<|im_end|>, <|eot_id|>): TRL adds an EOS to an answer that does not end
+    with one, which would double SmolLM2's, whose template writes a newline after it (that newline is the one token
+    SFT trains and preference tuning does not). The prompt leaves out a BOS the tokenizer adds itself when encoding
+    (Llama's <|begin_of_text|>): DPOTrainer encodes the text with special tokens, ORPOTrainer adds a missing BOS.
+    """
+    def render(turns: Messages, **options: bool) -> str:
+        return tokenizer.apply_chat_template(turns, tokenize=False, date_string=date_string, **options)
+
+    text = render(prompt, add_generation_prompt=True)
+    whole = render([*prompt, {"role": "assistant", "content": answer}])
+    if not whole.startswith(text):
+        raise UserError(f"the chat template of {tokenizer.name_or_path} renders the prompt differently once an answer "
+                        "follows, so the answer can't be separated from it",
+                        "Use a model whose template renders conversations prefix by prefix (Llama, SmolLM2 do).")
+    completion = whole[len(text):]
+    eos = tokenizer.eos_token
+    if eos and eos in completion:
+        completion = completion[: completion.rindex(eos) + len(eos)]
+    bos = tokenizer.bos_token
+    if bos and text.startswith(bos) and tokenizer("a")["input_ids"][:1] == [tokenizer.bos_token_id]:
+        text = text[len(bos):]
+    return text, completion
+
+
+def build(config: Config, pairs: Pairs, tokenizer: PreTrainedTokenizerBase, train_at: list[int],
+          eval_at: list[int]) -> tuple[datasets.Dataset, datasets.Dataset | None, dict[str, Any]]:
+    """The pairs at `train_at` and `eval_at` as TRL's standard preference rows (prompt, chosen, rejected text), and
+    their token lengths. A pair whose prompt alone fills max_seq_length is dropped (no answer token would be left);
+    a longer pair is cut by TRL to max_seq_length, keeping its start."""
+    import datasets
+
+    from trainer.data.render import check_tokenizer
+
+    check_tokenizer(tokenizer, needs_template=True)
+    date = config.data.date_string
+    rows = {"prompt": [], "chosen": [], "rejected": []}
+    for prompt, chosen, rejected in zip(pairs.prompts, pairs.chosen, pairs.rejected, strict=True):
+        text, chosen_text = as_text(tokenizer, prompt, chosen, date)
+        rows["prompt"].append(text)
+        rows["chosen"].append(chosen_text)
+        rows["rejected"].append(as_text(tokenizer, prompt, rejected, date)[1])
+    count = lambda texts: np.array([len(ids) for ids in tokenizer(texts)["input_ids"]])  # noqa: E731
+    prompt_tokens = count(rows["prompt"])
+    longer = np.maximum(count([p + c for p, c in zip(rows["prompt"], rows["chosen"], strict=True)]),
+                        count([p + r for p, r in zip(rows["prompt"], rows["rejected"], strict=True)]))
+    max_length = config.model.max_seq_length
+    usable = prompt_tokens < max_length
+
+    def dataset(at: list[int]) -> datasets.Dataset | None:
+        kept = [i for i in at if usable[i]]
+        return datasets.Dataset.from_dict({k: [v[i] for i in kept] for k, v in rows.items()}) if kept else None
+
+    train, eval_ds = dataset(train_at), dataset(eval_at)
+    lengths = longer[train_at]
+    stats = {
+        "method": config.train.method,
+        "train_rows": len(train) if train is not None else 0,  # pairs
+        "eval_rows": len(eval_ds) if eval_ds is not None else 0,
+        "rows_over_max_length": int((lengths > max_length).sum()),  # truncated by TRL, keeping the start
+        "rows_dropped": int((~usable[train_at]).sum()),  # the prompt alone fills max_seq_length
+        "tokens_min": int(lengths.min()),
+        "tokens_median": float(np.median(lengths)),
+        "tokens_max": int(lengths.max()),
+        # both sequences of a pair, as trained: samples_per_s in benchmark.json counts pairs
+        "tokens_mean": round(float(np.minimum(lengths, max_length).mean() * 2), 1),
+    }
+    per_step = config.train.micro_batch_size * config.train.grad_accum_steps
+    if stats["train_rows"] < per_step:
+        raise UserError(f"{config.data.dataset} has {stats['train_rows']} preference pairs to train on (within "
+                        f"max_seq_length={max_length}), but one optimizer step needs micro_batch_size x "
+                        f"grad_accum_steps = {per_step}", "Add pairs, or take fewer per step (--set micro_batch_size=1 "
+                        "--set grad_accum_steps=1).")
+    return train, eval_ds, stats

@@ -11,9 +11,14 @@ from rich.text import Text
 from trainer import data, weights
 from trainer.config import Config
 from trainer.console import console
+from trainer.errors import UserError
 
 
 def show(config: Config, n: int) -> None:
+    if config.train.method != "sft":
+        raise UserError(f"`trainer data` shows conversations for SFT; the preference pairs of train.method = "
+                        f"{config.train.method} are not shown yet",
+                        "Train with --method to have them checked (bad pairs are named by file and line).")
     examples = data.load(config)
     tokenizer = weights.load_tokenizer(config.model.name, config.run.cache_dir)
     prepared = data.build(config, examples, tokenizer, check=False)

@@ -19,6 +19,11 @@ from trainer.runs import RunDir
 from trainer.system import since_process_start
 from trainer.train.trackers import LOGGED
 
+# TRL's DPO and ORPO metrics of the training pairs (the last logged steps' mean), under our names in metrics.jsonl
+PREFERENCE_METRICS = {"rewards/chosen": "reward_chosen", "rewards/rejected": "reward_rejected",
+                      "rewards/margins": "reward_margin", "rewards/accuracies": "reward_accuracy",
+                      "log_odds_ratio": "log_odds_ratio"}
+
 
 def memory(on_gpu: bool) -> dict[str, float]:
     """Peak GPU memory allocated and reserved by torch, or this process's resident memory on the CPU."""
@@ -139,6 +144,7 @@ class MetricsCallback(TrainerCallback):
         record.update(
             loss=logs["loss"], lr=logs.get("learning_rate"), grad_norm=logs.get("grad_norm"), tokens=tokens,
             tokens_per_s=round(tokens_per_s, 1), **memory(self.on_gpu),
+            **{ours: logs[theirs] for theirs, ours in PREFERENCE_METRICS.items() if theirs in logs},
         )
         if self.scaler is not None:
             record["loss_scale"] = self.scaler.get_scale()
@@ -153,7 +159,10 @@ class MetricsCallback(TrainerCallback):
         used = f"{'VRAM' if self.on_gpu else 'RAM'} {record['memory_gb']:.2f} GB"
         elapsed = now - self.start
         eta = elapsed / max(state.global_step, 1) * (state.max_steps - state.global_step)
-        info = f"loss {logs['loss']:.4f}  {tokens_per_s:,.0f} tok/s  {used}  elapsed {clock(elapsed)}  ETA {clock(eta)}"
+        info = f"loss {logs['loss']:.4f}  {tokens_per_s:,.0f} tok/s  {used}"
+        if "reward_margin" in record:
+            info += f"  margin {record['reward_margin']:.3f}"
+        info += f"  elapsed {clock(elapsed)}  ETA {clock(eta)}"
         if self.progress is not None:
             self.progress.update(self.task, completed=state.global_step, info=info)
         else:  # a log file or a pipe: one line per logged step

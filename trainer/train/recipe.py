@@ -64,7 +64,8 @@ def set_up(config: Config, job: ranks.Job, profile_reason: str, resume_from: Pat
         cap_vram(config.run.vram_cap_gb, gpu)
     with ranks.main_first("reading the data", job, timeout_s):
         examples = data.load(config)
-    console.print(f"Data: {len(examples)} {examples.format} rows from {config.data.dataset}")
+    pieces = "rows" if config.train.method == "sft" else "preference pairs"
+    console.print(f"Data: {len(examples)} {examples.format} {pieces} from {config.data.dataset}")
     startup = {"data_read": system.since_process_start()}
     if gpu is not None:
         attention.restrict(config)  # before the engine is imported: unsloth reads them when it picks its kernels
@@ -87,6 +88,8 @@ def set_up(config: Config, job: ranks.Job, profile_reason: str, resume_from: Pat
 
 
 def describe_data(config: Config, job: ranks.Job, stats: dict[str, Any]) -> None:
+    if config.train.method != "sft":
+        return describe_pairs(config, stats)
     console.print(
         f"Tokenized {stats['train_rows']} train / {stats['eval_rows']} eval rows; tokens per row "
         f"min {stats['tokens_min']}, median {stats['tokens_median']:.0f}, max {stats['tokens_max']}; "
@@ -99,6 +102,19 @@ def describe_data(config: Config, job: ranks.Job, stats: dict[str, Any]) -> None
         line = (f"Eval loss on {stats['eval_rows']} held-out rows every {config.train.eval_every_steps} steps: "
                 f"about {share:.0%} of the training's GPU work")
         console.print(f"[yellow]{line}[/] (lower eval_max_examples or raise eval_every_steps)" if share > 0.1 else line)
+
+
+def describe_pairs(config: Config, stats: dict[str, Any]) -> None:
+    max_length = config.model.max_seq_length
+    console.print(
+        f"{config.train.method.upper()} on {stats['train_rows']} train / {stats['eval_rows']} eval preference pairs; "
+        f"tokens of prompt + the longer answer min {stats['tokens_min']}, median {stats['tokens_median']:.0f}, "
+        f"max {stats['tokens_max']}; {stats['rows_over_max_length']} pairs over max_seq_length={max_length} "
+        f"(cut to it by TRL), {stats['rows_dropped']} dropped (the prompt alone fills it)"
+    )
+    if stats["eval_rows"] and config.train.eval_every_steps:
+        console.print(f"Eval loss and rewards on {stats['eval_rows']} held-out pairs every "
+                      f"{config.train.eval_every_steps} steps")
 
 
 def fit(setup: Setup, job: ranks.Job, resume_from: Path | None) -> Any:
@@ -174,7 +190,8 @@ def cap_vram(cap_gb: float, gpu: system.Gpu) -> None:
 
 def make_trainer(config: Config, job: ranks.Job, gpu: system.Gpu | None, model: Any, tokenizer: Any,
                  prepared: data.Prepared, run: RunDir, *callbacks: Any, startup: dict[str, float] | None = None) -> Any:
-    """The SFTTrainer of `config` (settled for its engine) for this process of `job`, with our callbacks."""
+    """The trainer of `config` (settled for its engine) for this process of `job`, with our callbacks: TRL's
+    SFTTrainer, or for train.method dpo/orpo its DPOTrainer/ORPOTrainer (without our micro-batch passes and sampler)."""
     import datasets
     from transformers.trainer_callback import PrinterCallback
 
@@ -185,9 +202,16 @@ def make_trainer(config: Config, job: ranks.Job, gpu: system.Gpu | None, model: 
     datasets.disable_progress_bars()
     startup = startup if startup is not None else {}
     metrics = MetricsCallback(run, gpu is not None, startup, log_every_s=config.train.log_every_s)
-    trainer = RunTrainer(
+    if config.train.method == "sft":
+        make, args = RunTrainer, sft_config(config, job, gpu, run, has_eval=prepared.eval is not None)
+    else:
+        from trainer.train.preference_config import preference_config
+        from trainer.train.preference_trainer import TRAINERS
+
+        make, args = TRAINERS[config.train.method], preference_config(config, job, gpu, run, prepared.eval is not None)
+    trainer = make(
         model=model,
-        args=sft_config(config, job, gpu, run, has_eval=prepared.eval is not None),
+        args=args,
         train_dataset=prepared.train,
         eval_dataset=prepared.eval,
         processing_class=tokenizer,

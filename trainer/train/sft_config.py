@@ -1,8 +1,9 @@
-"""TRL's SFTConfig from our Config: one field per line, each with its reason."""
+"""TRL's SFTConfig from our Config: one field per line, each with its reason; the Trainer's own fields are shared
+with the preference methods' configs (preference_config.py)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from trainer import system
 from trainer.config import Config
@@ -16,14 +17,35 @@ if TYPE_CHECKING:
 
 def sft_config(config: Config, job: ranks.Job, gpu: system.Gpu | None, run: RunDir, has_eval: bool) -> SFTConfig:
     """What TRL trains with: `config` settled for its engine (policy.settle), for this process of `job`."""
-    import torch
     from trl import SFTConfig
+
+    train = config.train
+    return SFTConfig(
+        **training_arguments(config, job, gpu, run, has_eval),
+        # Rows come truncated (data.build); TRL refuses a max_length it would not enforce (padding-free).
+        max_length=None if train.padding_free == "on" and not train.packing else config.model.max_seq_length,
+        # Rows come tokenized with labels (data.build, from the token cache): TRL's preparation would read every row
+        # again in Python, minutes for an epoch of FineTome. Packing is its step, so packed runs still go through it.
+        dataset_kwargs={"skip_prepare_dataset": not train.packing},
+        remove_unused_columns=False,  # keeps `length` for group_by_length; the collator reads only its own columns
+        packing=train.packing,
+        padding_free={"auto": None, "on": True, "off": False}[train.padding_free],
+        pad_to_multiple_of=train.pad_to_multiple_of or None,
+        train_sampling_strategy="group_by_length" if train.group_by_length else "random",
+        loss_type=train.loss_type,
+    )
+
+
+def training_arguments(config: Config, job: ranks.Job, gpu: system.Gpu | None, run: RunDir,
+                       has_eval: bool) -> dict[str, Any]:
+    """The Trainer's fields (TrainingArguments) of a run, whatever it trains."""
+    import torch
 
     policy.check_settled(config)
     train = config.train
     dtype = policy.torch_dtype(config, gpu)
     eval_steps = (train.eval_every_steps or None) if has_eval else None
-    return SFTConfig(
+    return dict(
         output_dir=str(run.checkpoints),
         per_device_train_batch_size=train.micro_batch_size,
         per_device_eval_batch_size=train.micro_batch_size,
@@ -38,17 +60,6 @@ def sft_config(config: Config, job: ranks.Job, gpu: system.Gpu | None, run: RunD
         num_train_epochs=train.epochs,
         bf16=gpu is not None and dtype == torch.bfloat16,
         fp16=gpu is not None and dtype == torch.float16,
-        # Rows come truncated (data.build); TRL refuses a max_length it would not enforce (padding-free).
-        max_length=None if train.padding_free == "on" and not train.packing else config.model.max_seq_length,
-        # Rows come tokenized with labels (data.build, from the token cache): TRL's preparation would read every row
-        # again in Python, minutes for an epoch of FineTome. Packing is its step, so packed runs still go through it.
-        dataset_kwargs={"skip_prepare_dataset": not train.packing},
-        remove_unused_columns=False,  # keeps `length` for group_by_length; the collator reads only its own columns
-        packing=train.packing,
-        padding_free={"auto": None, "on": True, "off": False}[train.padding_free],
-        pad_to_multiple_of=train.pad_to_multiple_of or None,
-        train_sampling_strategy="group_by_length" if train.group_by_length else "random",
-        loss_type=train.loss_type,
         # Engines enable checkpointing on the model themselves (Unsloth's own variant, or PEFT's).
         gradient_checkpointing=False,
         # MetricsCallback decides when to log (train.log_every_s): reading the loss waits for the GPU to finish.

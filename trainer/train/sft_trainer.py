@@ -1,5 +1,5 @@
-"""TRL's SFTTrainer for a run: checkpoints written aside and renamed into place, micro-batches run as passes (and
-again in smaller ones after running out of GPU memory), the seeded length-grouped order, real tokens counted on the GPU.
+"""TRL's SFTTrainer for a run: micro-batches run as passes (and again in smaller ones after running out of GPU
+memory), the seeded length-grouped order; checkpoints and token counts as every run's trainer (run_trainer.py).
 
 Imported only once training starts, after the engine is chosen: unsloth must be imported before trl.
 """
@@ -10,21 +10,16 @@ import contextlib
 import functools
 import gc
 import logging
-import os
-import shutil
-from pathlib import Path
 from typing import Any
 
 import torch
-from transformers.trainer_utils import rotate_checkpoints
 from trl import SFTTrainer
 
 from trainer.config import Config
 from trainer.console import console
-from trainer.distributed import ranks
 from trainer.errors import UserError
-from trainer.runs import RunDir
-from trainer.train import checkpoints, micro_batches
+from trainer.train import micro_batches
+from trainer.train.run_trainer import RunTrainerMixin
 from trainer.train.sampler import length_grouped_sampler
 
 
@@ -41,15 +36,13 @@ class ExactPacking(logging.Filter):
 EXACT_PACKING = ExactPacking()
 
 
-class RunTrainer(SFTTrainer):
-    def __init__(self, *args: Any, run: RunDir, config: Config, job: ranks.Job, **kwargs: Any) -> None:
+class RunTrainer(RunTrainerMixin, SFTTrainer):
+    """SFT for a run: the run's checkpoints and token counts (RunTrainerMixin), micro-batches as passes, our sampler."""
+
+    def __init__(self, *args: Any, config: Config, **kwargs: Any) -> None:
         logging.getLogger("trl.trainer.sft_trainer").addFilter(EXACT_PACKING)
-        super().__init__(*args, **kwargs)
-        self.run = run
-        self.config = config
-        self.job = job
+        super().__init__(*args, config=config, **kwargs)
         self.max_tokens_per_pass = config.train.max_tokens_per_pass  # lowered for good after running out of memory
-        self.pending_tokens: Any = 0  # real tokens of the batches since the last log, a GPU tensor while training
         if self.args.fp16:
             # TRL casts a 4-bit model's LoRA weights to bf16, whose gradients fp16's GradScaler cannot unscale (seen
             # on the CUDA host: quadro-rtx5000 with the transformers engine). fp16 training keeps fp32 weights.
@@ -130,77 +123,6 @@ class RunTrainer(SFTTrainer):
             rows = self.args.train_batch_size * self.args.gradient_accumulation_steps * self.args.world_size
             return length_grouped_sampler(dataset, rows, self.args.seed)
         return super()._get_train_sampler(train_dataset)
-
-    def _track_num_input_tokens(self, inputs: dict[str, Any]) -> None:
-        """Real (non-padding) tokens, summed on the GPU and read when logging or saving: the Trainer's own count
-        waits for the GPU to finish the step after every batch."""
-        mask = inputs.get("attention_mask")
-        tokens = mask.sum() if mask is not None else inputs["input_ids"].numel()  # padding-free rows have no pads
-        self.pending_tokens = self.pending_tokens + tokens
-
-    def count_tokens(self) -> None:
-        """Every rank's real tokens since the last count: the metrics give the job's speed."""
-        tokens = self.pending_tokens
-        if self.args.world_size > 1:
-            tokens = self.accelerator.reduce(torch.as_tensor(tokens, device=self.args.device), reduction="sum")
-        self.state.num_input_tokens_seen += int(tokens)
-        self.pending_tokens = 0
-
-    def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
-        self.count_tokens()
-        super().log(logs, *args, **kwargs)
-
-    def _save_checkpoint(self, model: Any, trial: Any) -> None:
-        """The Trainer's checkpoint, written into checkpoints/.staging/ and renamed: complete, or absent. With several
-        processes, rank 0 writes the adapter, optimizer and state, each rank its RNG state; rank 0 renames."""
-        self.count_tokens()
-        final = Path(self.args.output_dir)
-        staging = final / ".staging"
-        name = f"checkpoint-{self.state.global_step}"
-        main, needed = self.is_world_process_zero(), 0.0
-        if main:
-            previous = checkpoints.latest_valid(final, warn=lambda _: None)
-            needed = checkpoints.size_mb(previous) if previous else 0.0
-            shutil.rmtree(staging, ignore_errors=True)
-            final.mkdir(parents=True, exist_ok=True)
-            if needed > shutil.disk_usage(final).free / 2**20:  # refuse before writing anything
-                raise checkpoints.no_space_error(name, final, needed)
-        ranks.wait(self.job, "clearing the staging folder")
-        self.args.output_dir = str(staging)
-        try:
-            super()._save_checkpoint(model, trial)
-            ranks.wait(self.job, f"writing {name}")
-            if main:
-                shutil.copy(self.run.config, staging / name / "config.toml")
-                checkpoints.write_world(staging / name, self.args.world_size, self.args.gradient_accumulation_steps)
-                if (final / name).exists():  # saved again at the same step (the end of a run that just checkpointed)
-                    shutil.rmtree(final / name)
-                os.replace(staging / name, final / name)
-        except Exception as e:
-            if checkpoints.is_no_space(e):
-                written = checkpoints.size_mb(staging)
-                raise checkpoints.no_space_error(name, final, max(needed, written)) from None
-            if isinstance(e, OSError) and e.errno in checkpoints.UNWRITABLE:
-                raise UserError(f"cannot write {name} in {final}: {e.strerror}",
-                                "Make the run directory writable, then continue with --resume.") from None
-            raise
-        finally:
-            self.args.output_dir = str(final)
-            if main:
-                shutil.rmtree(staging, ignore_errors=True)
-        if main:
-            rotate_checkpoints(output_dir=str(final), save_total_limit=self.args.save_total_limit, use_mtime=False,
-                               best_model_checkpoint=self.state.best_model_checkpoint)
-
-    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
-        """Several processes on the CPU: the Trainer maps the optimizer state to each process's device, which
-        accelerate names cpu:<rank>, a device torch.load cannot map to; loaded as one process loads it."""
-        if checkpoint is None or self.args.world_size == 1 or self.args.device.type != "cpu":
-            return super()._load_optimizer_and_scheduler(checkpoint)
-        folder = Path(checkpoint)
-        self.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", map_location="cpu", weights_only=True))
-        self.lr_scheduler.load_state_dict(torch.load(folder / "scheduler.pt", weights_only=True))
-        return None
 
 
 def free_gpu_memory() -> None:
