@@ -145,17 +145,21 @@ def convert(table: Table, fmt: str = "auto", skip_invalid: bool = False) -> Exam
                 examples.conversations.append(messages)
         except InvalidRow as e:
             bad.append(f"{table.where(i)}: {e}")
-    if bad and not skip_invalid:
-        shown = "\n".join(f"  {b}" for b in bad[:5])
-        more = f"\n  ... and {len(bad) - 5} more" if len(bad) > 5 else ""
-        raise UserError(
-            f"{len(bad)} of {len(table.rows)} rows in {table.source} can't be used as {fmt}:\n{shown}{more}",
-            "Fix those rows, or pass --set skip_invalid_rows=true to leave them out.",
-        )
-    if bad:
-        console.print(f"[yellow]Skipped {len(bad)} invalid rows of {table.source}[/] (first: {bad[0]})")
-    examples.skipped = len(bad)
+    examples.skipped = invalid_rows(bad, table, fmt, skip_invalid)
     examples.fingerprint = table.fingerprint
     if not len(examples):
         raise UserError(f"no usable rows in {table.source}")
     return examples
+
+
+def invalid_rows(bad: list[str], table: Table, what: str, skip_invalid: bool) -> int:
+    """The rows of `table` that cannot be used as `what` (each "where: why"): an error listing them, or, when they
+    may be skipped, a line saying so; how many were skipped."""
+    if bad and not skip_invalid:
+        shown = "\n".join(f"  {b}" for b in bad[:5])
+        more = f"\n  ... and {len(bad) - 5} more" if len(bad) > 5 else ""
+        raise UserError(f"{len(bad)} of {len(table.rows)} rows in {table.source} can't be used as {what}:\n"
+                        f"{shown}{more}", "Fix those rows, or pass --set skip_invalid_rows=true to leave them out.")
+    if bad:
+        console.print(f"[yellow]Skipped {len(bad)} invalid rows of {table.source}[/] (first: {bad[0]})")
+    return len(bad)

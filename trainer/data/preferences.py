@@ -15,9 +15,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from trainer.config import Config
-from trainer.console import console
 from trainer.data import sources
-from trainer.data.formats import OPENAI_ROLES, SHAREGPT_ROLES, InvalidRow, Messages, check_roles
+from trainer.data.formats import OPENAI_ROLES, SHAREGPT_ROLES, InvalidRow, Messages, check_roles, invalid_rows
 from trainer.data.sources import Table
 from trainer.errors import UserError
 
@@ -153,15 +152,7 @@ def convert(table: Table, fmt: str = "auto", skip_invalid: bool = False) -> Pair
             pairs.rejected.append(rejected)
         except InvalidRow as e:
             bad.append(f"{table.where(i)}: {e}")
-    if bad and not skip_invalid:
-        shown = "\n".join(f"  {b}" for b in bad[:5])
-        more = f"\n  ... and {len(bad) - 5} more" if len(bad) > 5 else ""
-        raise UserError(f"{len(bad)} of {len(table.rows)} rows in {table.source} can't be used as {fmt} preference "
-                        f"pairs:\n{shown}{more}",
-                        "Fix those rows, or pass --set skip_invalid_rows=true to leave them out.")
-    if bad:
-        console.print(f"[yellow]Skipped {len(bad)} invalid pairs of {table.source}[/] (first: {bad[0]})")
-    pairs.skipped = len(bad)
+    pairs.skipped = invalid_rows(bad, table, f"{fmt} preference pairs", skip_invalid)
     pairs.fingerprint = table.fingerprint
     if not len(pairs):
         raise UserError(f"no usable preference pairs in {table.source}")
