@@ -203,11 +203,11 @@ def run(args: argparse.Namespace, argv: list[str], world: cfg.World) -> int:
         from trainer.bench import report, sweep
 
         if args.report:
-            console.print(f"Wrote {report.write_report(output=Path(args.output))}")
+            console.print(f"Wrote {report.write_report(cfg.records_dir(), Path(args.output))}")
         else:
             configs = sweep.configurations(args.engines, args.configs, emulated=args.emulate is not None)
             plan = sweep.plan(args.profile, args.settings, args.model, configs, args.steps, args.data,
-                              card=args.emulate, gpus=args.gpus, platform=args.platform)
+                              card=args.emulate, gpus=args.gpus, platform=args.platform, results=cfg.records_dir())
             # bad profiles and settings fail here, before any training
             base, reason = profiles.resolve(plan.profile, list(plan.settings), flags(args))
             for _, extra in plan.configs:

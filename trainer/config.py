@@ -326,6 +326,11 @@ def build(flat_layers: list[tuple[str, dict[str, Any]]], profile: str) -> Config
     return config
 
 
+def records_dir() -> Path:
+    """Where `bench` appends its records: TRAINER_RECORDS_DIR, else benchmarks/results (from the repository root)."""
+    return Path(os.environ.get("TRAINER_RECORDS_DIR", "benchmarks/results"))
+
+
 def cache_dir() -> str:
     """Where converted local models live: $TRAINER_CACHE_DIR, else ~/.cache/trainer."""
     return os.environ.get("TRAINER_CACHE_DIR") or str(Path.home() / ".cache" / "trainer")

@@ -10,7 +10,7 @@ import sys
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from trainer.console import console
 from trainer.errors import UserError
@@ -126,3 +126,12 @@ def load_tokenizer(name: str, cache_dir: str) -> PreTrainedTokenizerBase:
             f"could not load the tokenizer of '{name}': {e}",
             "Check the model id and your network (HF_TOKEN for gated models), or pass --model with a local folder.",
         ) from None
+
+
+def four_bit(dtype: Any) -> Any:
+    """How a base model is loaded in 4-bit wherever it is (training on the transformers engine, chat, serve): NF4 with
+    double quantization (about 0.4 bits less per weight), computing in `dtype`."""
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=dtype)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,7 @@ from trainer.errors import UserError
 from trainer.runs import write_atomic
 from trainer.system import PACKAGES
 
-RESULTS = Path(os.environ.get("TRAINER_RECORDS_DIR", "benchmarks/results"))  # relative to the repository root
+RESULTS = Path("benchmarks/results")  # relative to the repository root; the CLI passes config.records_dir()
 REPORT = Path("benchmarks/RESULTS.md")
 HEADER = ["config", "engine", "real tok/s", "x notebook", "x transformers", "steps/min", "samples/s",
           "peak reserved GB", "first step s", "GPU busy", "FineTome epoch h"]

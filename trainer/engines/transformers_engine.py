@@ -13,7 +13,7 @@ from trainer.system import Gpu
 
 def load(config: Config, gpu: Gpu | None) -> tuple[Any, Any]:
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-    from transformers import AutoModelForCausalLM, BitsAndBytesConfig, set_seed
+    from transformers import AutoModelForCausalLM, set_seed
     from transformers.utils import logging
 
     logging.disable_progress_bar()
@@ -33,9 +33,7 @@ def load(config: Config, gpu: Gpu | None) -> tuple[Any, Any]:
         # 4-bit weights cannot be moved after loading, so each rank loads straight onto its own.
         kwargs["device_map"] = {"": torch.cuda.current_device()}
     if config.model.load_in_4bit:
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype
-        )
+        kwargs["quantization_config"] = weights.four_bit(dtype)
     try:
         model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     except OSError as e:

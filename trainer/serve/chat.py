@@ -35,7 +35,7 @@ class ChatModel:
 
 def load(target: str, cache_dir: str) -> ChatModel:
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging
 
     logging.disable_progress_bar()
@@ -45,9 +45,7 @@ def load(target: str, cache_dir: str) -> ChatModel:
     kwargs: dict[str, Any] = {"dtype": torch.float32}
     if gpu is not None:
         dtype = torch.bfloat16 if gpu.has_bf16 else torch.float16
-        kwargs = {"dtype": dtype, "device_map": {"": 0},
-                  "quantization_config": BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                                                            bnb_4bit_compute_dtype=dtype)}
+        kwargs = {"dtype": dtype, "device_map": {"": 0}, "quantization_config": weights.four_bit(dtype)}
     try:
         tokenizer = AutoTokenizer.from_pretrained(adapter or source)
         model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
