@@ -101,11 +101,13 @@ def convert_gguf(gguf: Path, out: Path) -> None:
 def describe(target: str) -> tuple[str, Path | None]:
     """The base model and the adapter folder (if any) that `target` names: a run directory, an adapter or
     checkpoint folder, or a model (local folder or Hub id)."""
+    from trainer.runs.run_dir import RunDir, is_run_dir
+
     path = Path(target)
-    if (path / "config.toml").is_file() and (path / "status.json").is_file():  # a run directory
+    if is_run_dir(path):
         adapter = path / "adapter"
         if not (adapter / "adapter_config.json").is_file():
-            state = json.loads((path / "status.json").read_text()).get("state", "unknown")
+            state = RunDir(path).read_status().get("state", "starting")
             raise UserError(f"run {path} has no finished adapter yet (status: {state})",
                             f"Wait for it to finish, or chat with one of its checkpoints: {path}/checkpoints/...")
         path = adapter

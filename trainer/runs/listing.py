@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from trainer.errors import UserError
-from trainer.runs.run_dir import RunDir
+from trainer.runs.run_dir import MARKERS, RunDir, is_run_dir
 
 
 def list_runs(root: Path) -> list[RunDir]:
     """Every run directory under `root` (with a status, or launched by --detach and still loading), newest first."""
-    paths = {p.parent for name in ("status.json", "launch.json") for p in root.glob(f"*/{name}")}
+    paths = {p.parent for name in MARKERS for p in root.glob(f"*/{name}")}
     runs = [RunDir(p) for p in paths]
     return sorted(runs, key=lambda r: max(f.stat().st_mtime for f in (r.status, r.launch) if f.exists()),
                   reverse=True)
@@ -61,7 +61,7 @@ def show(root: Path) -> None:
 def find(name: str, root: Path) -> RunDir:
     """A run by its folder or by its id under `root`."""
     for path in (Path(name), root / name):
-        if (path / "status.json").is_file() or (path / "launch.json").is_file():
+        if is_run_dir(path):
             return RunDir(path)
     known = ", ".join(r.path.name for r in list_runs(root)[:5]) or "none yet"
     raise UserError(f"no run '{name}' (neither a run folder nor a run id under {root}/)",

@@ -17,6 +17,13 @@ from trainer.config import Config
 from trainer.console import console
 from trainer.errors import Stopped, UserError
 
+MARKERS = ("status.json", "launch.json")  # a run directory holds one: a run that trains or ran, or is starting
+
+
+def is_run_dir(path: Path) -> bool:
+    """Whether `path` is a run directory (as opposed to an adapter, a checkpoint or a model folder)."""
+    return any((path / name).is_file() for name in MARKERS)
+
 
 @dataclass(frozen=True)
 class RunDir:

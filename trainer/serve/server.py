@@ -17,6 +17,7 @@ from rich.markup import escape
 
 from trainer.console import console
 from trainer.errors import UserError
+from trainer.runs.run_dir import is_run_dir
 from trainer.serve import conform, guard
 
 SERVE_HINT = 'pip install -e ".[serve]" (transformers serve: FastAPI, uvicorn and the openai types)'
@@ -100,7 +101,7 @@ def gguf_file(path: Path) -> Path | None:
 def merged_export(path: Path) -> Path | None:
     """A run's merged 16-bit export (`trainer export`), when it has one."""
     merged = path / "merged"
-    return merged if (path / "status.json").is_file() and (merged / "config.json").is_file() else None
+    return merged if is_run_dir(path) and (merged / "config.json").is_file() else None
 
 
 def name_of(target: str) -> str:
