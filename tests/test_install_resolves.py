@@ -17,7 +17,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from tests.conftest import ROOT, free_port
+from tests.helpers import ROOT, free_port
 
 spec = importlib.util.spec_from_file_location("resolve_constraints", ROOT / "scripts" / "resolve_constraints.py")
 resolver = importlib.util.module_from_spec(spec)
