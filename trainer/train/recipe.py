@@ -9,7 +9,7 @@ from typing import Any
 
 from trainer import data, engines, system
 from trainer.config import Config, tracker_environment
-from trainer.console import config_table, console
+from trainer.console import config_summary, console
 from trainer.distributed import ranks
 from trainer.engines import attention, policy
 from trainer.errors import Stopped
@@ -72,7 +72,7 @@ def set_up(config: Config, job: ranks.Job, profile_reason: str, resume_from: Pat
     engine, why = engines.choose(config, gpu)
     startup["engine_imported"] = system.since_process_start()
     config, settled = policy.settle(config, engine)
-    console.print(config_table(config))  # the config that trains
+    console.print(config_summary(config))  # the config that trains
     console.print(f"Engine [bold]{engine}[/]: {why}" + (f"; for it, {settled}" if settled else ""))
     model, tokenizer = engines.get(engine).load(config, gpu)
     startup["model_loaded"] = system.since_process_start()
