@@ -161,14 +161,14 @@ def test_gpu_profiles_settle_checkpointing_and_loss_per_engine_and_keep_what_is_
     config, _ = resolve(profile)
     unsloth, said = policy.settle(config, "unsloth")
     assert (unsloth.train.gradient_checkpointing, unsloth.train.loss_type) == ("off", "nll")
-    assert said == "gradient_checkpointing=off, loss_type=nll"
+    assert said == "gradient_checkpointing=off, loss_type=nll, trained_positions_only=on"
     transformers, said = policy.settle(config, "transformers")
     assert (transformers.train.gradient_checkpointing, transformers.train.loss_type) == ("on", "chunked_nll")
-    assert said == "gradient_checkpointing=on, loss_type=chunked_nll"
+    assert said == "gradient_checkpointing=on, loss_type=chunked_nll, trained_positions_only=off"
     assert transformers.train.packing == config.train.packing and transformers.model == config.model
     kept, said = policy.settle(resolve(profile, ["gradient_checkpointing=off"])[0], "transformers")
-    assert (kept.train.gradient_checkpointing, kept.train.loss_type, said) == ("off", "chunked_nll",
-                                                                               "loss_type=chunked_nll")
+    assert (kept.train.gradient_checkpointing, kept.train.loss_type, said) == (
+        "off", "chunked_nll", "loss_type=chunked_nll, trained_positions_only=off")
     cpu, _ = resolve("cpu")
     assert policy.settle(cpu, "transformers") == (cpu, "")
 
