@@ -99,12 +99,11 @@ def build(targets: list[str], runs_root: Path, cache_dir: str) -> Any:
             raise gr.Error("This model has no adapter: pick a training run to compare it with its base model.")
         messages = [{"role": "user", "content": prompt}]
         base = ""
-        waiting = "(after the base model's answer: one model in memory answers one prompt at a time)"
         with closing(chat.stream(model, messages, settings(*options), use_adapter=False)) as answers:
             for base in answers:
                 if clicks["compare"] != mine:
                     return
-                yield base, waiting
+                yield base, ""
         with closing(chat.stream(model, messages, settings(*options))) as answers:
             for tuned in answers:
                 if clicks["compare"] != mine:
@@ -159,7 +158,9 @@ def build(targets: list[str], runs_root: Path, cache_dir: str) -> Any:
             compare_button = gr.Button("Answer with both", variant="primary", elem_id="compare")
             with gr.Row():
                 base_out = gr.Textbox(label="Base model", lines=10, elem_id="base-answer")
-                tuned_out = gr.Textbox(label="Fine-tuned", lines=10, elem_id="tuned-answer")
+                tuned_out = gr.Textbox(label="Fine-tuned", lines=10, elem_id="tuned-answer",
+                                       placeholder="After the base model's answer: one model in memory answers one "
+                                                   "prompt at a time")
         with gr.Tab("Runs"):
             table = gr.Dataframe(headers=list(RUN_COLUMNS.values()), label=f"Runs in {runs_root}", elem_id="runs",
                                  interactive=False)
