@@ -117,19 +117,16 @@ def build(targets: list[str], runs_root: Path, cache_dir: str) -> Any:
         return (rows, gr.update(choices=names, value=picked if picked in names else (names[0] if names else None)),
                 gr.update(choices=choices()))
 
-    drawn: dict[str, float] = {}  # the run whose loss is drawn, and when its metrics had last changed
-
-    def loss_plot(name: str | None) -> Any:
+    def loss_plot(name: str | None, drawn: tuple[str, float] | None) -> tuple[Any, tuple[str, float] | None]:
+        """The run's loss chart, and what this page has drawn (the run and its metrics' time): redrawn only when that
+        changed, per page."""
         if not name or not (runs_root / name).is_dir():
-            drawn.clear()
-            return None
+            return None, None
         metrics = RunDir(runs_root / name).metrics
-        changed = metrics.stat().st_mtime if metrics.exists() else 0.0
-        if drawn == {name: changed}:
-            return gr.update()  # nothing new: the page keeps its chart
-        drawn.clear()
-        drawn[name] = changed
-        return RunDir(runs_root / name).loss_figure()
+        now = (name, metrics.stat().st_mtime if metrics.exists() else 0.0)
+        if drawn == now:
+            return gr.update(), drawn  # nothing new: the page keeps its chart
+        return RunDir(runs_root / name).loss_figure(), now
 
     with gr.Blocks(title="trainer") as app:
         gr.Markdown("# trainer: chat with your fine-tune")
@@ -167,6 +164,7 @@ def build(targets: list[str], runs_root: Path, cache_dir: str) -> Any:
             run_pick = gr.Dropdown(label="Loss curve of run", choices=[], elem_id="run-pick")
             plot = gr.Plot(label="Loss")
             timer = gr.Timer(5)  # refresh while runs train
+            drawn = gr.State(None)  # the chart this page shows: (run, its metrics' time)
 
         app.load(select, target, status).then(runs_table, run_pick, [table, run_pick, target])
         target.change(select, target, status)
@@ -177,8 +175,8 @@ def build(targets: list[str], runs_root: Path, cache_dir: str) -> Any:
         clear.click(lambda: [], None, chatbot, cancels=replies)
         # a new click cancels the answer still streaming for the old prompt
         compare_button.click(compare, [prompt, target, *options], [base_out, tuned_out], concurrency_limit=2)
-        timer.tick(runs_table, run_pick, [table, run_pick, target]).then(loss_plot, run_pick, plot)
-        run_pick.change(loss_plot, run_pick, plot)
+        timer.tick(runs_table, run_pick, [table, run_pick, target]).then(loss_plot, [run_pick, drawn], [plot, drawn])
+        run_pick.change(loss_plot, [run_pick, drawn], [plot, drawn])
     return app
 
 
