@@ -15,7 +15,7 @@ for what in "$@"; do
     3070) bench --model "$M1" --emulate rtx3070 --engines unsloth --config all-positions:trained_positions_only=off --steps 15 ;;
     3070win) bench --model "$M1" --emulate rtx3070 --platform windows --engines unsloth --steps 12 ;;
     quadro) bench --model "$M3" --emulate quadro-rtx5000 --engines unsloth --config all-positions:trained_positions_only=off --steps 12 ;;
-    tests) echo "== $(date +%T) tests $TESTS"; timeout "${T:-560}" python3 -m pytest -x -q -p no:cacheprovider tests/gpu -k "$TESTS" -rA ;;
+    tests) echo "== $(date +%T) tests $TESTS"; timeout "${T:-560}" python3 -m pytest -q -p no:cacheprovider tests/gpu -k "$TESTS" -rA ;;
   esac 2>&1 | tee -a "$OUT/$what.log"
 done
 ls -la "$OUT" "$OUT/records"

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from trainer.config import Config, build, flatten_toml, parse_set
+from trainer.config import Config, build, flatten_toml, full_key, parse_set
 from trainer.errors import UserError
 from trainer.system import Gpu, detect_gpu
 
@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 PROFILES_DIR = Path(__file__).resolve().parent.parent / "profiles"
 VRAM_SLACK = 0.9  # cards report a little less than their label (an "8 GB" RTX 3070 shows 7.8 GiB)
+PREFERENCE = "preference"  # a profile's table of settings for train.method dpo and orpo
 KEEP_WHOLE = ("name", "model")  # `trainer profiles`: never wrapped
 DROP_ORDER = ("card", "seq len", "batch x accum", "dtype")  # dropped in this order when the terminal is too narrow
 
@@ -36,10 +37,13 @@ def resolve(
     `flags` are the explicit CLI options, already keyed by setting ("train.max_steps"); they win over --set.
     """
     choice = locate(profile)
-    layers = [(str(choice.path), read(choice.path)), ("auto-detection", choice.overrides)]
-    layers.append(("--set", parse_set(settings or [])))
-    layers.append(("command line", {k: v for k, v in (flags or {}).items() if v is not None}))
-    return build(layers, choice.name), choice.reason
+    own, preference = read_with_preference(choice.path)
+    given = [("auto-detection", choice.overrides), ("--set", parse_set(settings or [])),
+             ("command line", {k: v for k, v in (flags or {}).items() if v is not None})]
+    config = build([(str(choice.path), own), *given], choice.name)
+    if config.train.method != "sft" and preference:  # the profile's [preference] settings, under what was given
+        config = build([(str(choice.path), own), (f"{choice.path} [{PREFERENCE}]", preference), *given], choice.name)
+    return config, choice.reason
 
 
 def names() -> list[str]:
@@ -47,14 +51,26 @@ def names() -> list[str]:
 
 
 def read(path: Path) -> dict[str, Any]:
-    """A profile file as {"section.field": value}, with unknown fields rejected."""
+    """A profile file as {"section.field": value}, with unknown fields rejected (its [preference] table aside)."""
+    return read_with_preference(path)[0]
+
+
+def read_with_preference(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A profile file as {"section.field": value}, and its [preference] table the same way: the settings (named as
+    for --set) for train.method dpo and orpo (a pair is two sequences, scored again by the reference for DPO)."""
     try:
         table = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as e:
         raise UserError(f"{path} is not valid TOML ({e})", "Fix the line named above.") from None
     except OSError as e:
         raise UserError(f"cannot read profile {path}: {e.strerror}") from None
-    return flatten_toml(table, str(path))
+    preference = table.pop(PREFERENCE, {})
+    if not isinstance(preference, dict) or any(isinstance(v, dict) for v in preference.values()):
+        raise UserError(f"{path}: [{PREFERENCE}] must be a table of settings (micro_batch_size = 1, ...)")
+    try:
+        return flatten_toml(table, str(path)), {full_key(key): value for key, value in preference.items()}
+    except UserError as e:
+        raise UserError(f"{path} [{PREFERENCE}]: {e.message}", e.hint) from None
 
 
 def locate(profile: str) -> Choice:

@@ -8,17 +8,46 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from trl import DPOTrainer
 from trl.experimental.orpo import ORPOTrainer
 
+from trainer.errors import UserError
 from trainer.train.run_trainer import RunTrainerMixin
+from trainer.train.sft_trainer import free_gpu_memory
 
 
-class RunDPOTrainer(RunTrainerMixin, DPOTrainer):
+class OutOfMemoryStops(RunTrainerMixin):
+    """A step that runs out of GPU memory stops the run with a checkpoint of the last completed step and the fixes
+    (a pair cannot be split into smaller passes as SFT's rows are)."""
+
+    def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> Any:
+        try:
+            return super().training_step(model, inputs, num_items_in_batch)
+        except torch.OutOfMemoryError:
+            pass  # handled outside the except block: its traceback holds the failed step's tensors
+        free_gpu_memory()
+        self._save_checkpoint(model, trial=None)
+        train, fixes = self.config.train, ["close other programs that use the GPU"]
+        if train.micro_batch_size > 1:
+            fixes.append("train one pair per pass (--set micro_batch_size=1, and grad_accum_steps "
+                         f"{train.micro_batch_size * train.grad_accum_steps} for the same pairs per step)")
+        if train.gradient_checkpointing == "off":
+            fixes.append("turn gradient checkpointing on (--set gradient_checkpointing=unsloth)")
+        if self.config.model.max_seq_length > 256:
+            fixes.append(f"train shorter pairs (--set max_seq_length={self.config.model.max_seq_length // 2})")
+        hint = ", ".join(fixes[:-1]) + " or " + fixes[-1]
+        raise UserError(f"out of GPU memory: {train.micro_batch_size} preference pair(s) of up to "
+                        f"{self.config.model.max_seq_length} tokens a side do not fit in what is free on the GPU "
+                        f"(checkpoint-{self.state.global_step} saved)",
+                        f"{hint[0].upper()}{hint[1:]}; then continue with: {self.run.resume_command}")
+
+
+class RunDPOTrainer(OutOfMemoryStops, DPOTrainer):
     """DPO; its batches hold the chosen and the rejected rows, with one attention mask."""
 
 
-class RunORPOTrainer(RunTrainerMixin, ORPOTrainer):
+class RunORPOTrainer(OutOfMemoryStops, ORPOTrainer):
     """ORPO; its batches hold the prompt again beside the chosen and rejected rows."""
 
     def real_tokens(self, inputs: dict[str, Any]) -> Any:

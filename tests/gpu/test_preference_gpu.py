@@ -1,0 +1,74 @@
+"""DPO and ORPO on the unsloth engine, each profile on its emulated card with worst-case pairs, on the CUDA host.
+
+A preference pair costs two sequences per forward (chosen and rejected), and DPO scores the reference (the model with
+its adapter disabled) as well: worst-case pairs, both answers longer than max_seq_length, must fit what the card leaves
+for training (7 GB of an 8 GB card, 15 of 16) with the card's attention kernels. Each test writes a record under
+benchmarks/results/.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import pytest
+
+from tests.gpu.conftest import record
+from tests.helpers import run_cli
+from trainer.bench import emulate
+from trainer.bench.cards import CARDS
+from trainer.profiles import resolve
+from trainer.runs import RunDir
+
+STEPS = 6
+
+
+def worst_case_pairs(path, pairs=32, seed=0):
+    """Pairs whose chosen and rejected answers are each longer than any profile's max_seq_length."""
+    rng = random.Random(seed)
+    words = "alpha beta gamma delta epsilon zeta theta kappa lambda sigma omega river stone cloud light".split()
+    with path.open("w") as f:
+        for _ in range(pairs):
+            answers = [" ".join(rng.choice(words) for _ in range(3000)) for _ in range(2)]
+            f.write(json.dumps({"prompt": "Write a long text.", "chosen": answers[0], "rejected": answers[1]}) + "\n")
+    return path
+
+
+@pytest.mark.parametrize(("profile", "method"), [("rtx2060s", "dpo"), ("rtx3070", "dpo"), ("quadro-rtx5000", "dpo"),
+                                                 ("rtx3070", "orpo")])
+def test_preference_tuning_fits_its_emulated_card(profile, method, llama_1b, llama_3b, tmp_path):
+    config, _ = resolve(profile)
+    card = CARDS[profile]
+    backends = ",".join(card.sdpa_backends["linux"])
+    model = llama_3b if "3B" in config.model.name else llama_1b
+    run = RunDir(tmp_path / "run")
+    with emulate.mps_daemon(tmp_path) as (mps_env, why):
+        env = emulate.confined(card, mps_env, emulate.FIRST_SHARE) if mps_env is not None else {}
+        result = run_cli("--model", str(model), "--run-dir", str(run.path), "--profile", profile, "--method", method,
+                         "--dataset", str(worst_case_pairs(tmp_path / "pairs.jsonl")), "--max-steps", str(STEPS),
+                         "--set", "log_every_s=0", "--set", "eval_size=0", "--set", "engine=unsloth",
+                         "--set", f"vram_cap_gb={card.usable_gb}", "--set", f"sdpa_backends={backends}",
+                         timeout=900, env=env)
+    out = result.stdout + result.stderr
+    metrics = [m for m in run.read_metrics() if "loss" in m]
+    values = [m["loss"] for m in metrics]
+    peak = max((m.get("memory_reserved_gb", 0) for m in metrics), default=None)
+    margins = [m.get("reward_margin") for m in metrics]
+    passed = (result.returncode == 0 and len(values) == STEPS and all(math.isfinite(v) for v in values)
+              and all(m is not None and math.isfinite(m) for m in margins)
+              and peak is not None and peak <= card.usable_gb and "Out of GPU memory" not in out)
+    trained = resolve(str(run.config))[0] if run.config.is_file() else config
+    record(f"{method}-fits-{profile}", run, passed, profile=profile, method=method, engine="unsloth",
+           vram_cap_gb=card.usable_gb, dtype=config.model.dtype,
+           model=f"Llama-3.2-{'3B' if '3B' in config.model.name else '1B'} shape, random",
+           emulation={"card": profile, "confined": mps_env is not None, "how": why,
+                      "mps_share_percent": emulate.FIRST_SHARE if mps_env is not None else None,
+                      "device_memory_limit_gb": card.memory_gb if mps_env is not None else None,
+                      "platform": "linux", "sdpa_backends": backends.split(",")},
+           settings={k: v for k, v in trained.to_dict()["train"].items()
+                     if k in ("micro_batch_size", "grad_accum_steps", "gradient_checkpointing", "beta")},
+           max_seq_length=config.model.max_seq_length, pair="both answers longer than max_seq_length",
+           peak_reserved_gb=peak, headroom_gb=round(card.usable_gb - peak, 2) if peak is not None else None,
+           losses=values, reward_margins=margins, output_tail=out[-1500:] if not passed else None)
+    assert passed, out[-3000:]
