@@ -93,6 +93,19 @@ class RunTrainerMixin:
             rotate_checkpoints(output_dir=str(final), save_total_limit=self.args.save_total_limit, use_mtime=False,
                                best_model_checkpoint=self.state.best_model_checkpoint)
 
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
+        """The trained adapter too. A checkpoint of DPO holds TRL's frozen reference adapter in ref/ beside the
+        trained one at its root; transformers 5.17 then loads only the adapters in subfolders, and the trained one
+        would resume from its initial weights (seen: the first resumed step's loss was ln 2, policy = reference)."""
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        model = model if model is not None else self.model
+        root = Path(resume_from_checkpoint)
+        has_subfolders = any(p.is_dir() and (p / "adapter_model.safetensors").is_file() for p in root.iterdir())
+        if has_subfolders and hasattr(model, "load_adapter") and (root / "adapter_model.safetensors").is_file():
+            active = model.active_adapters[0]
+            model.load_adapter(str(root), active, is_trainable=True)
+            model.set_adapter(active)
+
     def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
         """Several processes on the CPU: the Trainer maps the optimizer state to each process's device, which
         accelerate names cpu:<rank>, a device torch.load cannot map to; loaded as one process loads it."""
