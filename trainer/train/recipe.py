@@ -14,7 +14,7 @@ from trainer.distributed import ranks
 from trainer.engines import attention, policy
 from trainer.errors import Stopped
 from trainer.runs import RunDir, speed, write_atomic
-from trainer.train import checkpoints, trackers
+from trainer.train import checkpoints, from_run, trackers
 from trainer.train.sft_config import sft_config
 
 
@@ -59,6 +59,10 @@ def set_up(config: Config, job: ranks.Job, profile_reason: str, resume_from: Pat
     gpu = system.detect_gpu()
     console.print(f"Profile [bold]{config.profile}[/]: {profile_reason}")
     policy.check_hardware(config, gpu)
+    start = from_run.check(config)  # before the data and the model: the run to start from may have gone
+    if start is not None:
+        console.print(f"Starting from the adapter of {config.model.from_run}"
+                      + (" (DPO's reference: that adapter, frozen)" if config.train.method == "dpo" else ""))
     trackers.check_installed(config.run.report_to)
     if config.run.vram_cap_gb and gpu is not None:
         cap_vram(config.run.vram_cap_gb, gpu)
