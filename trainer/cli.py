@@ -39,12 +39,12 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument("--model", help="Hub id or local folder of the base model")
         p.add_argument("--dataset", help="Hub id, local .jsonl/.json/.csv/.parquet file, or 'sample'")
         p.add_argument("--format", choices=("auto", "sharegpt", "openai", "alpaca", "text"), help="dataset format")
+        p.add_argument("--method", choices=cfg.CHOICES["train.method"],
+                       help="sft (default): conversations; dpo or orpo: preference pairs (prompt, chosen, rejected)")
         add_set(p, "override any setting, e.g. --set learning_rate=1e-4 (repeatable)")
 
     train = sub.add_parser("train", help="fine-tune (the default command)")
     run_options(train)
-    train.add_argument("--method", choices=cfg.CHOICES["train.method"],
-                       help="sft (default): conversations; dpo or orpo: preference pairs (prompt, chosen, rejected)")
     train.add_argument("--from", dest="from_run", metavar="RUN",
                        help="train the adapter of this finished run further (SFT, then --method dpo) on its base")
     train.add_argument("--max-steps", type=int, help="optimizer steps (0: use --epochs)")

@@ -114,7 +114,7 @@ def describe_pairs(config: Config, stats: dict[str, Any]) -> None:
         f"{config.train.method.upper()} on {stats['train_rows']} train / {stats['eval_rows']} eval preference pairs; "
         f"tokens of prompt + the longer answer min {stats['tokens_min']}, median {stats['tokens_median']:.0f}, "
         f"max {stats['tokens_max']}; {stats['rows_over_max_length']} pairs over max_seq_length={max_length} "
-        f"(cut to it by TRL), {stats['rows_dropped']} dropped (the prompt alone fills it)"
+        f"(each sequence cut to it, keeping its start), {stats['rows_dropped']} dropped (the prompt alone fills it)"
     )
     if stats["eval_rows"] and config.train.eval_every_steps:
         console.print(f"Eval loss and rewards on {stats['eval_rows']} held-out pairs every "
