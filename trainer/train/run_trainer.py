@@ -28,6 +28,13 @@ class RunTrainerMixin:
         self.job = job
         self.pending_tokens: Any = 0  # real tokens of the batches since the last log, a GPU tensor while training
         super().__init__(*args, **kwargs)
+        if self.args.fp16:
+            # TRL's SFTTrainer and DPOTrainer cast a 4-bit model's LoRA weights to bf16, whose gradients fp16's
+            # GradScaler cannot unscale (seen on the CUDA host for SFT: quadro-rtx5000 with the transformers engine).
+            # fp16 training keeps fp32 weights.
+            for param in self.model.parameters():
+                if param.requires_grad and param.dtype == torch.bfloat16:
+                    param.data = param.data.float()
 
     def real_tokens(self, inputs: dict[str, Any]) -> Any:
         """The batch's non-padding tokens (padding-free rows have no pads)."""
