@@ -27,7 +27,7 @@ def find(name: str) -> RunDir:
         raise UserError(f"--from {name}: no such run directory", "Name the folder of a finished run "
                         "(`python -m trainer runs` lists them).")
     if not is_run_dir(path):
-        raise UserError(f"--from {name}: {path} is not a run directory (it has no status.json)",
+        raise UserError(f"--from {name}: {path} is not a run directory (it has no status.json or launch.json)",
                         "Name the folder of a finished run, as `python -m trainer runs` lists them.")
     run = RunDir(path.resolve())
     if not (run.adapter / "adapter_model.safetensors").is_file() or not run.config.is_file():
