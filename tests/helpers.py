@@ -55,6 +55,26 @@ def assert_user_error(result, *fragments):
         assert fragment in out, out
 
 
+def losses(run_dir: Path) -> list[float]:
+    """The training loss of every logged step of a run, in order."""
+    from trainer.runs import RunDir
+
+    return [m["loss"] for m in RunDir(run_dir).read_metrics() if "loss" in m]
+
+
+def logged_steps(run_dir: Path) -> int:
+    metrics = run_dir / "metrics.jsonl"
+    return len(metrics.read_text().splitlines()) if metrics.exists() else 0
+
+
+def kill_after_checkpoint(cli_args: list[str], run_dir: Path, step: int) -> None:
+    """Start a run of `cli_args` and SIGKILL it as soon as its checkpoint-<step> exists."""
+    process = start(*cli_args)
+    wait_for(lambda: (run_dir / "checkpoints" / f"checkpoint-{step}").is_dir(), process)
+    process.kill()
+    process.wait()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

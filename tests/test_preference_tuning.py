@@ -98,3 +98,63 @@ def test_bad_preference_data_and_methods_exit_2_before_anything_is_written(tmp_p
     assert_user_error(run_cli("--profile", "cpu", "--set", "beta=0", *runs, cwd=tmp_path),
                       "train.beta must be positive")
     assert not (tmp_path / "runs").exists()
+
+
+def long_pairs(path):
+    """8 pairs: 5 short, 2 with an answer of about 60 words (over 64 tokens with the prompt), 1 with a prompt of
+    about 100 words (it alone fills 64 tokens)."""
+    rows = [{"prompt": f"What is {i} + {i}?", "chosen": f"{2 * i}.", "rejected": f"{2 * i + 1}."} for i in range(5)]
+    rows += [{"prompt": f"Count to {n}.", "chosen": " ".join(str(k) for k in range(n)), "rejected": "No."}
+             for n in (60, 70)]
+    rows.append({"prompt": "Repeat: " + " ".join(["word"] * 100), "chosen": "word", "rejected": "no"})
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.mark.parametrize("method", ["dpo", "orpo"])
+def test_pairs_over_max_seq_length_are_cut_keeping_their_start_and_counted_as_trl_trains_them(method, tiny_llama,
+                                                                                             tmp_path):
+    """What `trainer data` and the training's start say about long pairs is what TRL trains: the sequences of the
+    pairs counted as over max_seq_length (and only those) are cut to it keeping their start, by TRL's collator for
+    DPO and by RunORPOTrainer for ORPO; the pair whose prompt fills it is not trained."""
+    max_length = 64
+    dataset = long_pairs(tmp_path / "pairs.jsonl")
+    config, _ = resolve("cpu", [f"method={method}", "eval_size=0", f"max_seq_length={max_length}"],
+                        {"model.name": str(tiny_llama), "data.dataset": str(dataset), "train.max_steps": 2,
+                         "run.run_dir": str(tmp_path / "run")})
+    tokenizer = weights.load_tokenizer(config.model.name, config.run.cache_dir)
+    pairs = data.load(config)
+    prepared = data.build(config, pairs, tokenizer)
+    assert (prepared.stats["train_rows"], prepared.stats["rows_over_max_length"], prepared.stats["rows_dropped"]) \
+        == (7, 2, 1)
+    trainer = recipe.make_trainer(config, Job(), None, models_for_test(config), tokenizer, prepared,
+                                  RunDir(tmp_path / "run"))
+    rows = list(trainer.train_dataset)
+    assert len(rows) == 7
+    full = {}  # each pair's sequences as our SFT rendering has them, uncut
+    for prompt, chosen, rejected in zip(pairs.prompts, pairs.chosen, pairs.rejected, strict=True):
+        full[prompt[0]["content"]] = [render_with_mask(tokenizer, [*prompt, {"role": "assistant", "content": a}],
+                                                       config.data.date_string)[0] for a in (chosen, rejected)]
+    if method == "dpo":
+        batch = trainer.data_collator(rows)  # [chosen rows, rejected rows], cut by TRL's collator
+        trained = [ids[mask.bool()].tolist() for ids, mask in zip(batch["input_ids"], batch["attention_mask"],
+                                                                   strict=True)]
+        trained = list(zip(trained[:7], trained[7:], strict=True))
+    else:
+        trained = [(row["chosen_input_ids"], row["rejected_input_ids"]) for row in rows]
+    cut = 0
+    for sequences in trained:
+        candidates = [v for v in full.values() if v[0][:len(sequences[0])] == sequences[0]]
+        [(chosen, rejected)] = [v for v in candidates if v[1][:len(sequences[1])] == sequences[1]]
+        assert list(sequences) == [chosen[:max_length], rejected[:max_length]]
+        cut += max(len(chosen), len(rejected)) > max_length
+    assert cut == 2
+
+    result = run_cli("data", "--profile", "cpu", "--method", method, "--model", str(tiny_llama), "--dataset",
+                     str(dataset), "--set", "eval_size=0", "--set", f"max_seq_length={max_length}", "-n", "1")
+    out = result.stdout.replace("\n", " ")
+    assert result.returncode == 0, out
+    assert f"8 preference pairs, format standard, for {method.upper()}" in out
+    assert "train pairs 7, eval pairs 0" in out
+    assert f"Over max_seq_length ({max_length}): 2 pairs truncated (each sequence, prompt + answer, cut to" in out
+    assert "1 dropped (the prompt alone fills 64 tokens)" in out

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, cli_command, run_cli, start, wait_for
+from tests import helpers
+from tests.helpers import ROOT, cli_command, logged_steps, losses, run_cli, start, wait_for
 from trainer.runs import RunDir
 from trainer.train import checkpoints
 
@@ -23,17 +24,6 @@ def args(model: Path, run_dir: Path, *extra: str) -> list[str]:
     return ["--profile", "cpu", "--model", str(model), "--dataset", "sample", "--max-steps", str(STEPS),
             "--set", "save_every_steps=5", "--set", "eval_size=0", "--set", "learning_rate=3e-2",
             "--run-dir", str(run_dir), *extra]
-
-
-def losses(run_dir: Path) -> list[float]:
-    return [m["loss"] for m in RunDir(run_dir).read_metrics() if "loss" in m]
-
-
-
-
-def logged_steps(run_dir: Path) -> int:
-    metrics = run_dir / "metrics.jsonl"
-    return len(metrics.read_text().splitlines()) if metrics.exists() else 0
 
 
 @pytest.fixture(scope="module")
@@ -70,10 +60,7 @@ def test_signal_checkpoints_then_resume_is_bit_exact(sig, code, shared_tiny_llam
 
 def kill_after_checkpoint(model: Path, run_dir: Path, step: int) -> None:
     """Start a run and SIGKILL it as soon as checkpoint-<step> exists."""
-    process = start(*args(model, run_dir))
-    wait_for(lambda: (run_dir / "checkpoints" / f"checkpoint-{step}").is_dir(), process)
-    process.kill()
-    process.wait()
+    helpers.kill_after_checkpoint(args(model, run_dir), run_dir, step)
 
 
 def test_kill_9_right_after_a_checkpoint_loses_nothing_before_it(shared_tiny_llama, reference, tmp_path):

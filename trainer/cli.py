@@ -39,12 +39,14 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument("--model", help="Hub id or local folder of the base model")
         p.add_argument("--dataset", help="Hub id, local .jsonl/.json/.csv/.parquet file, or 'sample'")
         p.add_argument("--format", choices=("auto", "sharegpt", "openai", "alpaca", "text"), help="dataset format")
+        p.add_argument("--method", choices=cfg.CHOICES["train.method"],
+                       help="sft (default): conversations; dpo or orpo: preference pairs (prompt, chosen, rejected)")
         add_set(p, "override any setting, e.g. --set learning_rate=1e-4 (repeatable)")
 
     train = sub.add_parser("train", help="fine-tune (the default command)")
     run_options(train)
-    train.add_argument("--method", choices=cfg.CHOICES["train.method"],
-                       help="sft (default): conversations; dpo or orpo: preference pairs (prompt, chosen, rejected)")
+    train.add_argument("--from", dest="from_run", metavar="RUN",
+                       help="train the adapter of this finished run further (SFT, then --method dpo) on its base")
     train.add_argument("--max-steps", type=int, help="optimizer steps (0: use --epochs)")
     train.add_argument("--epochs", type=float, help="passes over the data (used when max steps is 0)")
     train.add_argument("--run-dir", help="where the run is written (default runs/<date-time>-<profile>)")
@@ -233,6 +235,13 @@ def train(args: argparse.Namespace, argv: list[str], world: cfg.World) -> int:
     from trainer.train import recipe, resume
 
     how, given = launch_options(args), flags(args)
+    if args.from_run:
+        from trainer.train import from_run
+
+        if how.resuming:
+            raise UserError("--from starts a new run from another run's adapter; --resume continues a run (which "
+                            "remembers where it started)", "Drop --from to resume, or --resume to start anew.")
+        given = {**from_run.settings(args.from_run, set(given) | set(cfg.parse_set(args.settings))), **given}
     ranks.speak_only_on_main(world)  # one process of several (torchrun): rank 0 speaks for all
     if how.detach:
         from trainer.runs import background

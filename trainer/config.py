@@ -33,6 +33,10 @@ class ModelConfig:
     dtype: str = "auto"  # bfloat16 | float16 | float32 | auto (bf16 where the GPU has it, else fp16; fp32 on CPU)
     load_in_4bit: bool = True
     max_seq_length: int = 2048
+    # A finished run whose adapter this run trains further (--from RUN: SFT, then DPO); empty: a fresh adapter. Its
+    # base model and LoRA shape are then the run's. DPO's reference is that adapter as it starts (the SFT model):
+    # TRL's frozen copy of it, trainer/train/from_run.py.
+    from_run: str = ""
 
 
 @dataclass(frozen=True)

@@ -131,7 +131,10 @@ def build(config: Config, examples: Examples | Pairs, tokenizer: PreTrainedToken
         parts = split(examples, config)
         if parts.note:
             console.print(f"[yellow]{parts.note.replace(' rows', ' pairs')}[/]")
-        return Prepared(*preferences.build(config, examples, tokenizer, parts.train, parts.eval))
+        prepared = Prepared(*preferences.build(config, examples, tokenizer, parts.train, parts.eval))
+        if prepared.problem is not None and check:
+            raise prepared.problem
+        return prepared
     check_tokenizer(tokenizer, needs_template=examples.format != "text")
     parts = split(examples, config)
     if parts.note:

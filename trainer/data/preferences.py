@@ -193,10 +193,13 @@ def as_text(tokenizer: PreTrainedTokenizerBase, prompt: Messages, answer: str, d
 
 
 def build(config: Config, pairs: Pairs, tokenizer: PreTrainedTokenizerBase, train_at: list[int],
-          eval_at: list[int]) -> tuple[datasets.Dataset, datasets.Dataset | None, dict[str, Any]]:
-    """The pairs at `train_at` and `eval_at` as TRL's standard preference rows (prompt, chosen, rejected text), and
-    their token lengths. A pair whose prompt alone fills max_seq_length is dropped (no answer token would be left);
-    a longer pair is cut by TRL to max_seq_length, keeping its start."""
+          eval_at: list[int]) -> tuple[datasets.Dataset | None, datasets.Dataset | None, dict[str, Any],
+                                       UserError | None]:
+    """The pairs at `train_at` and `eval_at` as TRL's standard preference rows (prompt, chosen, rejected text), their
+    token lengths, and why they can't train (too few pairs), if so. A pair whose prompt alone fills max_seq_length
+    is dropped (no answer token would be left), as TRL's DPO drops it; in a longer pair each sequence (prompt and an
+    answer) is cut to max_seq_length keeping its start: by TRL's collator for DPO (truncation_mode keep_start), by
+    RunORPOTrainer.tokenize_row for ORPO."""
     import datasets
 
     from trainer.data.render import check_tokenizer
@@ -211,8 +214,11 @@ def build(config: Config, pairs: Pairs, tokenizer: PreTrainedTokenizerBase, trai
         rows["rejected"].append(as_text(tokenizer, prompt, rejected, date)[1])
     count = lambda texts: np.array([len(ids) for ids in tokenizer(texts)["input_ids"]])  # noqa: E731
     prompt_tokens = count(rows["prompt"])
-    longer = np.maximum(count([p + c for p, c in zip(rows["prompt"], rows["chosen"], strict=True)]),
-                        count([p + r for p, r in zip(rows["prompt"], rows["rejected"], strict=True)]))
+    # The answers' tokens as TRL counts them: those of prompt + answer after the prompt's (a token or two may move
+    # across the boundary, tests/test_preference_tuning.py).
+    chosen_tokens = count([p + c for p, c in zip(rows["prompt"], rows["chosen"], strict=True)]) - prompt_tokens
+    rejected_tokens = count([p + r for p, r in zip(rows["prompt"], rows["rejected"], strict=True)]) - prompt_tokens
+    longer = prompt_tokens + np.maximum(chosen_tokens, rejected_tokens)
     max_length = config.model.max_seq_length
     usable = prompt_tokens < max_length
 
@@ -226,7 +232,7 @@ def build(config: Config, pairs: Pairs, tokenizer: PreTrainedTokenizerBase, trai
         "method": config.train.method,
         "train_rows": len(train) if train is not None else 0,  # pairs
         "eval_rows": len(eval_ds) if eval_ds is not None else 0,
-        "rows_over_max_length": int((lengths > max_length).sum()),  # truncated by TRL, keeping the start
+        "rows_over_max_length": int(((lengths > max_length) & usable[train_at]).sum()),  # cut, keeping the start
         "rows_dropped": int((~usable[train_at]).sum()),  # the prompt alone fills max_seq_length
         "tokens_min": int(lengths.min()),
         "tokens_median": float(np.median(lengths)),
@@ -234,10 +240,15 @@ def build(config: Config, pairs: Pairs, tokenizer: PreTrainedTokenizerBase, trai
         # both sequences of a pair, as trained: samples_per_s in benchmark.json counts pairs
         "tokens_mean": round(float(np.minimum(lengths, max_length).mean() * 2), 1),
     }
+    for side, tokens in (("prompt", prompt_tokens), ("chosen", chosen_tokens), ("rejected", rejected_tokens)):
+        part = tokens[train_at]
+        stats.update({f"{side}_tokens_min": int(part.min()), f"{side}_tokens_median": float(np.median(part)),
+                      f"{side}_tokens_max": int(part.max())})
     per_step = config.train.micro_batch_size * config.train.grad_accum_steps
+    problem = None
     if stats["train_rows"] < per_step:
-        raise UserError(f"{config.data.dataset} has {stats['train_rows']} preference pairs to train on (within "
-                        f"max_seq_length={max_length}), but one optimizer step needs micro_batch_size x "
-                        f"grad_accum_steps = {per_step}", "Add pairs, or take fewer per step (--set micro_batch_size=1 "
-                        "--set grad_accum_steps=1).")
-    return train, eval_ds, stats
+        problem = UserError(f"{config.data.dataset} has {stats['train_rows']} preference pairs to train on (within "
+                            f"max_seq_length={max_length}), but one optimizer step needs micro_batch_size x "
+                            f"grad_accum_steps = {per_step}", "Add pairs, or take fewer per step "
+                            "(--set micro_batch_size=1 --set grad_accum_steps=1).")
+    return train, eval_ds, stats, problem

@@ -16,17 +16,13 @@ from trainer.errors import UserError
 
 def show(config: Config, n: int) -> None:
     if config.train.method != "sft":
-        raise UserError(f"`trainer data` shows conversations for SFT; the preference pairs of train.method = "
-                        f"{config.train.method} are not shown yet",
-                        "Train with --method to have them checked (bad pairs are named by file and line).")
+        return show_pairs(config, n)
     examples = data.load(config)
     tokenizer = weights.load_tokenizer(config.model.name, config.run.cache_dir)
     prepared = data.build(config, examples, tokenizer, check=False)
     console.print(f"{config.data.dataset}: {len(examples)} rows, format {examples.format}, "
                   f"tokenizer of {config.model.name}")
-    if "date_string" in (tokenizer.chat_template or ""):
-        console.print(f"The chat template writes a date into every prompt: date_string = \"{config.data.date_string}\" "
-                      "(fixed, so every start and resume tokenizes alike; --set date_string=... to change it)")
+    show_date(config, tokenizer)
     for i in range(min(n, len(prepared.train))):
         row = prepared.train[i]
         mask = [int(label != -100) for label in row["labels"]]
@@ -41,9 +37,50 @@ def show(config: Config, n: int) -> None:
         f"trained tokens: {s['trained_token_fraction']:.0%}; rows spelling a control token: "
         f"{s['rows_spelling_control_tokens']}"
     )
-    if prepared.problem is not None:
-        console.print(f"[bold red]Too few rows to train on:[/] {escape(prepared.problem.message)}\n"
-                      f"[yellow]fix:[/] {escape(prepared.problem.hint)}")
+    show_problem(prepared.problem, "rows")
+
+
+def show_pairs(config: Config, n: int) -> None:
+    """Preference pairs (train.method dpo, orpo) as TRL gets them: the rendered prompt, then the chosen and the
+    rejected answer, with their tokens; and how many pairs are longer than max_seq_length, and what happens to them."""
+    pairs = data.load(config)
+    tokenizer = weights.load_tokenizer(config.model.name, config.run.cache_dir)
+    prepared = data.build(config, pairs, tokenizer, check=False)
+    console.print(f"{config.data.dataset}: {len(pairs)} preference pairs, format {pairs.format}, for "
+                  f"{config.train.method.upper()}, tokenizer of {config.model.name}")
+    show_date(config, tokenizer)
+    rows = prepared.train if prepared.train is not None else []
+    for i in range(min(n, len(rows))):
+        row = rows[i]
+        sizes = {side: len(tokenizer(row["prompt"] + row[side])["input_ids"]) for side in ("chosen", "rejected")}
+        prompt = len(tokenizer(row["prompt"])["input_ids"])
+        text = Text(row["prompt"], style="dim")
+        text.append("\n[chosen]\n", style="bold").append(row["chosen"], style="bold green")
+        text.append("\n[rejected]\n", style="bold").append(row["rejected"], style="bold red")
+        console.print(Panel(text, title=f"train pair {i + 1}: prompt {prompt}, chosen {sizes['chosen'] - prompt}, "
+                            f"rejected {sizes['rejected'] - prompt} tokens",
+                            subtitle="[dim]prompt[/] / [bold green]chosen[/] / [bold red]rejected[/]"))
+    s, max_length = prepared.stats, config.model.max_seq_length
+    sides = "; ".join(f"{side} min {s[f'{side}_tokens_min']}, median {s[f'{side}_tokens_median']:.0f}, max "
+                      f"{s[f'{side}_tokens_max']}" for side in ("prompt", "chosen", "rejected"))
+    console.print(f"train pairs {s['train_rows']}, eval pairs {s['eval_rows']}; tokens per pair: {sides}; prompt + "
+                  f"the longer answer: max {s['tokens_max']}")
+    console.print(f"Over max_seq_length ({max_length}): {s['rows_over_max_length']} pairs truncated (each sequence, "
+                  f"prompt + answer, cut to {max_length} tokens keeping its start: the end of the answer is not "
+                  f"trained), {s['rows_dropped']} dropped (the prompt alone fills {max_length} tokens)")
+    show_problem(prepared.problem, "pairs")
+
+
+def show_date(config: Config, tokenizer: object) -> None:
+    if "date_string" in (tokenizer.chat_template or ""):
+        console.print(f"The chat template writes a date into every prompt: date_string = \"{config.data.date_string}\" "
+                      "(fixed, so every start and resume tokenizes alike; --set date_string=... to change it)")
+
+
+def show_problem(problem: UserError | None, what: str) -> None:
+    if problem is not None:
+        console.print(f"[bold red]Too few {what} to train on:[/] {escape(problem.message)}\n"
+                      f"[yellow]fix:[/] {escape(problem.hint)}")
 
 
 def highlight(tokenizer: object, ids: list[int], mask: list[int]) -> Text:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from trainer import weights
 from trainer.config import Config
 from trainer.engines.policy import torch_dtype
 from trainer.errors import UserError
+from trainer.runs.run_dir import RunDir
 from trainer.system import Gpu
 
 
@@ -57,6 +59,11 @@ def load(config: Config, gpu: Gpu | None) -> tuple[Any, Any]:
         task_type="CAUSAL_LM",
     )
     set_seed(config.train.seed)  # the LoRA init, as Unsloth's random_state does
+    if config.model.from_run:  # the run's adapter, trained further (train/from_run.py checked that it fits)
+        from peft import PeftModel
+
+        return PeftModel.from_pretrained(model, str(RunDir(Path(config.model.from_run)).adapter),
+                                         is_trainable=True), tokenizer
     try:
         model = get_peft_model(model, lora)
     except ValueError as e:  # e.g. target modules the architecture doesn't have

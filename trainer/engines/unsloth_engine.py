@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from trainer import weights
 from trainer.config import Config
 from trainer.engines.policy import torch_dtype
 from trainer.errors import UserError
+from trainer.runs.run_dir import RunDir
 from trainer.system import Gpu
 
 CHECKPOINTING = {"unsloth": "unsloth", "on": True, "off": False}
@@ -37,6 +39,13 @@ def load(config: Config, gpu: Gpu | None) -> tuple[Any, Any]:
     except OSError as e:
         raise UserError(f"could not load model '{config.model.name}': {e}",
                         "Check the id or path and your network (HF_TOKEN for gated models).") from None
+    if config.model.from_run:
+        # The run's adapter, trained further (train/from_run.py checked that it fits): as unsloth 2026.10.7 loads an
+        # adapter folder itself (loader.py: PeftModel.from_pretrained, is_trainable, then patch_peft_model).
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(RunDir(Path(config.model.from_run)).adapter), is_trainable=True)
+        return FastLanguageModel.patch_peft_model(model, CHECKPOINTING[config.train.gradient_checkpointing]), tokenizer
     model = FastLanguageModel.get_peft_model(
         model,
         r=config.lora.r,

@@ -26,8 +26,10 @@ def preference_config(config: Config, job: ranks.Job, gpu: system.Gpu | None, ru
             max_length=config.model.max_seq_length,
             truncation_mode="keep_start",
             pad_to_multiple_of=train.pad_to_multiple_of or None,
-            # No ref_model: TRL scores the reference with a frozen copy of the fresh LoRA adapter (equal to the base
-            # model), each step, with no second copy of the base weights.
+            # No ref_model: TRL scores the reference with a frozen copy ("ref") of the adapter as training starts, each
+            # step, with no second copy of the base weights. A fresh adapter's copy gives the base model's outputs;
+            # with --from RUN (model.from_run) the copy is RUN's adapter: the reference is the SFT model, as users
+            # of SFT -> DPO expect (train/from_run.py).
             precompute_ref_log_probs=False,
         )
     from trl.experimental.orpo import ORPOConfig

@@ -6,6 +6,7 @@ Imported only once training starts, after the engine is chosen: unsloth must be 
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import torch
@@ -52,6 +53,20 @@ class RunORPOTrainer(OutOfMemoryStops, ORPOTrainer):
 
     def real_tokens(self, inputs: dict[str, Any]) -> Any:
         return inputs["chosen_attention_mask"].sum() + inputs["rejected_attention_mask"].sum()
+
+    def tokenize_row(self, feature: dict[str, Any], model: Any = None) -> dict[str, Any]:
+        """Each sequence cut to max_length keeping its start, as DPO's collator cuts (truncation_mode keep_start).
+        TRL 1.14.2's ORPO instead cuts both answers of a longer pair to max_length minus the longer answer's length,
+        and never the prompt: a pair with a long prompt would train longer than max_length, one with a long answer
+        would keep only the answers' first few tokens."""
+        limit, self.max_length = self.max_length, sys.maxsize  # TRL's own cut off
+        try:
+            row = super().tokenize_row(feature, model)
+        finally:
+            self.max_length = limit
+        for key in [k for k in row if k.startswith(("chosen_", "rejected_"))]:
+            row[key] = row[key][:limit]
+        return row
 
 
 TRAINERS = {"dpo": RunDPOTrainer, "orpo": RunORPOTrainer}

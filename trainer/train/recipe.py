@@ -14,7 +14,7 @@ from trainer.distributed import ranks
 from trainer.engines import attention, policy
 from trainer.errors import Stopped
 from trainer.runs import RunDir, speed, write_atomic
-from trainer.train import checkpoints, trackers
+from trainer.train import checkpoints, from_run, trackers
 from trainer.train.sft_config import sft_config
 
 
@@ -59,6 +59,10 @@ def set_up(config: Config, job: ranks.Job, profile_reason: str, resume_from: Pat
     gpu = system.detect_gpu()
     console.print(f"Profile [bold]{config.profile}[/]: {profile_reason}")
     policy.check_hardware(config, gpu)
+    start = from_run.check(config)  # before the data and the model: the run to start from may have gone
+    if start is not None:
+        console.print(f"Starting from the adapter of {config.model.from_run}"
+                      + (" (DPO's reference: that adapter, frozen)" if config.train.method == "dpo" else ""))
     trackers.check_installed(config.run.report_to)
     if config.run.vram_cap_gb and gpu is not None:
         cap_vram(config.run.vram_cap_gb, gpu)
@@ -110,7 +114,7 @@ def describe_pairs(config: Config, stats: dict[str, Any]) -> None:
         f"{config.train.method.upper()} on {stats['train_rows']} train / {stats['eval_rows']} eval preference pairs; "
         f"tokens of prompt + the longer answer min {stats['tokens_min']}, median {stats['tokens_median']:.0f}, "
         f"max {stats['tokens_max']}; {stats['rows_over_max_length']} pairs over max_seq_length={max_length} "
-        f"(cut to it by TRL), {stats['rows_dropped']} dropped (the prompt alone fills it)"
+        f"(each sequence cut to it, keeping its start), {stats['rows_dropped']} dropped (the prompt alone fills it)"
     )
     if stats["eval_rows"] and config.train.eval_every_steps:
         console.print(f"Eval loss and rewards on {stats['eval_rows']} held-out pairs every "

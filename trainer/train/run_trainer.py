@@ -28,6 +28,13 @@ class RunTrainerMixin:
         self.job = job
         self.pending_tokens: Any = 0  # real tokens of the batches since the last log, a GPU tensor while training
         super().__init__(*args, **kwargs)
+        if self.args.fp16:
+            # TRL's SFTTrainer and DPOTrainer cast a 4-bit model's LoRA weights to bf16, whose gradients fp16's
+            # GradScaler cannot unscale (seen on the CUDA host for SFT: quadro-rtx5000 with the transformers engine).
+            # fp16 training keeps fp32 weights.
+            for param in self.model.parameters():
+                if param.requires_grad and param.dtype == torch.bfloat16:
+                    param.data = param.data.float()
 
     def real_tokens(self, inputs: dict[str, Any]) -> Any:
         """The batch's non-padding tokens (padding-free rows have no pads)."""
@@ -92,6 +99,19 @@ class RunTrainerMixin:
         if main:
             rotate_checkpoints(output_dir=str(final), save_total_limit=self.args.save_total_limit, use_mtime=False,
                                best_model_checkpoint=self.state.best_model_checkpoint)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
+        """The trained adapter too. A checkpoint of DPO holds TRL's frozen reference adapter in ref/ beside the
+        trained one at its root; transformers 5.17 then loads only the adapters in subfolders, and the trained one
+        would resume from its initial weights (seen: the first resumed step's loss was ln 2, policy = reference)."""
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        model = model if model is not None else self.model
+        root = Path(resume_from_checkpoint)
+        has_subfolders = any(p.is_dir() and (p / "adapter_model.safetensors").is_file() for p in root.iterdir())
+        if has_subfolders and hasattr(model, "load_adapter") and (root / "adapter_model.safetensors").is_file():
+            active = model.active_adapters[0]
+            model.load_adapter(str(root), active, is_trainable=True)
+            model.set_adapter(active)
 
     def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
         """Several processes on the CPU: the Trainer maps the optimizer state to each process's device, which

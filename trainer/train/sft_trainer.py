@@ -43,12 +43,6 @@ class RunTrainer(RunTrainerMixin, SFTTrainer):
         logging.getLogger("trl.trainer.sft_trainer").addFilter(EXACT_PACKING)
         super().__init__(*args, config=config, **kwargs)
         self.max_tokens_per_pass = config.train.max_tokens_per_pass  # lowered for good after running out of memory
-        if self.args.fp16:
-            # TRL casts a 4-bit model's LoRA weights to bf16, whose gradients fp16's GradScaler cannot unscale (seen
-            # on the CUDA host: quadro-rtx5000 with the transformers engine). fp16 training keeps fp32 weights.
-            for param in self.model.parameters():
-                if param.requires_grad and param.dtype == torch.bfloat16:
-                    param.data = param.data.float()
 
     def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> Any:
         """The micro-batch as passes of at most `max_tokens_per_pass` tokens (micro_batches.py), so only one pass's
