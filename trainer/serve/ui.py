@@ -10,11 +10,13 @@ from typing import Any
 from trainer.errors import UserError
 from trainer.runs import RunDir
 from trainer.runs.listing import list_runs
-from trainer.serve import chat
+from trainer.serve import chat, ui_train
+from trainer.serve.loss_chart import loss_frame
 
 # The Runs table: a run's info() key and its column header
-RUN_COLUMNS = {"run": "Run", "profile": "Profile", "state": "State", "step": "Step", "loss": "Loss",
-               "eval_loss": "Eval loss", "tokens_per_s": "Tokens/s", "adapter": "Adapter", "merged": "Merged export"}
+RUN_COLUMNS = {"run": "Run", "profile": "Profile", "state": "State", "step": "Step", "elapsed": "Elapsed",
+               "eta": "ETA", "loss": "Loss", "eval_loss": "Eval loss", "tokens_per_s": "Tokens/s",
+               "adapter": "Adapter", "merged": "Merged export"}
 
 
 def cell(value: Any) -> Any:
@@ -110,23 +112,22 @@ def build(targets: list[str], runs_root: Path, cache_dir: str) -> Any:
                     return
                 yield base, tuned
 
-    def runs_table(picked: str | None) -> tuple[list[list[Any]], Any, Any]:
+    def runs_table(picked: list[str] | None) -> tuple[list[list[Any]], Any, Any]:
         runs = list_runs(runs_root)
         rows = [[cell(info[c]) for c in RUN_COLUMNS] for info in (r.info() for r in runs)]
         names = [r.path.name for r in runs]
-        return (rows, gr.update(choices=names, value=picked if picked in names else (names[0] if names else None)),
-                gr.update(choices=choices()))
+        kept = [name for name in picked or [] if name in names] or names[:1]
+        return rows, gr.update(choices=names, value=kept), gr.update(choices=choices())
 
-    def loss_plot(name: str | None, drawn: tuple[str, float] | None) -> tuple[Any, tuple[str, float] | None]:
-        """The run's loss chart, and what this page has drawn (the run and its metrics' time): redrawn only when that
-        changed, per page."""
-        if not name or not (runs_root / name).is_dir():
-            return None, None
-        metrics = RunDir(runs_root / name).metrics
-        now = (name, metrics.stat().st_mtime if metrics.exists() else 0.0)
+    def loss_plot(names: list[str] | None, smoothing: float, drawn: tuple | None) -> tuple[Any, tuple | None]:
+        """The picked runs' loss chart, and what this page has drawn (runs, their metrics' times, smoothing): redrawn
+        only when that changed, per page."""
+        runs = [RunDir(runs_root / name) for name in names or [] if (runs_root / name).is_dir()]
+        now = (tuple((r.path.name, r.metrics.stat().st_mtime if r.metrics.exists() else 0.0) for r in runs),
+               smoothing)
         if drawn == now:
             return gr.update(), drawn  # nothing new: the page keeps its chart
-        return RunDir(runs_root / name).loss_figure(), now
+        return loss_frame(runs, smoothing), now
 
     with gr.Blocks(title="trainer") as app:
         gr.Markdown("# trainer: chat with your fine-tune")
@@ -158,11 +159,19 @@ def build(targets: list[str], runs_root: Path, cache_dir: str) -> Any:
                 tuned_out = gr.Textbox(label="Fine-tuned", lines=10, elem_id="tuned-answer",
                                        placeholder="After the base model's answer: one model in memory answers one "
                                                    "prompt at a time")
+        with gr.Tab("Train"):
+            ui_train.build_tab(runs_root)
         with gr.Tab("Runs"):
             table = gr.Dataframe(headers=list(RUN_COLUMNS.values()), label=f"Runs in {runs_root}", elem_id="runs",
                                  interactive=False)
-            run_pick = gr.Dropdown(label="Loss curve of run", choices=[], elem_id="run-pick")
-            plot = gr.Plot(label="Loss")
+            with gr.Row():
+                run_pick = gr.Dropdown(label="Loss curves of runs", choices=[], multiselect=True, elem_id="run-pick",
+                                       scale=3)
+                smoothing = gr.Slider(0.0, 0.99, 0.0, step=0.01, label="Smoothing (moving average of the train loss)",
+                                      elem_id="loss-smoothing", scale=1)
+            plot = gr.LinePlot(x="step", y="loss", color="series", label="Loss by optimizer step", height=360,
+                               x_title="optimizer step", y_title="loss", tooltip=["series", "step", "loss"],
+                               elem_id="loss-chart")
             timer = gr.Timer(5)  # refresh while runs train
             drawn = gr.State(None)  # the chart this page shows: (run, its metrics' time)
 
@@ -175,8 +184,10 @@ def build(targets: list[str], runs_root: Path, cache_dir: str) -> Any:
         clear.click(lambda: [], None, chatbot, cancels=replies)
         # a new click cancels the answer still streaming for the old prompt
         compare_button.click(compare, [prompt, target, *options], [base_out, tuned_out], concurrency_limit=2)
-        timer.tick(runs_table, run_pick, [table, run_pick, target]).then(loss_plot, [run_pick, drawn], [plot, drawn])
-        run_pick.change(loss_plot, [run_pick, drawn], [plot, drawn])
+        timer.tick(runs_table, run_pick, [table, run_pick, target]).then(
+            loss_plot, [run_pick, smoothing, drawn], [plot, drawn], show_progress="hidden")
+        for picked in (run_pick.change, smoothing.release):
+            picked(loss_plot, [run_pick, smoothing, drawn], [plot, drawn])
     return app
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from rich.progress import BarColumn, Progress, TextColumn
 from transformers import TrainerCallback
 
-from trainer.console import console
+from trainer.console import clock, console
 from trainer.runs import RunDir
 from trainer.system import since_process_start
 from trainer.train.trackers import LOGGED
@@ -208,9 +208,3 @@ class GracefulStop(TrainerCallback):
             control.should_training_stop = True
         elif state.global_step >= state.max_steps:
             control.should_save = True  # the last step is always checkpointed
-
-
-def clock(seconds: float) -> str:
-    """h:mm, minutes rounded up: a run has hours, not seconds, to go (ETA 1:33, not ETA 5556s)."""
-    minutes = max(0, -(-int(seconds) // 60))
-    return f"{minutes // 60}:{minutes % 60:02d}"
