@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, cli_command, free_port, run_cli
-
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = ROOT / "test-artifacts"
-# Headless, and quiet on a machine without internet (no background connections, no component updates).
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
-                 "--disable-background-networking", "--disable-component-update"]
+from tests.helpers import ARTIFACTS, run_cli, serve_ui, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -29,43 +20,9 @@ def runs_root(shared_tiny_llama, tmp_path_factory) -> Path:
     return root
 
 
-def serve(*args: str) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    command, env = cli_command("ui", *args, "--port", str(port))
-    server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 120
-    while True:
-        assert server.poll() is None, server.stdout.read()
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            return server, url
-        except OSError:
-            assert time.monotonic() < deadline, "the UI did not start"
-            time.sleep(0.5)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    assert CHROMIUM.exists(), "install Debian's Chromium: apt-get install chromium (.ci/run does)"
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-def wait_until(page, check, timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        page.wait_for_timeout(250)
-
-
 def test_chat_compare_and_runs_in_a_browser(browser, runs_root, shared_tiny_llama):
     ARTIFACTS.mkdir(exist_ok=True)
-    server, url = serve(str(runs_root / "tiny-run"), str(runs_root / "missing-model"), "--runs-root", str(runs_root))
+    server, url = serve_ui(str(runs_root / "tiny-run"), str(runs_root / "missing-model"), "--runs-root", str(runs_root))
     try:
         page = browser.new_page(viewport={"width": 1280, "height": 1000})
         page.goto(url)
@@ -129,7 +86,7 @@ def test_chat_compare_and_runs_in_a_browser(browser, runs_root, shared_tiny_llam
 
 
 def test_basic_auth_guards_the_app(browser, runs_root):
-    server, url = serve(str(runs_root / "tiny-run"), "--runs-root", str(runs_root), "--auth", "ada:lovelace")
+    server, url = serve_ui(str(runs_root / "tiny-run"), "--runs-root", str(runs_root), "--auth", "ada:lovelace")
     try:
         page = browser.new_page()
         page.goto(url)

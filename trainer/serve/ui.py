@@ -10,7 +10,7 @@ from typing import Any
 from trainer.errors import UserError
 from trainer.runs import RunDir
 from trainer.runs.listing import list_runs
-from trainer.serve import chat, ui_train
+from trainer.serve import chat, ui_export, ui_train
 from trainer.serve.loss_chart import loss_frame
 
 # The Runs table: a run's info() key and its column header
@@ -53,6 +53,8 @@ def build(targets: list[str], runs_root: Path, cache_dir: str) -> Any:
         return loaded[target]
 
     def select(target: str | None) -> str:
+        if not target:
+            return "No model picked yet: pick a run above (or type a model folder or Hub id) to chat with it."
         try:
             model = model_for(target)
         except UserError as e:
@@ -112,12 +114,14 @@ def build(targets: list[str], runs_root: Path, cache_dir: str) -> Any:
                     return
                 yield base, tuned
 
-    def runs_table(picked: list[str] | None) -> tuple[list[list[Any]], Any, Any]:
+    def runs_table(picked: list[str] | None, exporting: str | None) -> tuple[list[list[Any]], Any, Any, Any]:
         runs = list_runs(runs_root)
         rows = [[cell(info[c]) for c in RUN_COLUMNS] for info in (r.info() for r in runs)]
         names = [r.path.name for r in runs]
         kept = [name for name in picked or [] if name in names] or names[:1]
-        return rows, gr.update(choices=names, value=kept), gr.update(choices=choices())
+        done = exportable()
+        return (rows, gr.update(choices=names, value=kept), gr.update(choices=choices()),
+                gr.update(choices=done, value=exporting if exporting in done else next(iter(done), None)))
 
     def loss_plot(names: list[str] | None, smoothing: float, drawn: tuple | None) -> tuple[Any, tuple | None]:
         """The picked runs' loss chart, and what this page has drawn (runs, their metrics' times, smoothing): redrawn
@@ -130,7 +134,7 @@ def build(targets: list[str], runs_root: Path, cache_dir: str) -> Any:
         return loss_frame(runs, smoothing), now
 
     with gr.Blocks(title="trainer") as app:
-        gr.Markdown("# trainer: chat with your fine-tune")
+        gr.Markdown("# trainer: train, follow, chat with and export your fine-tune")
         first = choices()
         target = gr.Dropdown(first, value=first[0] if first else None, allow_custom_value=True,
                              elem_id="model-picker",
@@ -161,6 +165,8 @@ def build(targets: list[str], runs_root: Path, cache_dir: str) -> Any:
                                                    "prompt at a time")
         with gr.Tab("Train"):
             ui_train.build_tab(runs_root)
+        with gr.Tab("Export"):
+            export_run, exportable = ui_export.build_tab(runs_root)
         with gr.Tab("Runs"):
             table = gr.Dataframe(headers=list(RUN_COLUMNS.values()), label=f"Runs in {runs_root}", elem_id="runs",
                                  interactive=False)
@@ -175,7 +181,7 @@ def build(targets: list[str], runs_root: Path, cache_dir: str) -> Any:
             timer = gr.Timer(5)  # refresh while runs train
             drawn = gr.State(None)  # the chart this page shows: (run, its metrics' time)
 
-        app.load(select, target, status).then(runs_table, run_pick, [table, run_pick, target])
+        app.load(select, target, status).then(runs_table, [run_pick, export_run], [table, run_pick, target, export_run])
         target.change(select, target, status)
         replies = [event(respond, [message, chatbot, target, *options], [message, chatbot])
                    for event in (message.submit, send.click)]
@@ -184,7 +190,7 @@ def build(targets: list[str], runs_root: Path, cache_dir: str) -> Any:
         clear.click(lambda: [], None, chatbot, cancels=replies)
         # a new click cancels the answer still streaming for the old prompt
         compare_button.click(compare, [prompt, target, *options], [base_out, tuned_out], concurrency_limit=2)
-        timer.tick(runs_table, run_pick, [table, run_pick, target]).then(
+        timer.tick(runs_table, [run_pick, export_run], [table, run_pick, target, export_run]).then(
             loss_plot, [run_pick, smoothing, drawn], [plot, drawn], show_progress="hidden")
         for picked in (run_pick.change, smoothing.release):
             picked(loss_plot, [run_pick, smoothing, drawn], [plot, drawn])

@@ -36,7 +36,7 @@ def run_options(profile: str, model: str, dataset: str, data_format: str, learni
         args += ["--dataset", dataset.strip()]
     if data_format and data_format != "auto":
         args += ["--format", data_format]
-    sets = {"train.learning_rate": learning_rate, "lora.r": whole(lora_r), "lora.alpha": whole(lora_alpha),
+    sets = {"train.learning_rate": learning_rate or None, "lora.r": whole(lora_r), "lora.alpha": whole(lora_alpha),
             "model.max_seq_length": whole(max_seq_length),
             "train.packing": {"on": "true", "off": "false"}.get(packing)}
     for key, value in sets.items():
@@ -48,7 +48,8 @@ def run_options(profile: str, model: str, dataset: str, data_format: str, learni
 
 
 def whole(value: float | None) -> int | None:
-    return None if value is None else int(value)
+    """A number field as a setting: empty or 0 (what Gradio sends for an empty field) keeps the profile's value."""
+    return int(value) if value else None
 
 
 def length(max_steps: float | None, epochs: float | None) -> list[str]:
@@ -137,8 +138,19 @@ def launch(args: list[str], runs_root: Path) -> str:
         result = cli(args)
     output = (result.stdout + result.stderr).strip()
     if result.returncode != 0:
-        raise UserError(output or f"the command exited with code {result.returncode}")
+        raise cli_error(output, result.returncode)
     return output
+
+
+def cli_error(output: str, code: int) -> UserError:
+    """The CLI's `error: ...` and `fix: ...` lines as the UserError they were printed from."""
+    lines = output.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("error")), None)
+    if start is None:
+        return UserError(output or f"the command exited with code {code}")
+    fix = next((i for i, line in enumerate(lines) if line.startswith("fix:")), len(lines))
+    message = " ".join(lines[start:fix]).split(":", 1)[1].strip()
+    return UserError(message, " ".join(lines[fix:])[len("fix:"):].strip())
 
 
 def status_text(run: RunDir | None) -> str:
@@ -200,20 +212,21 @@ def build_tab(runs_root: Path) -> None:
                               scale=1)
         reason = gr.Markdown(profile_reason("auto"), elem_id="train-profile-reason")
     with gr.Row():
-        model = gr.Textbox(label="Model (Hub id or folder; empty: the profile's)", elem_id="train-model", scale=2)
-        dataset = gr.Textbox(label="Dataset: a file, a Hub id or sample (empty: the profile's)", value="sample",
-                             elem_id="train-dataset", scale=2)
-        upload = gr.File(label="…or upload a data file (.jsonl .json .csv .parquet)", elem_id="train-upload",
-                         file_types=[".jsonl", ".json", ".csv", ".parquet"], height=90, scale=1)
+        model = gr.Textbox(label="Model (Hub id or folder; empty: the profile's)", elem_id="train-model", scale=3)
         data_format = gr.Dropdown(list(FORMATS), value="auto", label="Format", elem_id="train-format", scale=1)
     with gr.Row():
-        max_steps = gr.Number(None, label="Max steps (0 or empty: epochs)", precision=0, minimum=0,
+        dataset = gr.Textbox(label="Dataset: a file, a Hub id or sample (empty: the profile's)", value="sample",
+                             elem_id="train-dataset", scale=3)
+        upload = gr.File(label="…or upload a data file (.jsonl .json .csv .parquet)", elem_id="train-upload",
+                         file_types=[".jsonl", ".json", ".csv", ".parquet"], height=120, scale=1)
+    with gr.Row():
+        max_steps = gr.Number(None, label="Max steps (0: epochs, or the profile's)", precision=0,
                               elem_id="train-max-steps")
-        epochs = gr.Number(None, label="Epochs (when max steps is 0)", minimum=0, elem_id="train-epochs")
-        learning_rate = gr.Number(None, label="Learning rate", elem_id="train-learning-rate")
-        lora_r = gr.Number(None, label="LoRA r", precision=0, minimum=1, elem_id="train-lora-r")
-        lora_alpha = gr.Number(None, label="LoRA alpha", precision=0, minimum=1, elem_id="train-lora-alpha")
-        max_seq_length = gr.Number(None, label="max_seq_length", precision=0, minimum=16,
+        epochs = gr.Number(None, label="Epochs (when max steps is 0)", elem_id="train-epochs")
+        learning_rate = gr.Number(None, label="Learning rate (0: the profile's)", elem_id="train-learning-rate")
+        lora_r = gr.Number(None, label="LoRA r (0: the profile's)", precision=0, elem_id="train-lora-r")
+        lora_alpha = gr.Number(None, label="LoRA alpha (0: the profile's)", precision=0, elem_id="train-lora-alpha")
+        max_seq_length = gr.Number(None, label="max_seq_length (0: the profile's)", precision=0,
                                    elem_id="train-max-seq-length")
         packing = gr.Radio(list(PACKING), value="profile's", label="Packing", elem_id="train-packing")
     extra = gr.Textbox(label="Other settings (KEY=VALUE ..., as --set)", placeholder="e.g. eval_size=0 "
