@@ -106,6 +106,17 @@ def test_train_stop_resume_and_export_from_the_page(browser, shared_tiny_llama, 
             assert (run / name).exists(), name
         assert "resuming" in (run / "train.log").read_text()
         page.screenshot(path=str(ARTIFACTS / "ui-train-completed.png"), full_page=True)
+
+        # export merged from the page: `trainer export`'s output, and RUN/merged
+        page.get_by_role("tab", name="Export").click()
+        wait_until(page, lambda: run.name in page.locator("#export-run input").input_value(), 30)
+        page.click("#export-merged")
+        output = "#export-output textarea"
+        wait_until(page, lambda: "Export " in page.input_value(output), 600)
+        assert "Export done." in page.input_value(output), page.input_value(output)
+        assert f"$ python -m trainer export {run}" in page.input_value(output)
+        assert (run / "merged" / "config.json").is_file() and (run / "merged" / "README.md").is_file()
+        page.screenshot(path=str(ARTIFACTS / "ui-export.png"), full_page=True)
     finally:
         stop_ui(server)
 

@@ -119,9 +119,7 @@ def build(targets: list[str], runs_root: Path, cache_dir: str) -> Any:
         rows = [[cell(info[c]) for c in RUN_COLUMNS] for info in (r.info() for r in runs)]
         names = [r.path.name for r in runs]
         kept = [name for name in picked or [] if name in names] or names[:1]
-        done = exportable()
-        return (rows, gr.update(choices=names, value=kept), gr.update(choices=choices()),
-                gr.update(choices=done, value=exporting if exporting in done else next(iter(done), None)))
+        return rows, gr.update(choices=names, value=kept), gr.update(choices=choices()), exportable(exporting)
 
     def loss_plot(names: list[str] | None, smoothing: float, drawn: tuple | None) -> tuple[Any, tuple | None]:
         """The picked runs' loss chart, and what this page has drawn (runs, their metrics' times, smoothing): redrawn
@@ -165,9 +163,9 @@ def build(targets: list[str], runs_root: Path, cache_dir: str) -> Any:
                                                    "prompt at a time")
         with gr.Tab("Train"):
             ui_train.build_tab(runs_root)
-        with gr.Tab("Export"):
+        with gr.Tab("Export") as export_tab:
             export_run, exportable = ui_export.build_tab(runs_root)
-        with gr.Tab("Runs"):
+        with gr.Tab("Runs") as runs_tab:
             table = gr.Dataframe(headers=list(RUN_COLUMNS.values()), label=f"Runs in {runs_root}", elem_id="runs",
                                  interactive=False)
             with gr.Row():
@@ -192,6 +190,10 @@ def build(targets: list[str], runs_root: Path, cache_dir: str) -> Any:
         compare_button.click(compare, [prompt, target, *options], [base_out, tuned_out], concurrency_limit=2)
         timer.tick(runs_table, [run_pick, export_run], [table, run_pick, target, export_run]).then(
             loss_plot, [run_pick, smoothing, drawn], [plot, drawn], show_progress="hidden")
+        # A tab's parts exist in the page once it is opened: what was sent before, they never showed.
+        export_tab.select(exportable, export_run, export_run)
+        runs_tab.select(runs_table, [run_pick, export_run], [table, run_pick, target, export_run]).then(
+            loss_plot, [run_pick, smoothing, gr.State(None)], [plot, drawn])
         for picked in (run_pick.change, smoothing.release):
             picked(loss_plot, [run_pick, smoothing, drawn], [plot, drawn])
     return app

@@ -53,9 +53,9 @@ def run_export(args: list[str], token: str) -> Iterator[str]:
         yield text + f"\nExport {ended}.\n"
 
 
-def build_tab(runs_root: Path) -> tuple[Any, Callable[[], list[str]]]:
-    """The Export tab's fields, buttons and events, inside the caller's `gr.Tab`; returns its run picker and what
-    it offers (the caller's timer refreshes it)."""
+def build_tab(runs_root: Path) -> tuple[Any, Callable[[str | None], Any]]:
+    """The Export tab's fields, buttons and events, inside the caller's `gr.Tab`; returns its run picker and its
+    update (the runs that can be exported; the caller refreshes it on a timer and when the tab opens)."""
     import gradio as gr
 
     def finished() -> list[str]:
@@ -100,7 +100,11 @@ def build_tab(runs_root: Path) -> tuple[Any, Callable[[], list[str]]]:
             return
         yield from start(name, push=repo, token=token, private=private, adapter_only=adapter_only)
 
+    def offered(picked: str | None) -> Any:
+        done = finished()
+        return gr.update(choices=done, value=picked if picked in done else next(iter(done), None))
+
     merged.click(to_merged, run, output)
     gguf.click(to_gguf, [run, quant], output)
     push.click(to_hub, [run, repo, token, private, adapter_only], output)
-    return run, finished
+    return run, offered

@@ -130,7 +130,8 @@ class MetricsCallback(TrainerCallback):
             if "loss" in logs:
                 self.last_time = now  # the clock that decides when to log (on_step_end) runs on every rank
             return
-        record: dict[str, Any] = {"step": state.global_step, "elapsed_s": round(now - self.start, 3)}
+        record: dict[str, Any] = {"step": state.global_step, "max_steps": state.max_steps,  # a resume may change it
+                                  "elapsed_s": round(now - self.start, 3)}
         if "eval_loss" in logs:
             record["eval_loss"] = logs["eval_loss"]
             self.run.log(record)
