@@ -25,9 +25,12 @@ def test_chat_compare_and_runs_in_a_browser(browser, runs_root, shared_tiny_llam
     server, url = serve_ui(str(runs_root / "tiny-run"), str(runs_root / "missing-model"), "--runs-root", str(runs_root))
     try:
         page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        # what the page asks the browser to speak, recorded instead of spoken
+        page.add_init_script("window.spoken = []; window.speechSynthesis.speak = (u) => window.spoken.push(u.text);")
         page.goto(url)
         page.wait_for_selector("#model-status >> text=LoRA adapter on", timeout=120_000)
 
+        page.check("#read-aloud input")
         page.fill("#message textarea", "Hello, who are you?")
         page.press("#message textarea", "Enter")
         page.wait_for_selector('#chatbot [data-testid="user"] >> text=Hello, who are you?')
@@ -37,6 +40,8 @@ def test_chat_compare_and_runs_in_a_browser(browser, runs_root, shared_tiny_llam
         wait_until(page, lambda: (seen.append(bot.inner_text()) or True) and not page.locator(
             "#chatbot .generating, #chatbot .pending").count() and seen[-1] == bot.inner_text(), 60)
         assert seen[-1].strip()
+        wait_until(page, lambda: page.evaluate("window.spoken.length") == 1, 30)  # the whole reply, once
+        assert page.evaluate("window.spoken[0]").split()[:3] == seen[-1].split()[:3]
         page.screenshot(path=str(ARTIFACTS / "ui-chat.png"), full_page=True)
 
         def generating():
@@ -78,11 +83,18 @@ def test_chat_compare_and_runs_in_a_browser(browser, runs_root, shared_tiny_llam
         page.get_by_role("option", name=str(runs_root / "missing-model")).click()
         page.wait_for_selector("#model-status >> text=Error:", timeout=60_000)
         assert "neither an existing folder nor a Hub id" in page.inner_text("#model-status")
+        # a message to it: the same message as a notice, the conversation unchanged
+        page.fill("#message textarea", "Are you there?")
+        page.press("#message textarea", "Enter")
+        page.wait_for_selector(".toast-body >> text=neither an existing folder nor a Hub id", timeout=60_000)
+        assert page.input_value("#message textarea") == "Are you there?"
         page.screenshot(path=str(ARTIFACTS / "ui-error.png"), full_page=True)
     finally:
         server.terminate()
         output = server.communicate(timeout=30)[0]
     assert "Running on local URL:  http://127.0.0.1:" in output  # bound to this machine only by default
+    assert "share=True" not in output and "--share" in output, output
+    assert "Traceback" not in output, output  # a bad model path is the user's to fix, not a crash
 
 
 def test_basic_auth_guards_the_app(browser, runs_root):

@@ -19,6 +19,17 @@ RUN_COLUMNS = {"run": "Run", "profile": "Profile", "state": "State", "step": "St
                "adapter": "Adapter", "merged": "Merged export"}
 
 
+# Runs in the page: the last assistant message, read with the Web Speech API when "read aloud" is on.
+SPEAK_LAST_REPLY = """(history, on) => {
+    const last = (history || []).at(-1);
+    if (!on || !window.speechSynthesis || !last || last.role !== "assistant") return;
+    const parts = typeof last.content === "string" ? [last.content] : [].concat(last.content || []);
+    const text = parts.map((p) => (typeof p === "string" ? p : p?.text || "")).join("");
+    window.speechSynthesis.cancel();
+    window.speechSynthesis.speak(new SpeechSynthesisUtterance(text));
+}"""
+
+
 def cell(value: Any) -> Any:
     """A table cell as people read it: yes/no, not true/false; nothing for no value."""
     if isinstance(value, bool):
@@ -71,8 +82,10 @@ def build(targets: list[str], runs_root: Path, cache_dir: str) -> Any:
             return
         try:
             model = model_for(target)
-        except UserError as e:
-            raise gr.Error(f"{e.message}. {e.hint}") from None
+        except UserError as e:  # a message, not an exception: no red badges, no traceback in the console
+            gr.Warning(f"{e.message}. {e.hint}")
+            yield message, history
+            return
         messages = [{"role": m["role"], "content": text_of(m["content"])} for m in history]
         messages.append({"role": "user", "content": message})
         for reply in chat.stream(model, messages, settings(*options)):
@@ -92,15 +105,21 @@ def build(targets: list[str], runs_root: Path, cache_dir: str) -> Any:
 
     def compare(prompt: str, target: str, *options: Any) -> Iterator[tuple[str, str]]:
         if not prompt.strip():
-            raise gr.Error("Type a prompt to compare the two answers.")
+            gr.Warning("Type a prompt to compare the two answers.")
+            yield gr.update(), gr.update()
+            return
         clicks["compare"] += 1
         mine = clicks["compare"]
         try:
             model = model_for(target)
         except UserError as e:
-            raise gr.Error(f"{e.message}. {e.hint}") from None
+            gr.Warning(f"{e.message}. {e.hint}")
+            yield gr.update(), gr.update()
+            return
         if not model.has_adapter:
-            raise gr.Error("This model has no adapter: pick a training run to compare it with its base model.")
+            gr.Warning("This model has no adapter: pick a training run to compare it with its base model.")
+            yield gr.update(), gr.update()
+            return
         messages = [{"role": "user", "content": prompt}]
         base = ""
         with closing(chat.stream(model, messages, settings(*options), use_adapter=False)) as answers:
@@ -146,6 +165,7 @@ def build(targets: list[str], runs_root: Path, cache_dir: str) -> Any:
                 stop = gr.Button("Stop", elem_id="stop")
                 again = gr.Button("Regenerate", elem_id="regenerate")
                 clear = gr.Button("Clear")
+                read_aloud = gr.Checkbox(label="Read replies aloud (the browser's own voice)", elem_id="read-aloud")
             with gr.Accordion("Generation settings", open=False):
                 options = [
                     gr.Textbox(label="System prompt", value=""),
@@ -184,7 +204,10 @@ def build(targets: list[str], runs_root: Path, cache_dir: str) -> Any:
         replies = [event(respond, [message, chatbot, target, *options], [message, chatbot])
                    for event in (message.submit, send.click)]
         replies.append(again.click(regenerate, [chatbot, target, *options], chatbot))
-        stop.click(None, None, None, cancels=replies)  # the reply so far stays; generation ends (chat.stream)
+        for reply in replies:  # once a reply is whole, the browser speaks it: nothing runs on the server
+            reply.then(None, [chatbot, read_aloud], None, js=SPEAK_LAST_REPLY)
+        # the reply so far stays; generation ends (chat.stream), and so does speaking
+        stop.click(None, None, None, cancels=replies, js="() => { window.speechSynthesis?.cancel(); }")
         clear.click(lambda: [], None, chatbot, cancels=replies)
         # a new click cancels the answer still streaming for the old prompt
         compare_button.click(compare, [prompt, target, *options], [base_out, tuned_out], concurrency_limit=2)
@@ -201,5 +224,17 @@ def build(targets: list[str], runs_root: Path, cache_dir: str) -> Any:
 
 def launch(targets: list[str], runs_root: Path, cache_dir: str, host: str, port: int, share: bool,
            auth: tuple[str, str] | None) -> None:
+    """Serve the app until Ctrl+C, with our own banner: Gradio's (quiet here) would tell to set `share=True` in
+    `launch()`, where ours is --share."""
+    from trainer.console import console
+
     app = build(targets, runs_root, cache_dir)
-    app.queue().launch(server_name=host, server_port=port, share=share, auth=auth, show_error=True)
+    app.queue().launch(server_name=host, server_port=port, share=share, auth=auth, show_error=True, quiet=True,
+                       prevent_thread_lock=True)
+    console.out(f"* Running on local URL:  {app.local_url.rstrip('/')}", highlight=False)
+    if app.share_url:
+        console.out(f"* Running on public URL: {app.share_url} (temporary; anyone with the link can use it)",
+                    highlight=False)
+    elif not share:
+        console.out("* A temporary public link: add --share", highlight=False)
+    app.block_thread()
