@@ -72,7 +72,7 @@ def test_train_stop_resume_and_export_from_the_page(browser, shared_tiny_llama, 
         page.get_by_role("tab", name="Runs").click()
         wait_until(page, lambda: run.name in page.inner_text("#runs"), 30)
         chart = page.locator("#loss-chart")
-        chart.locator("canvas, svg").first.wait_for(timeout=30_000)
+        chart.locator("img, canvas, svg").first.wait_for(timeout=30_000)
         page.wait_for_timeout(1000)
         before = chart.screenshot()
         wait_until(page, lambda: chart.screenshot() != before, 60)

@@ -11,7 +11,7 @@ from trainer.errors import UserError
 from trainer.runs import RunDir
 from trainer.runs.listing import list_runs
 from trainer.serve import chat, ui_export, ui_train
-from trainer.serve.loss_chart import loss_frame
+from trainer.serve.loss_chart import loss_figure
 
 # The Runs table: a run's info() key and its column header
 RUN_COLUMNS = {"run": "Run", "profile": "Profile", "state": "State", "step": "Step", "elapsed": "Elapsed",
@@ -148,7 +148,7 @@ def build(targets: list[str], runs_root: Path, cache_dir: str) -> Any:
                smoothing)
         if drawn == now:
             return gr.update(), drawn  # nothing new: the page keeps its chart
-        return loss_frame(runs, smoothing), now
+        return loss_figure(runs, smoothing), now
 
     with gr.Blocks(title="trainer") as app:
         gr.Markdown("# trainer: train, follow, chat with and export your fine-tune")
@@ -193,9 +193,7 @@ def build(targets: list[str], runs_root: Path, cache_dir: str) -> Any:
                                        scale=3)
                 smoothing = gr.Slider(0.0, 0.99, 0.0, step=0.01, label="Smoothing (moving average of the train loss)",
                                       elem_id="loss-smoothing", scale=1)
-            plot = gr.LinePlot(x="step", y="loss", color="series", label="Loss by optimizer step", height=360,
-                               x_title="optimizer step", y_title="loss", tooltip=["series", "step", "loss"],
-                               elem_id="loss-chart")
+            plot = gr.Plot(label="Loss by optimizer step", elem_id="loss-chart")
             timer = gr.Timer(5)  # refresh while runs train
             drawn = gr.State(None)  # the chart this page shows: (run, its metrics' time)
 
