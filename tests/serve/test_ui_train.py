@@ -117,6 +117,17 @@ def test_train_stop_resume_and_export_from_the_page(browser, shared_tiny_llama, 
         assert f"$ python -m trainer export {run}" in page.input_value(output)
         assert (run / "merged" / "config.json").is_file() and (run / "merged" / "README.md").is_file()
         page.screenshot(path=str(ARTIFACTS / "ui-export.png"), full_page=True)
+
+        # a push the CLI refuses: its message in the page; the token typed is never shown nor kept in the run
+        page.get_by_text("Push to the Hugging Face Hub").click()
+        page.fill("#export-repo textarea", "not a repo id")
+        page.fill("#export-token input", "hf_pagetoken123")
+        page.click("#export-push")
+        wait_until(page, lambda: "Export failed" in page.input_value(output), 120)
+        shown = page.input_value(output)
+        assert "error:" in shown and "not a repo id" in shown and "Traceback" not in shown, shown
+        assert "hf_pagetoken123" not in page.content()
+        assert not [p for p in run.rglob("*") if p.is_file() and b"hf_pagetoken123" in p.read_bytes()]
     finally:
         stop_ui(server)
 

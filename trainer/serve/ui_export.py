@@ -18,7 +18,8 @@ TOKEN_FILE = "TOKEN_FILE"  # what the shown command says instead of the temporar
 
 
 def export_args(run: Path, gguf: str | None = None, push: str = "", private: bool = False,
-                adapter_only: bool = False, token_file: str | None = None) -> list[str]:
+                adapter_only: bool = False) -> list[str]:
+    """`export RUN` with the page's choices as the CLI's flags (the token is added by run_export)."""
     args = ["export", str(run)]
     if gguf:
         args += ["--gguf", gguf]
@@ -26,7 +27,6 @@ def export_args(run: Path, gguf: str | None = None, push: str = "", private: boo
         args += ["--push", push.strip()]
         args += ["--private"] if private else []
         args += ["--adapter-only"] if adapter_only else []
-        args += ["--token-file", token_file] if token_file else []
     return args
 
 
