@@ -22,6 +22,7 @@ FORMATS = ("auto", "sharegpt", "openai", "alpaca", "text")
 PACKING = ("profile's", "on", "off")
 STATE_WORDS = {"interrupted": "stopped", "running": "training"}
 LOG_LINES = 12
+GOES_ON = "it goes on when this page or the UI closes (its output below, and in its train.log)."
 starting = threading.Lock()  # one Start or Resume at a time in this UI: the holder check and the launch go together
 
 
@@ -218,7 +219,7 @@ def build_tab(runs_root: Path) -> None:
         dataset = gr.Textbox(label="Dataset: a file, a Hub id or sample (empty: the profile's)", value="sample",
                              elem_id="train-dataset", scale=3)
         upload = gr.File(label="…or upload a data file (.jsonl .json .csv .parquet)", elem_id="train-upload",
-                         file_types=[".jsonl", ".json", ".csv", ".parquet"], height=120, scale=1)
+                         file_types=[".jsonl", ".json", ".csv", ".parquet"], scale=1)
     with gr.Row():
         max_steps = gr.Number(None, label="Max steps (0: epochs, or the profile's)", precision=0,
                               elem_id="train-max-steps")
@@ -267,11 +268,10 @@ def build_tab(runs_root: Path) -> None:
     def on_start(steps: float | None, passes: float | None, *values: Any) -> tuple[str, Any]:
         try:
             path = new_run_dir(runs_root, values[0])
-            output = launch([*train_args(steps, passes, *values), "--run-dir", str(path)], runs_root)
+            launch([*train_args(steps, passes, *values), "--run-dir", str(path)], runs_root)
         except UserError as e:
             return error_text(e), gr.update()
-        return f"Started `{path.name}` in the background: {output.splitlines()[0]}", gr.update(
-            choices=runs(), value=path.name)
+        return f"Started `{path.name}` in the background: {GOES_ON}", gr.update(choices=runs(), value=path.name)
 
     def on_stop(name: str | None) -> str:
         run = run_of(shown_run(name))
@@ -289,12 +289,11 @@ def build_tab(runs_root: Path) -> None:
         try:
             if run is None:
                 raise UserError("no run to resume", "Pick a stopped run above.")
-            output = launch(["train", "--resume", "--run-dir", str(run.path), *length(steps, passes), "--detach"],
-                            runs_root)
+            launch(["train", "--resume", "--run-dir", str(run.path), *length(steps, passes), "--detach"], runs_root)
         except UserError as e:
             return error_text(e), gr.update()
-        return f"Resuming `{run.path.name}`: {output.splitlines()[0] if output else ''}", gr.update(
-            choices=runs(), value=run.path.name)
+        return f"Resuming `{run.path.name}` in the background: {GOES_ON}", gr.update(choices=runs(),
+                                                                                     value=run.path.name)
 
     def refresh(picked: str | None) -> tuple[Any, str, str]:
         name = shown_run(picked)
