@@ -108,5 +108,3 @@ def wait_until(page, check, timeout_s: float = 120) -> None:
     while not check():
         assert time.monotonic() < deadline, "timed out"
         page.wait_for_timeout(250)
-
-

@@ -83,10 +83,11 @@ def test_chat_compare_and_runs_in_a_browser(browser, runs_root, shared_tiny_llam
         page.get_by_role("option", name=str(runs_root / "missing-model")).click()
         page.wait_for_selector("#model-status >> text=Error:", timeout=60_000)
         assert "neither an existing folder nor a Hub id" in page.inner_text("#model-status")
-        # a message to it: the same message as a notice, the conversation unchanged
+        # a message to it: the same message as a notice (no exception), and what was typed stays in its box
         page.fill("#message textarea", "Are you there?")
         page.press("#message textarea", "Enter")
         page.wait_for_selector(".toast-body >> text=neither an existing folder nor a Hub id", timeout=60_000)
+        page.wait_for_timeout(1000)
         assert page.input_value("#message textarea") == "Are you there?"
         page.screenshot(path=str(ARTIFACTS / "ui-error.png"), full_page=True)
     finally:

@@ -60,7 +60,6 @@ def test_train_stop_resume_and_export_from_the_page(browser, shared_tiny_llama, 
         page.click("#train-start")
         wait_until(page, lambda: re.search(r"training, step \d+/500", status(page)) and step_of(page) >= 2, 300)
         (run,) = [p for p in root.iterdir() if p.name != "uploads"]
-        detached_runs.append(run)
         assert run.name in status(page)
 
         # one training at a time: a second Start names the run that trains
@@ -82,6 +81,7 @@ def test_train_stop_resume_and_export_from_the_page(browser, shared_tiny_llama, 
         page.close()
     finally:
         stop_ui(server)
+        detached_runs.extend(p for p in root.glob("*") if p.is_dir())  # killed at the end if still running
 
     # the run goes on without the page and the UI; a new UI shows it and stops it
     assert (run / "launch.json").is_file()
