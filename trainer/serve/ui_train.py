@@ -219,7 +219,7 @@ def build_tab(runs_root: Path) -> None:
         dataset = gr.Textbox(label="Dataset: a file, a Hub id or sample (empty: the profile's)", value="sample",
                              elem_id="train-dataset", scale=3)
         upload = gr.File(label="…or upload a data file (.jsonl .json .csv .parquet)", elem_id="train-upload",
-                         file_types=[".jsonl", ".json", ".csv", ".parquet"], scale=1)
+                         file_types=[".jsonl", ".json", ".csv", ".parquet"], height=160, scale=1)
     with gr.Row():
         max_steps = gr.Number(None, label="Max steps (0: epochs, or the profile's)", precision=0,
                               elem_id="train-max-steps")
