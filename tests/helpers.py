@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -96,3 +97,34 @@ def models_for_test(config):
     from trainer.engines import transformers_engine
 
     return transformers_engine.load(config, None)[0]
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = ROOT / "test-artifacts"  # screenshots of the UI, looked at by people
+# Headless, and quiet on a machine without internet (no background connections, no component updates).
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
+                 "--disable-background-networking", "--disable-component-update"]
+
+
+def serve_ui(*args: str) -> tuple[subprocess.Popen, str]:
+    """`trainer ui ARGS` on a free port of 127.0.0.1, once it answers: the process and its URL."""
+    port = free_port()
+    command, env = cli_command("ui", *args, "--port", str(port))
+    server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 120
+    while True:
+        assert server.poll() is None, server.stdout.read()
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return server, url
+        except OSError:
+            assert time.monotonic() < deadline, "the UI did not start"
+            time.sleep(0.5)
+
+
+def wait_until(page, check, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        page.wait_for_timeout(250)

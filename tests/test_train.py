@@ -9,13 +9,13 @@ import torch
 
 from tests.helpers import models_for_test, tiny_config
 from trainer import data, weights
+from trainer.console import clock
 from trainer.data.render import render_with_mask
 from trainer.distributed.ranks import Job
 from trainer.engines import policy
 from trainer.profiles import resolve
 from trainer.runs import RunDir
 from trainer.train import recipe
-from trainer.train.callbacks import clock
 
 
 def test_trl_labels_follow_our_masks(tiny_llama, tmp_path):

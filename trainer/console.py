@@ -60,3 +60,9 @@ def library_messages_to(log: Path) -> None:
     for own in list(hub.handlers):
         hub.removeHandler(own)
     hub.propagate = True
+
+
+def clock(seconds: float) -> str:
+    """h:mm, minutes rounded up: a run has hours, not seconds, to go (ETA 1:33, not ETA 5556s)."""
+    minutes = max(0, -(-int(seconds) // 60))
+    return f"{minutes // 60}:{minutes % 60:02d}"

@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, cli_command, free_port, run_cli
-
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = ROOT / "test-artifacts"
-# Headless, and quiet on a machine without internet (no background connections, no component updates).
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
-                 "--disable-background-networking", "--disable-component-update"]
+from tests.helpers import ARTIFACTS, run_cli, serve_ui, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -29,48 +20,17 @@ def runs_root(shared_tiny_llama, tmp_path_factory) -> Path:
     return root
 
 
-def serve(*args: str) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    command, env = cli_command("ui", *args, "--port", str(port))
-    server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 120
-    while True:
-        assert server.poll() is None, server.stdout.read()
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            return server, url
-        except OSError:
-            assert time.monotonic() < deadline, "the UI did not start"
-            time.sleep(0.5)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    assert CHROMIUM.exists(), "install Debian's Chromium: apt-get install chromium (.ci/run does)"
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-def wait_until(page, check, timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        page.wait_for_timeout(250)
-
-
 def test_chat_compare_and_runs_in_a_browser(browser, runs_root, shared_tiny_llama):
     ARTIFACTS.mkdir(exist_ok=True)
-    server, url = serve(str(runs_root / "tiny-run"), str(runs_root / "missing-model"), "--runs-root", str(runs_root))
+    server, url = serve_ui(str(runs_root / "tiny-run"), str(runs_root / "missing-model"), "--runs-root", str(runs_root))
     try:
         page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        # what the page asks the browser to speak, recorded instead of spoken
+        page.add_init_script("window.spoken = []; window.speechSynthesis.speak = (u) => window.spoken.push(u.text);")
         page.goto(url)
         page.wait_for_selector("#model-status >> text=LoRA adapter on", timeout=120_000)
 
+        page.check("#read-aloud input")
         page.fill("#message textarea", "Hello, who are you?")
         page.press("#message textarea", "Enter")
         page.wait_for_selector('#chatbot [data-testid="user"] >> text=Hello, who are you?')
@@ -80,6 +40,8 @@ def test_chat_compare_and_runs_in_a_browser(browser, runs_root, shared_tiny_llam
         wait_until(page, lambda: (seen.append(bot.inner_text()) or True) and not page.locator(
             "#chatbot .generating, #chatbot .pending").count() and seen[-1] == bot.inner_text(), 60)
         assert seen[-1].strip()
+        wait_until(page, lambda: page.evaluate("window.spoken.length") == 1, 30)  # the whole reply, once
+        assert page.evaluate("window.spoken[0]").split()[:3] == seen[-1].split()[:3]
         page.screenshot(path=str(ARTIFACTS / "ui-chat.png"), full_page=True)
 
         def generating():
@@ -121,15 +83,23 @@ def test_chat_compare_and_runs_in_a_browser(browser, runs_root, shared_tiny_llam
         page.get_by_role("option", name=str(runs_root / "missing-model")).click()
         page.wait_for_selector("#model-status >> text=Error:", timeout=60_000)
         assert "neither an existing folder nor a Hub id" in page.inner_text("#model-status")
+        # a message to it: the same message as a notice (no exception), and what was typed stays in its box
+        page.fill("#message textarea", "Are you there?")
+        page.press("#message textarea", "Enter")
+        page.wait_for_selector(".toast-body >> text=neither an existing folder nor a Hub id", timeout=60_000)
+        page.wait_for_timeout(1000)
+        assert page.input_value("#message textarea") == "Are you there?"
         page.screenshot(path=str(ARTIFACTS / "ui-error.png"), full_page=True)
     finally:
         server.terminate()
         output = server.communicate(timeout=30)[0]
     assert "Running on local URL:  http://127.0.0.1:" in output  # bound to this machine only by default
+    assert "share=True" not in output and "--share" in output, output
+    assert "Traceback" not in output, output  # a bad model path is the user's to fix, not a crash
 
 
 def test_basic_auth_guards_the_app(browser, runs_root):
-    server, url = serve(str(runs_root / "tiny-run"), "--runs-root", str(runs_root), "--auth", "ada:lovelace")
+    server, url = serve_ui(str(runs_root / "tiny-run"), "--runs-root", str(runs_root), "--auth", "ada:lovelace")
     try:
         page = browser.new_page()
         page.goto(url)

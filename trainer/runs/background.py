@@ -16,7 +16,7 @@ from rich.markup import escape
 from trainer.config import Config
 from trainer.console import console
 from trainer.errors import UserError
-from trainer.runs.run_dir import FINAL_STATES, RunDir, new_path, process_identity, write_atomic
+from trainer.runs.run_dir import FINAL_STATES, RunDir, is_alive, new_path, process_identity, write_atomic
 
 # What `runs --follow` exits with once the run has ended (Ctrl+C while following: 130, the run goes on).
 EXIT_CODES = {"completed": 0, "failed": 1, "died": 1, "interrupted": 130}
@@ -124,3 +124,26 @@ def show_new_output(run: RunDir, position: int | None) -> int:
         elif "eval_loss" in m:
             console.out(f"step {m['step']}  eval loss {m['eval_loss']:.4f}", highlight=False)
     return len(metrics)
+
+
+LIVE_STATES = ("running", "starting")
+
+
+def holder(runs: list[RunDir]) -> RunDir | None:
+    """The run that trains now (or is loading to), if any: one training at a time on this machine's GPU."""
+    return next((run for run in runs if run.state() in LIVE_STATES), None)
+
+
+def stop(run: RunDir) -> int:
+    """Send the run's process what Ctrl+C sends (SIGINT): it finishes its step, saves a checkpoint and records
+    `interrupted` (train.callbacks.GracefulStop). Returns the pid signalled."""
+    if run.state() not in LIVE_STATES:
+        raise UserError(f"run {run.path.name} is not training (it is {run.state()})", "Nothing to stop.")
+    launch, status = run.read_launch(), run.read_status()
+    record = launch if launch and is_alive(launch) else status  # a run started in a terminal has no launch record
+    if sys.platform == "win32":
+        # A detached process has no console for CTRL_C_EVENT to reach, and os.kill with SIGINT ends it at once there.
+        raise UserError("stopping a run from here is not supported on Windows yet",
+                        f"Stop it where it runs; continue it later with: {run.resume_command}")
+    os.kill(record["pid"], signal.SIGINT)
+    return record["pid"]

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from trainer.config import Config
-from trainer.console import console
+from trainer.console import clock, console
 from trainer.errors import Stopped, UserError
 
 MARKERS = ("status.json", "launch.json")  # a run directory holds one: a run that trains or ran, or is starting
@@ -169,12 +169,20 @@ class RunDir:
         steps = [m for m in self.read_metrics() if "loss" in m]
         evals = [m for m in self.read_metrics() if "eval_loss" in m]
         config = tomllib.loads(self.config.read_text(encoding="utf-8")) if self.config.exists() else {}
-        max_steps = config.get("train", {}).get("max_steps") or "?"
+        logged = [m for m in self.read_metrics() if "max_steps" in m]  # what the trainer counts to (epochs, resumes)
+        max_steps = logged[-1]["max_steps"] if logged else config.get("train", {}).get("max_steps") or "?"
+        state = self.state()
+        elapsed = steps[-1]["elapsed_s"] if steps and "elapsed_s" in steps[-1] else None
+        eta = None
+        if state == "running" and elapsed is not None and isinstance(max_steps, int) and steps[-1]["step"] > 0:
+            eta = clock(elapsed / steps[-1]["step"] * max(0, max_steps - steps[-1]["step"]))
         return {
             "run": self.path.name,
             "profile": status.get("profile") or self.read_launch().get("profile", "?"),
-            "state": self.state(),
+            "state": state,
             "step": f"{steps[-1]['step'] if steps else 0}/{max_steps}",
+            "elapsed": clock(elapsed) if elapsed is not None else None,
+            "eta": eta,  # running runs only: h:mm at the pace so far
             "loss": round(steps[-1]["loss"], 4) if steps else None,
             "eval_loss": round(evals[-1]["eval_loss"], 4) if evals else None,
             "tokens_per_s": steps[-1].get("tokens_per_s") if steps else None,

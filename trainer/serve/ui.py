@@ -10,11 +10,24 @@ from typing import Any
 from trainer.errors import UserError
 from trainer.runs import RunDir
 from trainer.runs.listing import list_runs
-from trainer.serve import chat
+from trainer.serve import chat, ui_export, ui_train
+from trainer.serve.loss_chart import loss_figure
 
 # The Runs table: a run's info() key and its column header
-RUN_COLUMNS = {"run": "Run", "profile": "Profile", "state": "State", "step": "Step", "loss": "Loss",
-               "eval_loss": "Eval loss", "tokens_per_s": "Tokens/s", "adapter": "Adapter", "merged": "Merged export"}
+RUN_COLUMNS = {"run": "Run", "profile": "Profile", "state": "State", "step": "Step", "elapsed": "Elapsed",
+               "eta": "ETA", "loss": "Loss", "eval_loss": "Eval loss", "tokens_per_s": "Tokens/s",
+               "adapter": "Adapter", "merged": "Merged export"}
+
+
+# Runs in the page: the last assistant message, read with the Web Speech API when "read aloud" is on.
+SPEAK_LAST_REPLY = """(history, on) => {
+    const last = (history || []).at(-1);
+    if (!on || !window.speechSynthesis || !last || last.role !== "assistant") return;
+    const parts = typeof last.content === "string" ? [last.content] : [].concat(last.content || []);
+    const text = parts.map((p) => (typeof p === "string" ? p : p?.text || "")).join("");
+    window.speechSynthesis.cancel();
+    window.speechSynthesis.speak(new SpeechSynthesisUtterance(text));
+}"""
 
 
 def cell(value: Any) -> Any:
@@ -51,6 +64,8 @@ def build(targets: list[str], runs_root: Path, cache_dir: str) -> Any:
         return loaded[target]
 
     def select(target: str | None) -> str:
+        if not target:
+            return "No model picked yet: pick a run above (or type a model folder or Hub id) to chat with it."
         try:
             model = model_for(target)
         except UserError as e:
@@ -67,8 +82,10 @@ def build(targets: list[str], runs_root: Path, cache_dir: str) -> Any:
             return
         try:
             model = model_for(target)
-        except UserError as e:
-            raise gr.Error(f"{e.message}. {e.hint}") from None
+        except UserError as e:  # a message, not an exception: no red badges, no traceback in the console
+            gr.Warning(f"{e.message}. {e.hint}")
+            yield message, history
+            return
         messages = [{"role": m["role"], "content": text_of(m["content"])} for m in history]
         messages.append({"role": "user", "content": message})
         for reply in chat.stream(model, messages, settings(*options)):
@@ -88,15 +105,21 @@ def build(targets: list[str], runs_root: Path, cache_dir: str) -> Any:
 
     def compare(prompt: str, target: str, *options: Any) -> Iterator[tuple[str, str]]:
         if not prompt.strip():
-            raise gr.Error("Type a prompt to compare the two answers.")
+            gr.Warning("Type a prompt to compare the two answers.")
+            yield gr.update(), gr.update()
+            return
         clicks["compare"] += 1
         mine = clicks["compare"]
         try:
             model = model_for(target)
         except UserError as e:
-            raise gr.Error(f"{e.message}. {e.hint}") from None
+            gr.Warning(f"{e.message}. {e.hint}")
+            yield gr.update(), gr.update()
+            return
         if not model.has_adapter:
-            raise gr.Error("This model has no adapter: pick a training run to compare it with its base model.")
+            gr.Warning("This model has no adapter: pick a training run to compare it with its base model.")
+            yield gr.update(), gr.update()
+            return
         messages = [{"role": "user", "content": prompt}]
         base = ""
         with closing(chat.stream(model, messages, settings(*options), use_adapter=False)) as answers:
@@ -110,26 +133,25 @@ def build(targets: list[str], runs_root: Path, cache_dir: str) -> Any:
                     return
                 yield base, tuned
 
-    def runs_table(picked: str | None) -> tuple[list[list[Any]], Any, Any]:
+    def runs_table(picked: list[str] | None, exporting: str | None) -> tuple[list[list[Any]], Any, Any, Any]:
         runs = list_runs(runs_root)
         rows = [[cell(info[c]) for c in RUN_COLUMNS] for info in (r.info() for r in runs)]
         names = [r.path.name for r in runs]
-        return (rows, gr.update(choices=names, value=picked if picked in names else (names[0] if names else None)),
-                gr.update(choices=choices()))
+        kept = [name for name in picked or [] if name in names] or names[:1]
+        return rows, gr.update(choices=names, value=kept), gr.update(choices=choices()), exportable(exporting)
 
-    def loss_plot(name: str | None, drawn: tuple[str, float] | None) -> tuple[Any, tuple[str, float] | None]:
-        """The run's loss chart, and what this page has drawn (the run and its metrics' time): redrawn only when that
-        changed, per page."""
-        if not name or not (runs_root / name).is_dir():
-            return None, None
-        metrics = RunDir(runs_root / name).metrics
-        now = (name, metrics.stat().st_mtime if metrics.exists() else 0.0)
+    def loss_plot(names: list[str] | None, smoothing: float, drawn: tuple | None) -> tuple[Any, tuple | None]:
+        """The picked runs' loss chart, and what this page has drawn (runs, their metrics' times, smoothing): redrawn
+        only when that changed, per page."""
+        runs = [RunDir(runs_root / name) for name in names or [] if (runs_root / name).is_dir()]
+        now = (tuple((r.path.name, r.metrics.stat().st_mtime if r.metrics.exists() else 0.0) for r in runs),
+               smoothing)
         if drawn == now:
             return gr.update(), drawn  # nothing new: the page keeps its chart
-        return RunDir(runs_root / name).loss_figure(), now
+        return loss_figure(runs, smoothing), now
 
     with gr.Blocks(title="trainer") as app:
-        gr.Markdown("# trainer: chat with your fine-tune")
+        gr.Markdown("# trainer: train, follow, chat with and export your fine-tune")
         first = choices()
         target = gr.Dropdown(first, value=first[0] if first else None, allow_custom_value=True,
                              elem_id="model-picker",
@@ -143,6 +165,7 @@ def build(targets: list[str], runs_root: Path, cache_dir: str) -> Any:
                 stop = gr.Button("Stop", elem_id="stop")
                 again = gr.Button("Regenerate", elem_id="regenerate")
                 clear = gr.Button("Clear")
+                read_aloud = gr.Checkbox(label="Read replies aloud (the browser's own voice)", elem_id="read-aloud")
             with gr.Accordion("Generation settings", open=False):
                 options = [
                     gr.Textbox(label="System prompt", value=""),
@@ -158,29 +181,58 @@ def build(targets: list[str], runs_root: Path, cache_dir: str) -> Any:
                 tuned_out = gr.Textbox(label="Fine-tuned", lines=10, elem_id="tuned-answer",
                                        placeholder="After the base model's answer: one model in memory answers one "
                                                    "prompt at a time")
-        with gr.Tab("Runs"):
+        with gr.Tab("Train"):
+            ui_train.build_tab(runs_root)
+        with gr.Tab("Export") as export_tab:
+            export_run, exportable = ui_export.build_tab(runs_root)
+        with gr.Tab("Runs") as runs_tab:
             table = gr.Dataframe(headers=list(RUN_COLUMNS.values()), label=f"Runs in {runs_root}", elem_id="runs",
                                  interactive=False)
-            run_pick = gr.Dropdown(label="Loss curve of run", choices=[], elem_id="run-pick")
-            plot = gr.Plot(label="Loss")
+            with gr.Row():
+                run_pick = gr.Dropdown(label="Loss curves of runs", choices=[], multiselect=True, elem_id="run-pick",
+                                       scale=3)
+                smoothing = gr.Slider(0.0, 0.99, 0.0, step=0.01, label="Smoothing (moving average of the train loss)",
+                                      elem_id="loss-smoothing", scale=1)
+            plot = gr.Plot(label="Loss by optimizer step", elem_id="loss-chart")
             timer = gr.Timer(5)  # refresh while runs train
             drawn = gr.State(None)  # the chart this page shows: (run, its metrics' time)
 
-        app.load(select, target, status).then(runs_table, run_pick, [table, run_pick, target])
+        app.load(select, target, status).then(runs_table, [run_pick, export_run], [table, run_pick, target, export_run])
         target.change(select, target, status)
         replies = [event(respond, [message, chatbot, target, *options], [message, chatbot])
                    for event in (message.submit, send.click)]
         replies.append(again.click(regenerate, [chatbot, target, *options], chatbot))
-        stop.click(None, None, None, cancels=replies)  # the reply so far stays; generation ends (chat.stream)
+        for reply in replies:  # once a reply is whole, the browser speaks it: nothing runs on the server
+            reply.then(None, [chatbot, read_aloud], None, js=SPEAK_LAST_REPLY)
+        # the reply so far stays; generation ends (chat.stream), and so does speaking
+        stop.click(None, None, None, cancels=replies, js="() => { window.speechSynthesis?.cancel(); }")
         clear.click(lambda: [], None, chatbot, cancels=replies)
         # a new click cancels the answer still streaming for the old prompt
         compare_button.click(compare, [prompt, target, *options], [base_out, tuned_out], concurrency_limit=2)
-        timer.tick(runs_table, run_pick, [table, run_pick, target]).then(loss_plot, [run_pick, drawn], [plot, drawn])
-        run_pick.change(loss_plot, [run_pick, drawn], [plot, drawn])
+        timer.tick(runs_table, [run_pick, export_run], [table, run_pick, target, export_run]).then(
+            loss_plot, [run_pick, smoothing, drawn], [plot, drawn], show_progress="hidden")
+        # A tab's parts exist in the page once it is opened: what was sent before, they never showed.
+        export_tab.select(exportable, export_run, export_run)
+        runs_tab.select(runs_table, [run_pick, export_run], [table, run_pick, target, export_run]).then(
+            loss_plot, [run_pick, smoothing, gr.State(None)], [plot, drawn])
+        for picked in (run_pick.change, smoothing.release):
+            picked(loss_plot, [run_pick, smoothing, drawn], [plot, drawn])
     return app
 
 
 def launch(targets: list[str], runs_root: Path, cache_dir: str, host: str, port: int, share: bool,
            auth: tuple[str, str] | None) -> None:
+    """Serve the app until Ctrl+C, with our own banner: Gradio's (quiet here) would tell to set `share=True` in
+    `launch()`, where ours is --share."""
+    from trainer.console import console
+
     app = build(targets, runs_root, cache_dir)
-    app.queue().launch(server_name=host, server_port=port, share=share, auth=auth, show_error=True)
+    app.queue().launch(server_name=host, server_port=port, share=share, auth=auth, show_error=True, quiet=True,
+                       prevent_thread_lock=True)
+    console.out(f"* Running on local URL:  {app.local_url.rstrip('/')}", highlight=False)
+    if app.share_url:
+        console.out(f"* Running on public URL: {app.share_url} (temporary; anyone with the link can use it)",
+                    highlight=False)
+    elif not share:
+        console.out("* A temporary public link: add --share", highlight=False)
+    app.block_thread()

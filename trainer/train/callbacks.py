@@ -14,7 +14,7 @@ from typing import Any
 from rich.progress import BarColumn, Progress, TextColumn
 from transformers import TrainerCallback
 
-from trainer.console import console
+from trainer.console import clock, console
 from trainer.runs import RunDir
 from trainer.system import since_process_start
 from trainer.train.trackers import LOGGED
@@ -130,7 +130,8 @@ class MetricsCallback(TrainerCallback):
             if "loss" in logs:
                 self.last_time = now  # the clock that decides when to log (on_step_end) runs on every rank
             return
-        record: dict[str, Any] = {"step": state.global_step, "elapsed_s": round(now - self.start, 3)}
+        record: dict[str, Any] = {"step": state.global_step, "max_steps": state.max_steps,  # a resume may change it
+                                  "elapsed_s": round(now - self.start, 3)}
         if "eval_loss" in logs:
             record["eval_loss"] = logs["eval_loss"]
             self.run.log(record)
@@ -208,9 +209,3 @@ class GracefulStop(TrainerCallback):
             control.should_training_stop = True
         elif state.global_step >= state.max_steps:
             control.should_save = True  # the last step is always checkpointed
-
-
-def clock(seconds: float) -> str:
-    """h:mm, minutes rounded up: a run has hours, not seconds, to go (ETA 1:33, not ETA 5556s)."""
-    minutes = max(0, -(-int(seconds) // 60))
-    return f"{minutes // 60}:{minutes % 60:02d}"

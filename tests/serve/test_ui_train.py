@@ -1,0 +1,156 @@
+"""Training from the browser: the Train tab starts, stops and resumes real background runs of the CLI, and the
+page survives its own restart; the Runs chart grows while a run trains; the Export tab runs `trainer export`."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.helpers import ARTIFACTS, serve_ui, wait_until
+
+pytestmark = pytest.mark.slow
+
+
+def choose(page, elem_id: str, option: str) -> None:
+    page.locator(f"#{elem_id} input").click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def status(page) -> str:
+    return page.inner_text("#train-status")
+
+
+def step_of(page) -> int:
+    found = re.search(r"step (\d+)/", status(page))
+    return int(found.group(1)) if found else -1
+
+
+def stop_ui(server) -> str:
+    server.terminate()
+    return server.communicate(timeout=30)[0]
+
+
+def test_train_stop_resume_and_export_from_the_page(browser, shared_tiny_llama, tmp_path, detached_runs):
+    ARTIFACTS.mkdir(exist_ok=True)
+    root = tmp_path / "runs"
+    server, url = serve_ui("--runs-root", str(root))
+    try:
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.goto(url)
+        page.get_by_role("tab", name="Train").click()
+        assert "auto → **" not in page.inner_text("#train-profile-reason")  # rendered as markdown
+        assert "auto → cpu: no CUDA GPU detected" in page.inner_text("#train-profile-reason")
+        choose(page, "train-profile", "cpu")
+        page.fill("#train-model textarea", str(shared_tiny_llama))
+        page.fill("#train-max-steps input", "500")
+        page.fill("#train-settings textarea", "eval_size=8 eval_every_steps=10")
+        page.press("#train-settings textarea", "Tab")
+        command = "#train-command textarea"
+        wait_until(page, lambda: "--max-steps 500" in page.input_value(command)
+                   and "eval_every_steps=10" in page.input_value(command), 30)
+        assert page.input_value(command).startswith("python -m trainer train --profile cpu --model ")
+        assert page.input_value(command).endswith("--detach")
+
+        # the data check is `trainer data`'s: rows, tokens per row, trained share, the first examples
+        page.click("#train-check")
+        page.wait_for_selector("#train-data >> text=trained tokens:", timeout=120_000)
+        assert "train example 1" in page.inner_text("#train-data")
+
+        page.click("#train-start")
+        wait_until(page, lambda: re.search(r"training, step \d+/500", status(page)) and step_of(page) >= 2, 300)
+        (run,) = [p for p in root.iterdir() if p.name != "uploads"]
+        assert run.name in status(page)
+
+        # one training at a time: a second Start names the run that trains
+        page.click("#train-start")
+        page.wait_for_selector(f"#train-message >> text=run {run.name} is training", timeout=60_000)
+        page.screenshot(path=str(ARTIFACTS / "ui-train.png"), full_page=True)
+
+        # the chart grows while the run trains
+        page.get_by_role("tab", name="Runs").click()
+        wait_until(page, lambda: run.name in page.inner_text("#runs"), 30)
+        chart = page.locator("#loss-chart")
+        chart.locator("img, canvas, svg").first.wait_for(timeout=30_000)
+        page.wait_for_timeout(1000)
+        before = chart.screenshot()
+        wait_until(page, lambda: chart.screenshot() != before, 60)
+        runs_table = page.inner_text("#runs")
+        assert "training" not in runs_table and "running" in runs_table and "/500" in runs_table, runs_table
+        page.screenshot(path=str(ARTIFACTS / "ui-runs-live.png"), full_page=True)
+        page.close()
+    finally:
+        stop_ui(server)
+        detached_runs.extend(p for p in root.glob("*") if p.is_dir())  # killed at the end if still running
+
+    # the run goes on without the page and the UI; a new UI shows it and stops it
+    assert (run / "launch.json").is_file()
+    server, url = serve_ui("--runs-root", str(root))
+    try:
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.goto(url)
+        page.get_by_role("tab", name="Train").click()
+        wait_until(page, lambda: run.name in status(page) and "training, step" in status(page), 60)
+        page.click("#train-stop")
+        wait_until(page, lambda: "stopped, step" in status(page), 180)
+        stopped = step_of(page)
+        assert (run / "checkpoints" / f"checkpoint-{stopped}").is_dir()
+        assert f"checkpoint checkpoint-{stopped}" in status(page)
+
+        # Resume continues from that checkpoint to the new last step
+        page.fill("#train-max-steps input", str(stopped + 2))
+        page.press("#train-max-steps input", "Tab")
+        page.click("#train-resume")
+        wait_until(page, lambda: f"completed, step {stopped + 2}/{stopped + 2}" in status(page), 300)
+        for name in ("config.toml", "metrics.jsonl", "status.json", "adapter/adapter_model.safetensors", "train.log"):
+            assert (run / name).exists(), name
+        assert "resuming" in (run / "train.log").read_text()
+        page.screenshot(path=str(ARTIFACTS / "ui-train-completed.png"), full_page=True)
+
+        # export merged from the page: `trainer export`'s output, and RUN/merged
+        page.get_by_role("tab", name="Export").click()
+        wait_until(page, lambda: run.name in page.locator("#export-run input").input_value(), 30)
+        page.click("#export-merged")
+        output = "#export-output textarea"
+        wait_until(page, lambda: "Export " in page.input_value(output), 600)
+        assert "Export done." in page.input_value(output), page.input_value(output)
+        assert f"$ python -m trainer export {run}" in page.input_value(output)
+        assert (run / "merged" / "config.json").is_file() and (run / "merged" / "README.md").is_file()
+        page.screenshot(path=str(ARTIFACTS / "ui-export.png"), full_page=True)
+
+        # a push the CLI refuses: its message in the page; the token typed is never shown nor kept in the run
+        page.get_by_text("Push to the Hugging Face Hub").click()
+        page.fill("#export-repo textarea", "not a repo id")
+        page.fill("#export-token input", "hf_pagetoken123")
+        page.click("#export-push")
+        wait_until(page, lambda: "Export failed" in page.input_value(output), 120)
+        shown = page.input_value(output)
+        assert "error:" in shown and "not a repo id" in shown and "Traceback" not in shown, shown
+        assert "hf_pagetoken123" not in page.content()
+        assert not [p for p in run.rglob("*") if p.is_file() and b"hf_pagetoken123" in p.read_bytes()]
+    finally:
+        stop_ui(server)
+
+
+def test_bad_settings_get_the_cli_message(browser, tmp_path):
+    root = tmp_path / "runs"
+    server, url = serve_ui("--runs-root", str(root))
+    try:
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.goto(url)
+        page.get_by_role("tab", name="Train").click()
+        choose(page, "train-profile", "cpu")
+        page.fill("#train-dataset textarea", str(tmp_path / "missing.jsonl"))
+        page.fill("#train-learning-rate input", "3")
+        page.press("#train-learning-rate input", "Tab")
+        page.click("#train-start")
+        page.wait_for_selector("#train-message >> text=Error:", timeout=120_000)
+        message = page.inner_text("#train-message")
+        assert "train.learning_rate = 3" in message and "Traceback" not in message, message
+        assert not [p for p in root.glob("*") if p.name != "uploads"] if root.exists() else True
+        page.click("#train-check")
+        page.wait_for_selector("#train-data >> text=error", timeout=120_000)
+        assert "Traceback" not in page.inner_text("#train-data")
+        page.screenshot(path=str(ARTIFACTS / "ui-train-error.png"), full_page=True)
+    finally:
+        stop_ui(server)

@@ -1,0 +1,312 @@
+"""The UI's Train tab: its fields as a `python -m trainer` command line; Check data, Start, Stop and Resume run it."""
+
+from __future__ import annotations
+
+import io
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import threading
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from trainer import profiles
+from trainer.errors import UserError
+from trainer.runs import RunDir, background
+from trainer.runs.listing import list_runs
+
+FORMATS = ("auto", "sharegpt", "openai", "alpaca", "text")
+PACKING = ("profile's", "on", "off")
+STATE_WORDS = {"interrupted": "stopped", "running": "training"}
+LOG_LINES = 12
+GOES_ON = "it goes on when this page or the UI closes (its output below, and in its train.log)."
+starting = threading.Lock()  # one Start or Resume at a time in this UI: the holder check and the launch go together
+
+
+def run_options(profile: str, model: str, dataset: str, data_format: str, learning_rate: float | None,
+                lora_r: float | None, lora_alpha: float | None, max_seq_length: float | None, packing: str,
+                extra: str) -> list[str]:
+    """The options `train` and `data` share, for the fields filled in; an empty field keeps the profile's value."""
+    args = ["--profile", profile or "auto"]
+    if (model or "").strip():
+        args += ["--model", model.strip()]
+    if (dataset or "").strip():
+        args += ["--dataset", dataset.strip()]
+    if data_format and data_format != "auto":
+        args += ["--format", data_format]
+    sets = {"train.learning_rate": learning_rate or None, "lora.r": whole(lora_r), "lora.alpha": whole(lora_alpha),
+            "model.max_seq_length": whole(max_seq_length),
+            "train.packing": {"on": "true", "off": "false"}.get(packing)}
+    for key, value in sets.items():
+        if value is not None:
+            args += ["--set", f"{key}={value}"]
+    for item in shlex.split(extra or ""):
+        args += ["--set", item]
+    return args
+
+
+def whole(value: float | None) -> int | None:
+    """A number field as a setting: empty or 0 (what Gradio sends for an empty field) keeps the profile's value."""
+    return int(value) if value else None
+
+
+def length(max_steps: float | None, epochs: float | None) -> list[str]:
+    """--max-steps when given (above 0), else --epochs when given, else the profile's."""
+    if max_steps:
+        return ["--max-steps", str(int(max_steps))]
+    if epochs:
+        return ["--epochs", f"{epochs:g}"]
+    return []
+
+
+def command_line(args: list[str]) -> str:
+    return shlex.join(["python", "-m", "trainer", *args])
+
+
+def cli(args: list[str], color: bool = False, timeout_s: float = 600) -> subprocess.CompletedProcess:
+    """The real CLI in a child process (from this UI's folder, with its environment), as a terminal would run it."""
+    env = {**os.environ, "COLUMNS": "110", "PYTHONUNBUFFERED": "1"}
+    if color:
+        env.update(FORCE_COLOR="1", TERM="xterm-256color")
+    return subprocess.run([sys.executable, "-m", "trainer", *args], capture_output=True, text=True, env=env,
+                          timeout=timeout_s, stdin=subprocess.DEVNULL)
+
+
+def as_html(output: str) -> str:
+    """The CLI's colored output (trained tokens bold green, context dim) as HTML."""
+    from rich.console import Console
+    from rich.text import Text
+
+    console = Console(record=True, width=110, file=io.StringIO(), force_terminal=True)
+    console.print(Text.from_ansi(output))
+    return console.export_html(inline_styles=True, code_format=(
+        '<pre style="white-space: pre-wrap; font-size: 12px; line-height: 1.35">{code}</pre>'))
+
+
+def profile_reason(profile: str) -> str:
+    """Which profile runs and why (auto: the same detection as the CLI), and its defaults."""
+    try:
+        choice = profiles.locate(profile or "auto")
+        config, _ = profiles.resolve(profile or "auto")
+    except UserError as e:
+        return f"**{e.message}**  \n{e.hint}"
+    picked = f"auto → **{choice.name}**: {choice.reason}" if profile == "auto" else f"**{choice.name}**"
+    t = config.train
+    length_text = f"{t.max_steps} steps" if t.max_steps else f"{t.epochs:g} epochs"
+    return (f"{picked}. Its defaults: `{config.model.name}`, dataset `{config.data.dataset}`, {length_text}, "
+            f"learning rate {t.learning_rate:g}, LoRA r {config.lora.r} / alpha {config.lora.alpha}, "
+            f"max_seq_length {config.model.max_seq_length}, packing {'on' if t.packing else 'off'}.")
+
+
+def keep_upload(upload: str | None, runs_root: Path) -> str | None:
+    """An uploaded data file, copied where it stays (Gradio's copy is temporary, and a resume reads the data again)."""
+    if not upload:
+        return None
+    folder = runs_root / "uploads"
+    folder.mkdir(parents=True, exist_ok=True)
+    kept = folder / Path(upload).name
+    shutil.copyfile(upload, kept)
+    return str(kept)
+
+
+def check_data(options: list[str]) -> str:
+    """`trainer data`: rows, tokens per row, trained share, the first examples; or its error, as HTML."""
+    result = cli(["data", *options, "-n", "2"], color=True)
+    return as_html(result.stdout + result.stderr)
+
+
+def new_run_dir(runs_root: Path, profile: str) -> Path:
+    """runs_root/<date-time>-<profile>, as the CLI names a run (auto: the profile it picks)."""
+    name = profiles.locate(profile or "auto").name
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    path, suffix = runs_root / f"{stamp}-{name}", 1
+    while path.exists():
+        suffix += 1
+        path = runs_root / f"{stamp}-{name}-{suffix}"
+    return path
+
+
+def launch(args: list[str], runs_root: Path) -> str:
+    """Run `python -m trainer ... --detach` unless a run trains already; the CLI's output, or its error message."""
+    with starting:
+        busy = background.holder(list_runs(runs_root))
+        if busy is not None:
+            raise UserError(f"run {busy.path.name} is training ({busy.info()['step']} steps): one training at a "
+                            "time on this machine", "Stop it first, or wait until it ends.")
+        result = cli(args)
+    output = (result.stdout + result.stderr).strip()
+    if result.returncode != 0:
+        raise cli_error(output, result.returncode)
+    return output
+
+
+def cli_error(output: str, code: int) -> UserError:
+    """The CLI's `error: ...` and `fix: ...` lines as the UserError they were printed from."""
+    lines = output.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("error")), None)
+    if start is None:
+        return UserError(output or f"the command exited with code {code}")
+    fix = next((i for i, line in enumerate(lines) if line.startswith("fix:")), len(lines))
+    message = " ".join(lines[start:fix]).split(":", 1)[1].strip()
+    return UserError(message, " ".join(lines[fix:])[len("fix:"):].strip())
+
+
+def status_text(run: RunDir | None) -> str:
+    """`run-id: training, step N/M, ...` / stopped / completed, from the run directory and its process."""
+    if run is None:
+        return "No run yet: fill in the settings and press Start."
+    info = run.info()
+    state = info["state"]
+    text = f"{run.path.name}: {STATE_WORDS.get(state, state)}, step {info['step']}"
+    if info["loss"] is not None:
+        text += f", loss {info['loss']}"
+    if info["elapsed"]:
+        text += f", elapsed {info['elapsed']}"
+    if info["eta"]:
+        text += f", ETA {info['eta']}"
+    if state == "starting":
+        text += " (loading the model and data)"
+    elif state == "interrupted":
+        text += f"; checkpoint {info['checkpoint']}: Resume continues from it" if info["checkpoint"] else ""
+    elif state == "failed":
+        text += f": {run.read_status().get('error', '?')}"
+    elif state == "died":
+        text += f": its process is gone (see {run.log_file})"
+    return text
+
+
+def log_tail(run: RunDir | None) -> str:
+    if run is None or not run.log_file.exists():
+        return ""
+    lines = run.log_file.read_text(encoding="utf-8", errors="replace").splitlines()
+    return "\n".join(lines[-LOG_LINES:])
+
+
+def error_text(e: UserError) -> str:
+    return f"**Error:** {e.message}" + (f"  \n{e.hint}" if e.hint else "")
+
+
+def build_tab(runs_root: Path) -> None:
+    """The Train tab's fields, buttons and events, inside the caller's `gr.Tab`."""
+    import gradio as gr
+
+    def runs() -> list[str]:
+        return [r.path.name for r in list_runs(runs_root)]
+
+    def shown_run(picked: str | None) -> str | None:
+        """The run training now (after a restart of the UI too), else the one picked, else the newest."""
+        found = list_runs(runs_root)
+        busy = background.holder(found)
+        if busy is not None:
+            return busy.path.name
+        names = [r.path.name for r in found]
+        return picked if picked in names else (names[0] if names else None)
+
+    def run_of(name: str | None) -> RunDir | None:
+        return RunDir(runs_root / name) if name and (runs_root / name).is_dir() else None
+
+    with gr.Row():
+        profile = gr.Dropdown(["auto", *profiles.names()], value="auto", label="Profile", elem_id="train-profile",
+                              scale=1)
+        reason = gr.Markdown(profile_reason("auto"), elem_id="train-profile-reason")
+    with gr.Row():
+        model = gr.Textbox(label="Model (Hub id or folder; empty: the profile's)", elem_id="train-model", scale=3)
+        data_format = gr.Dropdown(list(FORMATS), value="auto", label="Format", elem_id="train-format", scale=1)
+    with gr.Row():
+        dataset = gr.Textbox(label="Dataset: a file, a Hub id or sample (empty: the profile's)", value="sample",
+                             elem_id="train-dataset", scale=3)
+        upload = gr.File(label="…or upload a data file (.jsonl .json .csv .parquet)", elem_id="train-upload",
+                         file_types=[".jsonl", ".json", ".csv", ".parquet"], height=160, scale=1)
+    with gr.Row():
+        max_steps = gr.Number(None, label="Max steps (0: epochs, or the profile's)", precision=0,
+                              elem_id="train-max-steps")
+        epochs = gr.Number(None, label="Epochs (when max steps is 0)", elem_id="train-epochs")
+        learning_rate = gr.Number(None, label="Learning rate (0: the profile's)", elem_id="train-learning-rate")
+        lora_r = gr.Number(None, label="LoRA r (0: the profile's)", precision=0, elem_id="train-lora-r")
+        lora_alpha = gr.Number(None, label="LoRA alpha (0: the profile's)", precision=0, elem_id="train-lora-alpha")
+        max_seq_length = gr.Number(None, label="max_seq_length (0: the profile's)", precision=0,
+                                   elem_id="train-max-seq-length")
+        packing = gr.Radio(list(PACKING), value="profile's", label="Packing", elem_id="train-packing")
+    extra = gr.Textbox(label="Other settings (KEY=VALUE ..., as --set)", placeholder="e.g. eval_size=0 "
+                       "save_every_steps=10", elem_id="train-settings")
+    first = ["train", *run_options("auto", "", "sample", "auto", None, None, None, None, "profile's", ""), "--detach"]
+    command = gr.Textbox(command_line(first), label="The same from a terminal", interactive=False, buttons=["copy"],
+                         elem_id="train-command")
+    with gr.Row():
+        check = gr.Button("Check data", elem_id="train-check")
+        start = gr.Button("Start", variant="primary", elem_id="train-start")
+        stop = gr.Button("Stop", variant="stop", elem_id="train-stop")
+        resume = gr.Button("Resume", elem_id="train-resume")
+    message = gr.Markdown(elem_id="train-message")
+    with gr.Row():
+        run_pick = gr.Dropdown(runs(), value=shown_run(None), label="Run (Stop and Resume act on it)",
+                               elem_id="train-run", scale=1)
+        status = gr.Markdown(status_text(run_of(shown_run(None))), elem_id="train-status")
+    log = gr.Textbox(label="Its output (train.log)", lines=8, max_lines=8, interactive=False, autoscroll=True,
+                     elem_id="train-log")
+    data_view = gr.HTML(elem_id="train-data")
+    timer = gr.Timer(2)
+
+    fields = [profile, model, dataset, upload, data_format, learning_rate, lora_r, lora_alpha, max_seq_length,
+              packing, extra]
+
+    def options_of(profile: str, model: str, dataset: str, upload: str | None, *rest: Any) -> list[str]:
+        return run_options(profile, model, keep_upload(upload, runs_root) or dataset, *rest)
+
+    def train_args(steps: float | None, passes: float | None, *values: Any) -> list[str]:
+        return ["train", *options_of(*values), *length(steps, passes), "--detach"]
+
+    def show_command(steps: float | None, passes: float | None, *values: Any) -> str:
+        return command_line(train_args(steps, passes, *values))
+
+    def on_check(*values: Any) -> str:
+        return check_data(options_of(*values))
+
+    def on_start(steps: float | None, passes: float | None, *values: Any) -> tuple[str, Any]:
+        try:
+            path = new_run_dir(runs_root, values[0])
+            launch([*train_args(steps, passes, *values), "--run-dir", str(path)], runs_root)
+        except UserError as e:
+            return error_text(e), gr.update()
+        return f"Started `{path.name}` in the background: {GOES_ON}", gr.update(choices=runs(), value=path.name)
+
+    def on_stop(name: str | None) -> str:
+        run = run_of(shown_run(name))
+        try:
+            if run is None:
+                raise UserError("no run to stop", "Start one first.")
+            pid = background.stop(run)
+        except UserError as e:
+            return error_text(e)
+        return (f"Sent Ctrl+C (SIGINT) to `{run.path.name}` (pid {pid}): it finishes this step, saves a "
+                "checkpoint and stops.")
+
+    def on_resume(name: str | None, steps: float | None, passes: float | None) -> tuple[str, Any]:
+        run = run_of(name)
+        try:
+            if run is None:
+                raise UserError("no run to resume", "Pick a stopped run above.")
+            launch(["train", "--resume", "--run-dir", str(run.path), *length(steps, passes), "--detach"], runs_root)
+        except UserError as e:
+            return error_text(e), gr.update()
+        return f"Resuming `{run.path.name}` in the background: {GOES_ON}", gr.update(choices=runs(),
+                                                                                     value=run.path.name)
+
+    def refresh(picked: str | None) -> tuple[Any, str, str]:
+        name = shown_run(picked)
+        run = run_of(name)
+        return gr.update(choices=runs(), value=name), status_text(run), log_tail(run)
+
+    inputs = [max_steps, epochs, *fields]
+    for field in inputs:
+        field.change(show_command, inputs, command, show_progress="hidden")
+    profile.change(profile_reason, profile, reason)
+    check.click(on_check, fields, data_view)
+    start.click(on_start, inputs, [message, run_pick]).then(refresh, run_pick, [run_pick, status, log])
+    stop.click(on_stop, run_pick, message).then(refresh, run_pick, [run_pick, status, log])
+    resume.click(on_resume, [run_pick, max_steps, epochs], [message, run_pick]).then(
+        refresh, run_pick, [run_pick, status, log])
+    timer.tick(refresh, run_pick, [run_pick, status, log], show_progress="hidden")
