@@ -52,6 +52,24 @@ def test_chat_compare_and_runs_in_a_browser(browser, runs_root, shared_tiny_llam
         wait_until(page, lambda: not generating() and bot.count() == 1 and bot.inner_text().strip() != "", 180)
         assert page.locator('#chatbot [data-testid="user"]').count() == 1
 
+        # Stop ends a long reply where it is: what was said stays, nothing more comes
+        page.get_by_text("Generation settings").click()
+        page.fill("#max-new-tokens input[type=number]", "2048")
+        page.press("#max-new-tokens input[type=number]", "Tab")
+        page.fill("#message textarea", "Tell me a very long story.")
+        page.press("#message textarea", "Enter")
+        last = page.locator('#chatbot [data-testid="bot"]').last
+        wait_until(page, lambda: page.locator('#chatbot [data-testid="bot"]').count() == 2
+                   and len(last.inner_text()) > 200, 120)
+        before = last.inner_text()
+        page.wait_for_timeout(300)
+        assert last.inner_text() != before, "the reply was not growing: nothing to stop"
+        page.click("#chat-stop")
+        page.wait_for_timeout(1500)
+        stopped = last.inner_text()
+        page.wait_for_timeout(3000)
+        assert last.inner_text() == stopped and not generating()
+
         page.get_by_role("tab", name="Compare").click()
         page.click("#compare")  # no prompt: refused with a message
         page.wait_for_selector("text=Type a prompt to compare the two answers.", timeout=30_000)

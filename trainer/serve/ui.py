@@ -162,7 +162,7 @@ def build(targets: list[str], runs_root: Path, cache_dir: str) -> Any:
             message = gr.Textbox(label="Message", placeholder="Type a message and press Enter", elem_id="message")
             with gr.Row():
                 send = gr.Button("Send", variant="primary", elem_id="send")
-                stop = gr.Button("Stop", elem_id="stop")
+                stop = gr.Button("Stop", elem_id="chat-stop")
                 again = gr.Button("Regenerate", elem_id="regenerate")
                 clear = gr.Button("Clear")
                 read_aloud = gr.Checkbox(label="Read replies aloud (the browser's own voice)", elem_id="read-aloud")
@@ -171,7 +171,7 @@ def build(targets: list[str], runs_root: Path, cache_dir: str) -> Any:
                     gr.Textbox(label="System prompt", value=""),
                     gr.Slider(0.0, 2.0, 0.7, step=0.05, label="Temperature (0: greedy)"),
                     gr.Slider(0.05, 1.0, 0.9, step=0.05, label="Top-p"),
-                    gr.Slider(16, 2048, 256, step=16, label="Max new tokens"),
+                    gr.Slider(16, 2048, 256, step=16, label="Max new tokens", elem_id="max-new-tokens"),
                 ]
         with gr.Tab("Compare"):
             prompt = gr.Textbox(label="Prompt", elem_id="compare-prompt")
