@@ -71,12 +71,16 @@ def test_train_stop_resume_and_export_from_the_page(browser, shared_tiny_llama, 
         page.get_by_role("tab", name="Runs").click()
         wait_until(page, lambda: run.name in page.inner_text("#runs"), 30)
         chart = page.locator("#loss-chart")
-        chart.locator("img, canvas, svg").first.wait_for(timeout=30_000)
+        chart.locator(".js-plotly-plot .scatterlayer .trace").first.wait_for(timeout=30_000)
         page.wait_for_timeout(1000)
         before = chart.screenshot()
         wait_until(page, lambda: chart.screenshot() != before, 60)
         runs_table = page.inner_text("#runs")
         assert "training" not in runs_table and "running" in runs_table and "/500" in runs_table, runs_table
+        # hovering the chart shows a point's step and loss
+        area = chart.locator(".nsewdrag").first.bounding_box()
+        page.mouse.move(area["x"] + area["width"] * 0.6, area["y"] + area["height"] / 2)
+        wait_until(page, lambda: "loss" in (chart.locator(".hoverlayer").text_content() or ""), 10)
         page.screenshot(path=str(ARTIFACTS / "ui-runs-live.png"), full_page=True)
         page.close()
     finally:

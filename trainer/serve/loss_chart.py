@@ -1,7 +1,7 @@
 """The Runs tab's loss chart: train and eval loss of several runs, the train loss smoothed, as one figure.
 
-Gradio 6.31's LinePlot drew no lines after its data changed (axes only; checked in Chromium), so this is a
-matplotlib figure in gr.Plot, redrawn only when a run's metrics change."""
+Gradio 6.31's LinePlot drew no lines after its data changed (axes only; checked in Chromium), so this is a plotly
+figure in gr.Plot (hover, zoom), redrawn only when a run's metrics change."""
 
 from __future__ import annotations
 
@@ -20,30 +20,38 @@ def smoothed(values: list[float], weight: float) -> list[float]:
 
 
 def loss_figure(runs: list[RunDir], smoothing: float) -> Any:
-    """Each run's train loss (smoothed, the raw values faint behind it) and eval loss (points), one color per run."""
-    import matplotlib
+    """Each run's train loss (smoothed, the raw values faint behind it), eval loss (points) and, for DPO and ORPO,
+    reward margin (right-hand axis), one color per run: a plotly figure, so the page shows each point's step and loss
+    on hover, and zooms."""
+    import plotly.graph_objects as go
+    from plotly.colors import qualitative
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(10, 4), dpi=100)
+    fig = go.Figure()
     for i, run in enumerate(runs):
-        color = f"C{i % 10}"
+        color = qualitative.Plotly[i % len(qualitative.Plotly)]
         metrics = run.read_metrics()
         train = [(m["step"], m["loss"]) for m in metrics if "loss" in m]
         evals = [(m["step"], m["eval_loss"]) for m in metrics if "eval_loss" in m]
+        name = run.path.name
         if train:
-            steps, losses = zip(*train, strict=True)
+            steps, losses = (list(values) for values in zip(*train, strict=True))
             if smoothing:
-                ax.plot(steps, losses, color=color, alpha=0.25, linewidth=1)
-            ax.plot(steps, smoothed(list(losses), smoothing), color=color, label=f"{run.path.name} train")
+                fig.add_scatter(x=steps, y=losses, mode="lines", line={"color": color, "width": 1}, opacity=0.3,
+                                name=f"{name} train (raw)", showlegend=False, hoverinfo="skip")
+            fig.add_scatter(x=steps, y=smoothed(losses, smoothing), mode="lines", line={"color": color},
+                            name=f"{name} train", hovertemplate="step %{x}<br>loss %{y:.4f}")
         if evals:
-            ax.plot(*zip(*evals, strict=True), "o--", color=color, label=f"{run.path.name} eval")
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("loss")
-    ax.grid(alpha=0.3)
-    if ax.lines:
-        ax.legend(fontsize="small")
-    fig.tight_layout()
-    plt.close(fig)  # gr.Plot renders it; pyplot need not keep it
+            steps, losses = (list(values) for values in zip(*evals, strict=True))
+            fig.add_scatter(x=steps, y=losses, mode="markers+lines", line={"color": color, "dash": "dot"},
+                            name=f"{name} eval", hovertemplate="step %{x}<br>eval loss %{y:.4f}")
+        margins = [(m["step"], m["reward_margin"]) for m in metrics if "reward_margin" in m]
+        if margins:  # DPO and ORPO: chosen's reward over rejected's, on the right-hand axis
+            steps, values = (list(v) for v in zip(*margins, strict=True))
+            fig.add_scatter(x=steps, y=values, mode="lines", line={"color": color, "dash": "dash"}, yaxis="y2",
+                            name=f"{name} reward margin", hovertemplate="step %{x}<br>reward margin %{y:.4f}")
+    fig.update_layout(xaxis_title="optimizer step", yaxis_title="loss", height=420, template="plotly_white",
+                      margin={"l": 60, "r": 20, "t": 20, "b": 50}, legend={"orientation": "h", "y": -0.2},
+                      hovermode="x unified")
+    if any(trace.yaxis == "y2" for trace in fig.data):
+        fig.update_layout(yaxis2={"title": "reward margin", "overlaying": "y", "side": "right"})
     return fig
