@@ -73,10 +73,24 @@ def test_chat_compare_and_runs_in_a_browser(browser, runs_root, shared_tiny_llam
         page.get_by_role("tab", name="Compare").click()
         page.click("#compare")  # no prompt: refused with a message
         page.wait_for_selector("text=Type a prompt to compare the two answers.", timeout=30_000)
+        # the base model against the run, both streaming at once
+        assert page.input_value("#compare-left input") == "base model (of the model picked above)"
+        assert page.input_value("#compare-right input") == str(runs_root / "tiny-run")
         page.fill("#compare-prompt textarea", "What is 2 + 2?")
         page.click("#compare")
-        wait_until(page, lambda: page.input_value("#base-answer textarea").strip() != ""
-                   and page.input_value("#tuned-answer textarea").strip() != "")
+        answers = ("#left-answer textarea", "#right-answer textarea")
+        wait_until(page, lambda: all(page.input_value(box).strip() for box in answers))
+        left_then = page.input_value(answers[0])
+        wait_until(page, lambda: page.locator("#left-answer .generating, #right-answer .generating").count() == 0)
+        page.wait_for_timeout(1000)
+        left, right = (page.input_value(box) for box in answers)
+        # one after the other, the left answer would be whole before the right one starts
+        assert left.startswith(left_then) and len(left) > len(left_then), (left_then, left)
+        assert left != right  # the base and the adapter answer differently
+        # a checkpoint of the run can be picked, as RUN/checkpoint-N
+        page.locator("#compare-right input").click()
+        page.get_by_role("option", name="tiny-run/checkpoint-3").wait_for(timeout=10_000)
+        page.keyboard.press("Escape")
         page.screenshot(path=str(ARTIFACTS / "ui-compare.png"), full_page=True)
 
         page.get_by_role("tab", name="Runs").click()

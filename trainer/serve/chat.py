@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,8 +69,7 @@ def prompt(chat: ChatModel, messages: list[dict[str, str]], settings: Generation
                                               return_dict=True).to(chat.model.device)
 
 
-def stream(chat: ChatModel, messages: list[dict[str, str]], settings: GenerationSettings,
-           use_adapter: bool = True) -> Iterator[str]:
+def stream(chat: ChatModel, messages: list[dict[str, str]], settings: GenerationSettings) -> Iterator[str]:
     """The reply to `messages`, yielded as it grows (each item is the whole reply so far)."""
     import torch
     from transformers import TextIteratorStreamer
@@ -88,9 +86,8 @@ def stream(chat: ChatModel, messages: list[dict[str, str]], settings: Generation
     kwargs["stopping_criteria"] = when_set(stopped)
 
     def generate() -> None:
-        without = chat.model.disable_adapter() if chat.has_adapter and not use_adapter else nullcontext()
         try:
-            with torch.inference_mode(), without:
+            with torch.inference_mode():
                 chat.model.generate(**kwargs)
         except BaseException as e:  # surfaced to the reader below, not lost in the thread
             errors.append(e)

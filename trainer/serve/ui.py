@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 from trainer.errors import UserError
 from trainer.runs import RunDir
 from trainer.runs.listing import list_runs
-from trainer.serve import chat, ui_export, ui_train
+from trainer.serve import chat, ui_compare, ui_export, ui_train
 from trainer.serve.loss_chart import loss_figure
 
 # The Runs table: a run's info() key and its column header
@@ -101,38 +100,6 @@ def build(targets: list[str], runs_root: Path, cache_dir: str) -> Any:
         for _, conversation in respond(text_of(history[last_user]["content"]), history[:last_user], target, *options):
             yield conversation
 
-    clicks = {"compare": 0}  # compare clicks so far: an answer still streaming for an older one stops
-
-    def compare(prompt: str, target: str, *options: Any) -> Iterator[tuple[str, str]]:
-        if not prompt.strip():
-            gr.Warning("Type a prompt to compare the two answers.")
-            yield gr.update(), gr.update()
-            return
-        clicks["compare"] += 1
-        mine = clicks["compare"]
-        try:
-            model = model_for(target)
-        except UserError as e:
-            gr.Warning(f"{e.message}. {e.hint}")
-            yield gr.update(), gr.update()
-            return
-        if not model.has_adapter:
-            gr.Warning("This model has no adapter: pick a training run to compare it with its base model.")
-            yield gr.update(), gr.update()
-            return
-        messages = [{"role": "user", "content": prompt}]
-        base = ""
-        with closing(chat.stream(model, messages, settings(*options), use_adapter=False)) as answers:
-            for base in answers:
-                if clicks["compare"] != mine:
-                    return
-                yield base, ""
-        with closing(chat.stream(model, messages, settings(*options))) as answers:
-            for tuned in answers:
-                if clicks["compare"] != mine:
-                    return
-                yield base, tuned
-
     def runs_table(picked: list[str] | None, exporting: str | None) -> tuple[list[list[Any]], Any, Any, Any]:
         runs = list_runs(runs_root)
         rows = [[cell(info[c]) for c in RUN_COLUMNS] for info in (r.info() for r in runs)]
@@ -173,14 +140,9 @@ def build(targets: list[str], runs_root: Path, cache_dir: str) -> Any:
                     gr.Slider(0.05, 1.0, 0.9, step=0.05, label="Top-p"),
                     gr.Slider(16, 2048, 256, step=16, label="Max new tokens", elem_id="max-new-tokens"),
                 ]
-        with gr.Tab("Compare"):
-            prompt = gr.Textbox(label="Prompt", elem_id="compare-prompt")
-            compare_button = gr.Button("Answer with both", variant="primary", elem_id="compare")
-            with gr.Row():
-                base_out = gr.Textbox(label="Base model", lines=10, elem_id="base-answer")
-                tuned_out = gr.Textbox(label="Fine-tuned", lines=10, elem_id="tuned-answer",
-                                       placeholder="After the base model's answer: one model in memory answers one "
-                                                   "prompt at a time")
+        with gr.Tab("Compare") as compare_tab:
+            refresh_compare, compare_pickers = ui_compare.build_tab(runs_root, targets, model_for, target, settings,
+                                                                    options)
         with gr.Tab("Train"):
             ui_train.build_tab(runs_root)
         with gr.Tab("Export") as export_tab:
@@ -207,8 +169,7 @@ def build(targets: list[str], runs_root: Path, cache_dir: str) -> Any:
         # the reply so far stays; generation ends (chat.stream), and so does speaking
         stop.click(None, None, None, cancels=replies, js="() => { window.speechSynthesis?.cancel(); }")
         clear.click(lambda: [], None, chatbot, cancels=replies)
-        # a new click cancels the answer still streaming for the old prompt
-        compare_button.click(compare, [prompt, target, *options], [base_out, tuned_out], concurrency_limit=2)
+        compare_tab.select(refresh_compare, compare_pickers, compare_pickers)  # new runs and checkpoints
         timer.tick(runs_table, [run_pick, export_run], [table, run_pick, target, export_run]).then(
             loss_plot, [run_pick, smoothing, drawn], [plot, drawn], show_progress="hidden")
         # A tab's parts exist in the page once it is opened: what was sent before, they never showed.
