@@ -117,6 +117,27 @@ def test_killed_detached_run_is_shown_died_and_ctrl_c_stops_only_the_follower(sh
     assert "Run long died" in follow.stdout and f"--resume --run-dir {run_dir}" in follow.stdout
 
 
+@pytest.mark.slow
+def test_a_stop_request_stops_a_detached_run_as_ctrl_c_does(shared_tiny_llama, tmp_path, detached_runs):
+    """What the UI's Stop writes, and all of it on Windows (no SIGINT there for a process without a console): no
+    signal is sent here. The run finishes its step, checkpoints, is `interrupted`, and the request is gone."""
+    run_dir = tmp_path / "runs" / "asked"
+    detached_runs.append(run_dir)
+    run = RunDir(run_dir)
+    started = run_cli(*train_args(shared_tiny_llama, run_dir, 500, "--detach"), cwd=tmp_path)
+    assert started.returncode == 0, started.stdout
+    pid = launched_pid(run_dir)
+    wait_until(lambda: run.metrics.exists(), 300, "a logged step")
+    run.stop_request.write_text("stop\n")
+    wait_until(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, 120,
+               "the run to stop")
+    status = run.read_status()
+    assert status["state"] == "interrupted" and status["step"] < 500, status
+    assert (run_dir / "checkpoints" / f"checkpoint-{status['step']}").is_dir()
+    assert not run.stop_request.exists()
+    assert "Stop requested: saving a checkpoint" in run.log_file.read_text()
+
+
 def test_runs_bad_input_and_empty_listing(tmp_path):
     assert_user_error(run_cli("runs", "--follow", "nope", "--runs-root", str(tmp_path)),
                       "no run 'nope'", "python -m trainer runs")

@@ -135,15 +135,14 @@ def holder(runs: list[RunDir]) -> RunDir | None:
 
 
 def stop(run: RunDir) -> int:
-    """Send the run's process what Ctrl+C sends (SIGINT): it finishes its step, saves a checkpoint and records
-    `interrupted` (train.callbacks.GracefulStop). Returns the pid signalled."""
+    """Ask the run to stop as Ctrl+C does: it finishes its step, saves a checkpoint and records `interrupted`
+    (train.callbacks.GracefulStop). A stop request in the run directory, and on Linux and macOS also SIGINT (which
+    reaches a run still loading). Returns the pid asked."""
     if run.state() not in LIVE_STATES:
         raise UserError(f"run {run.path.name} is not training (it is {run.state()})", "Nothing to stop.")
     launch, status = run.read_launch(), run.read_status()
     record = launch if launch and is_alive(launch) else status  # a run started in a terminal has no launch record
-    if sys.platform == "win32":
-        # A detached process has no console for CTRL_C_EVENT to reach, and os.kill with SIGINT ends it at once there.
-        raise UserError("stopping a run from here is not supported on Windows yet",
-                        f"Stop it where it runs; continue it later with: {run.resume_command}")
-    os.kill(record["pid"], signal.SIGINT)
+    run.stop_request.write_text(f"stop requested at {time.strftime('%Y-%m-%d %H:%M:%S')}\n", encoding="utf-8")
+    if sys.platform != "win32":  # there os.kill with SIGINT would end a process without a console at once
+        os.kill(record["pid"], signal.SIGINT)
     return record["pid"]

@@ -39,6 +39,9 @@ class RunDir:
     launch = property(lambda self: self.path / "launch.json")  # the detached process: pid, start time, command
     data_stats = property(lambda self: self.path / "data.json")  # rows and tokens trained on (data.build's stats)
     benchmark = property(lambda self: self.path / "benchmark.json")  # the run's speed and memory (runs/speed.py)
+    # What a Stop from elsewhere (the UI, another terminal) writes: the run stops at the end of its step as on Ctrl+C.
+    # Windows has no SIGINT for a process without a console, so there it is the only way; elsewhere it comes with one.
+    stop_request = property(lambda self: self.path / "stop.request")
     resume_command = property(lambda self: f"python -m trainer --resume --run-dir {self.path}")
 
     @classmethod

@@ -281,7 +281,7 @@ def build_tab(runs_root: Path) -> None:
             pid = background.stop(run)
         except UserError as e:
             return error_text(e)
-        return (f"Sent Ctrl+C (SIGINT) to `{run.path.name}` (pid {pid}): it finishes this step, saves a "
+        return (f"Asked `{run.path.name}` (pid {pid}) to stop as Ctrl+C does: it finishes this step, saves a "
                 "checkpoint and stops.")
 
     def on_resume(name: str | None, steps: float | None, passes: float | None) -> tuple[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from rich.progress import BarColumn, Progress, TextColumn
@@ -181,15 +182,20 @@ class MetricsCallback(TrainerCallback):
 
 
 class GracefulStop(TrainerCallback):
-    """First Ctrl+C or SIGTERM: finish the step, checkpoint, stop. A second Ctrl+C aborts at once."""
+    """First Ctrl+C or SIGTERM, or the run's stop request (RunDir.stop_request): finish the step, checkpoint, stop.
+    A second Ctrl+C aborts at once."""
 
-    def __init__(self) -> None:
+    def __init__(self, request: Path) -> None:
         self.signal: int | None = None
         self.previous: dict[int, Any] = {}
+        self.request = request
 
     def __enter__(self) -> GracefulStop:
         for sig in (signal.SIGINT, signal.SIGTERM):
             self.previous[sig] = signal.signal(sig, self.handle)
+        started = time.time() - since_process_start()
+        if self.request.is_file() and self.request.stat().st_mtime < started:  # left by a run that ended first
+            self.request.unlink(missing_ok=True)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -204,7 +210,11 @@ class GracefulStop(TrainerCallback):
                       "(Ctrl+C again aborts at once)[/]")
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.signal is None and self.request.is_file():
+            self.signal = signal.SIGINT  # as Ctrl+C
+            console.print("[yellow]Stop requested: saving a checkpoint of this step[/]")
         if self.signal is not None:
+            self.request.unlink(missing_ok=True)
             control.should_save = True
             control.should_training_stop = True
         elif state.global_step >= state.max_steps:

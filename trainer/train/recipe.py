@@ -131,7 +131,7 @@ def fit(setup: Setup, job: ranks.Job, resume_from: Path | None) -> Any:
     with (ranks.peers_watched(job, s.run.resume_command),
           s.run.status_on_failure(job.is_main, step, ranks.same_processes(job.world), profile=s.config.profile,
                                   engine=s.engine)):
-        with GracefulStop() as stop:
+        with GracefulStop(s.run.stop_request) as stop:
             trainer = make_trainer(s.config, job, s.gpu, s.model, s.tokenizer, s.prepared, s.run, stop,
                                    startup=s.startup)
             trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
