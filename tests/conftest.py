@@ -78,3 +78,16 @@ def detached_runs():
         pid = json.loads(launch.read_text())["pid"] if launch.is_file() else None
         if pid is not None and psutil.pid_exists(pid):
             os.killpg(os.getpgid(pid), signal.SIGKILL)  # a detached run leads a session (and group) of its own
+
+
+@pytest.fixture
+def hub():
+    """A local Hugging Face Hub on 127.0.0.1 (tests/hub_server.py) that accepts helpers.HUB_TOKEN."""
+    from tests import hub_server
+    from tests.helpers import HUB_TOKEN
+
+    state = hub_server.Hub(token=HUB_TOKEN)
+    server, url = hub_server.serve(state)
+    state.url = url
+    yield state
+    server.shutdown()

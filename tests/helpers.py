@@ -128,3 +128,15 @@ def wait_until(page, check, timeout_s: float = 120) -> None:
     while not check():
         assert time.monotonic() < deadline, "timed out"
         page.wait_for_timeout(250)
+
+
+HUB_TOKEN = "hf_testTOKENabcdefghijklmnopqrstuvwx"  # what the local Hub (tests/hub_server.py) accepts; never written
+
+
+def hub_env(hub, tmp_path: Path, token: str | None = HUB_TOKEN) -> dict[str, str]:
+    """The environment that sends huggingface_hub to the `hub` fixture's local server, with `token`."""
+    env = {"HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_XET": "1", "HF_HOME": str(tmp_path / "hf-home"),
+           "HF_HUB_DISABLE_TELEMETRY": "1"}
+    if token is not None:
+        env["HF_TOKEN"] = token
+    return env

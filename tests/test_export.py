@@ -8,11 +8,9 @@ import pytest
 import torch
 from huggingface_hub import ModelCard
 
-from tests import hub_server
-from tests.helpers import run_cli
+from tests.helpers import HUB_TOKEN as TOKEN
+from tests.helpers import hub_env, run_cli
 from trainer.export import merge, model_card
-
-TOKEN = "hf_testTOKENabcdefghijklmnopqrstuvwx"  # what the local server accepts; must never be written anywhere
 
 
 def train(model, run_dir, *settings):
@@ -85,23 +83,6 @@ def test_model_card_for_a_hub_base_names_it_and_its_license():
     assert model_card.license_of("unsloth/Llama-3.2-1B-Instruct-bnb-4bit", "/nonexistent") == "llama3.2"
     assert model_card.license_of("HuggingFaceTB/SmolLM2-135M-Instruct", "/nonexistent") == "apache-2.0"
     assert model_card.is_hub_id("unsloth/Llama-3.2-1B-Instruct") and not model_card.is_hub_id("./models/x")
-
-
-@pytest.fixture
-def hub():
-    state = hub_server.Hub(token=TOKEN)
-    server, url = hub_server.serve(state)
-    state.url = url
-    yield state
-    server.shutdown()
-
-
-def hub_env(hub, tmp_path, token=TOKEN):
-    env = {"HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_XET": "1", "HF_HOME": str(tmp_path / "hf-home"),
-           "HF_HUB_DISABLE_TELEMETRY": "1"}
-    if token is not None:
-        env["HF_TOKEN"] = token
-    return env
 
 
 def test_push_creates_the_repo_and_uploads_merged_model_and_card(tiny_run, hub, tmp_path):

@@ -140,3 +140,15 @@ def test_bad_from_runs_exit_2_before_anything_is_written(sft_then_dpo, tmp_path)
                       "its adapter has lora.r = 16, and this run asks for 8")
     assert_user_error(run_cli(*dpo, "--from", str(sft), "--resume"), "--from starts a new run")
     assert not (tmp_path / "runs").exists()
+
+
+def test_an_adapter_only_push_of_a_dpo_run_leaves_the_reference_copy_out(sft_then_dpo, hub, tmp_path):
+    from tests.helpers import hub_env
+
+    _, dpo = sft_then_dpo
+    assert (dpo / "adapter" / "ref" / "adapter_config.json").is_file()  # TRL's frozen reference, kept locally
+    result = run_cli("export", str(dpo), "--push", "alice/dpo-adapter", "--adapter-only", env=hub_env(hub, tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    files = hub.repos["alice/dpo-adapter"]["files"]
+    assert {"adapter_config.json", "adapter_model.safetensors", "README.md"} <= set(files)
+    assert not [name for name in files if name.startswith("ref/")], sorted(files)

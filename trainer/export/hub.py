@@ -74,7 +74,8 @@ def push(repo_id: str, folders: list[Path], token: str, private: bool) -> str:
         console.print(f"Uploading {folder} to {repo_id}")
         retrying(f"uploading {folder.name}/", lambda folder=folder: api.upload_folder(
             repo_id=repo_id, folder_path=folder, commit_message=f"Upload {folder.name} with trainer",
-            ignore_patterns=["training_args.bin", ".*"]))
+            # ref/: TRL's frozen copy of a DPO run's starting adapter (its reference), which no user of it loads
+            ignore_patterns=["training_args.bin", ".*", "ref/*"]))
     return str(url)
 
 
