@@ -31,14 +31,20 @@ def stop_ui(server) -> str:
     return server.communicate(timeout=30)[0]
 
 
+def train_tab(browser, url: str):
+    """A new page on the UI at `url`, on its Train tab."""
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.goto(url)
+    page.get_by_role("tab", name="Train").click()
+    return page
+
+
 def test_train_stop_resume_and_export_from_the_page(browser, shared_tiny_llama, tmp_path, detached_runs):
     ARTIFACTS.mkdir(exist_ok=True)
     root = tmp_path / "runs"
     server, url = serve_ui("--runs-root", str(root))
     try:
-        page = browser.new_page(viewport={"width": 1280, "height": 1000})
-        page.goto(url)
-        page.get_by_role("tab", name="Train").click()
+        page = train_tab(browser, url)
         assert "auto → **" not in page.inner_text("#train-profile-reason")  # rendered as markdown
         assert "auto → cpu: no CUDA GPU detected" in page.inner_text("#train-profile-reason")
         choose(page, "train-profile", "cpu")
@@ -140,9 +146,7 @@ def test_bad_settings_get_the_cli_message(browser, tmp_path):
     root = tmp_path / "runs"
     server, url = serve_ui("--runs-root", str(root))
     try:
-        page = browser.new_page(viewport={"width": 1280, "height": 1000})
-        page.goto(url)
-        page.get_by_role("tab", name="Train").click()
+        page = train_tab(browser, url)
         choose(page, "train-profile", "cpu")
         page.fill("#train-dataset textarea", str(tmp_path / "missing.jsonl"))
         page.fill("#train-learning-rate input", "3")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from itertools import groupby
+from typing import Any
 
 from rich.markup import escape
 from rich.panel import Panel
@@ -14,12 +15,18 @@ from trainer.console import console
 from trainer.errors import UserError
 
 
+def prepare(config: Config) -> tuple[Any, Any, data.Prepared]:
+    """The dataset as read, the model's tokenizer, and the rows (or pairs) built from them, unchecked: shown as
+    they are, with what is wrong said after."""
+    examples = data.load(config)
+    tokenizer = weights.load_tokenizer(config.model.name, config.run.cache_dir)
+    return examples, tokenizer, data.build(config, examples, tokenizer, check=False)
+
+
 def show(config: Config, n: int) -> None:
     if config.train.method != "sft":
         return show_pairs(config, n)
-    examples = data.load(config)
-    tokenizer = weights.load_tokenizer(config.model.name, config.run.cache_dir)
-    prepared = data.build(config, examples, tokenizer, check=False)
+    examples, tokenizer, prepared = prepare(config)
     console.print(f"{config.data.dataset}: {len(examples)} rows, format {examples.format}, "
                   f"tokenizer of {config.model.name}")
     show_date(config, tokenizer)
@@ -43,9 +50,7 @@ def show(config: Config, n: int) -> None:
 def show_pairs(config: Config, n: int) -> None:
     """Preference pairs (train.method dpo, orpo) as TRL gets them: the rendered prompt, then the chosen and the
     rejected answer, with their tokens; and how many pairs are longer than max_seq_length, and what happens to them."""
-    pairs = data.load(config)
-    tokenizer = weights.load_tokenizer(config.model.name, config.run.cache_dir)
-    prepared = data.build(config, pairs, tokenizer, check=False)
+    pairs, tokenizer, prepared = prepare(config)
     console.print(f"{config.data.dataset}: {len(pairs)} preference pairs, format {pairs.format}, for "
                   f"{config.train.method.upper()}, tokenizer of {config.model.name}")
     show_date(config, tokenizer)
