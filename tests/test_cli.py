@@ -74,6 +74,9 @@ def test_bad_profile_file_names_file_and_line(tmp_path):
     assert_user_error(run_cli("--profile", str(bad)), str(bad), "is not valid TOML", "line 3")
     bad.write_text("[train]\nbatch_size = 4\n")
     assert_user_error(run_cli("--profile", str(bad)), "unknown field 'batch_size' in [train]", "micro_batch_size")
+    bad.write_text("[preference]\nbatch = 2\n")
+    assert_user_error(run_cli("--profile", str(bad), "--method", "dpo"), "[preference]: unknown setting 'batch'",
+                      "train.micro_batch_size")
 
 
 def write_jsonl(path, rows):

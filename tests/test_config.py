@@ -93,3 +93,16 @@ def test_config_round_trips_through_its_saved_toml(tmp_path):
     again, _ = resolve(str(run.config))
     assert asdict(again) | {"profile": "rtx2060s"} == asdict(config)
     assert again.run.report_to == ("mlflow", "wandb") and Config().run.report_to == ()  # no tracker by default
+
+
+def test_a_profiles_preference_table_applies_to_dpo_and_orpo_under_what_is_set():
+    sft, _ = resolve("rtx3070")
+    assert sft.train.packing and sft.train.micro_batch_size == 2 and sft.model.max_seq_length == 2048
+    for method in ("dpo", "orpo"):
+        pairs, _ = resolve("rtx3070", flags={"train.method": method})
+        assert not pairs.train.packing and pairs.train.micro_batch_size == 1 and pairs.train.grad_accum_steps == 8
+        assert pairs.train.gradient_checkpointing == "unsloth" and pairs.model.max_seq_length == 1024
+    given, _ = resolve("rtx3070", ["micro_batch_size=2", "max_seq_length=512"], {"train.method": "dpo"})
+    assert given.train.micro_batch_size == 2 and given.model.max_seq_length == 512  # --set wins over [preference]
+    quadro, _ = resolve("quadro-rtx5000", ["method=dpo"])  # the method from --set counts too
+    assert quadro.model.max_seq_length == 2048 and quadro.train.micro_batch_size == 1

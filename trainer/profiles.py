@@ -67,8 +67,9 @@ def read_with_preference(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     preference = table.pop(PREFERENCE, {})
     if not isinstance(preference, dict) or any(isinstance(v, dict) for v in preference.values()):
         raise UserError(f"{path}: [{PREFERENCE}] must be a table of settings (micro_batch_size = 1, ...)")
+    own = flatten_toml(table, str(path))
     try:
-        return flatten_toml(table, str(path)), {full_key(key): value for key, value in preference.items()}
+        return own, {full_key(key): value for key, value in preference.items()}
     except UserError as e:
         raise UserError(f"{path} [{PREFERENCE}]: {e.message}", e.hint) from None
 
