@@ -116,7 +116,9 @@ def test_stages_never_import_a_command():
 
 
 def test_settings_are_resolved_by_the_cli_layer_only():
-    """resolve() (profile + --set + flags into a Config) is called by trainer/cli.py alone; stages take the Config."""
+    """resolve() (profile + --set + flags into a Config) is called by the front ends alone, trainer/cli.py and the
+    UI's Train tab (which shows a profile's defaults; the runs it starts are resolved by the CLI); stages take the
+    Config."""
     callers = set()
     for name, path in modules().items():
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
@@ -126,4 +128,4 @@ def test_settings_are_resolved_by_the_cli_layer_only():
                 owner = ast.unparse(func.value) if isinstance(func, ast.Attribute) else ""
                 if called == "resolve" and owner in ("", "profiles"):
                     callers.add(name)
-    assert callers == {"trainer.cli"}
+    assert callers == {"trainer.cli", "trainer.serve.ui_train"}

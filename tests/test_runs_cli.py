@@ -48,9 +48,11 @@ def test_detached_run_outlives_its_terminal_and_follow_reports_completion(shared
     command, env = cli_command(*train_args(shared_tiny_llama, runs_root / "background", 3, "--detach"))
     screen = tmp_path / "terminal.txt"
     with screen.open("w") as out:
+        # SIGHUP as a terminal has it, even when the tests run under nohup (which leaves it ignored for children)
         terminal = subprocess.Popen(["bash", "-c", '"$@"; echo "detach exited $?"; sleep 600', "bash", *command],
                                     cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
+                                    start_new_session=True,
+                                    preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
     run_dir = runs_root / "background"
     try:
         # `--detach` has returned: close the terminal only now, so what it printed is whole.

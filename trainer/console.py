@@ -28,17 +28,20 @@ def config_table(config: Config) -> Table:
 
 
 def config_summary(config: Config) -> Table:
-    """Every setting, a section per row (key=value, wrapped), as a run starts: about 15 lines instead of one per
-    setting, so the start of a run stays on a 40-row screen; the run's config.toml has them one per line."""
+    """Every setting that has a value, a section per row (key=value, wrapped), as a run starts: about 15 lines
+    instead of one per setting, so the start of a run stays on a 40-row screen; config.toml has them one per line."""
     table = Table(title="Resolved configuration", show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")
+    def pairs(values: dict) -> str:  # settings with no value (an empty path or list) are left out
+        return "  ".join(f"{key}={value}" for key, value in values.items() if value not in ("", (), [], None))
+
     top = {key: value for key, value in config.to_dict().items() if not isinstance(value, dict)}
     if top:
-        table.add_row("", "  ".join(f"{key}={value}" for key, value in top.items()))
+        table.add_row("", pairs(top))
     for section, values in config.to_dict().items():
         if isinstance(values, dict):
-            table.add_row(section, "  ".join(f"{key}={value}" for key, value in values.items()))
+            table.add_row(section, pairs(values))
     return table
 
 
