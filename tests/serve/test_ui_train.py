@@ -84,9 +84,13 @@ def test_train_stop_resume_and_export_from_the_page(browser, shared_tiny_llama, 
         runs_table = page.inner_text("#runs")
         assert "training" not in runs_table and "running" in runs_table and "/500" in runs_table, runs_table
         # hovering the chart shows a point's step and loss
-        area = chart.locator(".nsewdrag").first.bounding_box()
-        page.mouse.move(area["x"] + area["width"] * 0.6, area["y"] + area["height"] / 2)
-        wait_until(page, lambda: "loss" in (chart.locator(".hoverlayer").text_content() or ""), 10)
+        def hovered() -> bool:  # moved again each time: a redraw (the run trains on) drops the hover label
+            area = chart.locator(".nsewdrag").first.bounding_box()
+            page.mouse.move(area["x"] + area["width"] * 0.6, area["y"] + area["height"] / 2)
+            page.mouse.move(area["x"] + area["width"] * 0.6 + 2, area["y"] + area["height"] / 2)
+            return "loss" in (chart.locator(".hoverlayer").text_content() or "")
+
+        wait_until(page, hovered, 20)
         page.screenshot(path=str(ARTIFACTS / "ui-runs-live.png"), full_page=True)
         page.close()
     finally:

@@ -169,10 +169,11 @@ class RunDir:
         import tomllib
 
         status = self.read_status()
-        steps = [m for m in self.read_metrics() if "loss" in m]
-        evals = [m for m in self.read_metrics() if "eval_loss" in m]
+        metrics = self.read_metrics()
+        steps = [m for m in metrics if "loss" in m]
+        evals = [m for m in metrics if "eval_loss" in m]
         config = tomllib.loads(self.config.read_text(encoding="utf-8")) if self.config.exists() else {}
-        logged = [m for m in self.read_metrics() if "max_steps" in m]  # what the trainer counts to (epochs, resumes)
+        logged = [m for m in metrics if "max_steps" in m]  # what the trainer counts to (epochs, resumes)
         max_steps = logged[-1]["max_steps"] if logged else config.get("train", {}).get("max_steps") or "?"
         state = self.state()
         elapsed = steps[-1]["elapsed_s"] if steps and "elapsed_s" in steps[-1] else None

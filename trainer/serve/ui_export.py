@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import shlex
 import subprocess
-import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from trainer.runs.listing import list_runs
+from trainer.serve import ui_cli
 
 GGUF_TYPES = ("q4_k_m", "q8_0", "f16")  # trainer.export.GGUF_TYPES, the usual first (imported there with torch)
 TOKEN_FILE = "TOKEN_FILE"  # what the shown command says instead of the temporary file holding the token
@@ -39,12 +37,9 @@ def run_export(args: list[str], token: str) -> Iterator[str]:
             token_file.touch(mode=0o600)
             token_file.write_text(token.strip(), encoding="utf-8")
             args = [*args, "--token-file", str(token_file)]
-        shown = shlex.join(["python", "-m", "trainer", *(TOKEN_FILE if a.startswith(folder) else a for a in args)])
-        text = f"$ {shown}\n"
+        text = f"$ {ui_cli.command_line([TOKEN_FILE if a.startswith(folder) else a for a in args])}\n"
         yield text
-        env = {**os.environ, "COLUMNS": "110", "PYTHONUNBUFFERED": "1"}
-        with subprocess.Popen([sys.executable, "-m", "trainer", *args], stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, env=env) as child:
+        with subprocess.Popen(**ui_cli.child(args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as child:
             assert child.stdout is not None
             for line in child.stdout:
                 text += line.replace(token.strip(), "***") if token.strip() else line

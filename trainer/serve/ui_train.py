@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import io
-import os
 import shlex
 import shutil
 import subprocess
-import sys
 import threading
 from datetime import datetime
 from pathlib import Path
@@ -17,6 +15,7 @@ from trainer import profiles
 from trainer.errors import UserError
 from trainer.runs import RunDir, background
 from trainer.runs.listing import list_runs
+from trainer.serve import ui_cli
 
 FORMATS = ("auto", "sharegpt", "openai", "alpaca", "text")
 PACKING = ("profile's", "on", "off")
@@ -62,17 +61,9 @@ def length(max_steps: float | None, epochs: float | None) -> list[str]:
     return []
 
 
-def command_line(args: list[str]) -> str:
-    return shlex.join(["python", "-m", "trainer", *args])
-
-
 def cli(args: list[str], color: bool = False, timeout_s: float = 600) -> subprocess.CompletedProcess:
     """The real CLI in a child process (from this UI's folder, with its environment), as a terminal would run it."""
-    env = {**os.environ, "COLUMNS": "110", "PYTHONUNBUFFERED": "1"}
-    if color:
-        env.update(FORCE_COLOR="1", TERM="xterm-256color")
-    return subprocess.run([sys.executable, "-m", "trainer", *args], capture_output=True, text=True, env=env,
-                          timeout=timeout_s, stdin=subprocess.DEVNULL)
+    return subprocess.run(**ui_cli.child(args, color), capture_output=True, timeout=timeout_s)
 
 
 def as_html(output: str) -> str:
@@ -80,7 +71,7 @@ def as_html(output: str) -> str:
     from rich.console import Console
     from rich.text import Text
 
-    console = Console(record=True, width=110, file=io.StringIO(), force_terminal=True)
+    console = Console(record=True, width=ui_cli.WIDTH, file=io.StringIO(), force_terminal=True)
     console.print(Text.from_ansi(output))
     return console.export_html(inline_styles=True, code_format=(
         '<pre style="white-space: pre-wrap; font-size: 12px; line-height: 1.35">{code}</pre>'))
@@ -233,8 +224,8 @@ def build_tab(runs_root: Path) -> None:
     extra = gr.Textbox(label="Other settings (KEY=VALUE ..., as --set)", placeholder="e.g. eval_size=0 "
                        "save_every_steps=10", elem_id="train-settings")
     first = ["train", *run_options("auto", "", "sample", "auto", None, None, None, None, "profile's", ""), "--detach"]
-    command = gr.Textbox(command_line(first), label="The same from a terminal", interactive=False, buttons=["copy"],
-                         elem_id="train-command")
+    command = gr.Textbox(ui_cli.command_line(first), label="The same from a terminal", interactive=False,
+                         buttons=["copy"], elem_id="train-command")
     with gr.Row():
         check = gr.Button("Check data", elem_id="train-check")
         start = gr.Button("Start", variant="primary", elem_id="train-start")
@@ -260,7 +251,7 @@ def build_tab(runs_root: Path) -> None:
         return ["train", *options_of(*values), *length(steps, passes), "--detach"]
 
     def show_command(steps: float | None, passes: float | None, *values: Any) -> str:
-        return command_line(train_args(steps, passes, *values))
+        return ui_cli.command_line(train_args(steps, passes, *values))
 
     def on_check(*values: Any) -> str:
         return check_data(options_of(*values))
