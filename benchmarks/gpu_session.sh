@@ -19,3 +19,5 @@ for what in "$@"; do
   esac 2>&1 | tee -a "$OUT/$what.log"
 done
 ls -la "$OUT" "$OUT/records"
+# Only 8 files come back from a device call: the records travel as one archive.
+if [ -d "$OUT/records" ]; then tar czf "$OUT/records.tgz" -C "$OUT" records && rm -rf "$OUT/records"; fi

@@ -22,6 +22,7 @@ from trainer.profiles import resolve
 from trainer.runs import RunDir
 
 STEPS = 6
+TOLERANCE = 0.02  # as the SFT resume test (tests/gpu/test_unsloth_engine.py): bf16 kernel differences, no more
 
 
 def worst_case_pairs(path, pairs=32, seed=0):
@@ -38,7 +39,7 @@ def worst_case_pairs(path, pairs=32, seed=0):
 @pytest.mark.parametrize(("profile", "method"), [("rtx2060s", "dpo"), ("rtx3070", "dpo"), ("quadro-rtx5000", "dpo"),
                                                  ("rtx3070", "orpo")])
 def test_preference_tuning_fits_its_emulated_card(profile, method, llama_1b, llama_3b, tmp_path):
-    config, _ = resolve(profile)
+    config, _ = resolve(profile, flags={"train.method": method})  # with the profile's [preference] settings
     card = CARDS[profile]
     backends = ",".join(card.sdpa_backends["linux"])
     model = llama_3b if "3B" in config.model.name else llama_1b
@@ -72,3 +73,44 @@ def test_preference_tuning_fits_its_emulated_card(profile, method, llama_1b, lla
            peak_reserved_gb=peak, headroom_gb=round(card.usable_gb - peak, 2) if peak is not None else None,
            losses=values, reward_margins=margins, output_tail=out[-1500:] if not passed else None)
     assert passed, out[-3000:]
+
+
+def test_dpo_from_an_sft_run_resumes_after_kill(llama_1b, tmp_path):
+    """SFT, then DPO --from that run, killed with kill -9 right after a checkpoint and resumed: the DPO run completes
+    and its losses and reward margins follow an uninterrupted DPO run from the same SFT run."""
+    from tests.helpers import start, wait_for
+
+    sft = RunDir(tmp_path / "sft")
+    trained = run_cli("--model", str(llama_1b), "--run-dir", str(sft.path), "--profile", "rtx3070",
+                      "--dataset", "sample", "--max-steps", "4", "--set", "engine=unsloth", "--set", "eval_size=0",
+                      timeout=900)
+    common = ["--from", str(sft.path), "--profile", "rtx3070", "--set", "engine=unsloth", "--method", "dpo",
+              "--dataset", "sample", "--max-steps", "12",
+              "--set", "save_every_steps=5", "--set", "eval_size=0", "--set", "log_every_s=0",
+              "--set", "learning_rate=5e-5"]
+    reference = RunDir(tmp_path / "reference")
+    first = run_cli(*common, "--run-dir", str(reference.path), timeout=900)
+    run = RunDir(tmp_path / "run")
+    process = start(*common, "--run-dir", str(run.path))
+    wait_for(lambda: (run.checkpoints / "checkpoint-5").is_dir(), process, timeout=600)
+    process.kill()
+    process.wait()
+    resumed = run_cli("--resume", "--run-dir", str(run.path), timeout=900)
+
+    def series(of: RunDir, key: str) -> list[float]:
+        return [m[key] for m in of.read_metrics() if "loss" in m]
+
+    a, b = series(run, "loss"), series(reference, "loss")
+    relative = [abs(x - y) / max(abs(y), 1e-6) for x, y in zip(a, b, strict=False)]
+    margins, reference_margins = series(run, "reward_margin"), series(reference, "reward_margin")
+    margin_gap = [abs(x - y) for x, y in zip(margins, reference_margins, strict=False)]
+    passed = (trained.returncode == 0 and first.returncode == 0 and resumed.returncode == 0
+              and "resuming from checkpoint-" in resumed.stdout and len(a) == len(b) == 12
+              and max(relative) <= TOLERANCE and run.read_status()["state"] == "completed")
+    record("dpo-from-sft-resume-after-kill-unsloth-1b", run, passed, profile="rtx3070", method="dpo", engine="unsloth",
+           model="Llama-3.2-1B shape, random", started_from="an SFT run of 4 steps (--from)", tolerance=TOLERANCE,
+           resumed_losses=a, uninterrupted_losses=b, max_relative_difference=max(relative, default=None),
+           resumed_reward_margins=margins, uninterrupted_reward_margins=reference_margins,
+           max_margin_difference=max(margin_gap, default=None),
+           output_tail=None if passed else (trained.stdout + first.stdout + resumed.stdout)[-3000:])
+    assert passed, (trained.stdout[-1500:], first.stdout[-1500:], resumed.stdout[-3000:], relative)
