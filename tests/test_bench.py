@@ -14,7 +14,7 @@ import pytest
 
 from tests.helpers import ROOT, run_cli
 from trainer.bench import cards, report
-from trainer.data.synthetic import FINETOME_ROWS, TOKENS_PER_ROW, finetome_like
+from trainer.data.synthetic import FINETOME_ROWS, TOKENS_PER_ROW, finetome_like, pairs_like
 from trainer.profiles import resolve
 from trainer.runs import speed
 
@@ -66,6 +66,54 @@ def test_bench_runs_configurations_records_and_reports(shared_tiny_llama, tmp_pa
     text = output.read_text()
     assert "## CPU" in text and "| small | transformers |" in text and "| grouped | transformers |" in text
     assert "micro_batch_size=4, grad_accum_steps=1, group_by_length=true" in text
+
+
+def test_pairs_like_are_standard_preference_pairs_of_the_documented_lengths(tmp_path):
+    from trainer.data import preferences
+
+    rows = pairs_like()
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    pairs = preferences.convert(sources_read(path))  # our own checks: no identical or empty answers, one prompt
+    assert pairs.format == "standard" and len(pairs) == len(rows) == 2000 and pairs.skipped == 0
+    words = [len(row["chosen"].split()) for row in rows] + [len(row["rejected"].split()) for row in rows]
+    assert 200 < statistics.median(words) < 260 and 70 < statistics.median(len(r["prompt"].split()) for r in rows) < 110
+    assert pairs_like(3) == pairs_like(3) and pairs_like(3, seed=1) != pairs_like(3)
+
+
+def sources_read(path):
+    from trainer.data import sources
+
+    return sources.read(str(path))
+
+
+def test_bench_of_dpo_records_the_method_on_generated_pairs(shared_tiny_llama, tmp_path):
+    results = tmp_path / "results"
+    result = run_cli("bench", "--profile", "cpu", "--model", str(shared_tiny_llama), "--steps", "4", "--method", "dpo",
+                     "--config", "pairs:micro_batch_size=1,grad_accum_steps=2,max_seq_length=256",
+                     env={"TRAINER_RECORDS_DIR": str(results)})
+    out = result.stdout + result.stderr
+    assert result.returncode == 0 and "DPO Benchmark" in out, out[-3000:]
+    (record,) = [json.loads(line) for line in (results / "cpu.jsonl").read_text().splitlines()]
+    assert record["method"] == "dpo" and record["data"] == "pairs-like" and record["max_seq_length"] == 256
+    assert record["numbers"]["steps"] == 4 and record["numbers"]["tokens_per_s"] > 0
+    row = report.report_rows([record])[0]
+    assert row[0] == "pairs" and row[-1] == "-"  # no FineTome epoch for preference pairs
+
+
+def test_the_dpo_notebook_recipe_wins_over_the_profiles_preference_settings():
+    """bench --method dpo's notebook configuration is Unsloth's DPO notebook, whatever the profile's [preference]
+    table says (what `bench` resolves for each configuration before it trains)."""
+    from trainer.bench import sweep
+
+    plan = sweep.plan("rtx3070", [], None, ["tuned", "notebook"], 10, None, method="dpo")
+    (_, tuned), (_, notebook) = plan.configs
+    profile, _ = resolve(plan.profile, plan.settings_of(tuned))
+    recipe, _ = resolve(plan.profile, plan.settings_of(notebook))
+    assert plan.data == "pairs-like" and profile.train.method == recipe.train.method == "dpo"
+    assert (profile.train.micro_batch_size, profile.train.grad_accum_steps) == (1, 8)  # profiles/rtx3070.toml
+    assert (recipe.train.micro_batch_size, recipe.train.grad_accum_steps, recipe.model.max_seq_length) == (2, 4, 1024)
+    assert recipe.train.learning_rate == 5e-6 and recipe.train.gradient_checkpointing == "unsloth"
 
 
 def test_a_failed_configuration_is_recorded_and_the_others_still_run(shared_tiny_llama, tmp_path):
@@ -137,6 +185,16 @@ def test_mfu_counts_the_model_flops_of_the_real_tokens_against_the_slice():
     # twice the slice's throughput for the same speed: half the utilization; gradient checkpointing is not credited
     assert cards.mfu(emulated_record(6000.0, tflops=114.0)) == pytest.approx(cards.mfu(record) / 2)
     assert cards.mfu({"numbers": {"tokens_per_s": 1.0}, "shape": SHAPE_1B}) is None  # not emulated
+
+
+def test_preference_records_count_the_reference_forward_and_state_no_finetome_epoch():
+    sft, dpo, orpo = (emulated_record(3000.0, method=m) for m in ("sft", "dpo", "orpo"))
+    assert cards.mfu(dpo) == pytest.approx(1.5 * cards.mfu(sft))  # policy forward + backward, and the reference's
+    assert cards.mfu(orpo) == pytest.approx(cards.mfu(sft))  # ORPO has no reference model
+    estimate = cards.card_estimate(dpo)
+    assert estimate["tokens_per_s"] == cards.card_estimate(sft)["tokens_per_s"] and estimate["finetome_epoch_h"] is None
+    notebook = emulated_record(1500.0, method="dpo", config="notebook")
+    assert cards.against_users([notebook, {**dpo, "config": "tuned"}]) is None  # users report SFT epochs only
 
 
 def test_card_estimate_scales_the_slice_by_its_measured_ratio_to_the_card():

@@ -95,7 +95,11 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--config", dest="configs", action="append", default=[], metavar="NAME:KEY=VALUE,...",
                        help="also measure the profile with these settings (repeatable)")
     bench.add_argument("--steps", type=int, default=30, help="optimizer steps per configuration (default 30)")
-    bench.add_argument("--data", default="finetome-like", help="finetome-like (generated, default), sample or a file")
+    bench.add_argument("--data", help="finetome-like (generated; the default), pairs-like (generated pairs; the "
+                       "default for --method dpo and orpo), sample or a file")
+    bench.add_argument("--method", choices=cfg.CHOICES["train.method"], default="sft",
+                       help="what every configuration trains: sft (default), dpo or orpo (against the recipe of "
+                       "Unsloth's DPO and ORPO notebooks)")
     add_set(bench, "applied to every configuration, e.g. --set vram_cap_gb=8")
     bench.add_argument("--emulate", metavar="CARD", choices=("rtx2060s", "rtx3070", "quadro-rtx5000"),
                        help="run on a share of the GPU sized like this card (CUDA MPS), with its usable memory and "
@@ -209,7 +213,8 @@ def run(args: argparse.Namespace, argv: list[str], world: cfg.World) -> int:
         else:
             configs = sweep.configurations(args.engines, args.configs, emulated=args.emulate is not None)
             plan = sweep.plan(args.profile, args.settings, args.model, configs, args.steps, args.data,
-                              card=args.emulate, gpus=args.gpus, platform=args.platform, results=cfg.records_dir())
+                              card=args.emulate, gpus=args.gpus, platform=args.platform, results=cfg.records_dir(),
+                              method=args.method)
             # bad profiles and settings fail here, before any training
             base, reason = profiles.resolve(plan.profile, list(plan.settings), flags(args))
             for _, extra in plan.configs:

@@ -56,6 +56,8 @@ COMPUTE_SHARE = 0.85
 # Model FLOPs count the work a step needs, not what it does: a forward and a backward to the activations (LoRA
 # leaves the 4-bit weights without gradients). Recomputing the forward (gradient checkpointing) is not counted.
 MODEL_PASSES = 2
+# DPO scores each pair with the reference model too (the adapter disabled): one more forward, without a backward.
+REFERENCE_PASSES = {"dpo": 1}
 SHARE, REST = f"{COMPUTE_SHARE:.0%}", f"{1 - COMPUTE_SHARE:.0%}"
 ESTIMATE = (
     f"Card estimate: the card's GPU work takes the slice's x ({SHARE} x slice/card matmul TFLOPS + {REST} x "
@@ -65,7 +67,8 @@ ESTIMATE = (
     "that keeps the slice busy slows down by the ratio, one that leaves it waiting on the CPU (the notebook recipe, "
     "about 40% busy) hardly at all. An estimate, not a measurement on the card; the host's CPU is not the user's. "
     f"MFU: model FLOPs of the real tokens ({MODEL_PASSES} forward-sized passes of 2 FLOPs per parameter, plus "
-    "attention; recomputation not counted) per second, over the slice's measured matmul TFLOPS."
+    "attention; recomputation not counted; DPO's reference forward counted as one more pass) per second, over the "
+    "slice's measured matmul TFLOPS. DPO and ORPO sessions state no FineTome epoch: they train pairs, not FineTome."
 )
 
 
@@ -82,19 +85,21 @@ def mfu(record: dict[str, Any]) -> float | None:
     numbers, shape, emulation = record.get("numbers", {}), record.get("shape"), record.get("emulation")
     if not (shape and emulation and numbers.get("tokens_per_s")):
         return None
-    per_token = flops_per_token(shape, numbers.get("tokens_per_row", TOKENS_PER_ROW), MODEL_PASSES)
+    passes = MODEL_PASSES + REFERENCE_PASSES.get(record.get("method", "sft"), 0)
+    per_token = flops_per_token(shape, numbers.get("tokens_per_row", TOKENS_PER_ROW), passes)
     return numbers["tokens_per_s"] * per_token / (emulation["slice_matmul_tflops"] * 1e12)
 
 
 def card_estimate(record: dict[str, Any]) -> dict[str, Any] | None:
-    """Real tokens/s and FineTome-100k epoch hours on the emulated card (see ESTIMATE)."""
+    """Real tokens/s and (for SFT) FineTome-100k epoch hours on the emulated card (see ESTIMATE)."""
     numbers, emulation = record.get("numbers", {}), record.get("emulation")
     if not (emulation and emulation.get("card") in CARDS and numbers.get("tokens_per_s")):
         return None
     busy = numbers.get("gpu_busy") or 1.0
     tokens_per_s = numbers["tokens_per_s"] / max(1.0, busy * slowdown(emulation))
+    sft = record.get("method", "sft") == "sft"
     return {"card": CARDS[emulation["card"]].name, "tokens_per_s": round(tokens_per_s, 1),
-            "finetome_epoch_h": epoch_hours(tokens_per_s)}
+            "finetome_epoch_h": epoch_hours(tokens_per_s) if sft else None}
 
 
 def against_users(records: list[dict[str, Any]]) -> str | None:
@@ -104,7 +109,7 @@ def against_users(records: list[dict[str, Any]]) -> str | None:
     card = next((CARDS[r["emulation"]["card"]] for r in records if (r.get("emulation") or {}).get("card") in CARDS),
                 None)
     notebook, tuned = by_config.get("notebook"), by_config.get("tuned")
-    if card is None or not (notebook and tuned):
+    if card is None or not (notebook and tuned and notebook["finetome_epoch_h"] and tuned["finetome_epoch_h"]):
         return None
     error = notebook["finetome_epoch_h"] / card.users_notebook_h - 1
     calibrated = tuned["finetome_epoch_h"] / (1 + error)

@@ -58,7 +58,7 @@ def report_rows(records: list[dict[str, Any]]) -> list[list[str]]:
                                  fmt(estimate.get("finetome_epoch_h"))] + common)
         else:
             rows.append(speed[:5] + [f"{n['steps_per_min']:g}", fmt(n.get("samples_per_s"))] + common[1:]
-                        + [fmt(n.get("finetome_epoch_h"))])
+                        + [fmt(n.get("finetome_epoch_h") if r.get("method", "sft") == "sft" else None)])
     return rows
 
 
@@ -141,7 +141,9 @@ def report(results: Path = RESULTS) -> str:
 
 def session_section(session: str, rows: list[dict[str, Any]]) -> list[str]:
     first = rows[0]
-    lines = [f"### {session[:16].replace('T', ' ')} UTC: profile {first.get('profile', '?')}, "
+    method = first.get("method", "sft")
+    trains = "" if method == "sft" else f"{method.upper()}, "
+    lines = [f"### {session[:16].replace('T', ' ')} UTC: {trains}profile {first.get('profile', '?')}, "
              f"{first.get('data', '?')}, {first.get('steps_asked', '?')} steps, {cap_text(first)}", ""]
     emulation = first.get("emulation")
     if emulation:

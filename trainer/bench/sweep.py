@@ -1,8 +1,9 @@
 """`python -m trainer bench`: train each configuration for a few steps in its own process and record it.
 
 The configurations are the tuned profile, the Unsloth notebook's recipe and plain transformers + PEFT at its best
-settings (plus any `--config NAME:KEY=VALUE,...`). Each record is the run's own benchmark.json with the session's
-facts added, appended to benchmarks/results/<gpu>.jsonl as soon as it exists. With `--emulate CARD` every
+settings (plus any `--config NAME:KEY=VALUE,...`); with `--method dpo|orpo`, the profile's preference settings and the
+recipe of Unsloth's DPO and ORPO notebooks, on generated pairs. Each record is the run's own benchmark.json with the
+session's facts added, appended to benchmarks/results/<gpu>.jsonl as soon as it exists. With `--emulate CARD` every
 configuration runs on a card-sized share of the GPU (trainer/bench/emulate.py).
 """
 
@@ -38,7 +39,27 @@ NOTEBOOK = ("engine=unsloth", "micro_batch_size=2", "grad_accum_steps=4", "packi
 TRANSFORMERS = ("engine=transformers", "packing=true", "padding_free=auto", "micro_batch_size=2", "grad_accum_steps=1",
                 "cudnn_attention=false", "gradient_checkpointing=on", "loss_type=chunked_nll", "max_tokens_per_pass=0",
                 "load_in_4bit=true")
-CONFIGS: dict[str, tuple[str, ...]] = {"tuned": (), "notebook": NOTEBOOK, "transformers": TRANSFORMERS}
+# bench --method dpo|orpo. Unsloth's DPO notebook (Zephyr 7B, DPOTrainer after PatchDPOTrainer) and its ORPO notebook
+# (Llama 3 8B) train batch 2 x accumulation 4 of pairs cut to 1,024 tokens, with Unsloth's gradient checkpointing,
+# beta 0.1 (and the DPO notebook learning rate 5e-6). Their LoRA (r 64 for DPO) is not copied: the adapter of the SFT
+# run it starts from fixes it, and it changes speed little. Their max_prompt_length of 512 is gone from TRL 1.14.
+PREFERENCE_NOTEBOOK = ("engine=unsloth", "micro_batch_size=2", "grad_accum_steps=4", "max_seq_length=1024",
+                       "packing=false", "padding_free=auto", "group_by_length=false", "pad_to_multiple_of=0",
+                       "cudnn_attention=true", "gradient_checkpointing=unsloth", "max_tokens_per_pass=0",
+                       "load_in_4bit=true", "learning_rate=5e-6", "beta=0.1")
+# Plain transformers + PEFT on the profile's [preference] settings, with PEFT's gradient checkpointing.
+PREFERENCE_TRANSFORMERS = ("engine=transformers", "gradient_checkpointing=on", "cudnn_attention=false",
+                           "load_in_4bit=true")
+CONFIGS: dict[str, dict[str, tuple[str, ...]]] = {
+    "sft": {"tuned": (), "notebook": NOTEBOOK, "transformers": TRANSFORMERS},
+    "preference": {"tuned": (), "notebook": PREFERENCE_NOTEBOOK, "transformers": PREFERENCE_TRANSFORMERS},
+}
+DATA = {"sft": "finetome-like", "preference": "pairs-like"}  # what each method is measured on by default
+
+
+def kind(method: str) -> str:
+    """sft, or preference (dpo, orpo): which built-in configurations and data a method is measured with."""
+    return "sft" if method == "sft" else "preference"
 
 
 def configurations(engines: str | None, custom: list[str], emulated: bool = False) -> list[str]:
@@ -75,18 +96,21 @@ class Plan:
     gpus: int | None = None
     platform: str = "linux"
     results: Path = report.RESULTS
+    method: str = "sft"
 
     def settings_of(self, extra: tuple[str, ...]) -> list[str]:
         """The --set list of one configuration (what the CLI resolves to check it before any training)."""
         return [*self.settings, *extra]
 
 
-def plan(profile: str, settings: list[str], model: str | None, configs: list[str], steps: int, data: str,
+def plan(profile: str, settings: list[str], model: str | None, configs: list[str], steps: int, data: str | None,
          card: str | None = None, gpus: int | None = None, platform: str = "linux",
-         results: Path = report.RESULTS) -> Plan:
+         results: Path = report.RESULTS, method: str = "sft") -> Plan:
     """The session, checked: steps, card, GPUs and configuration names. With `card`, on that card's share of the GPU,
     its usable memory, its dtype and the attention kernels PyTorch has on it on `platform`. With `gpus`, each
-    configuration also on that many GPUs (one process each, trainer/distributed/), right after it ran on one."""
+    configuration also on that many GPUs (one process each, trainer/distributed/), right after it ran on one.
+    With `method` dpo or orpo, every configuration trains that (the profile's [preference] settings under its own),
+    on `data` or generated pairs, against the Unsloth preference notebooks' recipe."""
     if not configs:
         raise UserError("no configuration to benchmark", "Use --engines unsloth,transformers or --config NAME:...")
     if steps < 2:
@@ -104,8 +128,11 @@ def plan(profile: str, settings: list[str], model: str | None, configs: list[str
             raise UserError(f"--gpus {gpus}: bench compares each configuration on 1 GPU and on N",
                             "Use --gpus 2 or more.")
         launch.processes_per_machine(str(gpus))  # no GPU, too few, or taken: said now, before any training
-    chosen = tuple(parse_config(text) for text in configs)
-    return Plan(profile, tuple(settings), model, chosen, steps, data, card, gpus, platform, results)
+    if method != "sft":
+        settings = [*settings, f"method={method}"]
+    chosen = tuple(parse_config(text, method) for text in configs)
+    return Plan(profile, tuple(settings), model, chosen, steps, data or DATA[kind(method)], card, gpus, platform,
+                results, method)
 
 
 def run(plan: Plan, base: Config, reason: str) -> list[dict[str, Any]]:
@@ -120,7 +147,8 @@ def run(plan: Plan, base: Config, reason: str) -> list[dict[str, Any]]:
             if confined:
                 session["emulation"] = confined.facts
             where = f"an emulated {CARDS[card].name} ({platform})" if card else env.get("gpu") or "the CPU"
-            console.print(f"Benchmark of profile [bold]{base.profile}[/] ({reason}) on {where}: "
+            trains = "" if plan.method == "sft" else f"{plan.method.upper()} "
+            console.print(f"{trains}Benchmark of profile [bold]{base.profile}[/] ({reason}) on {where}: "
                           f"{', '.join(name for name, _ in chosen)}; {steps} steps each on {data}")
             path = plan.results / f"{slug(env.get('gpu') or 'cpu')}.jsonl"
             for name, extra in chosen:
@@ -137,14 +165,16 @@ def run(plan: Plan, base: Config, reason: str) -> list[dict[str, Any]]:
     return records
 
 
-def parse_config(text: str) -> tuple[str, tuple[str, ...]]:
-    """"tuned", "notebook", "transformers", or "NAME:key=value,key=value" (the profile with those settings)."""
+def parse_config(text: str, method: str = "sft") -> tuple[str, tuple[str, ...]]:
+    """"tuned", "notebook", "transformers" (the built-in ones for `method`), or "NAME:key=value,key=value" (the
+    profile with those settings)."""
     name, _, spec = text.partition(":")
+    builtin = CONFIGS[kind(method)]
     if not spec:
-        if name not in CONFIGS:
+        if name not in builtin:
             raise UserError(f"unknown benchmark configuration '{text}'",
-                            f"Use {', '.join(CONFIGS)} or NAME:key=value,key=value.")
-        return name, CONFIGS[name]
+                            f"Use {', '.join(builtin)} or NAME:key=value,key=value.")
+        return name, builtin[name]
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
         raise UserError(f"benchmark configuration name '{name}' must be letters, digits, '.', '_' or '-'",
                         "e.g. --config 'big-batch:micro_batch_size=8,grad_accum_steps=1'")

@@ -1,5 +1,5 @@
 """Read a dataset's rows from a local file (.jsonl .json .csv .parquet, the first three also compressed: .gz .bz2 .xz
-.zst), the Hugging Face Hub, the bundled sample, or the generated finetome-like benchmark data."""
+.zst), the Hugging Face Hub, the bundled sample, or the generated benchmark data (finetome-like, pairs-like)."""
 
 from __future__ import annotations
 
@@ -34,14 +34,14 @@ class Table:
 
 
 def read(dataset: str, split: str = "train") -> Table:
-    """Rows of `dataset`: "sample", "finetome-like", a local file, or a Hub dataset id."""
+    """Rows of `dataset`: "sample", "finetome-like" or "pairs-like" (generated), a local file, or a Hub dataset id."""
     if dataset == "sample":
         return read_file(SAMPLE)
-    if dataset == "finetome-like":
-        from trainer.data.synthetic import finetome_like
+    if dataset in ("finetome-like", "pairs-like"):
+        from trainer.data import synthetic
 
-        rows = finetome_like()
-        return Table("finetome-like (generated)", rows, fingerprint=digest(json.dumps(rows).encode()))
+        rows = synthetic.finetome_like() if dataset == "finetome-like" else synthetic.pairs_like()
+        return Table(f"{dataset} (generated)", rows, fingerprint=digest(json.dumps(rows).encode()))
     path = Path(dataset)
     if path.exists() or file_type(path)[0] in EXTENSIONS:
         return read_file(path)

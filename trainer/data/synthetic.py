@@ -1,4 +1,5 @@
-"""`finetome-like`: generated conversations with FineTome-100k's shape, so the benchmark runs without the Hub.
+"""`finetome-like` and `pairs-like`: generated data with the shape of FineTome-100k and of a preference dataset, so
+the benchmark runs without the Hub.
 
 Speed depends on how many tokens each row has, not on what they say, so only the lengths imitate FineTome-100k
 (mlabonne/FineTome-100k: 100,000 ShareGPT conversations, mostly one question and one long answer):
@@ -9,6 +10,9 @@ These numbers are an assumption, not a measurement of FineTome: the Hub is unrea
 the real Llama 3.2 tokenizer and template they give about 680 tokens per row, within 2% of the ~670 real tokens per row
 that our first GPU measurement of the notebook recipe saw (2,337 tokens/s at 26.2 steps/min of 8 rows). Benchmark your
 real data with `--data PATH` where you have it.
+`pairs-like` (bench --method dpo|orpo) imitates UltraFeedback-binarized (HuggingFaceH4/ultrafeedback_binarized, the
+data of Unsloth's DPO notebook) as an assumption too: a prompt of median 90 words (log-normal, sigma 0.9) and two
+answers of median 230 words each (sigma 0.7), in TRL's standard format.
 Each word below is a single token (with its leading space) in Llama 3's and SmolLM2's vocabularies, so words ~ tokens.
 """
 
@@ -27,6 +31,9 @@ TWO_EXCHANGES = 0.15
 # stand-in used before): the tokens per row of the projected FineTome epoch.
 TOKENS_PER_ROW = 680
 FINETOME_ROWS = 100_000
+PAIRS = 2000
+PROMPT_WORDS, PROMPT_SIGMA = 90, 0.9
+ANSWER_WORDS, ANSWER_SIGMA = 230, 0.7
 
 WORDS = (
     "the of and to in is that for it as with was on be by this are from or at an which have not can all one "
@@ -53,6 +60,18 @@ def finetome_like(rows: int = ROWS, seed: int = 0) -> list[dict[str, Any]]:
                              {"from": "gpt", "value": _text(rng, max(4, share - question))}]
         out.append({"conversations": conversation, "source": "finetome-like", "score": 4.5})
     return out
+
+
+def pairs_like(rows: int = PAIRS, seed: int = 0) -> list[dict[str, str]]:
+    """`rows` preference pairs (prompt, chosen, rejected), the same for the same seed."""
+    rng = random.Random(seed)
+
+    def words(median: int, sigma: float) -> int:
+        return max(4, int(rng.lognormvariate(math.log(median), sigma)))
+
+    return [{"prompt": _text(rng, words(PROMPT_WORDS, PROMPT_SIGMA)),
+             "chosen": _text(rng, words(ANSWER_WORDS, ANSWER_SIGMA)),
+             "rejected": _text(rng, words(ANSWER_WORDS, ANSWER_SIGMA))} for _ in range(rows)]
 
 
 def _text(rng: random.Random, words: int) -> str:

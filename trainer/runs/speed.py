@@ -74,7 +74,7 @@ def write_run_benchmark(run: RunDir, config: Config, engine: str, world_size: in
 def settings_of(config: Config) -> dict[str, Any]:
     train = config.train
     return {
-        "profile": config.profile, "model": config.model.name, "shape": model_shape(config),
+        "profile": config.profile, "method": train.method, "model": config.model.name, "shape": model_shape(config),
         "dtype": config.model.dtype, "load_in_4bit": config.model.load_in_4bit, "engine": config.engine,
         "micro_batch_size": train.micro_batch_size, "grad_accum_steps": train.grad_accum_steps,
         "max_seq_length": config.model.max_seq_length, "packing": train.packing, "padding_free": train.padding_free,
