@@ -124,6 +124,9 @@ def test_a_failed_configuration_is_recorded_and_the_others_still_run(shared_tiny
     assert result.returncode == 0, result.stdout + result.stderr
     huge, ok = [json.loads(line) for line in (results / "cpu.jsonl").read_text().splitlines()]
     assert huge["failed"] == "exit code 2" and "= 4000" in huge["log_tail"] and "fix:" in huge["log_tail"]
+    shown = report.report_rows([huge, ok])[0]  # the CLI's own error, shortened, where the numbers would be
+    assert shown[:2] == ["huge", "?"] and shown[2].startswith("exit code 2: finetome-like has 2000 rows"), shown
+    assert len(shown[2]) <= len("exit code 2: ") + 70, shown
     assert ok["numbers"]["steps"] == 3
 
 

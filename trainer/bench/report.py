@@ -45,7 +45,7 @@ def report_rows(records: list[dict[str, Any]]) -> list[list[str]]:
     for r in records:
         n = r.get("numbers", {})
         if "tokens_per_s" not in n:
-            rows.append([r["config"], r.get("engine", "?"), r.get("failed", "too few steps")] + [""] * (width - 3))
+            rows.append([r["config"], r.get("engine") or engine_of(r), failure(r)] + [""] * (width - 3))
             continue
         speed = [r["config"], r["engine"], f"{n['tokens_per_s']:,.0f}", ratio(n["tokens_per_s"], notebook),
                  ratio(n["tokens_per_s"], best_plain)]
@@ -88,6 +88,23 @@ def scaling_rows(records: list[dict[str, Any]]) -> list[list[str]]:
             rows.append([r["base_config"], str(size), f"{n['tokens_per_s']:,.0f}", f"{speedup:.2f}x",
                          f"{speedup / size:.0%}", fmt(n.get("peak_reserved_gb", n.get("peak_memory_gb")))])
     return rows
+
+
+def engine_of(record: dict[str, Any]) -> str:
+    """The engine a configuration asked for (a failed one recorded no run)."""
+    return next((o.split("=", 1)[1] for o in record.get("options") or [] if o.startswith("engine=")), "?")
+
+
+def failure(record: dict[str, Any]) -> str:
+    """Why a configuration has no numbers: its exit and the CLI's own error ("out of GPU memory"), or too few steps."""
+    if "failed" not in record:
+        return "too few steps"
+    error = next((line[len("error: "):] for line in record.get("log_tail", "").splitlines()
+                  if line.startswith("error: ")), None)
+    if not error:
+        return record["failed"]
+    error = error.split(": ")[0]
+    return f"{record['failed']}: {error if len(error) <= 70 else error[:69] + '…'}"
 
 
 def ratio(value: float, reference: float | None) -> str:
