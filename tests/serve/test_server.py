@@ -299,6 +299,23 @@ def test_a_demo_run_is_served_as_its_adapter_on_smollm2(demo_run, tmp_path):
         assert text == expected
 
 
+@pytest.mark.slow
+def test_a_dpo_run_is_served_as_its_trained_adapter(smollm2_dir, tmp_path):
+    """A DPO run's adapter/ holds TRL's frozen reference copy in ref/ beside the trained adapter: serve loads the
+    trained one, as `trainer chat` does."""
+    run_dir = tmp_path / "dpo"
+    result = run_cli("--profile", "cpu", "--method", "dpo", "--dataset", "sample", "--max-steps", "2",
+                     "--set", "eval_size=0", "--set", "learning_rate=1e-3", "--run-dir", str(run_dir))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (run_dir / "adapter" / "ref" / "adapter_model.safetensors").is_file()
+    with serving(str(run_dir), tmp_path / "serve.log") as server:
+        assert f"LoRA adapter {run_dir / 'adapter'} on" in server.output().replace("\n", "")
+        text, _ = ask(server, key="any", temperature=0, max_tokens=16)
+        model = chat.load(str(run_dir), "")
+        expected = list(chat.stream(model, QUESTION, chat.GenerationSettings(temperature=0, max_new_tokens=16)))[-1]
+        assert text == expected
+
+
 @pytest.fixture(scope="module")
 def demo_gguf(demo_run) -> Path:
     pytest.importorskip("llama_cpp.server.app", reason="the gguf extra is not installed")
