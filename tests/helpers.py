@@ -68,10 +68,10 @@ def logged_steps(run_dir: Path) -> int:
     return len(metrics.read_text().splitlines()) if metrics.exists() else 0
 
 
-def kill_after_checkpoint(cli_args: list[str], run_dir: Path, step: int) -> None:
+def kill_after_checkpoint(cli_args: list[str], run_dir: Path, step: int, timeout: float = 300) -> None:
     """Start a run of `cli_args` and SIGKILL it as soon as its checkpoint-<step> exists."""
     process = start(*cli_args)
-    wait_for(lambda: (run_dir / "checkpoints" / f"checkpoint-{step}").is_dir(), process)
+    wait_for(lambda: (run_dir / "checkpoints" / f"checkpoint-{step}").is_dir(), process, timeout)
     process.kill()
     process.wait()
 

@@ -78,7 +78,7 @@ def test_preference_tuning_fits_its_emulated_card(profile, method, llama_1b, lla
 def test_dpo_from_an_sft_run_resumes_after_kill(llama_1b, tmp_path):
     """SFT, then DPO --from that run, killed with kill -9 right after a checkpoint and resumed: the DPO run completes
     and its losses and reward margins follow an uninterrupted DPO run from the same SFT run."""
-    from tests.helpers import start, wait_for
+    from tests.helpers import kill_after_checkpoint
 
     sft = RunDir(tmp_path / "sft")
     trained = run_cli("--model", str(llama_1b), "--run-dir", str(sft.path), "--profile", "rtx3070",
@@ -91,10 +91,7 @@ def test_dpo_from_an_sft_run_resumes_after_kill(llama_1b, tmp_path):
     reference = RunDir(tmp_path / "reference")
     first = run_cli(*common, "--run-dir", str(reference.path), timeout=900)
     run = RunDir(tmp_path / "run")
-    process = start(*common, "--run-dir", str(run.path))
-    wait_for(lambda: (run.checkpoints / "checkpoint-5").is_dir(), process, timeout=600)
-    process.kill()
-    process.wait()
+    kill_after_checkpoint([*common, "--run-dir", str(run.path)], run.path, 5, timeout=600)
     resumed = run_cli("--resume", "--run-dir", str(run.path), timeout=900)
 
     def series(of: RunDir, key: str) -> list[float]:

@@ -83,7 +83,7 @@ def test_falls_back_when_unsloth_does_not_import(llama_1b, tmp_path):
 
 def test_unsloth_resume_after_kill(llama_1b, tmp_path):
     """kill -9 right after a checkpoint, then --resume: the run completes and follows the uninterrupted one."""
-    from tests.helpers import start, wait_for
+    from tests.helpers import kill_after_checkpoint
 
     common = ["--profile", "rtx3070", "--model", str(llama_1b), "--dataset", "sample", "--max-steps", "16",
               "--set", "save_every_steps=5", "--set", "eval_every_steps=0", "--set", "engine=unsloth",
@@ -91,10 +91,7 @@ def test_unsloth_resume_after_kill(llama_1b, tmp_path):
     reference = RunDir(tmp_path / "reference")
     first = run_cli(*common, "--run-dir", str(reference.path), timeout=900)
     run = RunDir(tmp_path / "run")
-    process = start(*common, "--run-dir", str(run.path))
-    wait_for(lambda: (run.checkpoints / "checkpoint-5").is_dir(), process, timeout=600)
-    process.kill()
-    process.wait()
+    kill_after_checkpoint([*common, "--run-dir", str(run.path)], run.path, 5, timeout=600)
     resumed = run_cli("--resume", "--run-dir", str(run.path), timeout=900)
     a, b = losses(run), losses(reference)
     relative = [abs(x - y) / abs(y) for x, y in zip(a, b, strict=False)]
