@@ -144,3 +144,27 @@ def test_basic_auth_guards_the_app(browser, runs_root):
     finally:
         server.terminate()
         server.communicate(timeout=30)
+
+
+def test_a_dpo_run_chats_in_the_browser(browser, shared_tiny_llama, tmp_path):
+    """A DPO run's adapter/ holds TRL's frozen reference copy in ref/ beside the trained adapter; the Chat tab loads
+    the run as it loads an SFT run, and answers."""
+    run_dir = tmp_path / "dpo-run"
+    result = run_cli("--profile", "cpu", "--model", str(shared_tiny_llama), "--method", "dpo", "--dataset", "sample",
+                     "--max-steps", "2", "--set", "eval_size=0", "--run-dir", str(run_dir))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (run_dir / "adapter" / "ref").is_dir()
+    server, url = serve_ui(str(run_dir), "--runs-root", str(tmp_path))
+    try:
+        page = browser.new_page()
+        page.goto(url)
+        page.wait_for_selector("#model-status >> text=LoRA adapter on", timeout=120_000)
+        page.fill("#message textarea", "Hello")
+        page.press("#message textarea", "Enter")
+        bot = page.locator('#chatbot [data-testid="bot"]')
+        wait_until(page, lambda: bot.count() == 1 and bot.inner_text().strip() != ""
+                   and not page.locator("#chatbot .generating, #chatbot .pending").count(), 180)
+    finally:
+        server.terminate()
+        output = server.communicate(timeout=30)[0]
+    assert "Traceback" not in output, output
