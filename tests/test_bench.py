@@ -69,22 +69,16 @@ def test_bench_runs_configurations_records_and_reports(shared_tiny_llama, tmp_pa
 
 
 def test_pairs_like_are_standard_preference_pairs_of_the_documented_lengths(tmp_path):
-    from trainer.data import preferences
+    from trainer.data import preferences, sources
 
     rows = pairs_like()
     path = tmp_path / "pairs.jsonl"
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    pairs = preferences.convert(sources_read(path))  # our own checks: no identical or empty answers, one prompt
+    pairs = preferences.convert(sources.read(str(path)))  # our own checks: no identical or empty answers, one prompt
     assert pairs.format == "standard" and len(pairs) == len(rows) == 2000 and pairs.skipped == 0
     words = [len(row["chosen"].split()) for row in rows] + [len(row["rejected"].split()) for row in rows]
     assert 200 < statistics.median(words) < 260 and 70 < statistics.median(len(r["prompt"].split()) for r in rows) < 110
     assert pairs_like(3) == pairs_like(3) and pairs_like(3, seed=1) != pairs_like(3)
-
-
-def sources_read(path):
-    from trainer.data import sources
-
-    return sources.read(str(path))
 
 
 def test_bench_of_dpo_records_the_method_on_generated_pairs(shared_tiny_llama, tmp_path):

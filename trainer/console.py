@@ -33,6 +33,7 @@ def config_summary(config: Config) -> Table:
     table = Table(title="Resolved configuration", show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")
+
     def pairs(values: dict) -> str:  # settings with no value (an empty path or list) are left out
         return "  ".join(f"{key}={value}" for key, value in values.items() if value not in ("", (), [], None))
 
