@@ -92,6 +92,22 @@ def test_dpo_from_an_sft_run_trains_its_adapter_against_it_as_the_reference(sft_
     assert first["reward_chosen"] == first["reward_rejected"] == 0
 
 
+def test_a_dpo_runs_loss_plot_draws_its_reward_margin_on_a_second_axis(sft_then_dpo):
+    from trainer.runs import loss_plot
+
+    sft, dpo = sft_then_dpo
+    for path in (sft, dpo):
+        assert RunDir(path).plot.stat().st_size > 10_000  # loss.png, written as the run completed
+    [axis] = loss_plot.figure(RunDir(sft)).axes  # an SFT run has no margin: one axis
+    assert [line.get_label() for line in axis.get_lines()] == ["train loss"]
+    loss_axis, margin_axis = loss_plot.figure(RunDir(dpo)).axes
+    [margin] = margin_axis.get_lines()
+    assert margin.get_label() == "reward margin" and margin_axis.get_ylabel() == "reward margin"
+    logged = [(m["step"], m["reward_margin"]) for m in RunDir(dpo).read_metrics() if "reward_margin" in m]
+    assert len(logged) == 4 and list(zip(margin.get_xdata(), margin.get_ydata(), strict=True)) == logged
+    assert [line.get_label() for line in loss_axis.get_legend().get_lines()] == ["train loss", "reward margin"]
+
+
 def test_a_dpo_run_exports_merged_and_chats_as_an_sft_run_does(sft_then_dpo):
     """merged/ is the base with the trained adapter (the checkpoint root), not with TRL's reference copy in ref/."""
     import torch

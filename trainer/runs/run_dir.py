@@ -1,4 +1,4 @@
-"""A run directory: resolved config, metrics.jsonl, status, launch record, the LoRA adapter and the loss plot."""
+"""A run directory: resolved config, metrics.jsonl, status, launch record, the LoRA adapter (loss.png: loss_plot)."""
 
 from __future__ import annotations
 
@@ -195,39 +195,6 @@ class RunDir:
             "checkpoint": self.last_checkpoint(),
             "exports": self.exports(),
         }
-
-    def plot_loss(self) -> None:
-        import matplotlib.pyplot as plt
-
-        fig = self.loss_figure()
-        staging = self.path / ".loss.png"
-        fig.savefig(staging)
-        plt.close(fig)
-        os.replace(staging, self.plot)
-
-    def loss_figure(self) -> Any:
-        """Train and eval loss by step, as a matplotlib figure."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        metrics = self.read_metrics()
-        train = [(m["step"], m["loss"]) for m in metrics if "loss" in m]
-        evals = [(m["step"], m["eval_loss"]) for m in metrics if "eval_loss" in m]
-        fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
-        if train:
-            ax.plot(*zip(*train, strict=True), label="train loss")
-        if evals:
-            ax.plot(*zip(*evals, strict=True), "o-", label="eval loss")
-        ax.set_xlabel("optimizer step")
-        ax.set_ylabel("loss")
-        ax.set_title(self.path.name)
-        ax.grid(alpha=0.3)
-        if train or evals:
-            ax.legend()
-        fig.tight_layout()
-        return fig
 
 
 FINAL_STATES = ("completed", "failed", "interrupted", "died")

@@ -13,7 +13,7 @@ from trainer.console import config_summary, console
 from trainer.distributed import ranks
 from trainer.engines import attention, policy
 from trainer.errors import Stopped
-from trainer.runs import RunDir, speed, write_atomic
+from trainer.runs import RunDir, loss_plot, speed, write_atomic
 from trainer.train import checkpoints, from_run, trackers
 from trainer.train.sft_config import sft_config
 
@@ -142,7 +142,7 @@ def fit(setup: Setup, job: ranks.Job, resume_from: Path | None) -> Any:
             trainer.evaluate()
         if job.is_main:
             s.run.save_adapter(trainer.save_model)
-            s.run.plot_loss()
+            loss_plot.write(s.run)
     return trainer
 
 
