@@ -1,5 +1,6 @@
 """A local stand-in for the Hugging Face Hub: the endpoints huggingface_hub's HfApi calls to create a repo and
-upload a folder (whoami, repos/create, preupload, LFS batch + basic upload, commit as NDJSON, revision info).
+upload a folder (whoami, repos/create, preupload, LFS batch + basic upload, commit as NDJSON, revision info), and those
+`datasets.load_dataset` calls to read a public dataset repo (revision info, tree, paths-info, resolve).
 
 The client is the real one, pointed here with HF_ENDPOINT and HF_HUB_DISABLE_XET=1 (the Xet transfer protocol is not
 spoken here). Failures can be switched on to test retries and resuming.
@@ -14,6 +15,7 @@ import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs
 
 LFS_SUFFIXES = (".safetensors", ".gguf", ".bin", ".json")  # tokenizer.json is large: LFS too, as on the Hub
 
@@ -23,6 +25,7 @@ class Hub:
     token: str
     user: str = "alice"
     repos: dict[str, dict[str, Any]] = field(default_factory=dict)  # repo id -> {"private", "files": {path: bytes}}
+    datasets: dict[str, dict[str, bytes]] = field(default_factory=dict)  # public dataset repo id -> {path: bytes}
     lfs: dict[str, bytes] = field(default_factory=dict)  # sha256 -> content (stored even if no commit follows)
     uploads: list[str] = field(default_factory=list)  # sha256 of every LFS object received, in order
     requests: list[str] = field(default_factory=list)  # "METHOD path" of every request
@@ -60,8 +63,55 @@ def serve(hub: Hub) -> tuple[ThreadingHTTPServer, str]:
                 return False
             return True
 
+        def do_HEAD(self) -> None:
+            hub.requests.append(f"HEAD {self.path}")
+            self.dataset(head=True) or self.reply(404, {"error": f"not implemented here: HEAD {self.path}"})
+
+        def dataset(self, head: bool = False) -> bool:
+            """Answer a read of a public dataset repo; False if the request is not one."""
+            path = self.path.split("?")[0]
+            parts = path.split("/")
+            api = parts[1] == "api"
+            if len(parts) < 4 + api or parts[1 + api] != "datasets":
+                return False
+            repo_id = f"{parts[2 + api]}/{parts[3 + api]}"
+            files = hub.datasets.get(repo_id)
+            if files is None:
+                self.reply(404, {"error": "Repository not found"}, {"X-Error-Code": "RepoNotFound"})
+                return True
+            sha = hashlib.sha1(repr(sorted(files.items())).encode()).hexdigest()
+            action = parts[4 + api] if len(parts) > 4 + api else "revision"  # /api/datasets/{id}: its info
+            rest = "/".join(parts[6 + api:])
+            if not api and action == "resolve":  # /datasets/{id}/resolve/{rev}/{file}
+                if rest not in files:
+                    self.reply(404, {"error": "Entry not found"}, {"X-Error-Code": "EntryNotFound"})
+                    return True
+                data = files[rest]
+                self.send_response(200)
+                for k, v in {"Content-Length": str(len(data)), "ETag": f'"{git_blob_sha(data)}"',
+                             "X-Repo-Commit": sha, "Content-Type": "application/octet-stream"}.items():
+                    self.send_header(k, v)
+                self.end_headers()
+                if not head:
+                    self.wfile.write(data)
+                return True
+            entries = [{"type": "file", "path": p, "size": len(d), "oid": git_blob_sha(d)} for p, d in files.items()]
+            if action == "revision":
+                self.reply(200, {"id": repo_id, "sha": sha, "private": False, "disabled": False, "gated": False,
+                                 "siblings": [{"rfilename": p} for p in files], "cardData": {}, "tags": []})
+            elif action == "tree":  # /api/datasets/{id}/tree/{rev}[/{folder}], every file below (recursive or not)
+                self.reply(200, [e for e in entries if not rest or e["path"].startswith(rest.rstrip("/") + "/")])
+            elif action == "paths-info":
+                asked = set(parse_qs(self.body().decode()).get("paths", []))
+                self.reply(200, [e for e in entries if e["path"] in asked])
+            else:
+                return False
+            return True
+
         def do_GET(self) -> None:
             hub.requests.append(f"GET {self.path}")
+            if self.dataset():
+                return
             if not self.authorized():
                 return
             if self.path.startswith("/api/whoami-v2"):
@@ -77,6 +127,8 @@ def serve(hub: Hub) -> tuple[ThreadingHTTPServer, str]:
 
         def do_POST(self) -> None:
             hub.requests.append(f"POST {self.path}")
+            if self.path.startswith("/api/datasets/") and self.dataset():
+                return
             if not self.authorized():
                 return
             data = self.body()

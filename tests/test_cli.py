@@ -119,6 +119,37 @@ def test_hub_dataset_unreachable_is_a_clear_error(tmp_path):
     assert_user_error(result, "could not load dataset 'no-such-org/no-such-dataset'", "--dataset sample")
 
 
+def test_hub_datasets_are_read_for_sft_and_for_preference_pairs(hub, tmp_path, shared_tiny_llama):
+    """datasets.load_dataset against the local Hub (tests/hub_server.py): a JSON Lines repo of conversations for SFT,
+    a Parquet repo of pairs for DPO; a repo that is not there is exit 2."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from tests.helpers import hub_env
+
+    chats = [{"messages": [{"role": "user", "content": f"Name a colour, {i}."},
+                           {"role": "assistant", "content": f"Teal number {i}."}]} for i in range(8)]
+    hub.datasets["alice/chats"] = {"data/train.jsonl": "".join(json.dumps(r) + "\n" for r in chats).encode()}
+    pairs = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist([{"prompt": f"2 + {i}?", "chosen": f"{2 + i}, exactly", "rejected": "no idea"}
+                                         for i in range(8)]), pairs)
+    hub.datasets["alice/pairs"] = {"train.parquet": pairs.getvalue()}
+    env = hub_env(hub, tmp_path, token=None)  # public datasets: no token needed
+    common = ("data", "--profile", "cpu", "--model", str(shared_tiny_llama), "-n", "1")
+    sft = run_cli(*common, "--dataset", "alice/chats", env=env)
+    assert sft.returncode == 0, sft.stdout + sft.stderr
+    assert "Teal number" in sft.stdout
+    dpo = run_cli(*common, "--method", "dpo", "--dataset", "alice/pairs", env=env)
+    assert dpo.returncode == 0, dpo.stdout + dpo.stderr
+    assert "exactly" in dpo.stdout and "no idea" in dpo.stdout
+    fetched = [r for r in hub.requests if r.startswith("GET /datasets/")]
+    assert [r.rsplit("/", 1)[-1] for r in fetched] == ["train.jsonl", "train.parquet"]
+    assert_user_error(run_cli(*common, "--dataset", "alice/no-such-pairs", env=env),
+                      "could not load dataset 'alice/no-such-pairs'", "--dataset sample")
+
+
 def test_unwritable_run_dir(tmp_path):
     (tmp_path / "file").write_text("not a folder")
     result = run_cli("--profile", "cpu", "--run-dir", str(tmp_path / "file" / "run"), "--max-steps", "1")
