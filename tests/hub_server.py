@@ -127,7 +127,7 @@ def serve(hub: Hub) -> tuple[ThreadingHTTPServer, str]:
 
         def do_POST(self) -> None:
             hub.requests.append(f"POST {self.path}")
-            if self.path.startswith("/api/datasets/") and self.dataset():
+            if self.dataset():
                 return
             if not self.authorized():
                 return

@@ -7,6 +7,19 @@ from typing import Any
 
 from trainer.runs.run_dir import RunDir
 
+CURVES = ("loss", "eval_loss", "reward_margin")  # reward_margin: DPO and ORPO, chosen's reward over rejected's
+
+
+def curves(metrics: list[dict[str, Any]]) -> dict[str, tuple[list[int], list[float]]]:
+    """Each of CURVES that the metrics log, as its (steps, values); this plot and the UI's chart draw these."""
+    out = {}
+    for key in CURVES:
+        points = [(m["step"], m[key]) for m in metrics if key in m]
+        if points:
+            steps, values = zip(*points, strict=True)
+            out[key] = (list(steps), list(values))
+    return out
+
 
 def figure(run: RunDir) -> Any:
     """The run's metrics as a matplotlib figure."""
@@ -15,23 +28,20 @@ def figure(run: RunDir) -> Any:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    metrics = run.read_metrics()
-    train = [(m["step"], m["loss"]) for m in metrics if "loss" in m]
-    evals = [(m["step"], m["eval_loss"]) for m in metrics if "eval_loss" in m]
-    margins = [(m["step"], m["reward_margin"]) for m in metrics if "reward_margin" in m]
+    drawn = curves(run.read_metrics())
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
-    if train:
-        ax.plot(*zip(*train, strict=True), label="train loss")
-    if evals:
-        ax.plot(*zip(*evals, strict=True), "o-", label="eval loss")
+    if "loss" in drawn:
+        ax.plot(*drawn["loss"], label="train loss")
+    if "eval_loss" in drawn:
+        ax.plot(*drawn["eval_loss"], "o-", label="eval loss")
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("loss")
     ax.set_title(run.path.name)
     ax.grid(alpha=0.3)
     lines = ax.get_lines()
-    if margins:  # DPO and ORPO: chosen's reward over rejected's
+    if "reward_margin" in drawn:
         right = ax.twinx()
-        right.plot(*zip(*margins, strict=True), color="tab:green", label="reward margin")
+        right.plot(*drawn["reward_margin"], color="tab:green", label="reward margin")
         right.set_ylabel("reward margin")
         lines += right.get_lines()
     if lines:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from trainer.runs import RunDir
+from trainer.runs.loss_plot import curves
 
 
 def smoothed(values: list[float], weight: float) -> list[float]:
@@ -29,24 +30,21 @@ def loss_figure(runs: list[RunDir], smoothing: float) -> Any:
     fig = go.Figure()
     for i, run in enumerate(runs):
         color = qualitative.Plotly[i % len(qualitative.Plotly)]
-        metrics = run.read_metrics()
-        train = [(m["step"], m["loss"]) for m in metrics if "loss" in m]
-        evals = [(m["step"], m["eval_loss"]) for m in metrics if "eval_loss" in m]
+        drawn = curves(run.read_metrics())
         name = run.path.name
-        if train:
-            steps, losses = (list(values) for values in zip(*train, strict=True))
+        if "loss" in drawn:
+            steps, losses = drawn["loss"]
             if smoothing:
                 fig.add_scatter(x=steps, y=losses, mode="lines", line={"color": color, "width": 1}, opacity=0.3,
                                 name=f"{name} train (raw)", showlegend=False, hoverinfo="skip")
             fig.add_scatter(x=steps, y=smoothed(losses, smoothing), mode="lines", line={"color": color},
                             name=f"{name} train", hovertemplate="step %{x}<br>loss %{y:.4f}")
-        if evals:
-            steps, losses = (list(values) for values in zip(*evals, strict=True))
+        if "eval_loss" in drawn:
+            steps, losses = drawn["eval_loss"]
             fig.add_scatter(x=steps, y=losses, mode="markers+lines", line={"color": color, "dash": "dot"},
                             name=f"{name} eval", hovertemplate="step %{x}<br>eval loss %{y:.4f}")
-        margins = [(m["step"], m["reward_margin"]) for m in metrics if "reward_margin" in m]
-        if margins:  # DPO and ORPO: chosen's reward over rejected's, on the right-hand axis
-            steps, values = (list(v) for v in zip(*margins, strict=True))
+        if "reward_margin" in drawn:  # on the right-hand axis
+            steps, values = drawn["reward_margin"]
             fig.add_scatter(x=steps, y=values, mode="lines", line={"color": color, "dash": "dash"}, yaxis="y2",
                             name=f"{name} reward margin", hovertemplate="step %{x}<br>reward margin %{y:.4f}")
     fig.update_layout(xaxis_title="optimizer step", yaxis_title="loss", height=420, template="plotly_white",
