@@ -6,18 +6,25 @@ What it resolves is pyproject.toml's dependencies with the gpu extra, under scri
 
     python scripts/resolve_constraints.py                        # rewrite every scripts/constraints-*.txt
     python scripts/resolve_constraints.py --target windows-py312 --out /tmp/x
+    python scripts/resolve_constraints.py --check                # which shipped files are stale (offline)
 
-tests/test_install_resolves.py runs this and fails when a shipped file is not what it writes. Exit code 2 (a message,
-no traceback) when uv is missing, PyPI cannot be reached or the pins do not resolve.
+Each file's header records a digest of what it was made from (pyproject.toml's dependencies and gpu extra,
+constraints.in, and this script's options for the target). tests/test_install_resolves.py checks that digest, that the
+file pins every requirement, and that the install resolves with the file as shipped; a newer resolution from PyPI is a
+choice made by regenerating, never a test failure. Exit code 2 (a message, no traceback) when uv is missing, PyPI cannot
+be reached or the pins do not resolve.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import re
 import subprocess
 import sys
 import tempfile
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,13 +65,41 @@ def uv_binary() -> str:
 GPU_INSTALL = ("pyproject.toml", "--extra", "gpu")
 
 
-def compile_command(target: str, output: Path, index_url: str, excludes: Path,
-                    sources: tuple[str, ...] = GPU_INSTALL) -> list[str]:
+def resolution_options(target: str) -> list[str]:
+    """uv's options that decide what a target resolves to (the digest covers them)."""
     platform, python = TARGETS[target]
-    return [uv_binary(), "pip", "compile", *sources, "--constraints", PINS,
-            "--excludes", str(excludes), "--python-platform", platform, "--python-version", python,
-            "--only-binary", ":all:", "--index-url", index_url, "--exclude-newer", EXCLUDE_NEWER, "--no-config",
-            "--no-header", "--annotation-style", "line", "--quiet", "--output-file", str(output)]
+    return ["--python-platform", platform, "--python-version", python, "--only-binary", ":all:",
+            "--exclude-newer", EXCLUDE_NEWER, "--no-config"]
+
+
+def compile_command(target: str, output: Path, index_url: str, excludes: Path,
+                    sources: tuple[str, ...] = GPU_INSTALL, constraints: tuple[Path, ...] = ()) -> list[str]:
+    """`uv pip compile` of `sources` under constraints.in (and `constraints`, such as a shipped file to check)."""
+    extra = [arg for path in constraints for arg in ("--constraints", str(path))]
+    return [uv_binary(), "pip", "compile", *sources, "--constraints", PINS, *extra, "--excludes", str(excludes),
+            *resolution_options(target), "--index-url", index_url, "--no-header", "--annotation-style", "line",
+            "--quiet", "--output-file", str(output)]
+
+
+def inputs_digest(target: str) -> str:
+    """sha256 of what the target's file is made from: the requirements, the pins, the excluded packages, uv's version
+    and options, and the filter of torch's CUDA libraries. Another digest in a shipped file means it is stale."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    inputs = {
+        "dependencies": project["dependencies"], "gpu": project["optional-dependencies"]["gpu"],
+        "pins": (ROOT / PINS).read_text(), "excluded": EXCLUDED, "uv": UV_VERSION,
+        "options": resolution_options(target), "dropped": TORCH_CUDA_LIBRARIES.pattern,
+    }
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+
+
+DIGEST_LINE = re.compile(r"^# Inputs digest: sha256:([0-9a-f]{64})$", re.M)
+
+
+def recorded_digest(text: str) -> str | None:
+    """The inputs digest in a constraints file's header, or None where it has none."""
+    match = DIGEST_LINE.search(text)
+    return match.group(1) if match else None
 
 
 def header(target: str) -> str:
@@ -83,6 +118,7 @@ def header(target: str) -> str:
     else:
         lines += ["Left out too: torch's CUDA libraries (nvidia-*, cuda-*), since PyPI's Linux torch is the CUDA 13.0",
                   "build; the torch from the CUDA index brings its own."]
+    lines.append(f"Inputs digest: sha256:{inputs_digest(target)}")
     return "".join(f"# {line}\n" for line in lines)
 
 
@@ -104,6 +140,17 @@ def resolve(target: str, out_dir: Path, index_url: str = INDEX_URL) -> Path:
     return path
 
 
+def stale(target: str, folder: Path) -> str | None:
+    """Why folder/constraints-<target>.txt is not what today's inputs make, or None where it is."""
+    path = folder / f"constraints-{target}.txt"
+    if not path.is_file():
+        return f"{path} is missing"
+    if recorded_digest(path.read_text()) != inputs_digest(target):
+        return (f"{path} was made from other inputs (pyproject.toml's dependencies or gpu extra, {PINS}, or this "
+                "script's options changed since)")
+    return None
+
+
 def explain_failure(target: str, index_url: str, stderr: str) -> str:
     detail = stderr.strip()[-3000:]
     if re.search(r"Failed to fetch|error sending request|dns error|Connection refused|timed out|tcp connect", stderr):
@@ -121,10 +168,19 @@ def main(argv: list[str] | None = None) -> int:
                         help="resolve only this target (repeatable; default: all)")
     parser.add_argument("--out", type=Path, default=ROOT / "scripts", help="folder to write into (default: scripts/)")
     parser.add_argument("--index-url", default=INDEX_URL, help=f"package index (default: {INDEX_URL})")
+    parser.add_argument("--check", action="store_true",
+                        help="resolve nothing: say which files in --out are stale (exit 2) or that none is (exit 0)")
     args = parser.parse_args(argv)
     try:
         if not args.out.is_dir():
             raise ResolveError(f"--out {args.out} is not a folder: create it, or pick an existing one")
+        if args.check:
+            reasons = [reason for target in args.target or TARGETS if (reason := stale(target, args.out))]
+            if reasons:
+                raise ResolveError("; ".join(reasons) + ": regenerate with `python scripts/resolve_constraints.py` "
+                                   "and commit the files")
+            print(f"up to date: {', '.join(args.target or TARGETS)}")
+            return 0
         for target in args.target or TARGETS:
             print(resolve(target, args.out, args.index_url))
     except ResolveError as error:
