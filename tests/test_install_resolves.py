@@ -110,7 +110,10 @@ def test_shipped_constraints_install_resolve_as_shipped(target, tmp_path):
     assert result.returncode == 0, f"the shipped {shipped_file.name} does not resolve (needs PyPI):\n{result.stderr}"
     lines = (tmp_path / "out.txt").read_text().splitlines()
     resolved = pins("\n".join(line for line in lines if not resolver.TORCH_CUDA_LIBRARIES.match(line)))
-    assert resolved == pins(shipped_file.read_text())
+    pinned = pins(shipped_file.read_text())
+    assert set(resolved) - set(pinned) == set(), f"the install needs packages {shipped_file.name} does not pin"
+    assert set(pinned) - set(resolved) == set(), f"{shipped_file.name} pins packages the install does not take"
+    assert resolved == pinned
 
 
 def test_resolution_takes_wheels_only(tmp_path):
