@@ -1,6 +1,6 @@
-"""The README's "Verified on" table, generated from the GPU records in benchmarks/results/*.json.
+"""The "Verified on" table of docs/benchmarks.md, generated from the GPU records in benchmarks/results/*.json.
 
-`python benchmarks/verified_table.py` prints it; `--write` replaces the block between the README's markers.
+`python benchmarks/verified_table.py` prints it; `--write` replaces the block between the markers in docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
+PAGE = ROOT / "docs" / "benchmarks.md"  # the guide that holds the table, between START and END
 START, END = "<!-- verified:start -->", "<!-- verified:end -->"
 VERSIONS = ("torch", "transformers", "unsloth", "trl", "peft", "bitsandbytes")
 
@@ -41,15 +42,14 @@ def table() -> str:
     return "\n".join(lines)
 
 
-def readme_with_table(readme: str) -> str:
-    before, rest = readme.split(START, 1)
+def page_with_table(page: str) -> str:
+    before, rest = page.split(START, 1)
     _, after = rest.split(END, 1)
     return f"{before}{START}\n{table()}\n{END}{after}"
 
 
 if __name__ == "__main__":
     if sys.argv[1:] == ["--write"]:
-        path = ROOT / "README.md"
-        path.write_text(readme_with_table(path.read_text()))
+        PAGE.write_text(page_with_table(PAGE.read_text()))
     else:
         print(table())

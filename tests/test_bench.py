@@ -265,8 +265,8 @@ def test_committed_report_matches_the_committed_records():
     assert (ROOT / "benchmarks" / "RESULTS.md").read_text() == report.report(ROOT / "benchmarks" / "results")
 
 
-def test_readme_bench_command_is_real():
-    assert "python -m trainer bench" in Path(ROOT / "README.md").read_text()
+def test_benchmark_guide_bench_command_is_real():
+    assert "python -m trainer bench" in Path(ROOT / "docs" / "benchmarks.md").read_text()
 
 
 def test_profile_steps_names_where_the_host_waits(shared_tiny_llama, tmp_path):

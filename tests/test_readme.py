@@ -1,4 +1,5 @@
-"""The README stays true: its first two commands are what CI runs, and its GPU table is the committed records."""
+"""The README stays true and short: its first two commands are what CI runs, it fits on a screen and leads to every
+guide in docs/, every relative link there resolves, and the GPU table of docs/benchmarks.md is the committed records."""
 
 import json
 import re
@@ -8,6 +9,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import verified_table  # noqa: E402
+
+DOCS = ROOT / "docs"
+# [text](target): the text may wrap onto the next line; the target has no spaces.
+LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 
 
 def first_commands():
@@ -25,14 +30,42 @@ def test_readme_starts_with_setup_and_test_commands_and_ci_runs_the_test_command
     assert ci[-3:] == ["export PYTHONUNBUFFERED=1", 'pip install -q -e ".[test]"', "pytest"]
     assert "bash scripts/install_llama_cpp.sh" in ci
     assert ci.index("bash scripts/install_llama_cpp.sh") < ci.index('pip install -q -e ".[test]"')
-    # On a machine it has set up, plain pytest runs the tests (the Development section says so).
-    development = (ROOT / "README.md").read_text().split("## Development", 1)[1].split("\n## ", 1)[0]
-    assert "`. .venv/bin/activate && pytest`" in development
+    # On a machine it has set up, plain pytest runs the tests (the development guide says so).
+    assert "`. .venv/bin/activate && pytest`" in (DOCS / "development.md").read_text()
+
+
+def test_readme_fits_on_a_screen_and_links_every_guide_on_its_first():
+    readme = (ROOT / "README.md").read_text().splitlines()
+    assert len(readme) <= 150, f"README.md has {len(readme)} lines: move the detail into docs/"
+    first_screen = {target.split("#")[0] for target in LINK.findall("\n".join(readme[:40]))}
+    guides = {f"docs/{path.name}" for path in DOCS.glob("*.md")}
+    assert guides, "docs/ holds the guides"
+    assert guides <= first_screen, f"not linked from the README's first 40 lines: {sorted(guides - first_screen)}"
+
+
+def anchors(page: Path) -> set[str]:
+    """GitHub's heading ids: lower case, punctuation but hyphens dropped, spaces as hyphens."""
+    headings = re.findall(r"^#+ (.+)$", page.read_text(), re.M)
+    return {re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-") for heading in headings}
+
+
+def test_relative_links_in_the_readme_and_the_guides_point_to_what_exists():
+    broken = []
+    for page in [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]:
+        text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)  # code blocks hold no links
+        for target in LINK.findall(text):
+            if re.match(r"[a-z]+:", target):  # https:, mailto:
+                continue
+            path, _, anchor = target.partition("#")
+            linked = (page.parent / path).resolve() if path else page
+            if not linked.exists() or (anchor and linked.suffix == ".md" and anchor not in anchors(linked)):
+                broken.append(f"{page.relative_to(ROOT)}: {target}")
+    assert not broken, broken
 
 
 def test_verified_table_is_generated_from_the_records():
-    readme = (ROOT / "README.md").read_text()
-    assert verified_table.readme_with_table(readme) == readme, "run: python benchmarks/verified_table.py --write"
+    page = verified_table.PAGE.read_text()
+    assert verified_table.page_with_table(page) == page, "run: python benchmarks/verified_table.py --write"
 
 
 def test_gpu_records_say_what_was_measured():
