@@ -15,6 +15,9 @@ DOCS = ROOT / "docs"
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 
 
+INSTALL_TESTS = 'pip install -q -e ".[test]" --constraint scripts/constraints-tests.txt'
+
+
 def first_commands():
     block = re.search(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), re.S).group(1)
     return [line.split("#")[0].strip() for line in block.strip().splitlines()]
@@ -27,9 +30,9 @@ def test_readme_starts_with_setup_and_test_commands_and_ci_runs_the_test_command
     # (Chromium, ShellCheck, a C++ compiler, llama.cpp built for any CPU) and ends with the tests.
     assert tests == "bash .ci/run"
     ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line and not line.startswith("#")]
-    assert ci[-3:] == ["export PYTHONUNBUFFERED=1", 'pip install -q -e ".[test]"', "pytest"]
+    assert ci[-3:] == ["export PYTHONUNBUFFERED=1", INSTALL_TESTS, "pytest"]
     assert "bash scripts/install_llama_cpp.sh" in ci
-    assert ci.index("bash scripts/install_llama_cpp.sh") < ci.index('pip install -q -e ".[test]"')
+    assert ci.index("bash scripts/install_llama_cpp.sh") < ci.index(INSTALL_TESTS)
     # On a machine it has set up, plain pytest runs the tests (the development guide says so).
     assert "`. .venv/bin/activate && pytest`" in (DOCS / "development.md").read_text()
 

@@ -16,6 +16,7 @@ import tomllib
 import pytest
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from tests.helpers import ROOT
@@ -162,3 +163,50 @@ def test_windows_script_parses_and_does_each_step():
                  "pip uninstall --yes xformers",
                  "-m trainer doctor", "throw"):
         assert step in WINDOWS
+
+
+TEST_PINS = ROOT / "scripts" / "constraints-tests.txt"
+
+
+def pins_of_the_tests() -> dict[str, Version]:
+    lines = [line for line in TEST_PINS.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    return {canonicalize_name(Requirement(line).name): Version(line.split("==", 1)[1]) for line in lines}
+
+
+def requirements_of_the_tests() -> list[Requirement]:
+    """pyproject.toml's dependencies and its test extra, the project's own extras it names expanded."""
+    extras = PYPROJECT["project"]["optional-dependencies"]
+    wanted, found = [*PYPROJECT["project"]["dependencies"], *extras["test"]], []
+    for line in wanted:
+        requirement = Requirement(line)
+        if requirement.name == PYPROJECT["project"]["name"]:
+            wanted += [dep for extra in sorted(requirement.extras) for dep in extras[extra]]
+        else:
+            found.append(requirement)
+    return found
+
+
+def test_test_constraints_pin_every_requirement_of_the_project_and_its_test_extra():
+    pinned = pins_of_the_tests()
+    assert all(line.count("==") == 1 for line in TEST_PINS.read_text().splitlines() if line.strip())
+    for requirement in requirements_of_the_tests():
+        name = canonicalize_name(requirement.name)
+        assert name in pinned, f"scripts/constraints-tests.txt does not pin {requirement}"
+        assert pinned[name] in requirement.specifier, f"scripts/constraints-tests.txt pins {name}=={pinned[name]}, " \
+                                                      f"outside {requirement}"
+    assert not {"triton", "xformers", "unsloth", "unsloth-zoo"} & set(pinned)  # the CPU environment has none of them
+
+
+def test_the_tests_run_in_the_environment_the_test_constraints_pin():
+    from importlib.metadata import PackageNotFoundError, version
+
+    differ = []
+    for name, pinned in pins_of_the_tests().items():
+        try:
+            installed = Version(version(name))
+        except PackageNotFoundError:
+            installed = None
+        if installed != pinned:
+            differ.append(f"{name} {installed or 'missing'} (pinned {pinned})")
+    assert not differ, ("this environment is not the one scripts/constraints-tests.txt pins: "
+                        f"{', '.join(differ)}; bash .ci/run installs it")
