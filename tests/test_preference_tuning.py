@@ -24,9 +24,9 @@ def test_trl_tokenizes_each_pair_as_sft_renders_its_conversation(method, tiny_ll
     config, _ = resolve("cpu", [f"method={method}", "eval_size=0"],
                         {"model.name": str(tiny_llama), "train.max_steps": 16, "run.run_dir": str(tmp_path / "run")})
     tokenizer = weights.load_tokenizer(config.model.name, config.run.cache_dir)
-    method = methods.of(config)
-    pairs = method.load(config)
-    prepared = method.build(config, pairs, tokenizer)
+    trains = methods.of(config)
+    pairs = trains.load(config)
+    prepared = trains.build(config, pairs, tokenizer)
     trainer = recipe.make_trainer(config, Job(), None, models_for_test(config), tokenizer, prepared,
                                   RunDir(tmp_path / "run"))
     rendered = {}
@@ -124,9 +124,9 @@ def test_pairs_over_max_seq_length_are_cut_keeping_their_start_and_counted_as_tr
                         {"model.name": str(tiny_llama), "data.dataset": str(dataset), "train.max_steps": 2,
                          "run.run_dir": str(tmp_path / "run")})
     tokenizer = weights.load_tokenizer(config.model.name, config.run.cache_dir)
-    method = methods.of(config)
-    pairs = method.load(config)
-    prepared = method.build(config, pairs, tokenizer)
+    trains = methods.of(config)
+    pairs = trains.load(config)
+    prepared = trains.build(config, pairs, tokenizer)
     assert (prepared.stats["train_rows"], prepared.stats["rows_over_max_length"], prepared.stats["rows_dropped"]) \
         == (7, 2, 1)
     trainer = recipe.make_trainer(config, Job(), None, models_for_test(config), tokenizer, prepared,
