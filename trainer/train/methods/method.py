@@ -20,8 +20,9 @@ class Method(Protocol):
     metrics: dict[str, str]  # its own metrics that TRL logs, under our names in metrics.jsonl
 
     def load(self, config: Config) -> Any:
-        """The configured dataset read and checked, and the settings the method cannot train with refused: every
-        problem is a UserError here, before the model loads. Leaves transformers, peft and trl unimported."""
+        """The configured dataset read and checked ("sample": the method's bundled sample), and the settings the
+        method cannot train with refused: every problem is a UserError here, before the model loads. Leaves
+        transformers, peft and trl unimported."""
 
     def build(self, config: Config, data: Any, tokenizer: Any, check: bool = True) -> Prepared:
         """Split `data` (from load) and make the rows its trainer takes. With check=False, too few to train on are no

@@ -26,6 +26,7 @@ class SFT:
     metrics: dict[str, str] = {}  # loss and the Trainer's own: nothing of its own
 
     def load(self, config: Config) -> Examples:
+        """Conversations or text in any of data.formats; "sample" is the bundled conversations."""
         return data.load_rows(config)
 
     def build(self, config: Config, examples: Examples, tokenizer: PreTrainedTokenizerBase,
