@@ -5,9 +5,9 @@ tokenizes every row and writes the token cache) and the second (it reads the cac
 
 A finetome-like file of ROWS rows (default 100,000: FineTome-100k's size and length distribution) is written as .jsonl
 and each start runs in a fresh process, as `python -m trainer --profile rtx3070 --epochs 1 --dataset FILE` would run
-its data stage: data.load (read, hash, parse, validate), data.build (split, tokens, statistics), and the batch order
-that group_by_length builds from the rows' lengths (train.sampler.length_grouped_sampler, what the Trainer does before
-its first step). Model loading and the GPU are not part of it.
+its data stage: data.load_rows (read, hash, parse, validate), data.build_rows (split, tokens, statistics), and the
+batch order that group_by_length builds from the rows' lengths (train.sampler.length_grouped_sampler, what the Trainer
+does before its first step). Model loading and the GPU are not part of it.
 """
 
 from __future__ import annotations
@@ -33,9 +33,9 @@ from trainer.train.sampler import length_grouped_sampler
 tokenizer = AutoTokenizer.from_pretrained(sys.argv[2])
 config, _ = resolve("rtx3070", ["cache_dir=" + sys.argv[3]], {"data.dataset": sys.argv[1], "train.max_steps": 0})
 t1 = time.perf_counter()
-examples = data.load(config)
+examples = data.load_rows(config)
 t2 = time.perf_counter()
-prepared = data.build(config, examples, tokenizer)
+prepared = data.build_rows(config, examples, tokenizer)
 t3 = time.perf_counter()
 order = list(iter(length_grouped_sampler(prepared.train, 16)))  # what the Trainer does before its first step
 t4 = time.perf_counter()

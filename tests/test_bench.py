@@ -24,7 +24,8 @@ def test_finetome_like_lengths_match_the_documented_distribution(llama_tokenizer
 
     config, _ = resolve("rtx3070", ["eval_size=0", "max_steps=0", "cache_tokens=false"],
                         {"data.dataset": "finetome-like"})
-    prepared = data.build(config, data.load(config), llama_tokenizer)  # the real Llama 3.2 tokenizer and template
+    # the real Llama 3.2 tokenizer and template
+    prepared = data.build_rows(config, data.load_rows(config), llama_tokenizer)
     lengths = [min(len(ids), 2048) for ids in prepared.train["input_ids"]]
     assert abs(statistics.mean(lengths) - TOKENS_PER_ROW) / TOKENS_PER_ROW < 0.005
     assert prepared.stats["tokens_mean"] == pytest.approx(statistics.mean(lengths), abs=0.1)

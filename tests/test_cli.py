@@ -34,7 +34,8 @@ def test_unsloth_can_be_imported_first():
     import subprocess
     import sys
 
-    code = ("import sys; from trainer import data, profiles; c, _ = profiles.resolve('cpu'); data.load(c); "
+    code = ("import sys; from trainer import profiles; from trainer.train import methods; "
+            "c, _ = profiles.resolve('cpu'); methods.of(c).load(c); "
             "print(sorted(m for m in ('transformers', 'trl', 'peft') if m in sys.modules))")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "[]"
 

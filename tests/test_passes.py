@@ -19,7 +19,7 @@ from trainer.train import micro_batches, recipe
 def trainer_for(tiny_llama, tmp_path, *settings, max_steps=60):
     config, _ = tiny_config(tiny_llama, tmp_path, "eval_size=0", "dropout=0", *settings, max_steps=max_steps)
     tokenizer = weights.load_tokenizer(config.model.name, config.run.cache_dir)
-    prepared = data.build(config, data.load(config), tokenizer)
+    prepared = data.build_rows(config, data.load_rows(config), tokenizer)
     trainer = recipe.make_trainer(config, Job(), None, models_for_test(config), tokenizer, prepared,
                                   RunDir.create(config))
     trainer.conversations = {tuple(ids) for ids in prepared.train["input_ids"]}  # before TRL packs them

@@ -7,12 +7,12 @@ import statistics
 import pytest
 
 from tests.helpers import assert_user_error, models_for_test, run_cli
-from trainer import data, weights
+from trainer import weights
 from trainer.data.render import render_with_mask
 from trainer.distributed.ranks import Job
 from trainer.profiles import resolve
 from trainer.runs import RunDir
-from trainer.train import recipe
+from trainer.train import methods, recipe
 
 
 @pytest.mark.parametrize("method", ["dpo", "orpo"])
@@ -24,8 +24,9 @@ def test_trl_tokenizes_each_pair_as_sft_renders_its_conversation(method, tiny_ll
     config, _ = resolve("cpu", [f"method={method}", "eval_size=0"],
                         {"model.name": str(tiny_llama), "train.max_steps": 16, "run.run_dir": str(tmp_path / "run")})
     tokenizer = weights.load_tokenizer(config.model.name, config.run.cache_dir)
-    pairs = data.load(config)
-    prepared = data.build(config, pairs, tokenizer)
+    trains = methods.of(config)
+    pairs = trains.load(config)
+    prepared = trains.build(config, pairs, tokenizer)
     trainer = recipe.make_trainer(config, Job(), None, models_for_test(config), tokenizer, prepared,
                                   RunDir(tmp_path / "run"))
     rendered = {}
@@ -116,15 +117,16 @@ def test_pairs_over_max_seq_length_are_cut_keeping_their_start_and_counted_as_tr
                                                                                              tmp_path):
     """What `trainer data` and the training's start say about long pairs is what TRL trains: the sequences of the
     pairs counted as over max_seq_length (and only those) are cut to it keeping their start, by TRL's collator for
-    DPO and by RunORPOTrainer for ORPO; the pair whose prompt fills it is not trained."""
+    DPO and by ORPORunTrainer for ORPO; the pair whose prompt fills it is not trained."""
     max_length = 64
     dataset = long_pairs(tmp_path / "pairs.jsonl")
     config, _ = resolve("cpu", [f"method={method}", "eval_size=0", f"max_seq_length={max_length}"],
                         {"model.name": str(tiny_llama), "data.dataset": str(dataset), "train.max_steps": 2,
                          "run.run_dir": str(tmp_path / "run")})
     tokenizer = weights.load_tokenizer(config.model.name, config.run.cache_dir)
-    pairs = data.load(config)
-    prepared = data.build(config, pairs, tokenizer)
+    trains = methods.of(config)
+    pairs = trains.load(config)
+    prepared = trains.build(config, pairs, tokenizer)
     assert (prepared.stats["train_rows"], prepared.stats["rows_over_max_length"], prepared.stats["rows_dropped"]) \
         == (7, 2, 1)
     trainer = recipe.make_trainer(config, Job(), None, models_for_test(config), tokenizer, prepared,

@@ -16,14 +16,15 @@ from trainer.engines import policy
 from trainer.profiles import resolve
 from trainer.runs import RunDir
 from trainer.train import recipe
+from trainer.train.methods import sft
 
 
 def test_trl_labels_follow_our_masks(tiny_llama, tmp_path):
     config, _ = tiny_config(tiny_llama, tmp_path)
     tokenizer = weights.load_tokenizer(config.model.name, config.run.cache_dir)
     model = models_for_test(config)
-    examples = data.load(config)
-    prepared = data.build(config, examples, tokenizer)
+    examples = data.load_rows(config)
+    prepared = data.build_rows(config, examples, tokenizer)
     trainer = recipe.make_trainer(config, Job(), None, model, tokenizer, prepared,
                                   RunDir(tmp_path / "run"))
     batch = next(iter(trainer.get_train_dataloader()))
@@ -41,7 +42,7 @@ def test_max_tokens_per_pass_runs_a_micro_batch_as_passes_with_the_same_loss_and
     config, _ = tiny_config(tiny_llama, tmp_path, "eval_size=0", "padding_free=off", "dropout=0",
                             "max_tokens_per_pass=4096")
     tokenizer = weights.load_tokenizer(config.model.name, config.run.cache_dir)
-    prepared = data.build(config, data.load(config), tokenizer)
+    prepared = data.build_rows(config, data.load_rows(config), tokenizer)
     trainer = recipe.make_trainer(config, Job(), None, models_for_test(config), tokenizer, prepared,
                                   RunDir(tmp_path / "run"))
     assert trainer.max_tokens_per_pass == 4096  # from the config; set per case below
@@ -147,11 +148,11 @@ def test_eval_share_counts_the_conversations_of_a_packed_row():
     with checkpointing (the transformers engine)."""
     packed, _ = policy.settle(resolve("rtx3070")[0], "unsloth")
     assert packed.train.packing and packed.model.max_seq_length == 2048
-    assert recipe.eval_share(packed, 64, 512) == pytest.approx(64 / (50 * 4 * 4 * 2))
+    assert sft.eval_share(packed, 64, 512) == pytest.approx(64 / (50 * 4 * 4 * 2))
     unpacked, _ = policy.settle(resolve("rtx3070", ["packing=false"])[0], "unsloth")
-    assert recipe.eval_share(unpacked, 64, 512) == pytest.approx(64 / (50 * 4 * 2))
+    assert sft.eval_share(unpacked, 64, 512) == pytest.approx(64 / (50 * 4 * 2))
     checkpointed, _ = policy.settle(resolve("rtx3070")[0], "transformers")
-    assert recipe.eval_share(checkpointed, 64, 512) == pytest.approx(64 / (50 * 4 * 4 * 3))
+    assert sft.eval_share(checkpointed, 64, 512) == pytest.approx(64 / (50 * 4 * 4 * 3))
 
 
 @pytest.mark.parametrize("profile", ["rtx2060s", "rtx3070", "quadro-rtx5000"])

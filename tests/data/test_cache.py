@@ -40,24 +40,25 @@ def rows_of(prepared):
 def test_a_full_epoch_is_tokenized_once_then_read_from_the_cache(llama_tokenizer, tmp_path, capsys):
     path = write_rows(tmp_path / "chat.jsonl", 1500)  # more than one chunk: the progress bar shows
     cache = tmp_path / "cache"
-    first = data.build(config(path, cache), data.load(config(path, cache)), llama_tokenizer)
+    first = data.build_rows(config(path, cache), data.load_rows(config(path, cache)), llama_tokenizer)
     out = capsys.readouterr().out
     assert "Tokenizing 1500 rows once; kept in" in out and "Tokenizing" in out and "1500/1500" in out
     [entry] = entries(cache)
     info = json.loads((cache / "tokenized" / entry / "info.json").read_text())
     assert info["rows"] == 1500 and info["date_string"] == "26 Jul 2024" and info["max_seq_length"] == 512
 
-    again = data.build(config(path, cache), data.load(config(path, cache)), llama_tokenizer)
+    again = data.build_rows(config(path, cache), data.load_rows(config(path, cache)), llama_tokenizer)
     assert f"Tokenized rows from the cache: {cache / 'tokenized' / entry}" in capsys.readouterr().out
     assert rows_of(again) == rows_of(first) and again.stats == first.stats
     # The same rows as tokenizing without the cache, token by token.
-    fresh = data.build(config(path, cache, "cache_tokens=false"), data.load(config(path, cache)), llama_tokenizer)
+    fresh = data.build_rows(config(path, cache, "cache_tokens=false"), data.load_rows(config(path, cache)),
+                            llama_tokenizer)
     assert rows_of(fresh) == rows_of(first) and fresh.stats == first.stats
     assert len(first.train) + len(first.eval) == 1500 and len(first.eval) == 64  # eval_max_examples
 
     # A run of a few steps reads the cached rows it needs instead of tokenizing them.
     short = config(path, cache, max_steps=3)
-    few = data.build(short, data.load(short), llama_tokenizer)
+    few = data.build_rows(short, data.load_rows(short), llama_tokenizer)
     assert "from the cache" in capsys.readouterr().out and len(few.train) == 3 * 4
     assert set(rows_of(few)[0]) <= set(rows_of(first)[0])
 
@@ -67,7 +68,7 @@ def test_a_full_epoch_is_tokenized_once_then_read_from_the_cache(llama_tokenizer
 def test_whatever_changes_the_tokens_changes_the_key(change, llama_tokenizer, smol_tokenizer, tmp_path):
     path = write_rows(tmp_path / "chat.jsonl", 40)
     cache = tmp_path / "cache"
-    data.build(config(path, cache), data.load(config(path, cache)), llama_tokenizer)
+    data.build_rows(config(path, cache), data.load_rows(config(path, cache)), llama_tokenizer)
     tokenizer, settings = llama_tokenizer, []
     if change == "file":
         write_rows(path, 40, extra=" (edited)")
@@ -76,16 +77,16 @@ def test_whatever_changes_the_tokens_changes_the_key(change, llama_tokenizer, sm
     else:
         settings = [change]
     changed = config(path, cache, *settings)
-    data.build(changed, data.load(changed), tokenizer)
+    data.build_rows(changed, data.load_rows(changed), tokenizer)
     assert len(entries(cache)) == 2
-    data.build(config(path, cache, "seed=1", "eval_size=3"), data.load(changed), llama_tokenizer)
+    data.build_rows(config(path, cache, "seed=1", "eval_size=3"), data.load_rows(changed), llama_tokenizer)
     assert len(entries(cache)) == 2  # the split is applied on top: another seed or hold-out reuses the entry
 
 
 def test_few_steps_without_a_cache_tokenize_only_their_rows(llama_tokenizer, tmp_path, capsys):
     path = write_rows(tmp_path / "chat.jsonl", 300)
     short = config(path, tmp_path / "cache", max_steps=2)
-    prepared = data.build(short, data.load(short), llama_tokenizer)
+    prepared = data.build_rows(short, data.load_rows(short), llama_tokenizer)
     assert entries(tmp_path / "cache") == [] and len(prepared.train) == 8
     assert "Tokenizing" not in capsys.readouterr().out
 
@@ -94,14 +95,14 @@ def test_half_written_entries_are_never_read(llama_tokenizer, tmp_path):
     path = write_rows(tmp_path / "chat.jsonl", 40)
     cache = tmp_path / "cache"
     c = config(path, cache)
-    whole = data.build(c, data.load(c), llama_tokenizer)
+    whole = data.build_rows(c, data.load_rows(c), llama_tokenizer)
     [entry] = entries(cache)
     folder = cache / "tokenized" / entry
     # A process killed while writing leaves only its temporary folder; an entry without info.json is no entry.
     (cache / "tokenized" / f".{entry}-killed").mkdir()
     (cache / "tokenized" / f".{entry}-killed" / "rows.arrow").write_bytes(b"partial")
     (folder / "info.json").unlink()
-    again = data.build(c, data.load(c), llama_tokenizer)
+    again = data.build_rows(c, data.load_rows(c), llama_tokenizer)
     assert (folder / "info.json").is_file() and rows_of(again) == rows_of(whole)
 
 
@@ -110,7 +111,7 @@ def test_a_cache_dir_that_cannot_be_written_warns_and_trains_anyway(llama_tokeni
     blocked = tmp_path / "a-file"
     blocked.write_text("not a folder")
     c = config(path, blocked)
-    prepared = data.build(c, data.load(c), llama_tokenizer)
+    prepared = data.build_rows(c, data.load_rows(c), llama_tokenizer)
     assert "Could not keep the tokenized rows in" in capsys.readouterr().out
     assert len(prepared.train) + len(prepared.eval) == 40
 
@@ -122,7 +123,7 @@ from trainer import data
 from trainer.profiles import resolve
 config = resolve("cpu", ["eval_size=0.05", "cache_dir=" + sys.argv[2]],
                  {"data.dataset": sys.argv[1], "train.max_steps": 0})[0]
-prepared = data.build(config, data.load(config), AutoTokenizer.from_pretrained(sys.argv[3]))
+prepared = data.build_rows(config, data.load_rows(config), AutoTokenizer.from_pretrained(sys.argv[3]))
 print(json.dumps([prepared.train[:]["input_ids"], prepared.train[:]["labels"]]))
 """
 
@@ -157,6 +158,6 @@ def test_only_the_most_recently_used_entries_are_kept(llama_tokenizer, tmp_path)
     cache = tmp_path / "cache"
     for length in range(100, 100 + token_cache.KEEP_ENTRIES + 2):
         c = config(path, cache, f"max_seq_length={length}")
-        data.build(c, data.load(c), llama_tokenizer)
+        data.build_rows(c, data.load_rows(c), llama_tokenizer)
     kept = [json.loads((cache / "tokenized" / e / "info.json").read_text())["max_seq_length"] for e in entries(cache)]
     assert sorted(kept) == list(range(102, 102 + token_cache.KEEP_ENTRIES))

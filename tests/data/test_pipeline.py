@@ -63,13 +63,13 @@ def test_too_few_rows_suggest_only_settings_that_change(smol_tokenizer):
     c = config(micro_batch_size=2, grad_accum_steps=4)
     with pytest.raises(UserError, match="has 5 rows to train on, but one optimizer step needs micro_batch_size x "
                                         "grad_accum_steps = 8") as e:
-        data.build(c, conversations(5), smol_tokenizer)
+        data.build_rows(c, conversations(5), smol_tokenizer)
     assert e.value.hint == "Add rows, or take fewer rows per step (--set grad_accum_steps=2)."
     # The cpu profile already trains with grad_accum_steps=1: the fix is a smaller micro-batch, not that.
     cpu = config()
     assert cpu.train.grad_accum_steps == 1
     with pytest.raises(UserError) as e:
-        data.build(cpu, conversations(3), smol_tokenizer)
+        data.build_rows(cpu, conversations(3), smol_tokenizer)
     assert e.value.hint == "Add rows, or take fewer rows per step (--set micro_batch_size=3)."
     assert "grad_accum_steps" not in e.value.hint
 
@@ -78,7 +78,7 @@ def test_build_gives_trl_ready_columns_and_drops_answers_past_max_length(smol_to
     examples = conversations(20)
     examples.conversations[0][0]["content"] = "long " * 300  # the answer starts after token 300
     c = config(max_seq_length=128, eval_size=4, max_steps=0, micro_batch_size=2)
-    prepared = data.build(c, examples, smol_tokenizer)
+    prepared = data.build_rows(c, examples, smol_tokenizer)
     assert prepared.train.column_names == ["input_ids", "labels", "length"]
     assert prepared.stats["rows_over_max_length"] == prepared.stats["rows_dropped"] <= 1  # 0 when it was held out
     total = len(prepared.train) + len(prepared.eval)
@@ -95,7 +95,7 @@ def test_no_answer_within_max_length_is_an_error(smol_tokenizer):
     for conversation in examples.conversations:
         conversation[0]["content"] = "long " * 300
     with pytest.raises(UserError, match="only 0 training rows have an answer within max_seq_length=128") as e:
-        data.build(config(max_seq_length=128, eval_size=0), examples, smol_tokenizer)
+        data.build_rows(config(max_seq_length=128, eval_size=0), examples, smol_tokenizer)
     assert "--set max_seq_length=256" in e.value.hint
 
 
@@ -106,10 +106,10 @@ def test_a_packed_run_of_a_few_steps_tokenizes_enough_conversations_to_fill_them
 
     settings = ["eval_size=0", "packing=true", "micro_batch_size=2", "grad_accum_steps=2", "max_seq_length=2048"]
     c, _ = resolve("cpu", settings, {"data.dataset": "finetome-like", "train.max_steps": 5})
-    prepared = data.build(c, data.load(c), llama_tokenizer)
+    prepared = data.build_rows(c, data.load_rows(c), llama_tokenizer)
     bins = pack_dataset(prepared.train.select_columns(["input_ids", "labels"]), seq_length=2048, strategy="bfd")
     assert len(bins) >= 5 * 2 * 2
     assert prepared.stats["train_rows"] < 0.1 * 2000
     unpacked, _ = resolve("cpu", settings[:-4] + ["packing=false", "micro_batch_size=2", "grad_accum_steps=2"],
                           {"data.dataset": "finetome-like", "train.max_steps": 5})
-    assert len(data.split(data.load(unpacked), unpacked).train) == 5 * 2 * 2
+    assert len(data.split(data.load_rows(unpacked), unpacked).train) == 5 * 2 * 2

@@ -44,7 +44,7 @@ def main(model: str, run_dir: str, out: str, profile: str, backends: str) -> Non
     gpu = profiles.detect_gpu()
     enabled = attention.restrict(config)
     model_, tokenizer = engines.get("unsloth").load(config, gpu)
-    prepared = data.build(config, data.load(config), tokenizer)
+    prepared = data.build_rows(config, data.load_rows(config), tokenizer)
     trainer = recipe.make_trainer(config, Job(), gpu, model_, tokenizer, prepared, RunDir.create(config))
     trainer.model.train()
     batches = iter(trainer.get_train_dataloader())

@@ -199,7 +199,7 @@ def build(config: Config, pairs: Pairs, tokenizer: PreTrainedTokenizerBase, trai
     token lengths, and why they can't train (too few pairs), if so. A pair whose prompt alone fills max_seq_length
     is dropped (no answer token would be left), as TRL's DPO drops it; in a longer pair each sequence (prompt and an
     answer) is cut to max_seq_length keeping its start: by TRL's collator for DPO (truncation_mode keep_start), by
-    RunORPOTrainer.tokenize_row for ORPO."""
+    ORPORunTrainer.tokenize_row for ORPO."""
     import datasets
 
     from trainer.data.render import check_tokenizer

@@ -1,4 +1,5 @@
-"""`trainer data`: rendered examples with the trained tokens highlighted, and token-length statistics."""
+"""`trainer data`: rendered examples with the trained tokens highlighted, or preference pairs, and token-length
+statistics; each training method (train/methods/) reads and builds its data, then shows it here."""
 
 from __future__ import annotations
 
@@ -9,24 +10,17 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.text import Text
 
-from trainer import data, weights
 from trainer.config import Config
 from trainer.console import console
+from trainer.data.formats import Examples
+from trainer.data.preferences import Pairs
+from trainer.data.stage import Prepared
 from trainer.errors import UserError
 
 
-def prepare(config: Config) -> tuple[Any, Any, data.Prepared]:
-    """The dataset as read, the model's tokenizer, and the rows (or pairs) built from them, unchecked: shown as
-    they are, with what is wrong said after."""
-    examples = data.load(config)
-    tokenizer = weights.load_tokenizer(config.model.name, config.run.cache_dir)
-    return examples, tokenizer, data.build(config, examples, tokenizer, check=False)
-
-
-def show(config: Config, n: int) -> None:
-    if config.train.method != "sft":
-        return show_pairs(config, n)
-    examples, tokenizer, prepared = prepare(config)
+def show_rows(config: Config, n: int, examples: Examples, tokenizer: Any, prepared: Prepared) -> None:
+    """SFT's rows as read (`examples`) and built unchecked (`prepared`): shown as they are, with what is wrong said
+    after."""
     console.print(f"{config.data.dataset}: {len(examples)} rows, format {examples.format}, "
                   f"tokenizer of {config.model.name}")
     show_date(config, tokenizer)
@@ -47,10 +41,9 @@ def show(config: Config, n: int) -> None:
     show_problem(prepared.problem, "rows")
 
 
-def show_pairs(config: Config, n: int) -> None:
+def show_pairs(config: Config, n: int, pairs: Pairs, tokenizer: Any, prepared: Prepared) -> None:
     """Preference pairs (train.method dpo, orpo) as TRL gets them: the rendered prompt, then the chosen and the
     rejected answer, with their tokens; and how many pairs are longer than max_seq_length, and what happens to them."""
-    pairs, tokenizer, prepared = prepare(config)
     console.print(f"{config.data.dataset}: {len(pairs)} preference pairs, format {pairs.format}, for "
                   f"{config.train.method.upper()}, tokenizer of {config.model.name}")
     show_date(config, tokenizer)

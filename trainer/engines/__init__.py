@@ -1,4 +1,5 @@
-"""Engines load (model, tokenizer) ready for LoRA training; both feed the same TRL SFTTrainer."""
+"""Engines load (model, tokenizer) ready for LoRA training; the run's method (train/methods/) trains them with its
+TRL trainer."""
 
 from __future__ import annotations
 

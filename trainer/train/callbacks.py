@@ -20,11 +20,6 @@ from trainer.runs import RunDir
 from trainer.system import since_process_start
 from trainer.train.trackers import LOGGED
 
-# TRL's DPO and ORPO metrics of the training pairs (the last logged steps' mean), under our names in metrics.jsonl
-PREFERENCE_METRICS = {"rewards/chosen": "reward_chosen", "rewards/rejected": "reward_rejected",
-                      "rewards/margins": "reward_margin", "rewards/accuracies": "reward_accuracy",
-                      "log_odds_ratio": "log_odds_ratio"}
-
 
 def memory(on_gpu: bool) -> dict[str, float]:
     """Peak GPU memory allocated and reserved by torch, or this process's resident memory on the CPU."""
@@ -84,11 +79,13 @@ def _device_index() -> int:
 
 
 class MetricsCallback(TrainerCallback):
-    """Writes metrics.jsonl and drives the one progress display (a live bar on a terminal, lines otherwise)."""
+    """Writes metrics.jsonl and drives the one progress display (a live bar on a terminal, lines otherwise); `logged`
+    maps the method's own metrics that TRL logs (Method.metrics) to our names in metrics.jsonl."""
 
     def __init__(self, run: RunDir, on_gpu: bool, startup: dict[str, float] | None = None,
-                 log_every_s: float = 0.0) -> None:
+                 log_every_s: float = 0.0, logged: dict[str, str] | None = None) -> None:
         self.run = run
+        self.logged = logged or {}
         self.log_every_s = log_every_s
         self.startup = startup or {}  # seconds since process start when each start-up stage ended
         self.on_gpu = on_gpu
@@ -146,7 +143,7 @@ class MetricsCallback(TrainerCallback):
         record.update(
             loss=logs["loss"], lr=logs.get("learning_rate"), grad_norm=logs.get("grad_norm"), tokens=tokens,
             tokens_per_s=round(tokens_per_s, 1), **memory(self.on_gpu),
-            **{ours: logs[theirs] for theirs, ours in PREFERENCE_METRICS.items() if theirs in logs},
+            **{ours: logs[theirs] for theirs, ours in self.logged.items() if theirs in logs},
         )
         if self.scaler is not None:
             record["loss_scale"] = self.scaler.get_scale()

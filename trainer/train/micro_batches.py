@@ -1,9 +1,9 @@
 """A micro-batch as several forward/backward passes of whole rows or whole packed conversations.
 
 Two things need it: training without gradient checkpointing within a card's memory (`train.max_tokens_per_pass`),
-and a step that ran out of GPU memory, run again in smaller passes (sft_trainer.RunTrainer). Splitting is exact where
-the loss is summed over the step's tokens and divided once by their count (num_items_in_batch): the passes add up to the
-micro-batch's loss and gradients. A padded batch splits between rows; a flattened one (packing, padding-free: one
+and a step that ran out of GPU memory, run again in smaller passes (sft_trainer.SFTRunTrainer). Splitting is exact
+where the loss is summed over the step's tokens and divided once by their count (num_items_in_batch): the passes add up
+to the micro-batch's loss and gradients. A padded batch splits between rows; a flattened one (packing, padding-free: one
 row, position ids restarting at each conversation) splits between conversations, which never attend to each other.
 """
 

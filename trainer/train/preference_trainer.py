@@ -44,11 +44,11 @@ class OutOfMemoryStops(RunTrainerMixin):
                         f"{hint[0].upper()}{hint[1:]}; then continue with: {self.run.resume_command}")
 
 
-class RunDPOTrainer(OutOfMemoryStops, DPOTrainer):
+class DPORunTrainer(OutOfMemoryStops, DPOTrainer):
     """DPO; its batches hold the chosen and the rejected rows, with one attention mask."""
 
 
-class RunORPOTrainer(OutOfMemoryStops, ORPOTrainer):
+class ORPORunTrainer(OutOfMemoryStops, ORPOTrainer):
     """ORPO; its batches hold the prompt again beside the chosen and rejected rows."""
 
     def real_tokens(self, inputs: dict[str, Any]) -> Any:
@@ -68,5 +68,3 @@ class RunORPOTrainer(OutOfMemoryStops, ORPOTrainer):
             row[key] = row[key][:limit]
         return row
 
-
-TRAINERS = {"dpo": RunDPOTrainer, "orpo": RunORPOTrainer}

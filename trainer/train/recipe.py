@@ -1,4 +1,5 @@
-"""The training recipe, top to bottom: set up (data, engine, model, tokens, run directory), fit, finish."""
+"""The training recipe, top to bottom: set up (data, engine, model, tokens, run directory), fit, finish; what differs
+between methods (SFT, DPO, ORPO) the run's method says (train/methods/)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,7 @@ from trainer.distributed import ranks
 from trainer.engines import attention, policy
 from trainer.errors import Stopped
 from trainer.runs import RunDir, loss_plot, speed, write_atomic
-from trainer.train import checkpoints, from_run, trackers
-from trainer.train.sft_config import sft_config
+from trainer.train import checkpoints, from_run, methods, trackers
 
 
 @dataclass
@@ -35,12 +35,14 @@ class Setup:
 def main(config: Config, job: ranks.Job, profile_reason: str, resume_from: Path | None = None) -> RunDir:
     """Train with `config` (continuing from a checkpoint when given) and return the finished run directory.
 
-    Supports: the unsloth engine (NVIDIA GPU) or plain transformers + PEFT (GPU in 4-bit, or the CPU); LoRA on a 4-bit
-    or full-precision base; packing, padding-free and length-grouped batches; micro-batches run as passes of at most
-    max_tokens_per_pass tokens, again in smaller ones after running out of GPU memory; eval loss on a held-out set;
-    checkpoints written aside and renamed, resume from one bit-exact; Ctrl+C/SIGTERM finish the step and checkpoint;
-    a memory cap and the card's attention kernels (emulated cards); experiment trackers; a job of several processes
-    (`job`, trainer/distributed/), in which every rank runs this and rank 0 alone prints and writes the run.
+    Supports: SFT, DPO and ORPO (train.method), each a Method of train/methods/ that reads, builds and describes its
+    data and makes its TRL trainer; the unsloth engine (NVIDIA GPU) or plain transformers + PEFT (GPU in 4-bit, or the
+    CPU); LoRA on a 4-bit or full-precision base; packing, padding-free and length-grouped batches; micro-batches run
+    as passes of at most max_tokens_per_pass tokens, again in smaller ones after running out of GPU memory; eval loss
+    on a held-out set; checkpoints written aside and renamed, resume from one bit-exact; Ctrl+C/SIGTERM finish the step
+    and checkpoint; a memory cap and the card's attention kernels (emulated cards); experiment trackers; a job of
+    several processes (`job`, trainer/distributed/), in which every rank runs this and rank 0 alone prints and writes
+    the run.
 
     Raises UserError for what the user can fix (hardware a setting needs, the data, the model, a tracker not
     installed, no disk space, out of memory for one row, another process of the job gone) and Stopped after a signal
@@ -59,17 +61,16 @@ def set_up(config: Config, job: ranks.Job, profile_reason: str, resume_from: Pat
     gpu = system.detect_gpu()
     console.print(f"Profile [bold]{config.profile}[/]: {profile_reason}")
     policy.check_hardware(config, gpu)
+    method = methods.of(config)
     start = from_run.check(config)  # before the data and the model: the run to start from may have gone
     if start is not None:
-        console.print(f"Starting from the adapter of {config.model.from_run}"
-                      + (" (DPO's reference: that adapter, frozen)" if config.train.method == "dpo" else ""))
+        console.print(f"Starting from the adapter of {config.model.from_run}{method.from_run_note}")
     trackers.check_installed(config.run.report_to)
     if config.run.vram_cap_gb and gpu is not None:
         cap_vram(config.run.vram_cap_gb, gpu)
     with ranks.main_first("reading the data", job, timeout_s):
-        examples = data.load(config)
-    pieces = "rows" if config.train.method == "sft" else "preference pairs"
-    console.print(f"Data: {len(examples)} {examples.format} {pieces} from {config.data.dataset}")
+        examples = method.load(config)
+    console.print(f"Data: {len(examples)} {examples.format} {method.samples} from {config.data.dataset}")
     startup = {"data_read": system.since_process_start()}
     if gpu is not None:
         attention.restrict(config)  # before the engine is imported: unsloth reads them when it picks its kernels
@@ -84,41 +85,11 @@ def set_up(config: Config, job: ranks.Job, profile_reason: str, resume_from: Pat
     if gpu is not None:
         console.print(f"Attention kernels (torch SDPA): {', '.join(attention.current())}")
     with ranks.main_first("tokenizing the data", job, timeout_s):
-        prepared = data.build(ranks.job_config(config, job.size), examples, tokenizer)
+        prepared = method.build(ranks.job_config(config, job.size), examples, tokenizer)
     startup["data_tokenized"] = system.since_process_start()
-    describe_data(config, job, prepared.stats)
+    method.describe(config, job, prepared.stats)
     run = open_run(config, job, resume_from, prepared.stats, engine)
     return Setup(config, engine, gpu, model, tokenizer, prepared, run, startup)
-
-
-def describe_data(config: Config, job: ranks.Job, stats: dict[str, Any]) -> None:
-    if config.train.method != "sft":
-        return describe_pairs(config, stats)
-    console.print(
-        f"Tokenized {stats['train_rows']} train / {stats['eval_rows']} eval rows; tokens per row "
-        f"min {stats['tokens_min']}, median {stats['tokens_median']:.0f}, max {stats['tokens_max']}; "
-        f"{stats['trained_token_fraction']:.0%} of tokens trained"
-    )
-    if job.size > 1:
-        console.print(ranks.describe(config, job.world, job.backend))
-    if stats["eval_rows"] and config.train.eval_every_steps:
-        share = eval_share(ranks.job_config(config, job.size), stats["eval_rows"], stats["tokens_mean"])
-        line = (f"Eval loss on {stats['eval_rows']} held-out rows every {config.train.eval_every_steps} steps: "
-                f"about {share:.0%} of the training's GPU work")
-        console.print(f"[yellow]{line}[/] (lower eval_max_examples or raise eval_every_steps)" if share > 0.1 else line)
-
-
-def describe_pairs(config: Config, stats: dict[str, Any]) -> None:
-    max_length = config.model.max_seq_length
-    console.print(
-        f"{config.train.method.upper()} on {stats['train_rows']} train / {stats['eval_rows']} eval preference pairs; "
-        f"tokens of prompt + the longer answer min {stats['tokens_min']}, median {stats['tokens_median']:.0f}, "
-        f"max {stats['tokens_max']}; {stats['rows_over_max_length']} pairs over max_seq_length={max_length} "
-        f"(each sequence cut to it, keeping its start), {stats['rows_dropped']} dropped (the prompt alone fills it)"
-    )
-    if stats["eval_rows"] and config.train.eval_every_steps:
-        console.print(f"Eval loss and rewards on {stats['eval_rows']} held-out pairs every "
-                      f"{config.train.eval_every_steps} steps")
 
 
 def fit(setup: Setup, job: ranks.Job, resume_from: Path | None) -> Any:
@@ -194,28 +165,22 @@ def cap_vram(cap_gb: float, gpu: system.Gpu) -> None:
 
 def make_trainer(config: Config, job: ranks.Job, gpu: system.Gpu | None, model: Any, tokenizer: Any,
                  prepared: data.Prepared, run: RunDir, *callbacks: Any, startup: dict[str, float] | None = None) -> Any:
-    """The trainer of `config` (settled for its engine) for this process of `job`, with our callbacks: TRL's
-    SFTTrainer, or for train.method dpo/orpo its DPOTrainer/ORPOTrainer (without our micro-batch passes and sampler)."""
+    """The trainer of `config` (settled for its engine) for this process of `job`, with our callbacks: its method's
+    TRL trainer (SFTRunTrainer, DPORunTrainer, ...) with the method's TRL config (trainer_args)."""
     import datasets
     from transformers.trainer_callback import PrinterCallback
 
     from trainer.distributed.agree import AgreeEachStep
     from trainer.train.callbacks import MetricsCallback
-    from trainer.train.sft_trainer import RunTrainer
 
     datasets.disable_progress_bars()
     startup = startup if startup is not None else {}
-    metrics = MetricsCallback(run, gpu is not None, startup, log_every_s=config.train.log_every_s)
-    if config.train.method == "sft":
-        make, args = RunTrainer, sft_config(config, job, gpu, run, has_eval=prepared.eval is not None)
-    else:
-        from trainer.train.preference_config import preference_config
-        from trainer.train.preference_trainer import TRAINERS
-
-        make, args = TRAINERS[config.train.method], preference_config(config, job, gpu, run, prepared.eval is not None)
-    trainer = make(
+    method = methods.of(config)
+    metrics = MetricsCallback(run, gpu is not None, startup, log_every_s=config.train.log_every_s,
+                              logged=method.metrics)
+    trainer = method.trainer_class()(
         model=model,
-        args=args,
+        args=method.trainer_args(config, job, gpu, run, has_eval=prepared.eval is not None),
         train_dataset=prepared.train,
         eval_dataset=prepared.eval,
         processing_class=tokenizer,
@@ -231,16 +196,6 @@ def make_trainer(config: Config, job: ranks.Job, gpu: system.Gpu | None, model: 
         trackers.attach(trainer, config, run, tracker_environment())
     startup["trainer_built"] = system.since_process_start()
     return trainer
-
-
-def eval_share(config: Config, eval_rows: int, tokens_per_row: float) -> float:
-    """Evaluation's GPU work against training's: every eval_every_steps, one forward pass over the eval rows; every
-    step, speed.passes_per_token passes over its rows. A packed training row holds max_seq_length tokens of
-    conversations, not one conversation."""
-    train = config.train
-    packed = config.model.max_seq_length / tokens_per_row if train.packing else 1.0  # conversations per row
-    passes = speed.passes_per_token(train.gradient_checkpointing)
-    return eval_rows / (train.eval_every_steps * train.micro_batch_size * train.grad_accum_steps * packed * passes)
 
 
 def evaluated_at(log_history: list[dict[str, Any]], step: int) -> bool:

@@ -1,7 +1,7 @@
 """What every TRL trainer of a run does, whatever it trains (SFT, DPO, ORPO): checkpoints written aside and renamed
 into place, optimizer state loaded per process on the CPU, real tokens counted on the GPU and read when logging.
 
-A mixin before the TRL trainer in the bases: `class RunTrainer(RunTrainerMixin, SFTTrainer)`.
+A mixin before the TRL trainer in the bases: `class SFTRunTrainer(RunTrainerMixin, SFTTrainer)`.
 """
 
 from __future__ import annotations

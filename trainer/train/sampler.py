@@ -28,7 +28,7 @@ class SeededLengthGroupedSampler(LengthGroupedSampler):
 
 
 def length_grouped_sampler(dataset: Any, rows_per_step: int, seed: int) -> SeededLengthGroupedSampler:
-    """The grouped order of `dataset`, with the rows' lengths read in one go (data.build's `length` column, or, for
+    """The grouped order of `dataset`, with the rows' lengths read in one go (data.build_rows' `length` column, or, for
     TRL's packed rows, the lengths of the token lists from Arrow): the Trainer reads them one row at a time (18 s for
     100k rows)."""
     if "length" in dataset.column_names:

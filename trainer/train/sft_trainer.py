@@ -36,7 +36,7 @@ class ExactPacking(logging.Filter):
 EXACT_PACKING = ExactPacking()
 
 
-class RunTrainer(RunTrainerMixin, SFTTrainer):
+class SFTRunTrainer(RunTrainerMixin, SFTTrainer):
     """SFT for a run: the run's checkpoints and token counts (RunTrainerMixin), micro-batches as passes, our sampler."""
 
     def __init__(self, *args: Any, config: Config, **kwargs: Any) -> None:

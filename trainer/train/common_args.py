@@ -1,9 +1,9 @@
-"""TRL's SFTConfig from our Config: one field per line, each with its reason; the Trainer's own fields are shared
-with the preference methods' configs (preference_config.py)."""
+"""The Trainer's own fields (transformers' TrainingArguments) of a run, whatever it trains: every method's TRL config
+(SFTConfig, DPOConfig, ORPOConfig: train/methods/) starts from them. One field per line, each with its reason."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from trainer import system
 from trainer.config import Config
@@ -11,34 +11,10 @@ from trainer.distributed import ranks
 from trainer.engines import policy
 from trainer.runs import RunDir
 
-if TYPE_CHECKING:
-    from trl import SFTConfig
 
-
-def sft_config(config: Config, job: ranks.Job, gpu: system.Gpu | None, run: RunDir, has_eval: bool) -> SFTConfig:
-    """What TRL trains with: `config` settled for its engine (policy.settle), for this process of `job`."""
-    from trl import SFTConfig
-
-    train = config.train
-    return SFTConfig(
-        **training_arguments(config, job, gpu, run, has_eval),
-        # Rows come truncated (data.build); TRL refuses a max_length it would not enforce (padding-free).
-        max_length=None if train.padding_free == "on" and not train.packing else config.model.max_seq_length,
-        # Rows come tokenized with labels (data.build, from the token cache): TRL's preparation would read every row
-        # again in Python, minutes for an epoch of FineTome. Packing is its step, so packed runs still go through it.
-        dataset_kwargs={"skip_prepare_dataset": not train.packing},
-        remove_unused_columns=False,  # keeps `length` for group_by_length; the collator reads only its own columns
-        packing=train.packing,
-        padding_free={"auto": None, "on": True, "off": False}[train.padding_free],
-        pad_to_multiple_of=train.pad_to_multiple_of or None,
-        train_sampling_strategy="group_by_length" if train.group_by_length else "random",
-        loss_type=train.loss_type,
-    )
-
-
-def training_arguments(config: Config, job: ranks.Job, gpu: system.Gpu | None, run: RunDir,
-                       has_eval: bool) -> dict[str, Any]:
-    """The Trainer's fields (TrainingArguments) of a run, whatever it trains."""
+def common_args(config: Config, job: ranks.Job, gpu: system.Gpu | None, run: RunDir, has_eval: bool) -> dict[str, Any]:
+    """The Trainer's fields (TrainingArguments) of a run, whatever it trains: `config` settled for its engine
+    (policy.settle), for this process of `job`."""
     import torch
 
     policy.check_settled(config)

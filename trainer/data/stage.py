@@ -1,0 +1,208 @@
+"""The data stage: read rows, convert them to one format, split train/eval, and tokenize with assistant masks (from
+the token cache when it has them); or split preference pairs and render them as TRL's preference rows."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from rich.markup import escape
+
+from trainer.config import Config
+from trainer.console import console
+from trainer.data import cache, formats, preferences, sources, tokens
+from trainer.data.formats import Examples
+from trainer.data.preferences import Pairs
+from trainer.data.render import check_tokenizer
+from trainer.errors import UserError
+
+if TYPE_CHECKING:
+    import datasets
+    from transformers import PreTrainedTokenizerBase
+
+
+@dataclass
+class Split:
+    """Row numbers of the examples to train and to evaluate on; `note` says why the hold-out is smaller than asked."""
+
+    train: list[int]
+    eval: list[int]
+    note: str = ""
+
+
+@dataclass
+class Prepared:
+    train: datasets.Dataset
+    eval: datasets.Dataset | None
+    stats: dict[str, float]
+    problem: UserError | None = None  # why these rows can't train (build raises it unless asked only to inspect)
+
+
+def load_rows(config: Config) -> Examples:
+    """Read and validate the configured dataset as conversations or text (SFT's rows): every data problem is a
+    UserError here, before the model loads."""
+    table = sources.read(config.data.dataset, config.data.split)
+    return formats.convert(table, config.data.format, config.data.skip_invalid_rows)
+
+
+def split(examples: Examples | Pairs, config: Config) -> Split:
+    """A deterministic shuffle (seeded) and hold-out that leaves at least one optimizer step's rows to train on, then
+    only as many train rows as max_steps can consume."""
+    n = len(examples)
+    order = list(range(n))
+    random.Random(config.train.seed).shuffle(order)
+    size = config.data.eval_size
+    asked = min(int(size) if size >= 1 else round(n * size), config.data.eval_max_examples)
+    per_step = rows_per_step(config)
+    n_eval = min(asked, max(n - per_step, 0))
+    note = ""
+    if n_eval < asked:
+        note = (f"{n} rows: holding out {n_eval} for eval instead of {asked}, so that one optimizer step's "
+                f"{per_step} rows are left to train on" if n_eval else
+                f"{n} rows: no eval hold-out (eval_size asks for {asked}), every row is needed to train")
+    train_idx = order[n_eval:]
+    if config.train.max_steps:
+        # The trainer would never reach the rest; skipping it makes a 60-step run on 100k rows start in seconds.
+        train_idx = train_idx[: rows_for_steps(examples, train_idx, config)]
+    return Split(train_idx, order[:n_eval], note)
+
+
+CHARACTERS_PER_TOKEN = 6  # more than English text takes per token with Llama's or SmolLM2's vocabulary (about 4)
+
+
+def rows_for_steps(examples: Examples | Pairs, order: list[int], config: Config) -> int:
+    """How many rows of `order` max_steps optimizer steps can use: one per row of a step, or, when packing, enough
+    conversations to fill that many rows of max_seq_length tokens, estimated from their characters so that the
+    estimate errs towards more rows. A conversation longer than a row is cut to one row: it fills no more."""
+    rows = config.train.max_steps * rows_per_step(config)
+    if not config.train.packing or isinstance(examples, Pairs):
+        return rows
+    row = config.model.max_seq_length * CHARACTERS_PER_TOKEN
+    needed = rows * row
+    for taken, i in enumerate(order, 1):
+        text = examples.texts[i] if examples.format == "text" else examples.conversations[i]
+        needed -= min(row, len(text) if isinstance(text, str) else sum(len(m["content"]) for m in text))
+        if needed <= 0:
+            return taken
+    return len(order)
+
+
+def rows_per_step(config: Config) -> int:
+    return config.train.micro_batch_size * config.train.grad_accum_steps
+
+
+def fewer_rows_per_step(rows: int, config: Config) -> str:
+    """Settings that make one optimizer step take at most `rows` rows, naming only values that change."""
+    micro, accum = config.train.micro_batch_size, config.train.grad_accum_steps
+    if micro <= rows:
+        return f"--set grad_accum_steps={max(1, rows // micro)}"
+    return f"--set micro_batch_size={max(1, rows)}" + (" --set grad_accum_steps=1" if accum != 1 else "")
+
+
+def too_few_rows(config: Config, rows: int, what: str) -> UserError | None:
+    per_step = rows_per_step(config)
+    if rows >= per_step:
+        return None
+    fix = f"take fewer rows per step ({fewer_rows_per_step(rows, config)})" if rows else "use other examples"
+    return UserError(f"{config.data.dataset} has {rows} {what}, but one optimizer step needs micro_batch_size x "
+                     f"grad_accum_steps = {per_step}", f"Add rows, or {fix}.")
+
+
+def build_pairs(config: Config, pairs: Pairs, tokenizer: PreTrainedTokenizerBase, check: bool = True) -> Prepared:
+    """Split the pairs as rows are split, then TRL's standard preference rows (preferences.build), which TRL
+    tokenizes. With check=False, pairs too few to train on are no error (Prepared.problem says so)."""
+    parts = split(pairs, config)
+    if parts.note:
+        console.print(f"[yellow]{parts.note.replace(' rows', ' pairs')}[/]")
+    prepared = Prepared(*preferences.build(config, pairs, tokenizer, parts.train, parts.eval))
+    if prepared.problem is not None and check:
+        raise prepared.problem
+    return prepared
+
+
+def build_rows(config: Config, examples: Examples, tokenizer: PreTrainedTokenizerBase, check: bool = True) -> Prepared:
+    """Split and tokenize (from the token cache when it has these rows); the train/eval datasets carry `input_ids`,
+    `labels` (-100 where no loss applies) and `length`. With check=False, rows too few to train on are no error
+    (Prepared.problem says so): `trainer data` inspects any file."""
+    check_tokenizer(tokenizer, needs_template=examples.format != "text")
+    parts = split(examples, config)
+    if parts.note:
+        console.print(f"[yellow]{parts.note}[/]")
+    rows, train_at, eval_at = tokenized(config, examples, tokenizer, parts)
+    # Straight from Arrow: reading a datasets column row by row takes seconds for 100k rows.
+    columns = {name: rows.data.column(name).to_numpy()
+               for name in ("length", "full_length", "trained_tokens", "spells_control_token")}
+    trained = columns["trained_tokens"]
+    train_at, eval_at = np.asarray(train_at, dtype=np.int64), np.asarray(eval_at, dtype=np.int64)
+    kept = train_at[trained[train_at] > 0]
+    train = rows.select(kept).select_columns(["input_ids", "labels", "length"])
+    eval_kept = eval_at[trained[eval_at] > 0]
+    eval_ds = rows.select(eval_kept).select_columns(["input_ids", "labels", "length"]) if len(eval_kept) else None
+    max_length = config.model.max_seq_length
+    full, length = columns["full_length"][train_at], columns["length"][train_at]
+    spelled = int(columns["spells_control_token"][np.concatenate([train_at, eval_at])].sum())
+    stats = {
+        "train_rows": len(train),
+        "eval_rows": len(eval_ds) if eval_ds is not None else 0,
+        "rows_over_max_length": int((full > max_length).sum()),
+        "rows_dropped": len(train_at) - len(kept),
+        "tokens_min": int(full.min()) if len(full) else 0,
+        "tokens_median": float(np.median(full)) if len(full) else 0.0,
+        "tokens_max": int(full.max()) if len(full) else 0,
+        "tokens_mean": round(float(columns["length"][kept].mean()), 1) if len(kept) else 0.0,  # trained rows
+        "train_tokens": int(columns["length"][kept].sum()),
+        "trained_token_fraction": float(trained[train_at].sum() / max(1, length.sum())),
+        "rows_spelling_control_tokens": spelled,
+    }
+    if spelled:
+        how = ("encoded as plain text (control_tokens_as_text)" if config.data.control_tokens_as_text else
+               "encoded as control tokens; --set control_tokens_as_text=true encodes them as plain text")
+        console.print(f"[yellow]{spelled} rows spell a control token of the tokenizer in their text (such as "
+                      f"{escape(sample_control_token(tokenizer))}): {how}[/]")
+    problem = too_few_rows(config, len(train_at), "rows to train on")
+    if problem is None and len(kept) < rows_per_step(config):
+        problem = UserError(
+            f"only {len(kept)} training rows have an answer within max_seq_length={max_length} tokens; one "
+            f"optimizer step needs {rows_per_step(config)}",
+            f"Raise max_seq_length (--set max_seq_length={2 * max_length}) or use shorter examples"
+            + (f", or take fewer rows per step ({fewer_rows_per_step(len(kept), config)})." if len(kept) else "."),
+        )
+    if problem is not None and check:
+        raise problem
+    return Prepared(train, eval_ds, stats, problem)
+
+
+def tokenized(config: Config, examples: Examples, tokenizer: PreTrainedTokenizerBase,
+              parts: Split) -> tuple[datasets.Dataset, list[int], list[int]]:
+    """The tokenized rows, and where the train and eval rows of `parts` are in them. A run that reads every row
+    (an epoch) takes them from the cache, building it if needed; a run of a few steps tokenizes only its rows, unless
+    the cache has them."""
+    import datasets
+
+    settings = tokens.Settings(config.model.max_seq_length, config.data.date_string,
+                               config.data.control_tokens_as_text)
+    whole = len(parts.train) + len(parts.eval) == len(examples)
+    if config.data.cache_tokens and examples.fingerprint:
+        root = Path(config.run.cache_dir) / "tokenized"
+        name, about = cache.key(examples.fingerprint, examples.format, config.data.skip_invalid_rows, tokenizer,
+                                settings)
+        rows = cache.load(root, name)
+        if rows is None and whole:
+            console.print(f"Tokenizing {len(examples)} rows once; kept in {root / name}", soft_wrap=True)
+            rows = cache.ensure(root, name, about, tokens.batches(examples, list(range(len(examples))), tokenizer,
+                                                                  settings))
+        elif rows is not None:
+            console.print(f"Tokenized rows from the cache: {root / name}", soft_wrap=True)
+        if rows is not None:
+            return rows, parts.train, parts.eval
+    subset = parts.train + parts.eval
+    table = tokens.in_memory(examples, subset, tokenizer, settings)
+    at = list(range(len(subset)))
+    return datasets.Dataset(table), at[: len(parts.train)], at[len(parts.train):]
+
+
+def sample_control_token(tokenizer: PreTrainedTokenizerBase) -> str:
+    return tokenizer.eos_token or next(iter(tokenizer.all_special_tokens), "")
