@@ -159,7 +159,7 @@ class RunConfig:
 class Config:
     profile: str = "auto"  # chosen with --profile, not a setting
     description: str = setting("", "what this profile is for")
-    engine: Engine = setting("auto", "auto: unsloth where it imports, else transformers")
+    engine: Engine = setting("auto", "auto: unsloth on a CUDA GPU where it imports, else transformers")
     hardware: HardwareConfig = field(default_factory=HardwareConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
