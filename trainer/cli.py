@@ -207,9 +207,9 @@ def run(args: argparse.Namespace, argv: list[str], world: cfg.World) -> int:
         generation = chat.GenerationSettings(args.temperature, args.top_p, args.max_new_tokens, args.system)
         chat.repl(chat.load(args.target, cfg.cache_dir()), generation)
     elif args.command == "ui":
-        from trainer.serve import ui
+        from trainer.ui import app
 
-        ui.launch(args.targets, Path(args.runs_root), cfg.cache_dir(), args.host, args.port, args.share,
+        app.launch(args.targets, Path(args.runs_root), cfg.cache_dir(), args.host, args.port, args.share,
                   cfg.ui_auth(args.auth))
     elif args.command == "serve":
         from trainer.serve import server

@@ -38,7 +38,7 @@ class Setting:
         bounds = [f">= {self.at_least:g}" if self.at_least is not None else "",
                   f"> {self.above:g}" if self.above is not None else "",
                   f"< {self.below:g}" if self.below is not None else ""]
-        return " ".join([text, *(b for b in bounds if b)])
+        return " ".join([text, ", ".join(b for b in bounds if b)]).strip()
 
     @property
     def default_text(self) -> str:
