@@ -12,8 +12,9 @@ from trainer.errors import UserError
 from trainer.export import merge, model_card
 from trainer.runs import RunDir, write_atomic
 
-GgufType = Literal["q4_k_m", "q8_0", "f16"]  # the usual first: the UI offers it, the CLI's --gguf shows these
+GgufType = Literal["f16", "q8_0", "q4_k_m"]  # what --gguf takes and the UI offers
 GGUF_TYPES: tuple[str, ...] = get_args(GgufType)
+USUAL_GGUF = "q4_k_m"  # what the UI picks first: Ollama's usual quantization
 
 
 def record(run: RunDir, key: str, value: dict[str, Any]) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from trainer import commands
-from trainer.export import GGUF_TYPES
+from trainer.export import GGUF_TYPES, USUAL_GGUF
 from trainer.runs.listing import list_runs
 from trainer.ui import child
 
@@ -62,7 +62,7 @@ def build_tab(runs_root: Path) -> tuple[Any, Callable[[str | None], Any]]:
                       elem_id="export-run")
     with gr.Row():
         merged = gr.Button("Merge to 16-bit (RUN/merged)", variant="primary", elem_id="export-merged")
-        quant = gr.Dropdown(list(GGUF_TYPES), value=GGUF_TYPES[0], label="GGUF type", elem_id="export-quant",
+        quant = gr.Dropdown(list(GGUF_TYPES), value=USUAL_GGUF, label="GGUF type", elem_id="export-quant",
                             scale=0, min_width=140)
         gguf = gr.Button("Write GGUF + Ollama Modelfile (RUN/gguf)", elem_id="export-gguf")
     with gr.Accordion("Push to the Hugging Face Hub", open=False):
