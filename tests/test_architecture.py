@@ -109,7 +109,7 @@ def test_system_is_a_leaf():
 
 def test_stages_never_import_a_command():
     """Training, export, runs and data never import a command (cli, doctor, serve, bench)."""
-    commands = ("trainer.cli", "trainer.doctor", "trainer.serve", "trainer.bench")
+    commands = ("trainer.cli", "trainer.commands", "trainer.doctor", "trainer.serve", "trainer.ui", "trainer.bench")
     for name, targets in graph().items():
         if name.startswith(("trainer.train", "trainer.export", "trainer.runs", "trainer.data", "trainer.engines")):
             assert not {t for t in targets if t.startswith(commands)}, name
@@ -128,4 +128,4 @@ def test_settings_are_resolved_by_the_cli_layer_only():
                 owner = ast.unparse(func.value) if isinstance(func, ast.Attribute) else ""
                 if called == "resolve" and owner in ("", "profiles"):
                     callers.add(name)
-    assert callers == {"trainer.cli", "trainer.serve.ui_train"}
+    assert callers == {"trainer.cli", "trainer.ui.train_tab"}

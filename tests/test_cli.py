@@ -209,3 +209,53 @@ def test_data_shows_the_date_and_counts_typed_control_tokens(tmp_path, real_llam
         assert "date_string = \"26 Jul 2024\"" in out and "Today Date: 26 Jul 2024" in out
         assert "1 rows spell a control token of the tokenizer in their text (such as <|eot_id|>): " + how in out
         assert "rows spelling a control token: 1" in out
+
+
+def test_set_help_and_train_help_list_every_setting_from_the_schema():
+    from trainer.config import SETTINGS
+
+    listing = run_cli("--set", "help")
+    assert listing.returncode == 0, listing.stdout
+    train_help = run_cli("train", "--help").stdout
+    for key in SETTINGS:
+        assert key in listing.stdout and key in train_help
+    assert "sft|dpo|orpo, default sft" in listing.stdout and "int >= 1, default 2" in listing.stdout
+    assert SETTINGS["train.learning_rate"].help in " ".join(listing.stdout.split())
+
+
+def test_a_second_training_in_the_same_runs_root_is_refused(tmp_path):
+    """One training at a time: the CLI refuses as the UI does, before anything is created (a fabricated run whose
+    launch record names a live process: it is loading)."""
+    import subprocess
+    import sys
+    from datetime import datetime
+
+    from trainer.runs.run_dir import process_identity
+
+    root = tmp_path / "runs"
+    (root / "busy").mkdir(parents=True)
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        record = {"launched": datetime.now().isoformat(timespec="seconds"), "profile": "cpu",
+                  **process_identity(sleeper.pid)}
+        (root / "busy" / "launch.json").write_text(json.dumps(record))
+        for extra in (["--run-dir", str(root / "second")], ["--set", f"runs_root={root}"],
+                      ["--run-dir", str(root / "third"), "--detach"]):
+            assert_user_error(run_cli("--profile", "cpu", "--dataset", "sample", *extra, cwd=tmp_path),
+                              "run busy is training", "one training at a time", "Stop it first")
+        assert sorted(p.name for p in root.iterdir()) == ["busy"]
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_a_user_error_is_also_written_as_data_for_a_front_end(tmp_path):
+    from trainer.commands import read_error
+
+    error_file = tmp_path / "error.json"
+    result = run_cli("--profile", "cpu", "--set", "learning_rate=3", env={"TRAINER_ERROR_FILE": str(error_file)})
+    assert_user_error(result, "train.learning_rate = 3.0 is out of range")
+    error = read_error(error_file)
+    assert error is not None and error.message == "--set: train.learning_rate = 3.0 is out of range"
+    assert error.hint == "Typical LoRA values: 1e-4 to 5e-4."
+    assert read_error(tmp_path / "none.json") is None

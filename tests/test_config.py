@@ -106,3 +106,35 @@ def test_a_profiles_preference_table_applies_to_dpo_and_orpo_under_what_is_set()
     assert given.train.micro_batch_size == 2 and given.model.max_seq_length == 512  # --set wins over [preference]
     quadro, _ = resolve("quadro-rtx5000", ["method=dpo"])  # the method from --set counts too
     assert quadro.model.max_seq_length == 2048 and quadro.train.micro_batch_size == 1
+
+
+def test_choices_and_bounds_come_from_the_schema():
+    """Each setting's choices (its Literal) and bounds are declared once, in the schema; the CLI's choices and the
+    checks of --set and profiles ask it."""
+    from trainer import cli
+    from trainer.config import SETTINGS, settings
+
+    actions = {a.dest: a for p in cli.parser()._subparsers._group_actions[0].choices.values() for a in p._actions}
+    assert tuple(actions["format"].choices) == settings.choices("data.format") == ("auto", "sharegpt", "openai",
+                                                                                    "alpaca", "text")
+    assert tuple(actions["method"].choices) == settings.choices("train.method") == ("sft", "dpo", "orpo")
+    assert all(s.help for s in SETTINGS.values())
+    for key, s in SETTINGS.items():
+        if s.choices and s.kind is str:
+            with pytest.raises(UserError, match=f"{key} = 'nope' is not one of {', '.join(s.choices)}"):
+                build([("--set", {key: "nope"})], "t")
+        for bound in (s.at_least, s.above):
+            if bound is not None:
+                with pytest.raises(UserError, match=key):
+                    build([("--set", {key: bound - 1})], "t")
+
+
+def test_a_run_reads_its_config_back_typed(tmp_path):
+    from trainer.runs import RunDir
+
+    config, _ = resolve("cpu", ["method=dpo", "report_to=tensorboard"], {"run.run_dir": str(tmp_path / "run")})
+    run = RunDir.create(config)
+    run.set_status("completed", profile="cpu")
+    assert run.read_config() == config
+    with pytest.raises(UserError, match="has no config.toml"):
+        RunDir(tmp_path).read_config()

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING
 
 from rich.markup import escape
 
+from trainer import commands, profiles
 from trainer import config as cfg
-from trainer import profiles
-from trainer.config import Launch
+from trainer.config import Launch, settings
 from trainer.console import console
 from trainer.errors import Stopped, UserError
 
@@ -22,8 +22,9 @@ COMMANDS = ("train", "profiles", "data", "chat", "ui", "serve", "bench", "export
 
 
 def add_set(p: argparse.ArgumentParser, help: str | None = None) -> None:
-    """--set KEY=VALUE, repeatable, into args.settings."""
-    p.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE", help=help)
+    """--set KEY=VALUE, repeatable, into args.settings; `--set help` lists the settings."""
+    p.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+                   help=f"{help or 'override a setting'}; --set help lists them all")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -32,18 +33,21 @@ def parser() -> argparse.ArgumentParser:
         description="QLoRA fine-tuning of Llama 3.2 Instruct on consumer NVIDIA cards; an offline demo on the CPU.",
         epilog="`train` is the default command: `python -m trainer --profile rtx3070` trains.",
     )
+    from trainer.export import GGUF_TYPES
+
     sub = top.add_subparsers(dest="command", metavar="{" + ",".join(COMMANDS) + "}")
 
     def run_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--profile", default="auto", help="hardware profile name, a .toml file, or auto (default)")
         p.add_argument("--model", help="Hub id or local folder of the base model")
         p.add_argument("--dataset", help="Hub id, local .jsonl/.json/.csv/.parquet file, or 'sample'")
-        p.add_argument("--format", choices=("auto", "sharegpt", "openai", "alpaca", "text"), help="dataset format")
-        p.add_argument("--method", choices=cfg.CHOICES["train.method"],
+        p.add_argument("--format", choices=settings.choices("data.format"), help=settings.help_of("data.format"))
+        p.add_argument("--method", choices=settings.choices("train.method"),
                        help="sft (default): conversations; dpo or orpo: preference pairs (prompt, chosen, rejected)")
         add_set(p, "override any setting, e.g. --set learning_rate=1e-4 (repeatable)")
 
-    train = sub.add_parser("train", help="fine-tune (the default command)")
+    train = sub.add_parser("train", help="fine-tune (the default command)", epilog=settings.listing(),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     run_options(train)
     train.add_argument("--from", dest="from_run", metavar="RUN",
                        help="train the adapter of this finished run further (SFT, then --method dpo) on its base")
@@ -97,7 +101,7 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--steps", type=int, default=30, help="optimizer steps per configuration (default 30)")
     bench.add_argument("--data", help="finetome-like (generated; the default), pairs-like (generated pairs; the "
                        "default for --method dpo and orpo), sample or a file")
-    bench.add_argument("--method", choices=cfg.CHOICES["train.method"], default="sft",
+    bench.add_argument("--method", choices=settings.choices("train.method"), default="sft",
                        help="what every configuration trains: sft (default), dpo or orpo (against the recipe of "
                        "Unsloth's DPO and ORPO notebooks)")
     add_set(bench, "applied to every configuration, e.g. --set vram_cap_gb=8")
@@ -122,7 +126,8 @@ def parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export", help="merge the adapter (16-bit), write a model card, GGUF, push to the Hub")
     export.add_argument("run_dir", help="a finished run directory")
     export.add_argument("--merged-16bit", action="store_true", help="(re)build RUN_DIR/merged (the default action)")
-    export.add_argument("--gguf", metavar="f16|q8_0|q4_k_m", help="also write RUN_DIR/gguf/ with an Ollama Modelfile")
+    export.add_argument("--gguf", metavar="|".join(GGUF_TYPES), help="also write RUN_DIR/gguf/ with an Ollama "
+                        "Modelfile")
     export.add_argument("--push", metavar="USER/NAME", help="upload to this Hugging Face Hub repository")
     export.add_argument("--private", action="store_true", help="create the Hub repository private")
     export.add_argument("--adapter-only", action="store_true", help="push the LoRA adapter instead of merged weights")
@@ -166,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"[bold red]error{f' on rank {world.rank}' if world.rank else ''}:[/] {escape(e.message)}")
         if e.hint:
             console.print(f"[yellow]fix:[/] {escape(e.hint)}")
+        if (error_file := cfg.error_file()) is not None:  # a front end running this command reads the error there
+            commands.write_error(error_file, e)
         return 2
     except Stopped as e:
         return e.exit_code
@@ -176,6 +183,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: argparse.Namespace, argv: list[str], world: cfg.World) -> int:
     """The command: settings resolved here, once, into a Config; each stage is one call with it."""
+    if "help" in getattr(args, "settings", []):
+        console.out(settings.listing(console.width), highlight=False)
+        return 0
     if args.command == "doctor":
         from trainer.doctor import checks
 
@@ -194,12 +204,12 @@ def run(args: argparse.Namespace, argv: list[str], world: cfg.World) -> int:
     elif args.command == "chat":
         from trainer.serve import chat
 
-        settings = chat.GenerationSettings(args.temperature, args.top_p, args.max_new_tokens, args.system)
-        chat.repl(chat.load(args.target, cfg.cache_dir()), settings)
+        generation = chat.GenerationSettings(args.temperature, args.top_p, args.max_new_tokens, args.system)
+        chat.repl(chat.load(args.target, cfg.cache_dir()), generation)
     elif args.command == "ui":
-        from trainer.serve import ui
+        from trainer.ui import app
 
-        ui.launch(args.targets, Path(args.runs_root), cfg.cache_dir(), args.host, args.port, args.share,
+        app.launch(args.targets, Path(args.runs_root), cfg.cache_dir(), args.host, args.port, args.share,
                   cfg.ui_auth(args.auth))
     elif args.command == "serve":
         from trainer.serve import server
@@ -254,18 +264,24 @@ def train(args: argparse.Namespace, argv: list[str], world: cfg.World) -> int:
 
         if how.resuming:
             run = run_to_resume(args, given)
+            commands.one_training_at_a_time(run.path.parent, run.path)
             if resume.finished(run, how.resume_from):
                 return 0
         else:
-            run = background.new_run(profiles.resolve(args.profile, args.settings, given)[0])
+            config = profiles.resolve(args.profile, args.settings, given)[0]
+            commands.one_training_at_a_time(*commands.where_it_trains(config))
+            run = background.new_run(config)
         background.start(argv, run, args.profile, name_run_dir="run.run_dir" not in given and not how.resume_from)
     elif how.several_processes and not world.launched:
         launch.import_torch_quietly()  # before resolving, which may import torch (auto detects the GPU)
         config, _ = profiles.resolve(args.profile, args.settings, given)
+        commands.one_training_at_a_time(*commands.where_it_trains(config))
         return launch.main(argv, how, config.run.rank_timeout_s)
     elif how.resuming:
         run = run_to_resume(args, given)
-        saved, _ = profiles.resolve(str(run.config))
+        if not world.launched:  # a job's processes: their launcher checked
+            commands.one_training_at_a_time(run.path.parent, run.path)
+        saved = run.read_config()
         asked, _ = profiles.resolve(str(run.config), args.settings, given)
         planned = resume.plan(run, saved, asked, how.resume_from, world)
         if planned is not None:
@@ -274,6 +290,8 @@ def train(args: argparse.Namespace, argv: list[str], world: cfg.World) -> int:
                         resume_from=checkpoint)
     else:
         config, reason = profiles.resolve(args.profile, args.settings, given)
+        if not world.launched:
+            commands.one_training_at_a_time(*commands.where_it_trains(config))
         recipe.main(config, ranks.start(world, config.run.rank_timeout_s), reason)
     return 0
 

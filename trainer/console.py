@@ -15,18 +15,6 @@ if TYPE_CHECKING:
 console = Console(highlight=False)
 
 
-def config_table(config: Config) -> Table:
-    """Every setting on a line of its own (`profiles NAME`)."""
-    table = Table(title="Resolved configuration", show_header=False, box=None, pad_edge=False)
-    for section, values in config.to_dict().items():
-        if isinstance(values, dict):
-            for key, value in values.items():
-                table.add_row(f"{section}.{key}", str(value))
-        else:
-            table.add_row(section, str(values))
-    return table
-
-
 def config_summary(config: Config) -> Table:
     """Every setting that has a value, a section per row (key=value, wrapped), as a run starts: about 15 lines
     instead of one per setting, so the start of a run stays on a 40-row screen; config.toml has them one per line."""

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from trainer.config import Config, build, flatten_toml, full_key, parse_set
+from trainer.config import SETTINGS, Config, build, flatten_toml, full_key, parse_set
 from trainer.errors import UserError
 from trainer.system import Gpu, detect_gpu
 
@@ -18,6 +18,7 @@ PROFILES_DIR = Path(__file__).resolve().parent.parent / "profiles"
 VRAM_SLACK = 0.9  # cards report a little less than their label (an "8 GB" RTX 3070 shows 7.8 GiB)
 PREFERENCE = "preference"  # a profile's table of settings for train.method dpo and orpo
 KEEP_WHOLE = ("name", "model")  # `trainer profiles`: never wrapped
+COPIED = ("model.name", "model.from_run", "data.dataset", "run.run_dir", "run.runs_root", "run.cache_dir")  # whole
 DROP_ORDER = ("card", "seq len", "batch x accum", "dtype")  # dropped in this order when the terminal is too narrow
 
 
@@ -151,12 +152,33 @@ def profile_table(rows: list[dict[str, str]], width: int) -> Table:
         columns.remove(droppable[0])
 
 
+def settings_table(config: Config) -> Table:
+    """Every setting on a line of its own: its value and, from the schema, its help and choices or bounds. Values
+    stay whole (model ids and paths are copied from here); the description and the help wrap."""
+    from rich.table import Table
+
+    values = config.to_dict()
+    rows = []
+    for key, setting in SETTINGS.items():
+        section, _, name = key.rpartition(".")
+        rows.append((key, str(values[section][name] if section else values[key]),
+                     f"{setting.help} ({setting.type_text})"))
+    table = Table(title="Resolved configuration", show_header=False, box=None, pad_edge=False)
+    table.add_column(no_wrap=True)
+    whole = max([24, *(len(value) for key, value, _ in rows if key in COPIED)])
+    table.add_column(overflow="fold", width=whole)
+    table.add_column(style="dim", overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
 def show_one(config: Config, reason: str) -> None:
     """`trainer profiles NAME`: one profile, fully resolved (by the CLI)."""
-    from trainer.console import config_table, console
+    from trainer.console import console
 
     console.print(f"Profile [bold]{config.profile}[/]: {reason}")
-    console.print(config_table(config))
+    console.print(settings_table(config))
 
 
 def show_all(configs: dict[str, Config]) -> None:

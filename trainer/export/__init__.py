@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import Any, Literal, get_args
 
 from trainer.console import console
 from trainer.errors import UserError
 from trainer.export import merge, model_card
 from trainer.runs import RunDir, write_atomic
 
-GGUF_TYPES = ("f16", "q8_0", "q4_k_m")
+GgufType = Literal["f16", "q8_0", "q4_k_m"]  # what --gguf takes and the UI offers
+GGUF_TYPES: tuple[str, ...] = get_args(GgufType)
+USUAL_GGUF = "q4_k_m"  # what the UI picks first: Ollama's usual quantization
 
 
 def record(run: RunDir, key: str, value: dict[str, Any]) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import time
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,8 +48,8 @@ def open_source(run_dir: str) -> Source:
         raise UserError(f"{path} has no status.json, so it is not a finished run", "Export a run that completed.")
     _, adapter = weights.describe(str(path))  # raises when the run has no finished adapter
     assert adapter is not None
-    config = tomllib.loads(run.config.read_text(encoding="utf-8"))
-    return Source(run, config["model"]["name"], adapter, run.read_status().get("engine", "transformers"), config)
+    config = run.read_config()
+    return Source(run, config.model.name, adapter, run.read_status().get("engine", "transformers"), config.to_dict())
 
 
 def merge(source: Source, cache_dir: str) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from trainer.config import Config
+from trainer.config import Config, from_toml
 from trainer.console import clock, console
 from trainer.errors import Stopped, UserError
 
@@ -151,30 +151,47 @@ class RunDir:
             return "died"  # launched, but it never recorded a status (it failed while loading: see train.log)
         return state
 
-    def last_checkpoint(self) -> str | None:
-        """The newest checkpoint-<step> folder with every file a resume needs (not opened: listing stays fast)."""
+    def complete_checkpoints(self) -> list[Path]:
+        """The checkpoint-<step> folders with every file a resume needs (not opened: listing stays fast), oldest
+        first."""
         from trainer.train import checkpoints
 
         found = [p for p in self.checkpoints.glob("checkpoint-*") if checkpoints.step_of(p) is not None
                  and checkpoints.missing(p) is None]
-        return max(found, key=checkpoints.step_of).name if found else None
+        return sorted(found, key=checkpoints.step_of)
+
+    def last_checkpoint(self) -> str | None:
+        """The newest complete checkpoint-<step> folder's name."""
+        found = self.complete_checkpoints()
+        return found[-1].name if found else None
+
+    def read_config(self) -> Config:
+        """The run's config.toml as its Config, under the run's profile name: how every reader gets a run's settings."""
+        if not self.config.is_file():
+            raise UserError(f"{self.path} is not a run directory (it has no config.toml)", "Check the run's folder.")
+        profile = self.read_status().get("profile") or self.read_launch().get("profile") or self.config.stem
+        return from_toml(self.config.read_text(encoding="utf-8"), str(self.config), profile)
 
     def exports(self) -> list[str]:
         """What this run has produced to use elsewhere: the adapter, a merged model, GGUF files (`trainer export`)."""
         found = [name for name in ("adapter", "merged") if (self.path / name).is_dir()]
         return found + sorted(f"gguf/{p.name}" for p in (self.path / "gguf").glob("*.gguf"))
 
+    def planned_steps(self) -> int | None:
+        """train.max_steps of config.toml; None without one, or one an older trainer wrote that this one refuses."""
+        try:
+            return self.read_config().train.max_steps if self.config.is_file() else None
+        except UserError:
+            return None
+
     def info(self) -> dict[str, Any]:
         """One line of a runs table: id, profile, state, progress, latest losses and speed, what exists."""
-        import tomllib
-
         status = self.read_status()
         metrics = self.read_metrics()
         steps = [m for m in metrics if "loss" in m]
         evals = [m for m in metrics if "eval_loss" in m]
-        config = tomllib.loads(self.config.read_text(encoding="utf-8")) if self.config.exists() else {}
         logged = [m for m in metrics if "max_steps" in m]  # what the trainer counts to (epochs, resumes)
-        max_steps = logged[-1]["max_steps"] if logged else config.get("train", {}).get("max_steps") or "?"
+        max_steps = logged[-1]["max_steps"] if logged else self.planned_steps() or "?"
         state = self.state()
         elapsed = steps[-1]["elapsed_s"] if steps and "elapsed_s" in steps[-1] else None
         eta = None
@@ -210,12 +227,16 @@ def new_path(config: Config) -> Path:
         if path.exists() and (not path.is_dir() or not {p.name for p in path.iterdir()} <= DETACH_FILES):
             raise UserError(f"run directory {path} already exists and is not empty", "Pick a new --run-dir.")
         return path
+    return new_run_path(Path(config.run.runs_root), config.profile)
+
+
+def new_run_path(runs_root: Path, profile: str) -> Path:
+    """runs_root/<date-time>-<profile>, numbered -2, -3, ... when that is taken: how every new run is named."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    path = Path(config.run.runs_root) / f"{stamp}-{config.profile}"
-    suffix = 1
+    path, suffix = runs_root / f"{stamp}-{profile}", 1
     while path.exists():
         suffix += 1
-        path = Path(config.run.runs_root) / f"{stamp}-{config.profile}-{suffix}"
+        path = runs_root / f"{stamp}-{profile}-{suffix}"
     return path
 
 

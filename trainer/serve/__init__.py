@@ -1,1 +1,1 @@
-"""Using a result: chat in the terminal, the Gradio app, and the OpenAI-compatible HTTP server."""
+"""Using a result: chat in the terminal and the OpenAI-compatible HTTP server (the Gradio app: trainer/ui)."""

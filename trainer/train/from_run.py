@@ -8,7 +8,6 @@ gives the base model's outputs (LoRA's B starts at zero), so without --from the 
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +38,8 @@ def find(name: str) -> RunDir:
 
 
 def saved(run: RunDir) -> dict[str, Any]:
-    """RUN's config.toml as {"section.field": value}."""
-    table = tomllib.loads(run.config.read_text(encoding="utf-8"))
+    """RUN's config (RunDir.read_config) as {"section.field": value}."""
+    table = run.read_config().to_dict()
     return {f"{section}.{key}": value for section, fields in table.items() if isinstance(fields, dict)
             for key, value in fields.items()}
 

@@ -13,7 +13,6 @@ from typing import Any
 from trainer.errors import UserError
 from trainer.runs.listing import list_runs
 from trainer.serve import chat
-from trainer.train import checkpoints
 
 BASE = "base model (of the model picked above)"
 REFRESH_S = 0.2  # how often the page is sent both answers while they stream
@@ -26,9 +25,7 @@ def choices(runs_root: Path, targets: list[str]) -> list[str]:
     for run in list_runs(runs_root):
         if run.adapter.is_dir():
             names.append(run.path.name)
-        saved = [p for p in run.checkpoints.glob("checkpoint-*")
-                 if checkpoints.step_of(p) is not None and checkpoints.missing(p) is None]
-        names += [f"{run.path.name}/{p.name}" for p in sorted(saved, key=checkpoints.step_of)]
+        names += [f"{run.path.name}/{p.name}" for p in run.complete_checkpoints()]
     return names
 
 

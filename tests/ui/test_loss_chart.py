@@ -7,7 +7,7 @@ import json
 import pytest
 
 from trainer.runs import RunDir
-from trainer.serve.loss_chart import loss_figure, smoothed
+from trainer.ui.loss_chart import loss_figure, smoothed
 
 
 def run_with(tmp_path, name, rows):

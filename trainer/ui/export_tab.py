@@ -8,10 +8,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from trainer import commands
+from trainer.export import GGUF_TYPES, USUAL_GGUF
 from trainer.runs.listing import list_runs
-from trainer.serve import ui_cli
+from trainer.ui import child
 
-GGUF_TYPES = ("q4_k_m", "q8_0", "f16")  # trainer.export.GGUF_TYPES, the usual first (imported there with torch)
 TOKEN_FILE = "TOKEN_FILE"  # what the shown command says instead of the temporary file holding the token
 
 
@@ -37,14 +38,14 @@ def run_export(args: list[str], token: str) -> Iterator[str]:
             token_file.touch(mode=0o600)
             token_file.write_text(token.strip(), encoding="utf-8")
             args = [*args, "--token-file", str(token_file)]
-        text = f"$ {ui_cli.command_line([TOKEN_FILE if a.startswith(folder) else a for a in args])}\n"
+        text = f"$ {commands.command_line([TOKEN_FILE if a.startswith(folder) else a for a in args])}\n"
         yield text
-        with subprocess.Popen(**ui_cli.child(args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as child:
-            assert child.stdout is not None
-            for line in child.stdout:
+        with subprocess.Popen(**child.child(args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as process:
+            assert process.stdout is not None
+            for line in process.stdout:
                 text += line.replace(token.strip(), "***") if token.strip() else line
                 yield text
-        ended = "done" if child.returncode == 0 else f"failed (exit code {child.returncode}): the message is above"
+        ended = "done" if process.returncode == 0 else f"failed (exit code {process.returncode}): the message is above"
         yield text + f"\nExport {ended}.\n"
 
 
@@ -61,7 +62,7 @@ def build_tab(runs_root: Path) -> tuple[Any, Callable[[str | None], Any]]:
                       elem_id="export-run")
     with gr.Row():
         merged = gr.Button("Merge to 16-bit (RUN/merged)", variant="primary", elem_id="export-merged")
-        quant = gr.Dropdown(list(GGUF_TYPES), value=GGUF_TYPES[0], label="GGUF type", elem_id="export-quant",
+        quant = gr.Dropdown(list(GGUF_TYPES), value=USUAL_GGUF, label="GGUF type", elem_id="export-quant",
                             scale=0, min_width=140)
         gguf = gr.Button("Write GGUF + Ollama Modelfile (RUN/gguf)", elem_id="export-gguf")
     with gr.Accordion("Push to the Hugging Face Hub", open=False):

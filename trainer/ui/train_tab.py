@@ -6,18 +6,18 @@ import io
 import shlex
 import shutil
 import subprocess
+import tempfile
 import threading
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from trainer import profiles
+from trainer import commands, profiles
+from trainer.config import settings
 from trainer.errors import UserError
 from trainer.runs import RunDir, background
 from trainer.runs.listing import list_runs
-from trainer.serve import ui_cli
+from trainer.ui import child
 
-FORMATS = ("auto", "sharegpt", "openai", "alpaca", "text")
 PACKING = ("profile's", "on", "off")
 STATE_WORDS = {"interrupted": "stopped", "running": "training"}
 LOG_LINES = 12
@@ -29,22 +29,10 @@ def run_options(profile: str, model: str, dataset: str, data_format: str, learni
                 lora_r: float | None, lora_alpha: float | None, max_seq_length: float | None, packing: str,
                 extra: str) -> list[str]:
     """The options `train` and `data` share, for the fields filled in; an empty field keeps the profile's value."""
-    args = ["--profile", profile or "auto"]
-    if (model or "").strip():
-        args += ["--model", model.strip()]
-    if (dataset or "").strip():
-        args += ["--dataset", dataset.strip()]
-    if data_format and data_format != "auto":
-        args += ["--format", data_format]
     sets = {"train.learning_rate": learning_rate or None, "lora.r": whole(lora_r), "lora.alpha": whole(lora_alpha),
             "model.max_seq_length": whole(max_seq_length),
             "train.packing": {"on": "true", "off": "false"}.get(packing)}
-    for key, value in sets.items():
-        if value is not None:
-            args += ["--set", f"{key}={value}"]
-    for item in shlex.split(extra or ""):
-        args += ["--set", item]
-    return args
+    return commands.run_options(profile, model, dataset, data_format, sets, shlex.split(extra or ""))
 
 
 def whole(value: float | None) -> int | None:
@@ -52,18 +40,10 @@ def whole(value: float | None) -> int | None:
     return int(value) if value else None
 
 
-def length(max_steps: float | None, epochs: float | None) -> list[str]:
-    """--max-steps when given (above 0), else --epochs when given, else the profile's."""
-    if max_steps:
-        return ["--max-steps", str(int(max_steps))]
-    if epochs:
-        return ["--epochs", f"{epochs:g}"]
-    return []
-
-
-def cli(args: list[str], color: bool = False, timeout_s: float = 600) -> subprocess.CompletedProcess:
+def cli(args: list[str], color: bool = False, timeout_s: float = 600,
+        error_file: Path | None = None) -> subprocess.CompletedProcess:
     """The real CLI in a child process (from this UI's folder, with its environment), as a terminal would run it."""
-    return subprocess.run(**ui_cli.child(args, color), capture_output=True, timeout=timeout_s)
+    return subprocess.run(**child.child(args, color, error_file), capture_output=True, timeout=timeout_s)
 
 
 def as_html(output: str) -> str:
@@ -71,7 +51,7 @@ def as_html(output: str) -> str:
     from rich.console import Console
     from rich.text import Text
 
-    console = Console(record=True, width=ui_cli.WIDTH, file=io.StringIO(), force_terminal=True)
+    console = Console(record=True, width=child.WIDTH, file=io.StringIO(), force_terminal=True)
     console.print(Text.from_ansi(output))
     return console.export_html(inline_styles=True, code_format=(
         '<pre style="white-space: pre-wrap; font-size: 12px; line-height: 1.35">{code}</pre>'))
@@ -109,40 +89,20 @@ def check_data(options: list[str]) -> str:
     return as_html(result.stdout + result.stderr)
 
 
-def new_run_dir(runs_root: Path, profile: str) -> Path:
-    """runs_root/<date-time>-<profile>, as the CLI names a run (auto: the profile it picks)."""
-    name = profiles.locate(profile or "auto").name
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    path, suffix = runs_root / f"{stamp}-{name}", 1
-    while path.exists():
-        suffix += 1
-        path = runs_root / f"{stamp}-{name}-{suffix}"
-    return path
-
-
 def launch(args: list[str], runs_root: Path) -> str:
-    """Run `python -m trainer ... --detach` unless a run trains already; the CLI's output, or its error message."""
-    with starting:
-        busy = background.holder(list_runs(runs_root))
-        if busy is not None:
-            raise UserError(f"run {busy.path.name} is training ({busy.info()['step']} steps): one training at a "
-                            "time on this machine", "Stop it first, or wait until it ends.")
-        result = cli(args)
+    """Run `python -m trainer ... --detach` unless a run trains already (the CLI's rule, checked here too so that two
+    clicks cannot both pass it); the CLI's output, or the UserError it ended with, as data."""
+    with starting, tempfile.TemporaryDirectory(prefix="trainer-ui-") as folder:
+        commands.one_training_at_a_time(runs_root)
+        error_file = Path(folder) / "error.json"
+        result = cli(args, error_file=error_file)
+        error = commands.read_error(error_file)
     output = (result.stdout + result.stderr).strip()
-    if result.returncode != 0:
-        raise cli_error(output, result.returncode)
+    if error is not None:
+        raise error
+    if result.returncode != 0:  # not a UserError: a bug, and its traceback is the output
+        raise UserError(output or f"the command exited with code {result.returncode}")
     return output
-
-
-def cli_error(output: str, code: int) -> UserError:
-    """The CLI's `error: ...` and `fix: ...` lines as the UserError they were printed from."""
-    lines = output.splitlines()
-    start = next((i for i, line in enumerate(lines) if line.startswith("error")), None)
-    if start is None:
-        return UserError(output or f"the command exited with code {code}")
-    fix = next((i for i, line in enumerate(lines) if line.startswith("fix:")), len(lines))
-    message = " ".join(lines[start:fix]).split(":", 1)[1].strip()
-    return UserError(message, " ".join(lines[fix:])[len("fix:"):].strip())
 
 
 def status_text(run: RunDir | None) -> str:
@@ -176,6 +136,21 @@ def log_tail(run: RunDir | None) -> str:
     return "\n".join(lines[-LOG_LINES:])
 
 
+def about(key: str) -> str:
+    """A field's help line from the schema, with its bounds or choices."""
+    return f"{settings.help_of(key)} ({settings.SETTINGS[key].type_text})"
+
+
+def settings_help() -> str:
+    """Every setting (key, type or choices, default, help) from the schema, as a markdown table."""
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|")
+
+    rows = [f"| `{s.key}` | {cell(s.type_text)} | {cell(s.default_text)} | {cell(s.help)} |"
+            for s in settings.SETTINGS.values()]
+    return "\n".join(["| setting | type | default | what it does |", "|---|---|---|---|", *rows])
+
+
 def error_text(e: UserError) -> str:
     return f"**Error:** {e.message}" + (f"  \n{e.hint}" if e.hint else "")
 
@@ -205,7 +180,8 @@ def build_tab(runs_root: Path) -> None:
         reason = gr.Markdown(profile_reason("auto"), elem_id="train-profile-reason")
     with gr.Row():
         model = gr.Textbox(label="Model (Hub id or folder; empty: the profile's)", elem_id="train-model", scale=3)
-        data_format = gr.Dropdown(list(FORMATS), value="auto", label="Format", elem_id="train-format", scale=1)
+        data_format = gr.Dropdown(list(settings.choices("data.format")), value="auto", label="Format",
+                                  info=settings.help_of("data.format"), elem_id="train-format", scale=1)
     with gr.Row():
         dataset = gr.Textbox(label="Dataset: a file, a Hub id or sample (empty: the profile's)", value="sample",
                              elem_id="train-dataset", scale=3)
@@ -213,18 +189,25 @@ def build_tab(runs_root: Path) -> None:
                          file_types=[".jsonl", ".json", ".csv", ".parquet"], height=160, scale=1)
     with gr.Row():
         max_steps = gr.Number(None, label="Max steps (0: epochs, or the profile's)", precision=0,
-                              elem_id="train-max-steps")
-        epochs = gr.Number(None, label="Epochs (when max steps is 0)", elem_id="train-epochs")
-        learning_rate = gr.Number(None, label="Learning rate (0: the profile's)", elem_id="train-learning-rate")
-        lora_r = gr.Number(None, label="LoRA r (0: the profile's)", precision=0, elem_id="train-lora-r")
-        lora_alpha = gr.Number(None, label="LoRA alpha (0: the profile's)", precision=0, elem_id="train-lora-alpha")
+                              info=about("train.max_steps"), elem_id="train-max-steps")
+        epochs = gr.Number(None, label="Epochs (when max steps is 0)", info=about("train.epochs"),
+                           elem_id="train-epochs")
+        learning_rate = gr.Number(None, label="Learning rate (0: the profile's)", info=about("train.learning_rate"),
+                                  elem_id="train-learning-rate")
+        lora_r = gr.Number(None, label="LoRA r (0: the profile's)", precision=0, info=about("lora.r"),
+                           elem_id="train-lora-r")
+        lora_alpha = gr.Number(None, label="LoRA alpha (0: the profile's)", precision=0, info=about("lora.alpha"),
+                               elem_id="train-lora-alpha")
         max_seq_length = gr.Number(None, label="max_seq_length (0: the profile's)", precision=0,
-                                   elem_id="train-max-seq-length")
-        packing = gr.Radio(list(PACKING), value="profile's", label="Packing", elem_id="train-packing")
+                                   info=about("model.max_seq_length"), elem_id="train-max-seq-length")
+        packing = gr.Radio(list(PACKING), value="profile's", label="Packing", info=about("train.packing"),
+                           elem_id="train-packing")
     extra = gr.Textbox(label="Other settings (KEY=VALUE ..., as --set)", placeholder="e.g. eval_size=0 "
                        "save_every_steps=10", elem_id="train-settings")
-    first = ["train", *run_options("auto", "", "sample", "auto", None, None, None, None, "profile's", ""), "--detach"]
-    command = gr.Textbox(ui_cli.command_line(first), label="The same from a terminal", interactive=False,
+    with gr.Accordion("Every setting (for Other settings)", open=False):
+        gr.Markdown(settings_help(), elem_id="train-settings-help")
+    first = commands.train_args(run_options("auto", "", "sample", "auto", None, None, None, None, "profile's", ""))
+    command = gr.Textbox(commands.command_line(first), label="The same from a terminal", interactive=False,
                          buttons=["copy"], elem_id="train-command")
     with gr.Row():
         check = gr.Button("Check data", elem_id="train-check")
@@ -248,17 +231,17 @@ def build_tab(runs_root: Path) -> None:
         return run_options(profile, model, keep_upload(upload, runs_root) or dataset, *rest)
 
     def train_args(steps: float | None, passes: float | None, *values: Any) -> list[str]:
-        return ["train", *options_of(*values), *length(steps, passes), "--detach"]
+        return commands.train_args(options_of(*values), steps, passes)
 
     def show_command(steps: float | None, passes: float | None, *values: Any) -> str:
-        return ui_cli.command_line(train_args(steps, passes, *values))
+        return commands.command_line(train_args(steps, passes, *values))
 
     def on_check(*values: Any) -> str:
         return check_data(options_of(*values))
 
     def on_start(steps: float | None, passes: float | None, *values: Any) -> tuple[str, Any]:
         try:
-            path = new_run_dir(runs_root, values[0])
+            path = commands.run_path(runs_root, values[0])
             launch([*train_args(steps, passes, *values), "--run-dir", str(path)], runs_root)
         except UserError as e:
             return error_text(e), gr.update()
@@ -280,7 +263,7 @@ def build_tab(runs_root: Path) -> None:
         try:
             if run is None:
                 raise UserError("no run to resume", "Pick a stopped run above.")
-            launch(["train", "--resume", "--run-dir", str(run.path), *length(steps, passes), "--detach"], runs_root)
+            launch(commands.resume_args(run.path, steps, passes), runs_root)
         except UserError as e:
             return error_text(e), gr.update()
         return f"Resuming `{run.path.name}` in the background: {GOES_ON}", gr.update(choices=runs(),

@@ -9,8 +9,9 @@ from typing import Any
 from trainer.errors import UserError
 from trainer.runs import RunDir
 from trainer.runs.listing import list_runs
-from trainer.serve import chat, ui_compare, ui_export, ui_train
-from trainer.serve.loss_chart import loss_figure
+from trainer.serve import chat
+from trainer.ui import compare_tab, export_tab, train_tab
+from trainer.ui.loss_chart import loss_figure
 
 # The Runs table: a run's info() key and its column header
 RUN_COLUMNS = {"run": "Run", "profile": "Profile", "state": "State", "step": "Step", "elapsed": "Elapsed",
@@ -140,14 +141,14 @@ def build(targets: list[str], runs_root: Path, cache_dir: str) -> Any:
                     gr.Slider(0.05, 1.0, 0.9, step=0.05, label="Top-p"),
                     gr.Slider(16, 2048, 256, step=16, label="Max new tokens", elem_id="max-new-tokens"),
                 ]
-        with gr.Tab("Compare") as compare_tab:
-            refresh_compare, compare_pickers = ui_compare.build_tab(runs_root, targets, model_for, target, settings,
+        with gr.Tab("Compare") as compare_page:
+            refresh_compare, compare_pickers = compare_tab.build_tab(runs_root, targets, model_for, target, settings,
                                                                     options)
         with gr.Tab("Train"):
-            ui_train.build_tab(runs_root)
-        with gr.Tab("Export") as export_tab:
-            export_run, exportable = ui_export.build_tab(runs_root)
-        with gr.Tab("Runs") as runs_tab:
+            train_tab.build_tab(runs_root)
+        with gr.Tab("Export") as export_page:
+            export_run, exportable = export_tab.build_tab(runs_root)
+        with gr.Tab("Runs") as runs_page:
             table = gr.Dataframe(headers=list(RUN_COLUMNS.values()), label=f"Runs in {runs_root}", elem_id="runs",
                                  interactive=False)
             with gr.Row():
@@ -169,12 +170,12 @@ def build(targets: list[str], runs_root: Path, cache_dir: str) -> Any:
         # the reply so far stays; generation ends (chat.stream), and so does speaking
         stop.click(None, None, None, cancels=replies, js="() => { window.speechSynthesis?.cancel(); }")
         clear.click(lambda: [], None, chatbot, cancels=replies)
-        compare_tab.select(refresh_compare, compare_pickers, compare_pickers)  # new runs and checkpoints
+        compare_page.select(refresh_compare, compare_pickers, compare_pickers)  # new runs and checkpoints
         timer.tick(runs_table, [run_pick, export_run], [table, run_pick, target, export_run]).then(
             loss_plot, [run_pick, smoothing, drawn], [plot, drawn], show_progress="hidden")
         # A tab's parts exist in the page once it is opened: what was sent before, they never showed.
-        export_tab.select(exportable, export_run, export_run)
-        runs_tab.select(runs_table, [run_pick, export_run], [table, run_pick, target, export_run]).then(
+        export_page.select(exportable, export_run, export_run)
+        runs_page.select(runs_table, [run_pick, export_run], [table, run_pick, target, export_run]).then(
             loss_plot, [run_pick, smoothing, gr.State(None)], [plot, drawn])
         for picked in (run_pick.change, smoothing.release):
             picked(loss_plot, [run_pick, smoothing, drawn], [plot, drawn])

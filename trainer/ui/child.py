@@ -1,0 +1,22 @@
+"""How the UI runs the real CLI in a child process, with this UI's Python and environment."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+WIDTH = 110  # the child's terminal width: what the page's output boxes show unwrapped
+
+
+def child(args: list[str], color: bool = False, error_file: Path | None = None) -> dict[str, Any]:
+    """The subprocess arguments that run `python -m trainer ARGS`; a UserError it ends with is written to
+    `error_file` as JSON (commands.read_error reads it), so the page never parses the printed text."""
+    env = {**os.environ, "COLUMNS": str(WIDTH), "PYTHONUNBUFFERED": "1"}
+    if color:
+        env.update(FORCE_COLOR="1", TERM="xterm-256color")
+    if error_file is not None:
+        env["TRAINER_ERROR_FILE"] = str(error_file)
+    return {"args": [sys.executable, "-m", "trainer", *args], "env": env, "stdin": subprocess.DEVNULL, "text": True}
