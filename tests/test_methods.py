@@ -8,7 +8,7 @@ import ast
 import pytest
 
 from tests.helpers import ROOT
-from trainer.config import CHOICES
+from trainer.config.settings import choices
 from trainer.profiles import resolve
 from trainer.train import methods
 from trainer.train.methods.method import Method
@@ -18,7 +18,7 @@ ATTRIBUTES = list(Method.__annotations__)
 
 
 def test_the_registry_names_the_methods_config_accepts():
-    assert list(methods.METHODS) == list(CHOICES["train.method"])
+    assert list(methods.METHODS) == list(choices("train.method"))
     for name, method in methods.METHODS.items():
         assert method.name == name
         assert methods.of(resolve("cpu", [f"method={name}"])[0]) is method
