@@ -14,8 +14,7 @@ import pytest
 
 from tests import helpers
 from tests.helpers import ROOT, cli_command, logged_steps, losses, run_cli, start, wait_for
-from trainer.runs import RunDir
-from trainer.train import checkpoints
+from trainer.runs import RunDir, checkpoints
 
 STEPS = 24
 

@@ -226,9 +226,10 @@ def run(args: argparse.Namespace, argv: list[str], world: cfg.World) -> int:
         export.main(args.run_dir, cfg.cache_dir(), args.merged_16bit, args.gguf, args.push, args.private,
                     args.adapter_only, args.token_file)
     elif args.command == "data":
+        from trainer import weights
         from trainer.data import preview
 
-        preview.show(profiles.resolve(args.profile, args.settings, flags(args))[0], args.n)
+        preview.show(profiles.resolve(args.profile, args.settings, flags(args))[0], args.n, weights.load_tokenizer)
     else:
         return train(args, argv, world)
     return 0

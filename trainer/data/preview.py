@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from itertools import groupby
 from typing import Any
 
@@ -9,24 +10,29 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.text import Text
 
-from trainer import data, weights
+from trainer import data
 from trainer.config import Config
 from trainer.console import console
 from trainer.errors import UserError
 
 
-def prepare(config: Config) -> tuple[Any, Any, data.Prepared]:
+# How the caller loads a model's tokenizer (weights.load_tokenizer: name, cache folder); passed in, so that data/ stays
+# below weights/, and called after the dataset is read, so a bad dataset is named before any download.
+LoadTokenizer = Callable[[str, str], Any]
+
+
+def prepare(config: Config, load_tokenizer: LoadTokenizer) -> tuple[Any, Any, data.Prepared]:
     """The dataset as read, the model's tokenizer, and the rows (or pairs) built from them, unchecked: shown as
     they are, with what is wrong said after."""
     examples = data.load(config)
-    tokenizer = weights.load_tokenizer(config.model.name, config.run.cache_dir)
+    tokenizer = load_tokenizer(config.model.name, config.run.cache_dir)
     return examples, tokenizer, data.build(config, examples, tokenizer, check=False)
 
 
-def show(config: Config, n: int) -> None:
+def show(config: Config, n: int, load_tokenizer: LoadTokenizer) -> None:
     if config.train.method != "sft":
-        return show_pairs(config, n)
-    examples, tokenizer, prepared = prepare(config)
+        return show_pairs(config, n, load_tokenizer)
+    examples, tokenizer, prepared = prepare(config, load_tokenizer)
     console.print(f"{config.data.dataset}: {len(examples)} rows, format {examples.format}, "
                   f"tokenizer of {config.model.name}")
     show_date(config, tokenizer)
@@ -47,10 +53,10 @@ def show(config: Config, n: int) -> None:
     show_problem(prepared.problem, "rows")
 
 
-def show_pairs(config: Config, n: int) -> None:
+def show_pairs(config: Config, n: int, load_tokenizer: LoadTokenizer) -> None:
     """Preference pairs (train.method dpo, orpo) as TRL gets them: the rendered prompt, then the chosen and the
     rejected answer, with their tokens; and how many pairs are longer than max_seq_length, and what happens to them."""
-    pairs, tokenizer, prepared = prepare(config)
+    pairs, tokenizer, prepared = prepare(config, load_tokenizer)
     console.print(f"{config.data.dataset}: {len(pairs)} preference pairs, format {pairs.format}, for "
                   f"{config.train.method.upper()}, tokenizer of {config.model.name}")
     show_date(config, tokenizer)

@@ -16,6 +16,7 @@ from typing import Any
 from trainer.config import Config
 from trainer.console import clock, console
 from trainer.errors import Stopped, UserError
+from trainer.runs import checkpoints
 
 MARKERS = ("status.json", "launch.json")  # a run directory holds one: a run that trains or ran, or is starting
 
@@ -153,8 +154,6 @@ class RunDir:
 
     def last_checkpoint(self) -> str | None:
         """The newest checkpoint-<step> folder with every file a resume needs (not opened: listing stays fast)."""
-        from trainer.train import checkpoints
-
         found = [p for p in self.checkpoints.glob("checkpoint-*") if checkpoints.step_of(p) is not None
                  and checkpoints.missing(p) is None]
         return max(found, key=checkpoints.step_of).name if found else None

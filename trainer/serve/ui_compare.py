@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from trainer.errors import UserError
+from trainer.runs import checkpoints
 from trainer.runs.listing import list_runs
 from trainer.serve import chat
-from trainer.train import checkpoints
 
 BASE = "base model (of the model picked above)"
 REFRESH_S = 0.2  # how often the page is sent both answers while they stream
