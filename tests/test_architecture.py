@@ -111,7 +111,7 @@ def test_no_import_circle_among_trainers_modules():
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("__main__",),  # python -m trainer
     ("cli",),  # parses a command line, resolves the settings, calls one command or stage
-    ("doctor", "ui"),  # doctor checks export's Hub login and train's trackers; the Gradio UI (arriving) uses serve's chat
+    ("doctor", "ui"),  # doctor checks export's Hub login and train's trackers; the Gradio UI (arriving) chats via serve
     ("serve", "bench", "export"),  # commands over runs and models: chat and HTTP, the benchmark, merged and GGUF copies
     ("methods",),  # one module per training method (SFT, DPO, ORPO; arriving), built on train's shared parts
     ("train",),  # the recipe: set up, fit, finish, over data, engines and runs

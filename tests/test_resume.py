@@ -7,7 +7,6 @@ import re
 import shutil
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -99,11 +98,14 @@ def test_second_ctrl_c_aborts_at_once(shared_tiny_llama, tmp_path):
     run_dir = tmp_path / "run"
     # 60 micro-batches per optimizer step: the second Ctrl+C lands while the first waits for the step to end.
     process = start(*args(shared_tiny_llama, run_dir, "--set", "grad_accum_steps=60"))
+    output = helpers.Output(process)
     wait_for(lambda: logged_steps(run_dir) >= 1, process)
     process.send_signal(signal.SIGINT)
-    time.sleep(0.5)
+    # the first is handled once it says so: the second then finds the run stopping
+    wait_for(lambda: "Ctrl+C again aborts at once" in str(output), process, 120)
     process.send_signal(signal.SIGINT)
-    out = process.communicate(timeout=120)[0]
+    process.wait(timeout=120)
+    out = output.whole()
     assert process.returncode == 130, out
     assert "Ctrl+C again aborts at once" in out and "Aborted" in out and "Stopped at step" not in out
     status = RunDir(run_dir).read_status()

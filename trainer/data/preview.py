@@ -15,7 +15,6 @@ from trainer.config import Config
 from trainer.console import console
 from trainer.errors import UserError
 
-
 # How the caller loads a model's tokenizer (weights.load_tokenizer: name, cache folder); passed in, so that data/ stays
 # below weights/, and called after the dataset is read, so a bad dataset is named before any download.
 LoadTokenizer = Callable[[str, str], Any]
