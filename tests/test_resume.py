@@ -34,6 +34,7 @@ def reference(shared_tiny_llama, tmp_path_factory) -> list[float]:
     return losses(run_dir)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_checkpoints_then_resume_is_bit_exact(sig, code, shared_tiny_llama, reference, tmp_path):
     run_dir = tmp_path / "run"
@@ -61,6 +62,7 @@ def kill_after_checkpoint(model: Path, run_dir: Path, step: int) -> None:
     helpers.kill_after_checkpoint(args(model, run_dir), run_dir, step)
 
 
+@pytest.mark.slow
 def test_kill_9_right_after_a_checkpoint_loses_nothing_before_it(shared_tiny_llama, reference, tmp_path):
     run_dir = tmp_path / "run"
     kill_after_checkpoint(shared_tiny_llama, run_dir, 10)
@@ -74,6 +76,7 @@ def test_kill_9_right_after_a_checkpoint_loses_nothing_before_it(shared_tiny_lla
     assert again.returncode == 0 and "already finished (24 steps); nothing to resume" in again.stdout
 
 
+@pytest.mark.slow
 def test_resume_skips_a_damaged_checkpoint_and_refuses_changed_settings(shared_tiny_llama, reference, tmp_path):
     run_dir = tmp_path / "run"
     kill_after_checkpoint(shared_tiny_llama, run_dir, 10)
@@ -94,6 +97,7 @@ def test_resume_skips_a_damaged_checkpoint_and_refuses_changed_settings(shared_t
     assert losses(run_dir) == reference
 
 
+@pytest.mark.slow
 def test_second_ctrl_c_aborts_at_once(shared_tiny_llama, tmp_path):
     run_dir = tmp_path / "run"
     # 60 micro-batches per optimizer step: the second Ctrl+C lands while the first waits for the step to end.
@@ -125,6 +129,7 @@ def can_mount_tmpfs() -> bool:
         ["unshare", "-rm", "sh", "-c", "mount -t tmpfs -o size=1m tmpfs /mnt"], capture_output=True).returncode == 0
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not can_mount_tmpfs(), reason="needs unshare and tmpfs mounts in a user namespace")
 @pytest.mark.parametrize("size, failing, kept", [
     ("6m", "checkpoint-10", "checkpoint-5"),  # one checkpoint (about 4 MB) fits: the second is refused up front
