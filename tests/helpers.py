@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -40,6 +41,29 @@ def wait_for(condition, process: subprocess.Popen, timeout: float = 300) -> None
         assert process.poll() is None, f"exited early:\n{process.stdout.read()}"
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.02)
+
+
+class Output:
+    """A process's output (stdout, with stderr where it goes there), read line by line as it comes by a thread of its
+    own: a test waits on a line it expects without blocking on the pipe, then reads the whole once it has ended."""
+
+    def __init__(self, process: subprocess.Popen) -> None:
+        self.lines: list[str] = []
+        self.reader = threading.Thread(target=self.read, args=(process.stdout,), daemon=True)
+        self.reader.start()
+
+    def read(self, stream) -> None:
+        for line in stream:
+            self.lines.append(line)
+
+    def __str__(self) -> str:
+        return "".join(self.lines)
+
+    def whole(self, timeout: float = 60) -> str:
+        """Everything the process printed (call once it has ended and closed its output)."""
+        self.reader.join(timeout)
+        assert not self.reader.is_alive(), "the output did not end"
+        return str(self)
 
 
 def chat_session(target: str, typed: str, *options: str) -> subprocess.CompletedProcess:

@@ -1,4 +1,5 @@
-"""The package's shape: no import circle among trainer's modules, and settings resolved by the CLI layer alone."""
+"""The package's shape: no import circle among trainer's modules, packages in layers that import only downwards, and
+settings resolved by the CLI layer alone."""
 
 from __future__ import annotations
 
@@ -101,6 +102,78 @@ def test_the_graph_sees_module_level_in_function_and_relative_imports():
 
 def test_no_import_circle_among_trainers_modules():
     assert cycles(graph()) == []
+
+
+# trainer's packages (and top-level modules) from the top down, as the imports run today. A package may import only
+# packages of the layers below its own; the packages of one layer are peers that never import each other, so no two
+# packages can form a circle. A new package goes into the layer its imports put it in; an arrow up means the code (or
+# this list, with a reason) must change.
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("__main__",),  # python -m trainer
+    ("cli",),  # parses a command line, resolves the settings, calls one command or stage
+    ("doctor", "ui"),  # doctor checks export's Hub login and train's trackers; the Gradio UI chats via serve
+    ("serve", "bench", "export", "commands"),  # chat and HTTP, the benchmark, merged and GGUF copies; what the CLI
+    # and the UI both need of a command (a run's path, a training's command line, the one-training rule, errors)
+    ("train",),  # the recipe (set up, fit, finish) and its methods (train/methods/), over data, engines and runs
+    ("engines",),  # load the model for training (transformers, Unsloth) into a run's folder
+    ("weights", "distributed", "profiles"),  # model files and tokenizers; a job's processes; profile files and cards
+    ("runs",),  # a run's folder: layout, status, metrics, checkpoints' validity, speed; knows nothing of training
+    ("data",),  # datasets: sources, formats, rendering with the trained-token mask, the generated benchmark data
+    ("config",),  # the Config tree and its settings
+    ("errors", "console", "system"),  # leaves: UserError, the one console, facts of this machine
+)
+
+
+def package_of(module: str) -> str:
+    """`trainer.runs.speed` -> `runs`; a top-level module is its own package (`trainer.cli` -> `cli`)."""
+    return module.split(".")[1]
+
+
+def arrows_against(edges: dict[str, set[str]], layers: tuple[tuple[str, ...], ...]) -> list[str]:
+    """One line for each import that points up or sideways in `layers`, naming the importing and the imported module,
+    and one for each package that is in no layer."""
+    level = {package: i for i, layer in enumerate(layers) for package in layer}
+    found = []
+    for name in sorted(edges):
+        if name == "trainer":
+            continue
+        source = package_of(name)
+        if source not in level:
+            found.append(f"{name}: package '{source}' is in no layer of LAYERS; add it below what imports it")
+            continue
+        for target in sorted(edges[name]):
+            into = package_of(target)
+            if into == source or into not in level or level[into] > level[source]:
+                continue
+            where = "above" if level[into] < level[source] else "beside"
+            found.append(f"{name} imports {target}: '{source}' may import only the layers below it, and '{into}' sits "
+                         f"{where} it in LAYERS")
+    return found
+
+
+def test_the_layer_check_names_an_arrow_up_and_one_sideways():
+    edges = {"trainer.runs.speed": {"trainer.engines.attention", "trainer.config"},
+             "trainer.weights": {"trainer.profiles"}, "trainer.engines.attention": {"trainer.config"},
+             "trainer.config": set(), "trainer.profiles": set(), "trainer.novel": set()}
+    assert arrows_against(edges, LAYERS) == [
+        "trainer.novel: package 'novel' is in no layer of LAYERS; add it below what imports it",
+        "trainer.runs.speed imports trainer.engines.attention: 'runs' may import only the layers below it, and "
+        "'engines' sits above it in LAYERS",
+        "trainer.weights imports trainer.profiles: 'weights' may import only the layers below it, and 'profiles' "
+        "sits beside it in LAYERS",
+    ]
+
+
+def test_packages_import_only_the_layers_below_them():
+    """runs/ sits below train/ and engines/, data/ below weights/: the import lines, in functions too, point down."""
+    problems = arrows_against(graph(), LAYERS)
+    assert not problems, "imports against LAYERS:\n" + "\n".join(problems)
+
+
+def test_every_package_is_in_one_layer():
+    named = [package for layer in LAYERS for package in layer]
+    assert len(named) == len(set(named))
+    assert {package_of(name) for name in modules() if name != "trainer"} <= set(named)
 
 
 def test_system_is_a_leaf():

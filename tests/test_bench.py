@@ -33,6 +33,7 @@ def test_finetome_like_lengths_match_the_documented_distribution(llama_tokenizer
     assert finetome_like(5) == finetome_like(5) and finetome_like(5, seed=1) != finetome_like(5)
 
 
+@pytest.mark.slow
 def test_bench_runs_configurations_records_and_reports(shared_tiny_llama, tmp_path):
     results = tmp_path / "results"
     env = {"TRAINER_RECORDS_DIR": str(results)}
@@ -82,6 +83,7 @@ def test_pairs_like_are_standard_preference_pairs_of_the_documented_lengths(tmp_
     assert pairs_like(3) == pairs_like(3) and pairs_like(3, seed=1) != pairs_like(3)
 
 
+@pytest.mark.slow
 def test_bench_of_dpo_records_the_method_on_generated_pairs(shared_tiny_llama, tmp_path):
     results = tmp_path / "results"
     result = run_cli("bench", "--profile", "cpu", "--model", str(shared_tiny_llama), "--steps", "4", "--method", "dpo",
@@ -111,6 +113,7 @@ def test_the_dpo_notebook_recipe_wins_over_the_profiles_preference_settings():
     assert recipe.train.learning_rate == 5e-6 and recipe.train.gradient_checkpointing == "unsloth"
 
 
+@pytest.mark.slow
 def test_a_failed_configuration_is_recorded_and_the_others_still_run(shared_tiny_llama, tmp_path):
     results = tmp_path / "results"
     result = run_cli("bench", "--profile", "cpu", "--model", str(shared_tiny_llama), "--steps", "3",
@@ -270,6 +273,7 @@ def test_benchmark_guide_bench_command_is_real():
     assert "python -m trainer bench" in Path(ROOT / "docs" / "benchmarks.md").read_text()
 
 
+@pytest.mark.slow
 def test_profile_steps_names_where_the_host_waits(shared_tiny_llama, tmp_path):
     """benchmarks/profile_steps.py (how the per-step waits were found on the GPU) on the CPU: the same report, with
     TRL's per-batch metrics named as a wait (`.item()` in SFTTrainer.compute_loss)."""

@@ -1,7 +1,7 @@
 from dataclasses import replace
 
 from trainer.profiles import resolve
-from trainer.train import checkpoints
+from trainer.runs import checkpoints
 
 
 def make_checkpoint(folder, step, *, drop=None):

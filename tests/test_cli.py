@@ -61,7 +61,8 @@ def test_profiles_table_and_one_profile():
     (["--profile", "rtx3070"], ["loads the model in 4-bit, which needs an NVIDIA GPU", "--profile cpu"]),
     (["--profile", "cpu", "--set", "optimizer=adamw_8bit"], ["needs an NVIDIA GPU", "optimizer=adamw_torch"]),
     (["--profile", "cpu", "--set", "engine=unsloth", "--dataset", "sample"], ["engine=unsloth needs an NVIDIA GPU"]),
-    (["--profile", "cpu", "--model", "./no/such/model"], ["neither an existing folder nor a Hub id"]),
+    pytest.param(["--profile", "cpu", "--model", "./no/such/model"], ["neither an existing folder nor a Hub id"],
+                 marks=pytest.mark.slow),  # reached once the training libraries have loaded
 ])
 def test_bad_flags_and_profiles(args, fragments, tmp_path):
     result = run_cli(*args, "--set", f"runs_root={tmp_path / 'runs'}", cwd=tmp_path)
@@ -93,9 +94,10 @@ def write_jsonl(path, rows):
      ["line 1 of", "roles don't alternate user/assistant (user, user)", "skip_invalid_rows=true"]),
     (json.dumps(SAMPLE_ROW) + "\n" + json.dumps({"conversations": [{"from": "human"}]}) + "\n",
      ["line 2 of", "turn 1 needs the fields 'from' and 'value'"]),
-    ((json.dumps(SAMPLE_ROW) + "\n") * 3,
-     ["has 3 rows to train on, but one optimizer step needs micro_batch_size x grad_accum_steps = 4",
-      "take fewer rows per step (--set micro_batch_size=3)"]),
+    pytest.param((json.dumps(SAMPLE_ROW) + "\n") * 3,
+                 ["has 3 rows to train on, but one optimizer step needs micro_batch_size x grad_accum_steps = 4",
+                  "take fewer rows per step (--set micro_batch_size=3)"],
+                 marks=pytest.mark.slow),  # reached once the rows are rendered with the model's tokenizer
     ('{"text": "ok"}\n{"text": "Caf\xe9"}\n'.encode("cp1252").decode("latin-1"),
      ["line 2 of", "is not UTF-8 (byte 0xe9 at column 14)", "Re-save the file as UTF-8"]),
 ])
@@ -115,11 +117,13 @@ def test_missing_dataset_file_and_forced_format(tmp_path):
                       "has no 'instruction' field (format alpaca needs instruction, output)")
 
 
+@pytest.mark.slow
 def test_hub_dataset_unreachable_is_a_clear_error(tmp_path):
     result = run_cli("--profile", "cpu", "--dataset", "no-such-org/no-such-dataset", cwd=tmp_path)
     assert_user_error(result, "could not load dataset 'no-such-org/no-such-dataset'", "--dataset sample")
 
 
+@pytest.mark.slow
 def test_hub_datasets_are_read_for_sft_and_for_preference_pairs(hub, tmp_path, shared_tiny_llama):
     """datasets.load_dataset against the local Hub (tests/hub_server.py): a JSON Lines repo of conversations for SFT,
     a Parquet repo of pairs for DPO; a repo that is not there is exit 2."""
@@ -151,12 +155,14 @@ def test_hub_datasets_are_read_for_sft_and_for_preference_pairs(hub, tmp_path, s
                       "could not load dataset 'alice/no-such-pairs'", "--dataset sample")
 
 
+@pytest.mark.slow
 def test_unwritable_run_dir(tmp_path):
     (tmp_path / "file").write_text("not a folder")
     result = run_cli("--profile", "cpu", "--run-dir", str(tmp_path / "file" / "run"), "--max-steps", "1")
     assert_user_error(result, f"cannot create the run directory {tmp_path / 'file' / 'run'}: Not a directory")
 
 
+@pytest.mark.slow
 def test_existing_run_dir_is_not_overwritten(tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "keep.txt").write_text("precious")
@@ -165,6 +171,7 @@ def test_existing_run_dir_is_not_overwritten(tmp_path):
     assert (tmp_path / "run" / "keep.txt").read_text() == "precious"
 
 
+@pytest.mark.slow
 def test_data_command_highlights_trained_tokens(smollm2_dir):
     result = run_cli("data", "--profile", "cpu", "-n", "2")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -172,6 +179,7 @@ def test_data_command_highlights_trained_tokens(smollm2_dir):
     assert "trained tokens:" in result.stdout and "Answer:" in result.stdout
 
 
+@pytest.mark.slow
 def test_a_small_file_keeps_rows_to_train_and_a_too_small_one_is_inspected(tmp_path, shared_tiny_llama):
     """The cpu profile holds out 16 rows for eval and trains 4 per step."""
     six = write_jsonl(tmp_path / "six.jsonl", [SAMPLE_ROW] * 6)
@@ -192,6 +200,7 @@ def test_a_small_file_keeps_rows_to_train_and_a_too_small_one_is_inspected(tmp_p
     assert_user_error(refused, "has 3 rows to train on", "--set micro_batch_size=3")
 
 
+@pytest.mark.slow
 def test_data_shows_the_date_and_counts_typed_control_tokens(tmp_path, real_llama):
     """A compressed file with a byte-order mark, on the real Llama 3.2 tokenizer."""
     import gzip

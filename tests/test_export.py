@@ -49,6 +49,7 @@ def assert_merged_equals_base_plus_adapter(run_dir):
     return check
 
 
+@pytest.mark.slow
 def test_merge_equivalence_on_a_tiny_llama(tiny_run):
     result = run_cli("export", str(tiny_run))
     assert result.returncode == 0, result.stdout + result.stderr
@@ -98,6 +99,7 @@ def test_push_creates_the_repo_and_uploads_merged_model_and_card(tiny_run, hub, 
     assert_no_token(tiny_run, tmp_path, result)
 
 
+@pytest.mark.slow
 def test_push_resumes_after_a_failure_without_uploading_again(tiny_run, hub, tmp_path):
     hub.fail_uploads = 1  # one storage error: huggingface_hub retries that upload itself
     hub.fail_commits = 10  # then the commit keeps failing: our retries give up

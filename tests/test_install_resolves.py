@@ -97,6 +97,7 @@ def test_shipped_constraints_pin_every_requirement(target):
     assert not [n for n in resolved if re.match(r"nvidia-|cuda-", n) and n != "nvidia-ml-py"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", list(resolver.TARGETS))
 def test_shipped_constraints_install_resolve_as_shipped(target, tmp_path):
     """The install, resolved with the shipped file as constraints, succeeds from wheels only and takes exactly the
@@ -116,6 +117,7 @@ def test_shipped_constraints_install_resolve_as_shipped(target, tmp_path):
     assert resolved == pinned
 
 
+@pytest.mark.slow
 def test_resolution_takes_wheels_only(tmp_path):
     """The resolver's uv command refuses a package that PyPI has only as source: the gguf extra's llama-cpp-python."""
     source_only = PYPROJECT["project"]["optional-dependencies"]["gguf"][0]

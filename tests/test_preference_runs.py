@@ -11,6 +11,8 @@ import pytest
 from tests.helpers import assert_user_error, kill_after_checkpoint, losses, run_cli
 from trainer.runs import RunDir
 
+pytestmark = pytest.mark.slow  # every test trains through the real CLI, or reads runs trained so
+
 STEPS = 20  # 16 steps make an epoch of the 64 bundled pairs: the resumed part crosses into the second
 
 

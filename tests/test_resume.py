@@ -7,15 +7,13 @@ import re
 import shutil
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from tests import helpers
 from tests.helpers import ROOT, cli_command, logged_steps, losses, run_cli, start, wait_for
-from trainer.runs import RunDir
-from trainer.train import checkpoints
+from trainer.runs import RunDir, checkpoints
 
 STEPS = 24
 
@@ -36,6 +34,7 @@ def reference(shared_tiny_llama, tmp_path_factory) -> list[float]:
     return losses(run_dir)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_checkpoints_then_resume_is_bit_exact(sig, code, shared_tiny_llama, reference, tmp_path):
     run_dir = tmp_path / "run"
@@ -63,6 +62,7 @@ def kill_after_checkpoint(model: Path, run_dir: Path, step: int) -> None:
     helpers.kill_after_checkpoint(args(model, run_dir), run_dir, step)
 
 
+@pytest.mark.slow
 def test_kill_9_right_after_a_checkpoint_loses_nothing_before_it(shared_tiny_llama, reference, tmp_path):
     run_dir = tmp_path / "run"
     kill_after_checkpoint(shared_tiny_llama, run_dir, 10)
@@ -76,6 +76,7 @@ def test_kill_9_right_after_a_checkpoint_loses_nothing_before_it(shared_tiny_lla
     assert again.returncode == 0 and "already finished (24 steps); nothing to resume" in again.stdout
 
 
+@pytest.mark.slow
 def test_resume_skips_a_damaged_checkpoint_and_refuses_changed_settings(shared_tiny_llama, reference, tmp_path):
     run_dir = tmp_path / "run"
     kill_after_checkpoint(shared_tiny_llama, run_dir, 10)
@@ -96,15 +97,19 @@ def test_resume_skips_a_damaged_checkpoint_and_refuses_changed_settings(shared_t
     assert losses(run_dir) == reference
 
 
+@pytest.mark.slow
 def test_second_ctrl_c_aborts_at_once(shared_tiny_llama, tmp_path):
     run_dir = tmp_path / "run"
     # 60 micro-batches per optimizer step: the second Ctrl+C lands while the first waits for the step to end.
     process = start(*args(shared_tiny_llama, run_dir, "--set", "grad_accum_steps=60"))
+    output = helpers.Output(process)
     wait_for(lambda: logged_steps(run_dir) >= 1, process)
     process.send_signal(signal.SIGINT)
-    time.sleep(0.5)
+    # the first is handled once it says so: the second then finds the run stopping
+    wait_for(lambda: "Ctrl+C again aborts at once" in str(output), process, 120)
     process.send_signal(signal.SIGINT)
-    out = process.communicate(timeout=120)[0]
+    process.wait(timeout=120)
+    out = output.whole()
     assert process.returncode == 130, out
     assert "Ctrl+C again aborts at once" in out and "Aborted" in out and "Stopped at step" not in out
     status = RunDir(run_dir).read_status()
@@ -124,6 +129,7 @@ def can_mount_tmpfs() -> bool:
         ["unshare", "-rm", "sh", "-c", "mount -t tmpfs -o size=1m tmpfs /mnt"], capture_output=True).returncode == 0
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not can_mount_tmpfs(), reason="needs unshare and tmpfs mounts in a user namespace")
 @pytest.mark.parametrize("size, failing, kept", [
     ("6m", "checkpoint-10", "checkpoint-5"),  # one checkpoint (about 4 MB) fits: the second is refused up front

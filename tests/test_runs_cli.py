@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.helpers import ROOT, assert_user_error, cli_command, run_cli
+from tests.helpers import ROOT, Output, assert_user_error, cli_command, run_cli
 from trainer.runs import RunDir
 
 
@@ -102,10 +102,14 @@ def test_killed_detached_run_is_shown_died_and_ctrl_c_stops_only_the_follower(sh
     # As a background job of a non-interactive shell starts it: with SIGINT ignored.
     follower = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    output = Output(follower)
     wait_until(lambda: (run_dir / "metrics.jsonl").exists(), 300, "a logged step")
-    time.sleep(2)  # the follower is imported and polling
+    # It sets its Ctrl+C handler between "Following RUN (... the run goes on)" and the run's output.
+    wait_until(lambda: " ".join(str(output).split()).partition("the run goes on)")[2], 120,
+               "the follower to print the run's output")
     follower.send_signal(signal.SIGINT)
-    out = follower.communicate(timeout=60)[0]
+    follower.wait(timeout=60)
+    out = output.whole()
     assert follower.returncode == 130, out
     assert "Stopped following; the run goes on" in out and "Traceback" not in out
     assert RunDir(run_dir).state() == "running" and psutil.pid_exists(pid)

@@ -65,6 +65,7 @@ def expected(run_dir: Path) -> tuple[dict[str, list], list]:
     return train, [(m["step"], m["eval_loss"]) for m in metrics if "eval_loss" in m]
 
 
+@pytest.mark.slow
 def test_tensorboard_event_files_hold_the_metrics_and_config(tracked):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.plugins.hparams import metadata
@@ -85,6 +86,7 @@ def test_tensorboard_event_files_hold_the_metrics_and_config(tracked):
     assert len(list((run_dir / "tensorboard").glob("events.out.tfevents.*"))) == 2  # first process, resumed one
 
 
+@pytest.mark.slow
 def test_mlflow_file_store_holds_one_run_continued_after_the_resume(tracked, shared_tiny_llama, monkeypatch):
     from mlflow import MlflowClient
 
@@ -125,6 +127,7 @@ def wandb_records(path: Path):
             payload = b""
 
 
+@pytest.mark.slow
 def test_wandb_offline_run_files_hold_the_metrics_under_one_run_id(tracked, shared_tiny_llama):
     run_dir, before = tracked
     train, evals = expected(run_dir)

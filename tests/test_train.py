@@ -69,6 +69,7 @@ def test_max_tokens_per_pass_runs_a_micro_batch_as_passes_with_the_same_loss_and
 
 
 
+@pytest.mark.slow
 def test_training_run_loss_falls_and_run_dir_is_complete(tiny_llama, tmp_path, capsys):
     config, reason = tiny_config(tiny_llama, tmp_path)
     run = recipe.main(config, Job(), reason)
@@ -123,6 +124,7 @@ def test_auto_settings_train_as_the_engine_needs_and_the_run_records_what_they_b
     assert run.read_status()["state"] == "completed"
 
 
+@pytest.mark.slow
 def test_metrics_every_log_every_s_keep_first_checkpoint_and_last_steps_and_every_token(tiny_llama, tmp_path):
     """On a GPU each metrics record waits for the GPU, so records are spaced out by log_every_s. The first step,
     checkpoint steps and the last step are still recorded, with the mean loss since the previous record and every

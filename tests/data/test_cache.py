@@ -128,6 +128,7 @@ print(json.dumps([prepared.train[:]["input_ids"], prepared.train[:]["labels"]]))
 """
 
 
+@pytest.mark.slow
 def test_processes_building_the_same_entry_at_once_get_the_same_rows(llama_tokenizer_dir, tmp_path):
     """As the ranks of a multi-GPU run would, if each built the cache: one entry, the same rows everywhere."""
     path = write_rows(tmp_path / "chat.jsonl", 2500)

@@ -22,8 +22,7 @@ import psutil
 import pytest
 
 from tests.helpers import ROOT, assert_user_error, cli_command, free_port
-from trainer.runs import RunDir
-from trainer.train import checkpoints
+from trainer.runs import RunDir, checkpoints
 
 STEPS = 12
 pytestmark = pytest.mark.slow

@@ -56,23 +56,29 @@ def test_preference_tuning_fits_its_emulated_card(profile, method, llama_1b, lla
     values = [m["loss"] for m in metrics]
     peak = max((m.get("memory_reserved_gb", 0) for m in metrics), default=None)
     margins = [m.get("reward_margin") for m in metrics]
-    passed = (result.returncode == 0 and len(values) == STEPS and all(math.isfinite(v) for v in values)
-              and all(m is not None and math.isfinite(m) for m in margins)
-              and peak is not None and peak <= card.usable_gb and "Out of GPU memory" not in out)
     trained = resolve(str(run.config))[0] if run.config.is_file() else config
-    record(f"{method}-fits-{profile}", run, passed, profile=profile, method=method, engine="unsloth",
-           vram_cap_gb=card.usable_gb, dtype=config.model.dtype,
-           model=f"Llama-3.2-{'3B' if '3B' in config.model.name else '1B'} shape, random",
-           emulation={"card": profile, "confined": mps_env is not None, "how": why,
-                      "mps_share_percent": emulate.FIRST_SHARE if mps_env is not None else None,
-                      "device_memory_limit_gb": card.memory_gb if mps_env is not None else None,
-                      "platform": "linux", "sdpa_backends": backends.split(",")},
-           settings={k: v for k, v in trained.to_dict()["train"].items()
-                     if k in ("micro_batch_size", "grad_accum_steps", "gradient_checkpointing", "beta")},
-           max_seq_length=config.model.max_seq_length, pair="both answers longer than max_seq_length",
-           peak_reserved_gb=peak, headroom_gb=round(card.usable_gb - peak, 2) if peak is not None else None,
-           losses=values, reward_margins=margins, output_tail=out[-1500:] if not passed else None)
-    assert passed, out[-3000:]
+    passed = False
+    try:  # each condition asserted on its own; the record is written either way, passed when all hold
+        assert result.returncode == 0, out[-3000:]
+        assert len(values) == STEPS, values
+        assert all(math.isfinite(v) for v in values), values
+        assert all(m is not None and math.isfinite(m) for m in margins), margins
+        assert peak is not None and peak <= card.usable_gb, peak
+        assert "Out of GPU memory" not in out, out[-3000:]
+        passed = True
+    finally:
+        record(f"{method}-fits-{profile}", run, passed, profile=profile, method=method, engine="unsloth",
+               vram_cap_gb=card.usable_gb, dtype=config.model.dtype,
+               model=f"Llama-3.2-{'3B' if '3B' in config.model.name else '1B'} shape, random",
+               emulation={"card": profile, "confined": mps_env is not None, "how": why,
+                          "mps_share_percent": emulate.FIRST_SHARE if mps_env is not None else None,
+                          "device_memory_limit_gb": card.memory_gb if mps_env is not None else None,
+                          "platform": "linux", "sdpa_backends": backends.split(",")},
+               settings={k: v for k, v in trained.to_dict()["train"].items()
+                         if k in ("micro_batch_size", "grad_accum_steps", "gradient_checkpointing", "beta")},
+               max_seq_length=config.model.max_seq_length, pair="both answers longer than max_seq_length",
+               peak_reserved_gb=peak, headroom_gb=round(card.usable_gb - peak, 2) if peak is not None else None,
+               losses=values, reward_margins=margins, output_tail=out[-1500:] if not passed else None)
 
 
 def test_dpo_from_an_sft_run_resumes_after_kill(llama_1b, tmp_path):
@@ -101,13 +107,21 @@ def test_dpo_from_an_sft_run_resumes_after_kill(llama_1b, tmp_path):
     relative = [abs(x - y) / max(abs(y), 1e-6) for x, y in zip(a, b, strict=False)]
     margins, reference_margins = series(run, "reward_margin"), series(reference, "reward_margin")
     margin_gap = [abs(x - y) for x, y in zip(margins, reference_margins, strict=False)]
-    passed = (trained.returncode == 0 and first.returncode == 0 and resumed.returncode == 0
-              and "resuming from checkpoint-" in resumed.stdout and len(a) == len(b) == 12
-              and max(relative) <= TOLERANCE and run.read_status()["state"] == "completed")
-    record("dpo-from-sft-resume-after-kill-unsloth-1b", run, passed, profile="rtx3070", method="dpo", engine="unsloth",
-           model="Llama-3.2-1B shape, random", started_from="an SFT run of 4 steps (--from)", tolerance=TOLERANCE,
-           resumed_losses=a, uninterrupted_losses=b, max_relative_difference=max(relative, default=None),
-           resumed_reward_margins=margins, uninterrupted_reward_margins=reference_margins,
-           max_margin_difference=max(margin_gap, default=None),
-           output_tail=None if passed else (trained.stdout + first.stdout + resumed.stdout)[-3000:])
-    assert passed, (trained.stdout[-1500:], first.stdout[-1500:], resumed.stdout[-3000:], relative)
+    passed = False
+    try:  # each condition asserted on its own; the record is written either way, passed when all hold
+        assert trained.returncode == 0, trained.stdout[-1500:]
+        assert first.returncode == 0, first.stdout[-1500:]
+        assert resumed.returncode == 0, resumed.stdout[-3000:]
+        assert "resuming from checkpoint-" in resumed.stdout, resumed.stdout[-3000:]
+        assert len(a) == len(b) == 12, (a, b)
+        assert max(relative) <= TOLERANCE, relative
+        assert run.read_status()["state"] == "completed", run.read_status()
+        passed = True
+    finally:
+        record("dpo-from-sft-resume-after-kill-unsloth-1b", run, passed, profile="rtx3070", method="dpo",
+               engine="unsloth", model="Llama-3.2-1B shape, random", started_from="an SFT run of 4 steps (--from)",
+               tolerance=TOLERANCE, resumed_losses=a, uninterrupted_losses=b,
+               max_relative_difference=max(relative, default=None),
+               resumed_reward_margins=margins, uninterrupted_reward_margins=reference_margins,
+               max_margin_difference=max(margin_gap, default=None),
+               output_tail=None if passed else (trained.stdout + first.stdout + resumed.stdout)[-3000:])

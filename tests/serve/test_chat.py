@@ -92,6 +92,7 @@ def test_missing_model_is_a_user_error(tmp_path):
     assert result.returncode == 2 and "neither an existing folder nor a Hub id" in result.stdout
 
 
+@pytest.mark.slow
 def test_library_warnings_go_to_the_log_not_into_the_reply(real_llama, tmp_path):
     """Meta's tokenizer config asks for clean_up_tokenization_spaces, and transformers warns about it on the first
     decode: in the middle of the streamed reply, before this went to the log."""

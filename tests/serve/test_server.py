@@ -232,6 +232,7 @@ def test_sampling_parameters_reach_generation(smol):
     assert stopped == greedy.split("Paris")[0] and reply.choices[0].finish_reason == "stop"
 
 
+@pytest.mark.slow
 def test_the_official_clients_expectations_hold(smol):
     check_warmed_up(smol)
     check_openai_shape(smol)
@@ -260,6 +261,7 @@ def test_binds_this_machine_only_by_default(smol):
 
 # --- command-line mistakes: exit 2 with the fix, before anything slow -----------------------------------------
 
+@pytest.mark.slow
 def test_a_taken_port_and_a_missing_model_are_user_errors(tmp_path):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

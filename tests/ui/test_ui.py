@@ -62,13 +62,10 @@ def test_chat_compare_and_runs_in_a_browser(browser, runs_root, shared_tiny_llam
         wait_until(page, lambda: page.locator('#chatbot [data-testid="bot"]').count() == 2
                    and len(last.inner_text()) > 200, 120)
         before = last.inner_text()
-        page.wait_for_timeout(300)
-        assert last.inner_text() != before, "the reply was not growing: nothing to stop"
+        wait_until(page, lambda: last.inner_text() != before, 30)  # the reply grows: there is something to stop
         page.click("#chat-stop")
-        page.wait_for_timeout(1500)
-        stopped = last.inner_text()
-        page.wait_for_timeout(3000)
-        assert last.inner_text() == stopped and not generating()
+        wait_until(page, lambda: not generating(), 30)
+        stopped = last.inner_text()  # nothing more comes: checked when the page is back on the Chat tab
 
         page.get_by_role("tab", name="Compare").click()
         page.click("#compare")  # no prompt: refused with a message
@@ -82,7 +79,6 @@ def test_chat_compare_and_runs_in_a_browser(browser, runs_root, shared_tiny_llam
         wait_until(page, lambda: all(page.input_value(box).strip() for box in answers))
         left_then = page.input_value(answers[0])
         wait_until(page, lambda: page.locator("#left-answer .generating, #right-answer .generating").count() == 0)
-        page.wait_for_timeout(1000)
         left, right = (page.input_value(box) for box in answers)
         # one after the other, the left answer would be whole before the right one starts
         assert left.startswith(left_then) and len(left) > len(left_then), (left_then, left)
@@ -111,6 +107,7 @@ def test_chat_compare_and_runs_in_a_browser(browser, runs_root, shared_tiny_llam
 
         # A broken model shows an error in the page; the app keeps working.
         page.get_by_role("tab", name="Chat").click()
+        assert last.inner_text() == stopped and not generating()  # the reply stopped stayed as it was
         page.locator("#model-picker input").click()
         page.get_by_role("option", name=str(runs_root / "missing-model")).click()
         page.wait_for_selector("#model-status >> text=Error:", timeout=60_000)
@@ -119,7 +116,7 @@ def test_chat_compare_and_runs_in_a_browser(browser, runs_root, shared_tiny_llam
         page.fill("#message textarea", "Are you there?")
         page.press("#message textarea", "Enter")
         page.wait_for_selector(".toast-body >> text=neither an existing folder nor a Hub id", timeout=60_000)
-        page.wait_for_timeout(1000)
+        wait_until(page, lambda: not generating(), 30)  # the answer to it has ended: the box is as it leaves it
         assert page.input_value("#message textarea") == "Are you there?"
         page.screenshot(path=str(ARTIFACTS / "ui-error.png"), full_page=True)
     finally:

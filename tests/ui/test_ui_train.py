@@ -78,8 +78,9 @@ def test_train_stop_resume_and_export_from_the_page(browser, shared_tiny_llama, 
         wait_until(page, lambda: run.name in page.inner_text("#runs"), 30)
         chart = page.locator("#loss-chart")
         chart.locator(".js-plotly-plot .scatterlayer .trace").first.wait_for(timeout=30_000)
-        page.wait_for_timeout(1000)
-        before = chart.screenshot()
+        shots = [chart.screenshot()]  # drawn once it holds still between two looks
+        wait_until(page, lambda: shots.append(chart.screenshot()) or shots[-1] == shots[-2], 30)
+        before = shots[-1]
         wait_until(page, lambda: chart.screenshot() != before, 60)
         runs_table = page.inner_text("#runs")
         assert "training" not in runs_table and "running" in runs_table and "/500" in runs_table, runs_table

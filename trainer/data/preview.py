@@ -3,6 +3,7 @@ statistics; each training method (train/methods/) reads and builds its data, the
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from itertools import groupby
 from typing import Any
 
@@ -17,6 +18,9 @@ from trainer.data.preferences import Pairs
 from trainer.data.stage import Prepared
 from trainer.errors import UserError
 
+# How the caller loads a model's tokenizer (weights.load_tokenizer: name, cache folder); passed in, so that data/ stays
+# below weights/, and called after the dataset is read, so a bad dataset is named before any download.
+LoadTokenizer = Callable[[str, str], Any]
 
 def show_rows(config: Config, n: int, examples: Examples, tokenizer: Any, prepared: Prepared) -> None:
     """SFT's rows as read (`examples`) and built unchecked (`prepared`): shown as they are, with what is wrong said

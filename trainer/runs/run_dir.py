@@ -16,6 +16,7 @@ from typing import Any
 from trainer.config import Config, from_toml
 from trainer.console import clock, console
 from trainer.errors import Stopped, UserError
+from trainer.runs import checkpoints
 
 MARKERS = ("status.json", "launch.json")  # a run directory holds one: a run that trains or ran, or is starting
 
@@ -154,8 +155,6 @@ class RunDir:
     def complete_checkpoints(self) -> list[Path]:
         """The checkpoint-<step> folders with every file a resume needs (not opened: listing stays fast), oldest
         first."""
-        from trainer.train import checkpoints
-
         found = [p for p in self.checkpoints.glob("checkpoint-*") if checkpoints.step_of(p) is not None
                  and checkpoints.missing(p) is None]
         return sorted(found, key=checkpoints.step_of)

@@ -14,7 +14,6 @@ from typing import Any
 
 from trainer.config import Config
 from trainer.data.synthetic import FINETOME_ROWS, TOKENS_PER_ROW
-from trainer.engines import attention
 from trainer.runs.run_dir import RunDir, write_atomic
 from trainer.system import environment
 
@@ -62,16 +61,19 @@ def epoch_hours(tokens_per_s: float) -> float:
     return round(FINETOME_ROWS * TOKENS_PER_ROW / tokens_per_s / 3600, 2)
 
 
-def write_run_benchmark(run: RunDir, config: Config, engine: str, world_size: int = 1) -> dict[str, Any]:
+def write_run_benchmark(run: RunDir, config: Config, engine: str, sdpa_backends: tuple[str, ...],
+                        world_size: int = 1) -> dict[str, Any]:
     """The run's own benchmark.json: its numbers (tokens summed over the processes of a job of `world_size`), the
-    environment, the settings and the engine that ran."""
+    environment, the settings, the engine that ran and the attention kernels it was allowed (`sdpa_backends`, as the
+    engines decided them: this record only writes them down)."""
     summary = summarize(run)
-    record = {**environment(), **settings_of(config), "engine": engine, "world_size": world_size, "numbers": summary}
+    record = {**environment(), **settings_of(config, sdpa_backends), "engine": engine, "world_size": world_size,
+              "numbers": summary}
     write_atomic(run.benchmark, json.dumps(record, indent=2) + "\n")
     return summary
 
 
-def settings_of(config: Config) -> dict[str, Any]:
+def settings_of(config: Config, sdpa_backends: tuple[str, ...]) -> dict[str, Any]:
     train = config.train
     return {
         "profile": config.profile, "method": train.method, "model": config.model.name, "shape": model_shape(config),
@@ -79,7 +81,7 @@ def settings_of(config: Config) -> dict[str, Any]:
         "micro_batch_size": train.micro_batch_size, "grad_accum_steps": train.grad_accum_steps,
         "max_seq_length": config.model.max_seq_length, "packing": train.packing, "padding_free": train.padding_free,
         "group_by_length": train.group_by_length, "pad_to_multiple_of": train.pad_to_multiple_of,
-        "cudnn_attention": train.cudnn_attention, "sdpa_backends": list(attention.enabled(config)),
+        "cudnn_attention": train.cudnn_attention, "sdpa_backends": list(sdpa_backends),
         "gradient_checkpointing": train.gradient_checkpointing,
         "max_tokens_per_pass": train.max_tokens_per_pass,
         "vram_cap_gb": config.run.vram_cap_gb, "dataset": config.data.dataset,

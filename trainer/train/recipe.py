@@ -14,8 +14,8 @@ from trainer.console import config_summary, console
 from trainer.distributed import ranks
 from trainer.engines import attention, policy
 from trainer.errors import Stopped
-from trainer.runs import RunDir, loss_plot, speed, write_atomic
-from trainer.train import checkpoints, from_run, methods, trackers
+from trainer.runs import RunDir, checkpoints, loss_plot, speed, write_atomic
+from trainer.train import from_run, methods, trackers
 
 
 @dataclass
@@ -123,7 +123,7 @@ def finish(setup: Setup, job: ranks.Job, trainer: Any) -> None:
         return
     run, config = setup.run, setup.config
     run.set_status("completed", profile=config.profile, engine=setup.engine, steps=trainer.state.global_step)
-    numbers = speed.write_run_benchmark(run, config, setup.engine, job.size)
+    numbers = speed.write_run_benchmark(run, config, setup.engine, attention.enabled(config), job.size)
     console.print(f"[green]Done.[/] LoRA adapter: {run.adapter}  loss plot: {run.plot}")
     if numbers.get("tokens_per_s"):
         console.print(f"Speed: {numbers['steps_per_min']} steps/min, {numbers['tokens_per_s']:,.0f} real tokens/s, "

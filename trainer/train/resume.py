@@ -9,8 +9,7 @@ from trainer.config import Config, World
 from trainer.console import console
 from trainer.distributed import ranks
 from trainer.errors import UserError
-from trainer.runs import RunDir, listing
-from trainer.train import checkpoints
+from trainer.runs import RunDir, checkpoints, listing
 
 
 def run_to_resume(checkpoint: str | None, run_dir: str | None, base: Config | None) -> RunDir:

@@ -17,8 +17,7 @@ from transformers.trainer_utils import rotate_checkpoints
 from trainer.config import Config
 from trainer.distributed import ranks
 from trainer.errors import UserError
-from trainer.runs import RunDir
-from trainer.train import checkpoints
+from trainer.runs import RunDir, checkpoints
 
 
 class RunTrainerMixin:
