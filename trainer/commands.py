@@ -76,7 +76,8 @@ def one_training_at_a_time(runs_root: Path, this_run: Path | None = None) -> Non
     busy = background.holder([r for r in list_runs(runs_root) if r.path.resolve() != mine])
     if busy is not None:
         raise UserError(f"run {busy.path.name} is training ({busy.info()['step']} steps): one training at a time "
-                        "on this machine", "Stop it first, or wait until it ends.")
+                        "on this machine", "Stop it first, or wait until it ends; with a second GPU, train this one in "
+                        "another runs root (--set runs_root=FOLDER).")
 
 
 def write_error(path: Path, error: UserError) -> None:
