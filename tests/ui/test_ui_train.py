@@ -87,6 +87,8 @@ def test_train_stop_resume_and_export_from_the_page(browser, shared_tiny_llama, 
         # hovering the chart shows a point's step and loss
         def hovered() -> bool:  # moved again each time: a redraw (the run trains on) drops the hover label
             area = chart.locator(".nsewdrag").first.bounding_box()
+            if area is None:  # caught mid-redraw: the drag layer is not laid out yet (seen in CI on 2026-12-06)
+                return False
             page.mouse.move(area["x"] + area["width"] * 0.6, area["y"] + area["height"] / 2)
             page.mouse.move(area["x"] + area["width"] * 0.6 + 2, area["y"] + area["height"] / 2)
             return "loss" in (chart.locator(".hoverlayer").text_content() or "")
