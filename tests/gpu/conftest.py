@@ -25,6 +25,7 @@ import torch
 from tests import models
 from tests.helpers import ROOT
 from trainer import system
+from trainer.bench import emulate
 from trainer.runs import RunDir, speed
 
 TOKENIZER = Path(os.environ.get("TRAINER_GPU_TOKENIZER", ROOT / ".gpu" / "llama-3.2-tokenizer"))
@@ -58,6 +59,16 @@ def llama_1b(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def llama_3b(tmp_path_factory) -> Path:
     return random_llama("3B", tmp_path_factory)
+
+
+def emulation(profile: str, card, mps_env: dict | None, why: str, backends: str) -> dict:
+    """A record's account of how `profile`'s card was emulated: confined to a share of the SMs under MPS or not, the
+    memory limit, and the attention kernels allowed."""
+    confined = mps_env is not None
+    return {"card": profile, "confined": confined, "how": why,
+            "mps_share_percent": emulate.FIRST_SHARE if confined else None,
+            "device_memory_limit_gb": card.memory_gb if confined else None,
+            "platform": "linux", "sdpa_backends": backends.split(",")}
 
 
 def record(name: str, run: RunDir | None, passed: bool, **facts) -> dict:

@@ -13,7 +13,7 @@ import random
 
 import pytest
 
-from tests.gpu.conftest import record
+from tests.gpu.conftest import emulation, record
 from tests.helpers import run_cli
 from trainer.bench import emulate
 from trainer.bench.cards import CARDS
@@ -74,10 +74,7 @@ def test_profile_fits_its_emulated_card(profile, llama_1b, llama_3b, tmp_path):
         record(f"profile-fits-{profile}", run, passed, profile=profile, engine="unsloth", vram_cap_gb=card.usable_gb,
                dtype=config.model.dtype,
                model=f"Llama-3.2-{'3B' if '3B' in config.model.name else '1B'} shape, random",
-               emulation={"card": profile, "confined": mps_env is not None, "how": why,
-                          "mps_share_percent": emulate.FIRST_SHARE if mps_env is not None else None,
-                          "device_memory_limit_gb": card.memory_gb if mps_env is not None else None,
-                          "platform": "linux", "sdpa_backends": backends.split(",")},
+               emulation=emulation(profile, card, mps_env, why, backends),
                settings={k: v for k, v in trained.to_dict()["train"].items()
                          if k in ("micro_batch_size", "grad_accum_steps", "packing", "padding_free",
                                   "gradient_checkpointing", "max_tokens_per_pass")},

@@ -14,7 +14,7 @@ import random
 
 import pytest
 
-from tests.gpu.conftest import record
+from tests.gpu.conftest import emulation, record
 from tests.helpers import run_cli
 from trainer.bench import emulate
 from trainer.bench.cards import CARDS
@@ -70,10 +70,7 @@ def test_preference_tuning_fits_its_emulated_card(profile, method, llama_1b, lla
         record(f"{method}-fits-{profile}", run, passed, profile=profile, method=method, engine="unsloth",
                vram_cap_gb=card.usable_gb, dtype=config.model.dtype,
                model=f"Llama-3.2-{'3B' if '3B' in config.model.name else '1B'} shape, random",
-               emulation={"card": profile, "confined": mps_env is not None, "how": why,
-                          "mps_share_percent": emulate.FIRST_SHARE if mps_env is not None else None,
-                          "device_memory_limit_gb": card.memory_gb if mps_env is not None else None,
-                          "platform": "linux", "sdpa_backends": backends.split(",")},
+               emulation=emulation(profile, card, mps_env, why, backends),
                settings={k: v for k, v in trained.to_dict()["train"].items()
                          if k in ("micro_batch_size", "grad_accum_steps", "gradient_checkpointing", "beta")},
                max_seq_length=config.model.max_seq_length, pair="both answers longer than max_seq_length",
