@@ -63,6 +63,8 @@ RESOLVED = {  # config.toml's [section] key -> the record's settings
     "run": ("vram_cap_gb", "sdpa_backends"),
 }
 
+ENVIRONMENT = ("gpu", "gpu_memory_gb", "sms", "cuda", "driver", "python", "versions")  # benchmark.json's, as measured
+
 
 class BadArguments(Exception):
     """What the user gave cannot run: exit 2 with this message."""
@@ -112,6 +114,7 @@ def text(value: Any) -> str:
 
 
 def check(args: argparse.Namespace) -> None:
+    args.models = [model.resolve() for model in args.models]  # the children run in folders of their own
     for model in args.models:
         if not (model / "config.json").is_file():
             raise BadArguments(f"{model} is not a model folder (no config.json there)")
@@ -190,8 +193,9 @@ def command(args: argparse.Namespace, model: Path, family: str, point: dict[str,
 def run_point(args: argparse.Namespace, model: Path, point: dict[str, Any], data: Path, work: Path, logs: Path,
               env: dict[str, str], deadline: float | None, facts: dict[str, Any]) -> dict[str, Any]:
     name = f"{model.name}-" + "-".join(text(v) for v in point.values())
-    run_dir = work / name
+    run_dir = work / name / "run"  # a runs root of its own: the CLI trains one run at a time per runs root
     cli = command(args, model, facts["family"], point, data, run_dir)
+    run_dir.parent.mkdir(parents=True)
     limit = args.timeout_s if deadline is None else min(args.timeout_s, deadline - time.monotonic())
     started = time.monotonic()
     record: dict[str, Any] = {"point": name, "model": facts, "requested": point,
@@ -204,7 +208,9 @@ def run_point(args: argparse.Namespace, model: Path, point: dict[str, Any], data
     with log.open("w") as out:
         out.write(" ".join(cli) + "\n")
         out.flush()
-        child = subprocess.Popen(cli, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
+        # A folder of its own as the working directory: Unsloth writes its compiled modules into
+        # ./unsloth_compiled_cache, which children starting at once would write over each other.
+        child = subprocess.Popen(cli, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=run_dir.parent,
                                  start_new_session=True)
         try:
             code: int | None = child.wait(timeout=limit)
@@ -215,7 +221,7 @@ def run_point(args: argparse.Namespace, model: Path, point: dict[str, Any], data
     record.update(wall_s=round(time.monotonic() - started, 1), exit_code=code, **outcome(run_dir, log.read_text()))
     if code is None:
         record["error"] = f"timed out after {limit:.0f} s"
-    shutil.rmtree(run_dir, ignore_errors=True)  # the adapter of a random model is of no use
+    shutil.rmtree(run_dir.parent, ignore_errors=True)  # the adapter of a random model is of no use
     return record
 
 
@@ -239,12 +245,12 @@ def outcome(run_dir: Path, output: str) -> dict[str, Any]:
         peak_allocated_gb=max(m["memory_gb"] for m in steps) if on_gpu else None,
         peak_rss_gb=max(m["memory_gb"] for m in steps) if steps and not on_gpu else None,
         first_step_reserved_gb=reserved[0] if on_gpu else None,
-        memory_after_load_gb=None,  # metrics.jsonl does not record it
         losses=[m["loss"] for m in steps])
     benchmark = json.loads((run_dir / "benchmark.json").read_text()) if (run_dir / "benchmark.json").is_file() else {}
     numbers = benchmark.get("numbers", {})
     result["tokens_per_s"] = numbers.get("tokens_per_s") or (steps[-1].get("tokens_per_s") if steps else None)
     result["engine"] = benchmark.get("engine") or result["engine"]
+    result["environment"] = {key: benchmark[key] for key in ENVIRONMENT if key in benchmark}
     flat = " ".join(output.split())
     healed = re.findall(r"Out of GPU memory on a micro-batch of \d+ tokens: .*? as passes of at most \d+ tokens", flat)
     result["out_of_memory"] = ("stopped" if "out of GPU memory" in flat or "OutOfMemoryError" in flat

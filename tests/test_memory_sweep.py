@@ -36,6 +36,7 @@ def test_each_point_is_one_record_of_what_ran(tiny_llama, tmp_path):
         assert resolved["grad_accum_steps"] == 1 and resolved["max_tokens_per_pass"] == 0
         assert record["engine"] == "transformers" and resolved["dtype"] == "float32"
         assert record["steps_done"] == 1 and record["tokens"] == batch * length  # worst-case rows: all full
+        assert record["environment"]["gpu"] is None and record["environment"]["versions"]["torch"]
         assert record["tokens_per_s"] > 0 and record["peak_rss_gb"] > 0 and record["peak_reserved_gb"] is None
         model = record["model"]
         assert (model["family"], model["hidden"], model["layers"], model["heads"], model["kv_heads"]) == (
