@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -123,11 +124,19 @@ def main(argv: list[str]) -> int:
               else __doc__, file=sys.stderr)
         return 2
     tokenizer = Path(os.environ.get("TRAINER_GPU_TOKENIZER", ".gpu/llama-3.2-tokenizer"))
+    failed = []
     for name in argv[1:]:
-        out = build(name, tokenizer, Path(argv[0]))
+        try:
+            out = build(name, tokenizer, Path(argv[0]))
+        except Exception:  # one family's failure (a transformers change) leaves the others to benchmark
+            traceback.print_exc()
+            failed.append(name)
+            continue
         facts = json.loads((out / "config.json").read_text())
         print(out, facts["model_type"], f"vocabulary {facts['vocab_size']}", flush=True)
-    return 0
+    if failed:
+        print(f"not built: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

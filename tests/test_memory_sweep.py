@@ -3,9 +3,12 @@ record says what ran, as the run resolved it, with its memory and speed."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
+
+import pytest
 
 from tests.helpers import ROOT, cli_command
 
@@ -51,8 +54,27 @@ def test_each_point_is_one_record_of_what_ran(tiny_llama, tmp_path):
     assert (tmp_path / "records-logs" / "tiny-llama-1-64-off-false.log").is_file()  # the child's output
 
 
-def test_a_missing_model_folder_exits_2_with_its_name(tmp_path):
-    result = sweep(str(tmp_path / "nowhere"), "--out", str(tmp_path / "r.jsonl"), "--grid", "quick")
+@pytest.mark.parametrize("args, message", [
+    (["{tmp}/nowhere", "--grid", "quick"], "{tmp}/nowhere is not a model folder (no config.json there)"),
+    (["{model}", "--point", "micro_batch_size=1,flash=yes"], "--point micro_batch_size=1,flash=yes: give KEY=VALUE"),
+    (["{model}", "--set", "packing"], "--set packing: give KEY=VALUE"),
+    (["{model}", "--grid", "huge"], "invalid choice: 'huge'"),
+])
+def test_bad_arguments_exit_2_with_the_reason(args, message, tmp_path):
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    fill = lambda text: text.format(tmp=tmp_path, model=model)  # noqa: E731
+    result = sweep(*map(fill, args), "--out", str(tmp_path / "r.jsonl"))
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert f"{tmp_path / 'nowhere'} is not a model folder" in result.stderr
+    assert fill(message) in result.stderr
     assert not (tmp_path / "r.jsonl").exists()
+
+
+def test_the_grids_have_the_documented_points():
+    spec = importlib.util.spec_from_file_location("memory_sweep", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert len(module.GRIDS["quick"]) == 4 and len(module.GRIDS["full"]) == 22
+    full = {tuple(p.values()) for p in module.GRIDS["full"]}
+    assert len(full) == 22 and (4, 2048, "unsloth", True) in full and (1, 1024, "off", False) in full
