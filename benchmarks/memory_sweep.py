@@ -13,8 +13,9 @@ child runs on CUDA_MPS_ACTIVE_THREAD_PERCENTAGE=--mps-share of the SMs.
 
 One JSON line per point in --out, written as it ends: the model's facts (its config.json; parameters by kind from its
 safetensors headers), the settings the run resolved (its config.toml), the engine, peak allocated and reserved memory
-(metrics.jsonl), tokens/s, the exit code and, on failure, the CLI's error line. The children's output goes to
-OUT's folder, <out-stem>-logs/. A table goes to stdout. Bad arguments: exit 2 with the reason.
+and what the model and adapter held when training began (metrics.jsonl), tokens/s, the exit code and, on failure, the
+CLI's error line. The children's output goes to OUT's folder, <out-stem>-logs/. A table goes to stdout. Bad
+arguments: exit 2 with the reason.
 """
 
 from __future__ import annotations
@@ -245,6 +246,7 @@ def outcome(run_dir: Path, output: str) -> dict[str, Any]:
         peak_allocated_gb=max(m["memory_gb"] for m in steps) if on_gpu else None,
         peak_rss_gb=max(m["memory_gb"] for m in steps) if steps and not on_gpu else None,
         first_step_reserved_gb=reserved[0] if on_gpu else None,
+        memory_at_start_gb=steps[0].get("memory_at_start_gb") if steps else None,  # model and adapter, on the GPU
         losses=[m["loss"] for m in steps])
     benchmark = json.loads((run_dir / "benchmark.json").read_text()) if (run_dir / "benchmark.json").is_file() else {}
     numbers = benchmark.get("numbers", {})
