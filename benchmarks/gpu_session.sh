@@ -51,6 +51,7 @@ memory() {
     for folder in "${folders[@]}"; do
       case $folder in */llama-3.2-1B-random|*/llama-3.2-3B-random) ;; *) rm -rf "$folder" ;; esac
     done
+    rm -rf "$TRAINER_GPU_MODELS"/*.partial  # a build stopped by the timeout
   done
   if [ "${MPS:-0}" = 1 ]; then echo quit | nvidia-cuda-mps-control; fi
 }
