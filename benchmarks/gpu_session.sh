@@ -5,10 +5,56 @@
 #   T=530 TESTS="packed or fits or heals or resume_after_kill" bash benchmarks/gpu_session.sh tests
 #   T=510 TESTS="dpo_from or (orpo and fits)" bash benchmarks/gpu_session.sh tests
 #   T=270 bash benchmarks/gpu_session.sh dpo3070 dpo2060s dpoquadro   bench --method dpo against Unsloth's DPO notebook
+#   T=500 bash benchmarks/gpu_session.sh memory      (device call timeout_s 540) records/memory.jsonl in records.tgz
+#
+# memory: peak memory of worst-case batches (benchmarks/memory_sweep.py, its quick grid: 4 points a shape) for the 8
+# shapes of benchmarks/gpu_models.py, for the memory model of issue 32. Expected: about 9 minutes unbounded, so T
+# bounds the whole script (counted from its start): no point starts after T s, those running are stopped then
+# (recorded as timed out), and what never started is recorded as such. The estimate: setup 40 s (wheels, 1B and 3B);
+# bytecode for the wheels and torch 15 s (without it every child compiles unsloth again); building 6 more shapes
+# about 2.5 min (an 8B ~30 s); per point ~35 s for a 1B-4B (import unsloth, quantize at load, 3 steps), ~70 s for an
+# 8B; 32 points 4 at a time, ~5.5 min. The disk (64 GB) holds one wave of shapes in bf16 at a time (~33 GB), so the
+# shapes are built, swept and deleted in waves (1B and 3B stay for the other entries), the least informative last:
+# Mistral 7B with the Llama vocabulary is the Llama 3.1 8B shape but for rope. GRID=full (22 points a shape),
+# PARALLEL (4; each child capped at a 1/PARALLEL share of 90% of the GPU's memory) and WAVES change it; MPS=1 runs
+# the children under an MPS daemon started here, each on 100/PARALLEL % of the SMs.
 export PYTHONUNBUFFERED=1
 if [ ! -d /tmp/models/llama-3.2-3B-random ]; then . benchmarks/gpu_setup.sh 1B 3B > "$OUT/setup.log" 2>&1; fi
 export PYTHONPATH="/tmp/site:$PWD" HF_HUB_OFFLINE=1 TRAINER_GPU_MODELS=/tmp/models TRAINER_RECORDS_DIR=$OUT/records
 M1=$TRAINER_GPU_MODELS/llama-3.2-1B-random M3=$TRAINER_GPU_MODELS/llama-3.2-3B-random
+WAVES=${WAVES:-"1B 3B qwen3-4B gemma3-4B phi4-mini|8B qwen3-8B|mistral-7B"}
+memory() {
+  unset PYTHONDONTWRITEBYTECODE
+  python3 -m compileall -q -j 16 /tmp/site "$(python3 -c 'import os, torch; print(os.path.dirname(torch.__file__))')" \
+    > /dev/null 2>&1
+  if [ "${MPS:-0}" = 1 ]; then
+    export CUDA_MPS_PIPE_DIRECTORY=/tmp/mps CUDA_MPS_LOG_DIRECTORY=/tmp/mpslog
+    mkdir -p /tmp/mps /tmp/mpslog && nvidia-cuda-mps-control -d
+  fi
+  mkdir -p "$OUT/records"
+  local wave names folders left
+  IFS='|' read -ra waves <<< "$WAVES"
+  for wave in "${waves[@]}"; do
+    read -ra names <<< "$wave"
+    left=$(( ${T:-500} - SECONDS ))
+    if [ "$left" -lt 60 ]; then echo "== $(date +%T) T spent: not swept: $wave"; continue; fi
+    echo "== $(date +%T) build $wave"
+    mapfile -t folders < <(timeout "$left" python3 benchmarks/gpu_models.py "$TRAINER_GPU_MODELS" "${names[@]}" \
+                           | cut -d' ' -f1)
+    left=$(( ${T:-500} - SECONDS ))
+    echo "== $(date +%T) sweep ${folders[*]} (${left} s left)"
+    if [ "${#folders[@]}" -gt 0 ] && [ "$left" -gt 30 ]; then
+      timeout $(( left + 20 )) python3 benchmarks/memory_sweep.py "${folders[@]}" --out "$OUT/records/memory.jsonl" \
+        --grid "${GRID:-quick}" --parallel "${PARALLEL:-4}" --budget-s "$left" --set dtype=bfloat16 \
+        --set load_in_4bit=true
+    fi
+    for folder in "${folders[@]}"; do
+      case $folder in */llama-3.2-1B-random|*/llama-3.2-3B-random) ;; *) rm -rf "$folder" ;; esac
+    done
+    rm -rf "$TRAINER_GPU_MODELS"/*.partial  # a build stopped by the timeout
+  done
+  if [ "${MPS:-0}" = 1 ]; then echo quit | nvidia-cuda-mps-control; fi
+}
 bench() { echo "== $(date +%T) bench $*"; timeout "${T:-500}" python3 -m trainer bench "$@"; echo "== $(date +%T) rc=$?"; }
 for what in "$@"; do
   case $what in
@@ -20,6 +66,7 @@ for what in "$@"; do
     dpo3070) bench --model "$M1" --emulate rtx3070 --engines unsloth --method dpo --steps 6 ;;
     dpo2060s) bench --model "$M1" --emulate rtx2060s --engines unsloth --method dpo --steps 6 ;;
     dpoquadro) bench --model "$M3" --emulate quadro-rtx5000 --engines unsloth --method dpo --steps 6 ;;
+    memory) memory ;;
     tests) echo "== $(date +%T) tests $TESTS"; timeout "${T:-560}" python3 -m pytest -q -p no:cacheprovider tests/gpu -k "$TESTS" -rA ;;
   esac 2>&1 | tee -a "$OUT/$what.log"
 done

@@ -96,6 +96,7 @@ class MetricsCallback(TrainerCallback):
         self.last_tokens = 0
         self.start = 0.0
         self.busy: GpuBusy | None = None
+        self.at_start: dict[str, float] = {}  # GPU memory allocated when training begins (first step's record)
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         previous = self.run.read_metrics()  # a resumed run continues the clock of the steps it keeps
@@ -106,6 +107,10 @@ class MetricsCallback(TrainerCallback):
         if not state.is_world_process_zero:  # of several processes, rank 0 alone writes and shows progress
             return
         self.busy = GpuBusy() if self.on_gpu else None
+        if self.on_gpu:  # the model, its quantization state and the adapter, before any activation or optimizer state
+            import torch
+
+            self.at_start = {"memory_at_start_gb": round(torch.cuda.memory_allocated() / 2**30, 3)}
         if console.is_terminal:
             self.progress = Progress(
                 TextColumn("step {task.completed}/{task.total}"), BarColumn(), TextColumn("{task.fields[info]}"),
@@ -153,6 +158,7 @@ class MetricsCallback(TrainerCallback):
         if state.global_step == self.first_step:  # load + quantize + data + first step (and compilation)
             record["since_process_start_s"] = since_process_start()
             record["startup_s"] = self.startup
+            record.update(self.at_start)
         self.run.log(record)
         logs.update({key: record[key] for key in LOGGED if key in record})  # for the trackers, which log after us
         used = f"{'VRAM' if self.on_gpu else 'RAM'} {record['memory_gb']:.2f} GB"
