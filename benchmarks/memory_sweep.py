@@ -25,7 +25,6 @@ import itertools
 import json
 import math
 import os
-import random
 import re
 import shutil
 import struct
@@ -166,15 +165,10 @@ def kind(name: str) -> str:
 # --- one point ------------------------------------------------------------------------------------------------------
 
 def worst_case_dataset(path: Path, rows: int, seed: int = 0) -> Path:
-    """Conversations longer than any max_seq_length of the grid: every training row is cut to it (as in
-    tests/gpu/test_cards_gpu.py)."""
-    rng = random.Random(seed)
-    words = "alpha beta gamma delta epsilon zeta theta kappa lambda sigma omega river stone cloud light".split()
-    with path.open("w") as f:
-        for _ in range(rows):
-            answer = " ".join(rng.choice(words) for _ in range(3000))
-            f.write(json.dumps({"conversations": [{"from": "human", "value": "Write a long text."},
-                                                  {"from": "gpt", "value": answer}]}) + "\n")
+    """Conversations longer than any max_seq_length (synthetic.longest): every training row is cut to it."""
+    from trainer.data import synthetic  # once main has put the checkout on sys.path
+
+    path.write_text("".join(json.dumps(row) + "\n" for row in synthetic.longest(rows, seed)))
     return path
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import random
 
 import pytest
 
@@ -17,19 +16,14 @@ from tests.gpu.conftest import emulation, record
 from tests.helpers import run_cli
 from trainer.bench import emulate
 from trainer.bench.cards import CARDS
+from trainer.data import synthetic
 from trainer.profiles import resolve
 from trainer.runs import RunDir
 
 
 def worst_case_dataset(path, rows=64, seed=0):
-    """Every conversation longer than any profile's max_seq_length, so every training row is truncated to it."""
-    rng = random.Random(seed)
-    words = "alpha beta gamma delta epsilon zeta theta kappa lambda sigma omega river stone cloud light".split()
-    with path.open("w") as f:
-        for _ in range(rows):
-            answer = " ".join(rng.choice(words) for _ in range(3000))
-            f.write(json.dumps({"conversations": [{"from": "human", "value": "Write a long text."},
-                                                  {"from": "gpt", "value": answer}]}) + "\n")
+    """Conversations longer than any max_seq_length (synthetic.longest): every training row is cut to it."""
+    path.write_text("".join(json.dumps(row) + "\n" for row in synthetic.longest(rows, seed)))
     return path
 
 

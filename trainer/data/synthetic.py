@@ -10,6 +10,7 @@ These numbers are an assumption, not a measurement of FineTome: the Hub is unrea
 the real Llama 3.2 tokenizer and template they give about 680 tokens per row, within 2% of the ~670 real tokens per row
 that our first GPU measurement of the notebook recipe saw (2,337 tokens/s at 26.2 steps/min of 8 rows). Benchmark your
 real data with `--data PATH` where you have it.
+`longest`: conversations longer than any max_seq_length, for the worst case of memory.
 `pairs-like` (bench --method dpo|orpo) imitates UltraFeedback-binarized (HuggingFaceH4/ultrafeedback_binarized, the
 data of Unsloth's DPO notebook) as an assumption too: a prompt of median 90 words (log-normal, sigma 0.9) and two
 answers of median 230 words each (sigma 0.7), in TRL's standard format.
@@ -72,6 +73,14 @@ def pairs_like(rows: int = PAIRS, seed: int = 0) -> list[dict[str, str]]:
     return [{"prompt": _text(rng, words(PROMPT_WORDS, PROMPT_SIGMA)),
              "chosen": _text(rng, words(ANSWER_WORDS, ANSWER_SIGMA)),
              "rejected": _text(rng, words(ANSWER_WORDS, ANSWER_SIGMA))} for _ in range(rows)]
+
+
+def longest(rows: int, seed: int = 0) -> list[dict[str, Any]]:
+    """`rows` conversations of a 3,000-word answer, longer than any max_seq_length we train: every training row is
+    cut to it, the worst case for memory (the GPU fit tests and benchmarks/memory_sweep.py)."""
+    rng = random.Random(seed)
+    return [{"conversations": [{"from": "human", "value": "Write a long text."},
+                               {"from": "gpt", "value": _text(rng, 3000)}]} for _ in range(rows)]
 
 
 def _text(rng: random.Random, words: int) -> str:
