@@ -1,6 +1,12 @@
+import os
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
 import pytest
 
-from tests.helpers import run_cli
+from tests.helpers import ROOT, run_cli
 from trainer import profiles
 from trainer.profiles import resolve
 from trainer.system import Gpu
@@ -62,3 +68,31 @@ def test_profiles_table_never_wraps_names_or_model_ids(columns):
         assert any(line.split()[:2] == [name, config.model.name] for line in lines if line.strip()), result.stdout
     header = next(line for line in lines if line.split()[:2] == ["name", "model"])
     assert ("card" in header, "dtype" in header) == (columns >= 120, columns >= 80)  # the others go first
+
+
+@pytest.mark.slow
+def test_a_wheel_install_carries_the_profiles(tmp_path):
+    """pip install . (not editable) has the profiles: the wheel carries them as data files, and a trainer installed
+    from it, run outside the checkout, lists and resolves them."""
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "wheel", "--no-deps", "-w", str(tmp_path / "dist"), str(ROOT)], check=True, timeout=300)
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    wheel = next((tmp_path / "dist").glob("trainer-*.whl"))
+    subprocess.run([*pip, "install", "--no-deps", "--prefix", str(venv), str(wheel)], check=True, timeout=300)
+    python = venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    # trainer from the wheel; its dependencies from this environment, appended after it on sys.path
+    (Path(site) / "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    where = subprocess.run([str(python), "-c", "import trainer; print(trainer.__file__)"], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, check=True).stdout
+    assert where.startswith(str(venv)), where
+    result = subprocess.run([str(python), "-m", "trainer", "profiles", "rtx3070"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "rtx3070" in result.stdout and "unsloth/Llama-3.2-1B-Instruct" in result.stdout
+    listing = subprocess.run([str(python), "-m", "trainer", "profiles"], cwd=tmp_path, env=env, capture_output=True,
+                             text=True, timeout=300)
+    assert all(name in listing.stdout for name in ("cpu", "rtx2060s", "rtx3070", "quadro-rtx5000")), listing.stdout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +15,16 @@ from trainer.system import Gpu, detect_gpu
 if TYPE_CHECKING:
     from rich.table import Table
 
-PROFILES_DIR = Path(__file__).resolve().parent.parent / "profiles"
+
+
+def profiles_dir() -> Path:
+    """profiles/ of the checkout (run from it, or installed editable), else where a wheel puts them (pyproject.toml's
+    data-files: <prefix>/share/trainer/profiles)."""
+    checkout = Path(__file__).resolve().parent.parent / "profiles"
+    return checkout if (checkout / "cpu.toml").is_file() else Path(sys.prefix) / "share" / "trainer" / "profiles"
+
+
+PROFILES_DIR = profiles_dir()
 VRAM_SLACK = 0.9  # cards report a little less than their label (an "8 GB" RTX 3070 shows 7.8 GiB)
 PREFERENCE = "preference"  # a profile's table of settings for train.method dpo and orpo
 KEEP_WHOLE = ("name", "model")  # `trainer profiles`: never wrapped
