@@ -79,8 +79,9 @@ def test_a_wheel_install_carries_the_profiles(tmp_path):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     wheel = next((tmp_path / "dist").glob("trainer-*.whl"))
-    subprocess.run([*pip, "install", "--no-deps", "--prefix", str(venv), str(wheel)], check=True, timeout=300)
     python = venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    # --python installs into that venv and looks only there (--prefix would uninstall this environment's trainer)
+    subprocess.run([*pip, "--python", str(python), "install", "--no-deps", str(wheel)], check=True, timeout=300)
     site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                           capture_output=True, text=True, check=True).stdout.strip()
     # trainer from the wheel; its dependencies from this environment, appended after it on sys.path
@@ -96,3 +97,7 @@ def test_a_wheel_install_carries_the_profiles(tmp_path):
     listing = subprocess.run([str(python), "-m", "trainer", "profiles"], cwd=tmp_path, env=env, capture_output=True,
                              text=True, timeout=300)
     assert all(name in listing.stdout for name in ("cpu", "rtx2060s", "rtx3070", "quadro-rtx5000")), listing.stdout
+    # and this environment's own install is untouched
+    here = subprocess.run([sys.executable, "-c", "import trainer; print(trainer.__file__)"], cwd=tmp_path,
+                          capture_output=True, text=True)
+    assert here.returncode == 0 and here.stdout.startswith(str(ROOT)), here.stdout + here.stderr
