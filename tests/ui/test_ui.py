@@ -36,12 +36,13 @@ def test_chat_compare_and_runs_in_a_browser(browser, runs_root, shared_tiny_llam
         page.wait_for_selector('#chatbot [data-testid="user"] >> text=Hello, who are you?')
         bot = page.locator('#chatbot [data-testid="bot"]')
         wait_until(page, lambda: bot.count() == 1 and bot.inner_text().strip() != "")
-        seen = [bot.inner_text()]
-        wait_until(page, lambda: (seen.append(bot.inner_text()) or True) and not page.locator(
-            "#chatbot .generating, #chatbot .pending").count() and seen[-1] == bot.inner_text(), 60)
-        assert seen[-1].strip()
-        wait_until(page, lambda: page.evaluate("window.spoken.length") == 1, 30)  # the whole reply, once
-        assert page.evaluate("window.spoken[0]").split()[:3] == seen[-1].split()[:3]
+        # the browser speaks once the reply is whole: a pause between streamed tokens is not its end
+        wait_until(page, lambda: page.evaluate("window.spoken.length") == 1, 90)
+        wait_until(page, lambda: not page.locator("#chatbot .generating, #chatbot .pending").count(), 30)
+        reply = bot.inner_text()
+        assert reply.strip()
+        assert page.evaluate("window.spoken[0]").split()[:3] == reply.split()[:3]  # the whole reply, once
+        assert page.evaluate("window.spoken.length") == 1
         page.screenshot(path=str(ARTIFACTS / "ui-chat.png"), full_page=True)
 
         def generating():
