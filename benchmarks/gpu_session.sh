@@ -55,6 +55,23 @@ memory() {
   done
   if [ "${MPS:-0}" = 1 ]; then echo quit | nvidia-cuda-mps-control; fi
 }
+# The settings the fit chooses, for each card's budget (its emulated cap) and model shape: one run each on worst-case
+# rows, the predicted peak recorded beside the measured (memory only: the children share the GPU, no MPS).
+fitted() {
+  echo "== $(date +%T) build"
+  python3 benchmarks/gpu_models.py "$TRAINER_GPU_MODELS" 3B 8B qwen3-4B gemma3-4B phi4-mini  # the disk: 64 GB
+  local m=$TRAINER_GPU_MODELS left
+  mkdir -p "$OUT/records"
+  for card in ${CARDS:-rtx3070:7:6 quadro-rtx5000:15:5}; do
+    IFS=: read -r profile cap parallel <<< "$card"
+    left=$(( ${T:-500} - SECONDS ))
+    echo "== $(date +%T) fitted $profile under $cap GB ($left s left)"
+    [ "$left" -gt 60 ] && timeout $(( left + 20 )) python3 benchmarks/memory_sweep.py --fitted --profile "$profile" \
+      --cap-gb "$cap" --parallel "$parallel" --budget-s "$left" --out "$OUT/records/fitted.jsonl" \
+      "$m/llama-3.1-8B-random" "$m/qwen3-4B-random" \
+      "$m/gemma-3-4B-random" "$m/phi-4-mini-random" "$m/llama-3.2-3B-random"
+  done
+}
 bench() { echo "== $(date +%T) bench $*"; timeout "${T:-500}" python3 -m trainer bench "$@"; echo "== $(date +%T) rc=$?"; }
 for what in "$@"; do
   case $what in
@@ -67,6 +84,7 @@ for what in "$@"; do
     dpo2060s) bench --model "$M1" --emulate rtx2060s --engines unsloth --method dpo --steps 6 ;;
     dpoquadro) bench --model "$M3" --emulate quadro-rtx5000 --engines unsloth --method dpo --steps 6 ;;
     memory) memory ;;
+    fitted) fitted ;;
     tests) echo "== $(date +%T) tests $TESTS"; timeout "${T:-560}" python3 -m pytest -q -p no:cacheprovider tests/gpu -k "$TESTS" -rA ;;
   esac 2>&1 | tee -a "$OUT/$what.log"
 done

@@ -77,6 +77,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--grid", choices=GRIDS, default="full")
     parser.add_argument("--point", action="append", default=[], metavar="KEY=V,KEY=V",
                         help="an explicit point (replaces --grid); axes: " + ", ".join(AXES))
+    parser.add_argument("--fitted", action="store_true", help="one point a model: the settings --profile fits to it "
+                        "under --cap-gb (the card's budget), its predicted peak recorded beside the measured")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--parallel", type=int, default=4)
     parser.add_argument("--cap-gb", type=float, default=None, help="each child's memory cap (vram_cap_gb)")
@@ -91,6 +93,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 
 def points_of(args: argparse.Namespace) -> list[dict[str, Any]]:
+    if args.fitted:
+        return [{}]  # the settings the profile's fit chooses for each model (trainer/fit/)
     if not args.point:
         return GRIDS[args.grid]
     points = []
@@ -187,7 +191,7 @@ def command(args: argparse.Namespace, model: Path, family: str, point: dict[str,
 
 def run_point(args: argparse.Namespace, model: Path, point: dict[str, Any], data: Path, work: Path, logs: Path,
               env: dict[str, str], deadline: float | None, facts: dict[str, Any]) -> dict[str, Any]:
-    name = f"{model.name}-" + "-".join(text(v) for v in point.values())
+    name = f"{model.name}-" + ("-".join(text(v) for v in point.values()) or f"fitted-{args.profile}")
     run_dir = work / name / "run"  # a runs root of its own: the CLI trains one run at a time per runs root
     cli = command(args, model, facts["family"], point, data, run_dir)
     run_dir.parent.mkdir(parents=True)
@@ -246,6 +250,7 @@ def outcome(run_dir: Path, output: str) -> dict[str, Any]:
     numbers = benchmark.get("numbers", {})
     result["tokens_per_s"] = numbers.get("tokens_per_s") or (steps[-1].get("tokens_per_s") if steps else None)
     result["engine"] = benchmark.get("engine") or result["engine"]
+    result["predicted"] = benchmark.get("predicted") or predicted_of(output)
     result["environment"] = {key: benchmark[key] for key in ENVIRONMENT if key in benchmark}
     flat = " ".join(output.split())
     healed = re.findall(r"Out of GPU memory on a micro-batch of \d+ tokens: .*? as passes of at most \d+ tokens", flat)
@@ -258,6 +263,12 @@ def outcome(run_dir: Path, output: str) -> dict[str, Any]:
     result["error"] = " ".join(errors) or status.get("error") or (last[0] if status.get("state") != "completed"
                                                                   else None)
     return result
+
+
+def predicted_of(output: str) -> dict[str, float] | None:
+    """The peak and budget the run's "Plan:" line told before the start (a run that failed wrote no benchmark.json)."""
+    found = re.search(r"about ([0-9.]+) of ([0-9.]+) GB on worst-case rows", " ".join(output.split()))
+    return {"peak_gb": float(found[1]), "budget_gb": float(found[2])} if found else None
 
 
 # --- the sweep ------------------------------------------------------------------------------------------------------
@@ -312,7 +323,7 @@ def sweep(args: argparse.Namespace) -> list[dict[str, Any]]:
     logs.mkdir(parents=True, exist_ok=True)
     facts = {model: model_facts(model) for model in args.models}
     session = {"date": time.strftime("%Y-%m-%dT%H:%M:%S"), "cap_gb": args.cap_gb, "parallel": args.parallel}
-    largest = max(int(p.get("micro_batch_size", 2)) for p in points)
+    largest = max(int(p.get("micro_batch_size", 8)) for p in points)
     records = []
     with tempfile.TemporaryDirectory(prefix="memory-sweep-") as work:
         data = worst_case_dataset(Path(work) / "worst-case.jsonl", rows=max(64, 2 * args.steps * largest))

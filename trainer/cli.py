@@ -54,6 +54,8 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--max-steps", type=int, help="optimizer steps (0: use --epochs)")
     train.add_argument("--epochs", type=float, help="passes over the data (used when max steps is 0)")
     train.add_argument("--run-dir", help="where the run is written (default runs/<date-time>-<profile>)")
+    train.add_argument("--dry-run", action="store_true",
+                       help="say the settings, the memory and the time per epoch, then stop before loading the model")
     train.add_argument("--resume", action="store_true",
                        help="continue the newest valid checkpoint of --run-dir (or of the profile's latest run)")
     train.add_argument("--resume-from", metavar="CHECKPOINT", help="continue from this checkpoint-<step> folder")
@@ -258,6 +260,11 @@ def train(args: argparse.Namespace, argv: list[str], world: cfg.World) -> int:
             raise UserError("--from starts a new run from another run's adapter; --resume continues a run (which "
                             "remembers where it started)", "Drop --from to resume, or --resume to start anew.")
         given = {**from_run.settings(args.from_run, set(given) | set(cfg.parse_set(args.settings))), **given}
+    if args.dry_run:
+        if how.resuming or how.detach:
+            raise UserError("--dry-run plans a new run here", "Drop --resume, --resume-from and --detach.")
+        recipe.dry_run(*profiles.resolve(args.profile, args.settings, given))
+        return 0
     ranks.speak_only_on_main(world)  # one process of several (torchrun): rank 0 speaks for all
     if how.detach:
         from trainer.runs import background

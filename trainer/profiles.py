@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from trainer.config import SETTINGS, Config, build, flatten_toml, full_key, parse_set
 from trainer.errors import UserError
-from trainer.system import Gpu, detect_gpu
+from trainer.system import Gpu, detect_gpu, gpu_memory
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -38,10 +38,11 @@ class Choice:
     path: Path
     reason: str
     overrides: dict[str, Any] = field(default_factory=dict)  # adjustments auto-detection makes for this GPU
+    detected: bool = False  # auto on a card no profile is written for: its settings are fitted to the card found
 
 
 def resolve(
-    profile: str = "auto", settings: list[str] | None = None, flags: dict[str, Any] | None = None
+    profile: str = "auto", settings: list[str] | None = None, flags: dict[str, Any] | None = None, fit: bool = True
 ) -> tuple[Config, str]:
     """The run's Config and a sentence saying which profile was chosen and why.
 
@@ -49,12 +50,44 @@ def resolve(
     """
     choice = locate(profile)
     own, preference = read_with_preference(choice.path)
-    given = [("auto-detection", choice.overrides), ("--set", parse_set(settings or [])),
-             ("command line", {k: v for k, v in (flags or {}).items() if v is not None})]
-    config = build([(str(choice.path), own), *given], choice.name)
+    user = [("--set", parse_set(settings or [])),
+            ("command line", {k: v for k, v in (flags or {}).items() if v is not None})]
+    layers = [(str(choice.path), own), ("auto-detection", choice.overrides)]
+    config = build([*layers, *user], choice.name)
     if config.train.method != "sft" and preference:  # the profile's [preference] settings, under what was given
-        config = build([(str(choice.path), own), (f"{choice.path} [{PREFERENCE}]", preference), *given], choice.name)
-    return config, choice.reason
+        layers.insert(1, (f"{choice.path} [{PREFERENCE}]", preference))
+        config = build([*layers, *user], choice.name)
+    if not config.hardware.vram_gb or not fit:
+        return config, choice.reason
+    given = {key for _, layer in user for key in layer}
+    fitted, said = fit_settings(config, own, choice, given)
+    if fitted:
+        config = build([*layers, (f"fitted for {config.model.name}", fitted), *user], choice.name)
+    return config, f"{choice.reason}; {said}"
+
+
+def fit_settings(config: Config, own: dict[str, Any], choice: Choice, given: set[str]) -> tuple[dict[str, Any], str]:
+    """Settings fitted to the card's budget for the model (trainer/fit/), and one line on them. A profile's own tuned
+    settings stay for the model and card it was written for, checked against the budget; the user's always win."""
+    from trainer.fit import choose
+    from trainer.fit.budget import budget
+    from trainer.fit.shape import shape_of
+    from trainer.fit.tell import settings_of
+
+    room = budget(config, *(gpu_memory() or (None, None)))
+    shape = shape_of(config.model.name)
+    current = settings_of(config)
+    tuned = config.model.name == own.get("model.name") and "train.micro_batch_size" in own and not choice.detected
+    if tuned:
+        warning = choose.check(shape, room.gb, current, given)
+        peak = choose.predict(shape, current)
+        said = f"budget {room.why}; the profile's settings: about {peak:.1f} GB on worst-case rows"
+        return {}, said + (f" [yellow]({warning})[/]" if warning else "")
+    fit = choose.choose(shape, room.gb, current, given, config.model.name,
+                        pairs=config.train.method != "sft")
+    changed = {key: value for key, value in fit.settings.items() if current.get(key) != value}
+    warning = choose.check(shape, room.gb, fit.settings, given) if given & set(choose.KEYS) else None
+    return changed, f"budget {room.why}; {fit.why}" + (f" [yellow]({warning})[/]" if warning else "")
 
 
 def names() -> list[str]:

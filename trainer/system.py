@@ -21,6 +21,7 @@ class Gpu:
     name: str
     vram_gb: float  # GiB, as torch reports total memory
     compute_capability: str  # "8.6"
+    sms: int = 0  # streaming multiprocessors (fewer where CUDA MPS confines this process)
 
     @property
     def has_bf16(self) -> bool:
@@ -41,7 +42,18 @@ def detect_gpu() -> Gpu | None:
 
 def gpu_of(props: Any) -> Gpu:
     """A Gpu from torch's device properties."""
-    return Gpu(props.name, props.total_memory / 2**30, f"{props.major}.{props.minor}")
+    return Gpu(props.name, props.total_memory / 2**30, f"{props.major}.{props.minor}", props.multi_processor_count)
+
+
+def gpu_memory() -> tuple[float, float] | None:
+    """Free and total memory of the first CUDA device in GB, as the driver reports them (what other programs hold
+    is not free), or None without one."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    free, total = torch.cuda.mem_get_info(0)
+    return free / 2**30, total / 2**30
 
 
 def version_of(*distributions: str) -> str | None:

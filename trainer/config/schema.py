@@ -52,6 +52,8 @@ class HardwareConfig:
     gpu_names: tuple[str, ...] = setting((), 'substrings of the CUDA device name `auto` matches, e.g. "RTX 3070"')
     vram_gb: float = setting(0.0, "the card's memory in GB (0: the CPU profile)")
     compute_capability: str = setting("", '"7.5" (Turing: fp16 only), "8.6" (Ampere: bf16)')
+    tflops: float = setting(0.0, "dense 16-bit tensor TFLOPS (fp32 accumulation): the time per epoch told before the "
+                            "start; 0: not told", at_least=0)
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ class Setup:
     prepared: data.Prepared
     run: RunDir
     startup: dict[str, float]  # seconds since process start when each start-up stage ended
+    told: dict[str, Any] | None  # the prediction told before the model loaded (trainer/fit/tell.py)
 
 
 def main(config: Config, job: ranks.Job, profile_reason: str, resume_from: Path | None = None) -> RunDir:
@@ -71,6 +72,7 @@ def set_up(config: Config, job: ranks.Job, profile_reason: str, resume_from: Pat
     with ranks.main_first("reading the data", job, timeout_s):
         examples = method.load(config)
     console.print(f"Data: {len(examples)} {examples.format} {method.samples} from {config.data.dataset}")
+    told = tell(config, examples)
     startup = {"data_read": system.since_process_start()}
     if gpu is not None:
         attention.restrict(config)  # before the engine is imported: unsloth reads them when it picks its kernels
@@ -89,7 +91,31 @@ def set_up(config: Config, job: ranks.Job, profile_reason: str, resume_from: Pat
     startup["data_tokenized"] = system.since_process_start()
     method.describe(config, job, prepared.stats)
     run = open_run(config, job, resume_from, prepared.stats, engine)
-    return Setup(config, engine, gpu, model, tokenizer, prepared, run, startup)
+    return Setup(config, engine, gpu, model, tokenizer, prepared, run, startup, told)
+
+
+def tell(config: Config, data: Any) -> dict[str, Any] | None:
+    """Before the model loads, on a card (not the CPU demo): the predicted peak against the memory budget, and the
+    time an epoch of this data takes (trainer/fit/)."""
+    if not config.hardware.vram_gb:
+        return None
+    from trainer.fit import budget, tell as fit_tell
+
+    told = fit_tell.prediction(config, data, budget.budget(config, *(system.gpu_memory() or (None, None))))
+    console.print(f"Plan: {fit_tell.line(told)}")
+    return told
+
+
+def dry_run(config: Config, profile_reason: str) -> None:
+    """`--dry-run`: what the run would train with and what it would take, then stop before the model loads (no GPU
+    needed: a plan for a card from its profile and the model's config.json)."""
+    console.print(f"Profile [bold]{config.profile}[/]: {profile_reason}")
+    console.print(config_summary(config))
+    examples = methods.of(config).load(config)
+    console.print(f"Data: {len(examples)} {examples.format} from {config.data.dataset}")
+    if tell(config, examples) is None:
+        console.print("Plan: the CPU demo (no card to fit)")
+    console.print("Dry run: stopped before loading the model.")
 
 
 def fit(setup: Setup, job: ranks.Job, resume_from: Path | None) -> Any:
@@ -123,7 +149,7 @@ def finish(setup: Setup, job: ranks.Job, trainer: Any) -> None:
         return
     run, config = setup.run, setup.config
     run.set_status("completed", profile=config.profile, engine=setup.engine, steps=trainer.state.global_step)
-    numbers = speed.write_run_benchmark(run, config, setup.engine, attention.enabled(config), job.size)
+    numbers = speed.write_run_benchmark(run, config, setup.engine, attention.enabled(config), job.size, setup.told)
     console.print(f"[green]Done.[/] LoRA adapter: {run.adapter}  loss plot: {run.plot}")
     if numbers.get("tokens_per_s"):
         console.print(f"Speed: {numbers['steps_per_min']} steps/min, {numbers['tokens_per_s']:,.0f} real tokens/s, "

@@ -1,0 +1,110 @@
+"""The fastest settings that fit: for the card's memory budget and the model's shape, the first candidate (fastest
+first) whose predicted peak on a worst-case batch leaves the margin; what the user set stays, and is checked."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from trainer.errors import UserError
+from trainer.fit import memory
+from trainer.fit.shape import Shape
+
+# The memory model is within 9% of every measured peak (most within 5%); a budget keeps this share free for its error.
+# Where nothing fits so, the fastest that fits within TIGHT_MARGIN is taken and said to be tight (an 8B model on an
+# 8 GB card: one row of 1,024 tokens, 6.84 GB predicted, 6.79 measured, of 7).
+MARGIN, TIGHT_MARGIN = 0.05, 0.02
+# Fastest first. Without gradient checkpointing a token costs two forward-sized passes, with it three; a larger pass
+# keeps the card busier (the named profiles: 2 packed rows a pass, 1.02-1.05x one row, benchmarks/RESULTS.md). Last,
+# shorter rows: only where nothing else fits (long conversations are cut).
+CANDIDATES = (("off", 2, None), ("off", 1, None), ("unsloth", 2, None), ("unsloth", 1, None),
+              ("unsloth", 1, 1536), ("unsloth", 1, 1024), ("unsloth", 1, 768), ("unsloth", 1, 512))
+KEYS = ("train.gradient_checkpointing", "train.micro_batch_size", "model.max_seq_length")
+# Rows of max_seq_length tokens an optimizer step takes, where the user did not say: the named profiles' 2 x 2
+# packed rows (about 12 FineTome conversations, the Unsloth notebook's 8); pairs: the profiles' and Unsloth's DPO
+# notebook's 8. Pairs are never trained without checkpointing (their logits are whole: the profiles' [preference]).
+STEP_ROWS = {"rows": 4, "pairs": 8}
+
+
+@dataclass(frozen=True)
+class Fit:
+    settings: dict[str, Any]  # config keys ("train.micro_batch_size") to values
+    peak_gb: float  # predicted peak of a worst-case batch
+    budget_gb: float
+    why: str  # one line
+
+    @property
+    def fits(self) -> bool:
+        return self.peak_gb <= self.budget_gb
+
+
+def tokens_per_pass(micro_batch_size: int, max_seq_length: int, max_tokens_per_pass: int, pairs: bool) -> int:
+    """A worst-case pass: every row max_seq_length tokens (a pair: two of them), split at max_tokens_per_pass."""
+    tokens = micro_batch_size * max_seq_length * (2 if pairs else 1)
+    return min(tokens, max_tokens_per_pass) if max_tokens_per_pass else tokens
+
+
+def predict(shape: Shape, settings: dict[str, Any], engine: str = "unsloth") -> float:
+    """Predicted peak of `settings` (the config keys KEYS, train.max_tokens_per_pass, lora.r, train.method)."""
+    checkpointing = settings["train.gradient_checkpointing"]
+    if checkpointing == "auto":  # the engine's own choice (engines.policy.AUTO)
+        checkpointing = "off" if engine == "unsloth" else "on"
+    pairs = settings.get("train.method", "sft") != "sft"
+    tokens = tokens_per_pass(settings["train.micro_batch_size"], settings["model.max_seq_length"],
+                             settings.get("train.max_tokens_per_pass", 0), pairs)
+    return memory.peak_gb(shape, tokens, checkpointing, settings.get("lora.r", 16), pairs)
+
+
+def choose(shape: Shape, budget_gb: float, current: dict[str, Any], given: set[str], model: str,
+           pairs: bool = False) -> Fit:
+    """The fastest candidate that fits `budget_gb` less the margin (else less TIGHT_MARGIN: said so), keeping what
+    the user gave (`given` keys of `current`); the step's rows kept near STEP_ROWS by gradient accumulation unless
+    given."""
+    longest = current["model.max_seq_length"]
+    tried = []
+    for margin in (MARGIN, TIGHT_MARGIN):
+        for checkpointing, micro, seq in CANDIDATES:
+            if pairs and checkpointing == "off":
+                continue
+            # "auto" is off on the unsloth engine and on for plain transformers, which needs it (engines.policy.AUTO)
+            settings = {**current, "train.gradient_checkpointing": "auto" if checkpointing == "off" else checkpointing,
+                        "train.micro_batch_size": micro, "model.max_seq_length": min(seq or longest, longest)}
+            settings = {**settings, **{key: current[key] for key in given if key in current}}  # the user's win
+            peak = predict(shape, settings)
+            tried.append(peak)
+            if peak <= budget_gb * (1 - margin):
+                if "train.grad_accum_steps" not in given:
+                    rows = STEP_ROWS["pairs" if pairs else "rows"]
+                    settings["train.grad_accum_steps"] = max(1, rows * longest // (
+                        micro * settings["model.max_seq_length"]))
+                said = why(settings, current, peak, budget_gb)
+                if margin == TIGHT_MARGIN:
+                    said += (f" [yellow](tight: within the estimate's error; if one row runs out of memory, --set "
+                             f"max_seq_length={settings['model.max_seq_length'] * 3 // 4})[/]")
+                return Fit(settings, peak, budget_gb, said)
+    raise UserError(f"{model} ({shape.billions:.1f}B parameters) does not fit {budget_gb:.1f} GB even one row of "
+                    f"{settings['model.max_seq_length']} tokens at a time with gradient checkpointing: about "
+                    f"{min(tried):.1f} GB", "Pick a smaller model (for example unsloth/Llama-3.2-1B-Instruct-bnb-4bit "
+                    "or unsloth/Qwen3-1.7B-bnb-4bit), or a card with more memory; close other programs that use the GPU.")
+
+
+def why(settings: dict[str, Any], current: dict[str, Any], peak: float, budget: float) -> str:
+    checkpointing = settings["train.gradient_checkpointing"]
+    how = ("no gradient checkpointing" if checkpointing in ("off", "auto")
+           else f"gradient checkpointing ({checkpointing})")
+    line = (f"fitted: {settings['train.micro_batch_size']} row(s) of {settings['model.max_seq_length']} tokens a pass, "
+            f"{how}: about {peak:.1f} of {budget:.1f} GB on worst-case rows")
+    if settings["model.max_seq_length"] < current["model.max_seq_length"]:
+        line += f" (rows cut to {settings['model.max_seq_length']} tokens: {current['model.max_seq_length']} "
+        line += "does not fit)"
+    return line
+
+
+def check(shape: Shape, budget_gb: float, settings: dict[str, Any], given: set[str]) -> str | None:
+    """A warning when the settings (the user's, or a profile's) are predicted not to fit the budget."""
+    peak = predict(shape, settings)
+    if peak <= budget_gb:
+        return None
+    named = ", ".join(f"{key.split('.')[-1]}={settings[key]}" for key in KEYS if key in given) or "these settings"
+    return (f"{named} needs about {peak:.1f} GB on worst-case rows; the card has {budget_gb:.1f}: long batches will "
+            "run out of memory and be split (slower), or stop where one row does not fit")

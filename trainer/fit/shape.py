@@ -1,0 +1,127 @@
+"""A model's shape from its config.json (a local folder, the Hub's config.json alone, or a known model offline): what
+its memory and FLOPs depend on, and which family it is."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from trainer.errors import UserError
+
+# config.json's model_type of the families the memory model is calibrated on (benchmarks/results/memory/).
+FAMILIES = ("llama", "mistral", "qwen3", "gemma3_text", "phi3")
+SAME_LAYERS = {"gemma3": "gemma3_text"}  # the multimodal checkpoint's text model
+
+
+@dataclass(frozen=True)
+class Shape:
+    family: str  # config.json's model_type (of the text model)
+    hidden: int
+    intermediate: int
+    layers: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    vocab: int
+    tied: bool  # the LM head is the embedding
+
+    @property
+    def q_dim(self) -> int:
+        return self.heads * self.head_dim
+
+    @property
+    def kv_dim(self) -> int:
+        return self.kv_heads * self.head_dim
+
+    @property
+    def quantized_parameters(self) -> int:
+        """The layers' linear weights: 4-bit in QLoRA."""
+        h = self.hidden
+        return self.layers * (2 * h * self.q_dim + 2 * h * self.kv_dim + 3 * h * self.intermediate)
+
+    @property
+    def embedding_parameters(self) -> int:
+        """The embedding and an untied LM head: kept in 16 bits."""
+        return self.vocab * self.hidden * (1 if self.tied else 2)
+
+    @property
+    def billions(self) -> float:
+        return (self.quantized_parameters + self.embedding_parameters) / 1e9
+
+    def lora_parameters(self, r: int) -> int:
+        """LoRA A and B on the seven projections of every layer."""
+        h, q, kv, i = self.hidden, self.q_dim, self.kv_dim, self.intermediate
+        return r * self.layers * ((h + q) + 2 * (h + kv) + (q + h) + 2 * (h + i) + (i + h))
+
+
+def from_config(c: dict[str, Any]) -> Shape:
+    """The text model's shape from a config.json's fields (Gemma 3's multimodal config nests it in text_config)."""
+    text = c.get("text_config") or c
+    heads = text["num_attention_heads"]
+    family = text.get("model_type") or c.get("model_type", "")
+    return Shape(SAME_LAYERS.get(family, family), text["hidden_size"], text["intermediate_size"],
+                 text["num_hidden_layers"], heads, text.get("num_key_value_heads") or heads,
+                 text.get("head_dim") or text["hidden_size"] // heads, text["vocab_size"],
+                 bool(c.get("tie_word_embeddings", text.get("tie_word_embeddings", True))))
+
+
+def _llama(hidden: int, intermediate: int, layers: int, heads: int, kv_heads: int, head_dim: int, vocab: int,
+           tied: bool, family: str = "llama") -> Shape:
+    return Shape(family, hidden, intermediate, layers, heads, kv_heads, head_dim, vocab, tied)
+
+
+# Published config.json numbers of models users name, so a plan needs no download (benchmarks/gpu_models.py builds
+# the same shapes on the CUDA host). Unsloth's pre-quantized checkpoints have their base model's shape.
+KNOWN = {
+    "Llama-3.2-1B": _llama(2048, 8192, 16, 32, 8, 64, 128256, True),
+    "Llama-3.2-3B": _llama(3072, 8192, 28, 24, 8, 128, 128256, True),
+    "Llama-3.1-8B": _llama(4096, 14336, 32, 32, 8, 128, 128256, False),
+    "Meta-Llama-3.1-8B": _llama(4096, 14336, 32, 32, 8, 128, 128256, False),
+    "Qwen3-4B": _llama(2560, 9728, 36, 32, 8, 128, 151936, True, "qwen3"),
+    "Qwen3-8B": _llama(4096, 12288, 36, 32, 8, 128, 151936, False, "qwen3"),
+    "gemma-3-4b": _llama(2560, 10240, 34, 8, 4, 256, 262208, True, "gemma3_text"),
+    "Mistral-7B": _llama(4096, 14336, 32, 32, 8, 128, 32768, False, "mistral"),
+    "Phi-4-mini": _llama(3072, 8192, 32, 24, 8, 128, 200064, True, "phi3"),
+}
+
+
+def known(model: str) -> Shape | None:
+    """The shape of a Hub id whose name starts (after its owner) with a KNOWN model's name."""
+    name = model.rsplit("/", 1)[-1].lower()
+    for prefix, shape in sorted(KNOWN.items(), key=lambda item: -len(item[0])):
+        if name.startswith(prefix.lower()):
+            return shape
+    return None
+
+
+def shape_of(model: str) -> Shape:
+    """The shape of a local model folder, a known Hub id, or any Hub id (its config.json alone is downloaded)."""
+    folder = Path(model)
+    if folder.is_dir():
+        path = folder / "config.json"
+        if not path.is_file():
+            raise UserError(f"model folder {folder} has no config.json", "Point --model at a Hugging Face model "
+                            "folder (config.json, the weights and the tokenizer files).")
+        return read(path)
+    if (shape := known(model)) is not None:
+        return shape
+    try:
+        from huggingface_hub import hf_hub_download
+
+        return read(Path(hf_hub_download(model, "config.json")))
+    except UserError:
+        raise
+    except Exception as e:  # offline, no such repo, gated: what the user sees is the same
+        raise UserError(f"cannot read the config.json of model {model} ({type(e).__name__}: {e})",
+                        "Check the model id and the network (a gated model needs HF_TOKEN), or point --model at a "
+                        "local folder.") from None
+
+
+def read(path: Path) -> Shape:
+    try:
+        return from_config(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise UserError(f"{path} does not describe a transformer this tool knows ({type(e).__name__}: {e})",
+                        f"Use a causal language model of one of these families: {', '.join(FAMILIES)}.") from None

@@ -1,0 +1,81 @@
+"""What a run will take, told before the model loads: the predicted peak against the budget, and the time an epoch of
+this data takes on this card."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from trainer.config import Config
+from trainer.fit import choose, estimate
+from trainer.fit.budget import Budget
+from trainer.fit.shape import shape_of
+
+CHARS_PER_TOKEN = 4.0  # English text in these tokenizers, where the tokenizer cannot be read here
+SAMPLE_ROWS = 200  # rows tokenized to learn the data's characters per token
+
+
+def settings_of(config: Config) -> dict[str, Any]:
+    """The config as {"section.field": value}, the keys trainer.fit.choose reads and writes."""
+    return {f"{section}.{name}": value for section, fields in config.to_dict().items() if isinstance(fields, dict)
+            for name, value in fields.items()}
+
+
+def texts_of(data: Any) -> list[str]:
+    """Each row's text: a conversation's messages, a plain text, or a pair's prompt and both answers."""
+    if hasattr(data, "chosen"):
+        return [" ".join(m["content"] for m in prompt) + chosen + rejected
+                for prompt, chosen, rejected in zip(data.prompts, data.chosen, data.rejected, strict=True)]
+    if data.format == "text":
+        return list(data.texts)
+    return [" ".join(str(m.get("content", "")) for m in conversation) for conversation in data.conversations]
+
+
+def chars_per_token(config: Config, texts: list[str]) -> float:
+    """Measured with the model's tokenizer on the first rows where it can be read here, else CHARS_PER_TOKEN."""
+    try:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(config.model.name, local_files_only=True)
+    except Exception:  # a Hub model not downloaded yet, a folder of config.json alone: a typical ratio
+        return CHARS_PER_TOKEN
+    sample = [t for t in texts[:SAMPLE_ROWS] if t]
+    tokens = sum(len(ids) for ids in tokenizer(sample, add_special_tokens=False)["input_ids"]) if sample else 0
+    return sum(map(len, sample)) / tokens if tokens else CHARS_PER_TOKEN
+
+
+def epoch_tokens(config: Config, data: Any) -> int:
+    """The data's tokens in one epoch, each row cut to max_seq_length (a pair's both sides)."""
+    texts = texts_of(data)
+    ratio = chars_per_token(config, texts)
+    most = config.model.max_seq_length * (2 if hasattr(data, "chosen") else 1)
+    return int(sum(min(most, len(t) / ratio) for t in texts))
+
+
+def prediction(config: Config, data: Any, budget: Budget) -> dict[str, Any]:
+    """The predicted peak of a worst-case batch against the budget, and (where the card's TFLOPS are known) the speed
+    and the time of an epoch of `data`: what the run records beside what it measures (benchmark.json)."""
+    shape = shape_of(config.model.name)
+    told: dict[str, Any] = {"peak_gb": choose.predict(shape, settings_of(config)), "budget_gb": budget.gb,
+                            "budget": budget.why}
+    hw = config.hardware
+    if hw.tflops and len(data):
+        tokens = epoch_tokens(config, data)
+        speed = estimate.tokens_per_s(shape, hw.tflops, hw.compute_capability, config.train.gradient_checkpointing,
+                                      tokens / len(data))
+        if config.train.method == "dpo":  # the reference model's forward: one more pass of three
+            speed *= 2 / 3
+        told |= {"epoch_tokens": tokens, "tokens_per_s": round(speed), "epoch_h": round(tokens / speed / 3600, 2)}
+    return told
+
+
+def line(told: dict[str, Any]) -> str:
+    """"fits: about 6.1 of 7.0 GB on worst-case rows; about 3 h 10 min per epoch of 68.2M tokens (about 6,000
+    tokens/s on the card)"."""
+    fits = "fits" if told["peak_gb"] <= told["budget_gb"] else "[red]does not fit[/]"
+    said = f"{fits}: about {told['peak_gb']:.1f} of {told['budget_gb']:.1f} GB on worst-case rows"
+    if "epoch_h" in told:
+        tokens = told["epoch_tokens"]
+        count = f"{tokens / 1e6:.1f}M" if tokens >= 1e6 else f"{tokens:,}"
+        said += (f"; about {estimate.duration(told['epoch_h'] * 3600)} per epoch of {count} tokens (about "
+                 f"{told['tokens_per_s']:,} tokens/s on the card)")
+    return said
