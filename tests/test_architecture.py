@@ -117,6 +117,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("train",),  # the recipe (set up, fit, finish) and its methods (train/methods/), over data, engines and runs
     ("engines",),  # load the model for training (transformers, Unsloth) into a run's folder
     ("weights", "distributed", "profiles"),  # model files and tokenizers; a job's processes; profile files and cards
+    ("fit",),  # settings fitted to the card and the model: the model's shape, its memory, the time an epoch takes
     ("runs",),  # a run's folder: layout, status, metrics, checkpoints' validity, speed; knows nothing of training
     ("data",),  # datasets: sources, formats, rendering with the trained-token mask, the generated benchmark data
     ("config",),  # the Config tree and its settings

@@ -13,7 +13,7 @@ from trainer.system import Gpu
 
 
 def test_every_profile_resolves_with_its_card():
-    assert profiles.names() == ["cpu", "quadro-rtx5000", "rtx2060s", "rtx3070"]
+    assert profiles.names() == ["a4000", "a5000", "cpu", "quadro-rtx5000", "rtx2060s", "rtx3070", "t4"]
     expected = {
         "rtx2060s": (8, "float16", "Llama-3.2-1B"),
         "rtx3070": (8, "bfloat16", "Llama-3.2-1B"),
@@ -33,10 +33,11 @@ def test_every_profile_resolves_with_its_card():
     (Gpu("NVIDIA GeForce RTX 3070", 7.8, "8.6"), "rtx3070", None),
     (Gpu("NVIDIA GeForce RTX 2060 SUPER", 7.8, "7.5"), "rtx2060s", None),
     (Gpu("Quadro RTX 5000", 15.7, "7.5"), "quadro-rtx5000", None),
-    # Not a profiled card: the largest profile that fits, in the dtype the card runs natively.
-    (Gpu("NVIDIA GeForce RTX 4090", 23.6, "8.9"), "quadro-rtx5000", "bfloat16"),
+    (Gpu("Tesla T4", 14.6, "7.5"), "t4", None),
+    # Not a profiled card: the model of the largest profile that fits, in the dtype the card runs natively.
+    (Gpu("NVIDIA GeForce RTX 4090", 23.6, "8.9"), "a5000", None),
     (Gpu("NVIDIA GeForce RTX 3060", 11.7, "8.6"), "rtx3070", None),
-    (Gpu("Tesla T4", 14.6, "7.5"), "quadro-rtx5000", None),
+    (Gpu("NVIDIA A100-SXM4-80GB", 79.2, "8.0"), "a5000", None),
     (Gpu("NVIDIA GeForce GTX 1660", 5.8, "7.5"), "rtx2060s", None),
 ])
 def test_auto_picks_the_closest_profile_and_says_why(gpu, name, dtype):
@@ -49,6 +50,20 @@ def test_auto_picks_the_closest_profile_and_says_why(gpu, name, dtype):
 
 def test_a_too_small_card_is_told_to_lower_memory_use():
     assert "smaller than every profile" in profiles.pick(Gpu("GTX 1660", 5.8, "7.5")).reason
+
+
+def test_a_card_without_a_profile_gets_settings_fitted_to_it_and_is_named():
+    """auto on an RTX 3060 12 GB: the RTX 3070's model, but the card's own memory, capability and TFLOPS (its 28
+    SMs), and settings fitted to 11 of its 12 GB (no GPU here: its free memory is not read)."""
+    choice = profiles.pick(Gpu("NVIDIA GeForce RTX 3060", 12.0, "8.6", 28))
+    assert choice.detected and "no profile is written for" in choice.reason
+    own = profiles.read(choice.path)
+    config = profiles.build([(str(choice.path), own), ("auto-detection", choice.overrides)], choice.name)
+    assert config.hardware.vram_gb == 12.0 and config.hardware.tflops == 24.6
+    assert "RTX 3060" in config.description
+    fitted, said = profiles.fit_settings(config, own, choice, set())
+    assert "budget 11 GB of the card's 12" in said and "fitted: 2 row(s) of 2048 tokens" in said
+    assert fitted == {}  # the 3070's settings are the fastest on this card too: nothing changes
 
 
 def test_auto_without_gpu_is_the_cpu_demo():

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from trainer.config import SETTINGS, Config, build, flatten_toml, full_key, parse_set
 from trainer.errors import UserError
+from trainer.fit.estimate import card_tflops
 from trainer.system import Gpu, detect_gpu, gpu_memory
 
 if TYPE_CHECKING:
@@ -154,25 +155,28 @@ def pick(gpu: Gpu | None) -> Choice:
         if any(pattern.lower() in gpu.name.lower() for pattern in hw["gpu_names"]):
             return Choice(name, PROFILES_DIR / f"{name}.toml", f"detected {gpu}: a card this profile is written for")
     fitting = [n for n, hw in cards.items() if hw["vram_gb"] * VRAM_SLACK <= gpu.vram_gb]
-    # Most memory first, then a profile whose dtype the card runs natively.
+    # Most memory first, then a profile whose dtype the card runs natively: its model (a card of 16 GB or more starts
+    # with 3B, 24 GB with 8B); its settings are then fitted to this card (trainer/fit/).
     key = lambda n: (cards[n]["vram_gb"], cards[n]["bf16"] == gpu.has_bf16)  # noqa: E731
     if fitting:
         name = max(fitting, key=key)
-        reason = f"detected {gpu}: the largest profile that fits is {name} ({cards[name]['vram_gb']:.0f} GB)"
+        reason = (f"detected {gpu}, a card no profile is written for: {name}'s model, with settings fitted to this "
+                  "card")
     else:
         name = min(cards, key=lambda n: (cards[n]["vram_gb"], cards[n]["bf16"] != gpu.has_bf16))
-        reason = (
-            f"detected {gpu}, smaller than every profile; using the smallest, {name} "
-            f"(lower micro_batch_size or max_seq_length if it runs out of memory)"
-        )
-    overrides: dict[str, Any] = {}
+        reason = f"detected {gpu}, smaller than every profile: {name}'s model, with settings fitted to this card"
+    overrides: dict[str, Any] = {
+        "description": f"{gpu.name} (detected, {gpu.vram_gb:.1f} GB): settings fitted to it",
+        "hardware.gpu_names": [gpu.name], "hardware.vram_gb": round(gpu.vram_gb, 1),
+        "hardware.compute_capability": gpu.compute_capability,
+        "hardware.tflops": card_tflops(gpu.compute_capability, gpu.sms) if gpu.sms else 0.0}
     if gpu.has_bf16 and cards[name]["dtype"] == "float16":
         overrides["model.dtype"] = "bfloat16"
         reason += "; bfloat16 instead of float16 since this card supports it"
     if not gpu.has_bf16 and cards[name]["dtype"] == "bfloat16":
         overrides["model.dtype"] = "float16"
         reason += "; float16 instead of bfloat16 since this card has no bf16"
-    return Choice(name, PROFILES_DIR / f"{name}.toml", reason, overrides)
+    return Choice(name, PROFILES_DIR / f"{name}.toml", reason, overrides, detected=True)
 
 
 def profile_table(rows: list[dict[str, str]], width: int) -> Table:

@@ -20,7 +20,7 @@ class Card:
     dtype: str  # Turing has no bf16
     # The attention kernels (torch SDPA backends) PyTorch 2.11 has on the card, per platform (PLATFORMS).
     sdpa_backends: dict[str, tuple[str, ...]]
-    users_notebook_h: float  # what users report for a FineTome-100k epoch with the Unsloth notebook on this card
+    users_notebook_h: float  # what users report for a FineTome-100k epoch with the Unsloth notebook (0: no report)
     users_report: str  # their words: the figure as reported
 
 
@@ -47,6 +47,13 @@ CARDS = {
                     9.0, "~26 steps/min, about 9 h per FineTome epoch (1B)"),
     "quadro-rtx5000": Card("Quadro RTX 5000 16 GB", "quadro-rtx5000", 89.2, 448.0, 16, 15.0, "float16", TURING,
                            18.0, "about 18 h per FineTome epoch (3B)"),
+    # Cards rented on Paperspace Gradient (no users' notebook figures collected): NVIDIA's datasheets, dense tensor
+    # TFLOPS (their sparse figures halved). T4: 65 TFLOPS FP16/FP32 mixed precision, 320 GB/s, 40 SMs at 70 W; RTX
+    # A4000: 153.4 sparse, 448 GB/s; RTX A5000: 222.2 sparse, 768 GB/s. Professional cards accumulate in FP32 at
+    # full rate.
+    "t4": Card("Tesla T4 16 GB", "t4", 65.0, 320.0, 16, 15.0, "float16", TURING, 0.0, ""),
+    "a4000": Card("RTX A4000 16 GB", "a4000", 76.7, 448.0, 16, 15.0, "bfloat16", AMPERE, 0.0, ""),
+    "a5000": Card("RTX A5000 24 GB", "a5000", 111.1, 768.0, 24, 23.0, "bfloat16", AMPERE, 0.0, ""),
 }
 # Share of an emulated step's GPU time that is bound by tensor-core throughput, the rest by memory bandwidth: a 1B
 # step on the 8-SM slice spent 70% of its GPU time in matmuls and 15% in flash attention (compute-bound), the rest in
@@ -109,7 +116,8 @@ def against_users(records: list[dict[str, Any]]) -> str | None:
     card = next((CARDS[r["emulation"]["card"]] for r in records if (r.get("emulation") or {}).get("card") in CARDS),
                 None)
     notebook, tuned = by_config.get("notebook"), by_config.get("tuned")
-    if card is None or not (notebook and tuned and notebook["finetome_epoch_h"] and tuned["finetome_epoch_h"]):
+    if card is None or not card.users_notebook_h or not (notebook and tuned and notebook["finetome_epoch_h"]
+                                                         and tuned["finetome_epoch_h"]):
         return None
     error = notebook["finetome_epoch_h"] / card.users_notebook_h - 1
     calibrated = tuned["finetome_epoch_h"] / (1 + error)

@@ -85,7 +85,8 @@ def choose(shape: Shape, budget_gb: float, current: dict[str, Any], given: set[s
     raise UserError(f"{model} ({shape.billions:.1f}B parameters) does not fit {budget_gb:.1f} GB even one row of "
                     f"{settings['model.max_seq_length']} tokens at a time with gradient checkpointing: about "
                     f"{min(tried):.1f} GB", "Pick a smaller model (for example unsloth/Llama-3.2-1B-Instruct-bnb-4bit "
-                    "or unsloth/Qwen3-1.7B-bnb-4bit), or a card with more memory; close other programs that use the GPU.")
+                    "or unsloth/Qwen3-1.7B-bnb-4bit), or a card with more memory; close other programs that use the "
+                    "GPU.")
 
 
 def why(settings: dict[str, Any], current: dict[str, Any], peak: float, budget: float) -> str:

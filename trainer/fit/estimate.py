@@ -32,8 +32,8 @@ def tokens_per_s(shape: Shape, tflops: float, compute_capability: str, checkpoin
 
 
 def duration(seconds: float) -> str:
-    """"3 h 10 min", "25 min", "40 s"."""
+    """"3 h 10 min", "25 min", "under a minute"."""
     if seconds >= 3600:
         hours, minutes = divmod(round(seconds / 60), 60)
         return f"{hours} h {minutes} min" if minutes else f"{hours} h"
-    return f"{round(seconds / 60)} min" if seconds >= 60 else f"{round(seconds)} s"
+    return f"{round(seconds / 60)} min" if seconds >= 60 else "under a minute"

@@ -99,7 +99,8 @@ def tell(config: Config, data: Any) -> dict[str, Any] | None:
     time an epoch of this data takes (trainer/fit/)."""
     if not config.hardware.vram_gb:
         return None
-    from trainer.fit import budget, tell as fit_tell
+    from trainer.fit import budget
+    from trainer.fit import tell as fit_tell
 
     told = fit_tell.prediction(config, data, budget.budget(config, *(system.gpu_memory() or (None, None))))
     console.print(f"Plan: {fit_tell.line(told)}")

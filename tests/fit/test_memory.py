@@ -1,0 +1,86 @@
+"""The memory model against the GPU's measured peaks, and the settings it fits for the cards and families."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks.gpu_models import SHAPES
+from tests.helpers import ROOT, run_cli
+from trainer.fit import memory
+from trainer.fit.shape import from_config
+
+RECORDS = sorted((ROOT / "benchmarks" / "results" / "memory").glob("*.jsonl"))
+
+
+def test_the_fitted_coefficients_predict_every_measured_peak_within_ten_percent():
+    """benchmarks/fit_memory.py --check: the module's coefficients against every point that did not heal."""
+    result = subprocess.run([sys.executable, "benchmarks/fit_memory.py", "--check"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    errors = [float(line.rsplit(" ", 1)[-1].rstrip("%")) for line in result.stdout.splitlines()
+              if " GB  predicted " in line]
+    assert len(errors) == 33 and max(map(abs, errors)) <= 10, result.stdout
+
+
+def test_the_fitted_runs_on_the_gpu_peaked_near_or_below_what_was_told():
+    """The settings the fit chose ran on the GPU under the card's cap without running out of memory; the told peak
+    is within 10% of the measured or above it (the safe side)."""
+    fitted = [json.loads(line) for path in RECORDS if "fitted" in path.name for line in path.read_text().splitlines()]
+    assert fitted
+    for record in fitted:
+        assert record["exit_code"] == 0 and not record["out_of_memory"], record["point"]
+        told, measured = record["predicted"]["peak_gb"], record["peak_reserved_gb"]
+        assert told >= measured * 0.9, record["point"]
+
+
+@pytest.fixture(scope="module")
+def config_folders(tmp_path_factory) -> dict[str, Path]:
+    """Each family's published shape as a folder of config.json alone (no weights): what a plan needs."""
+    root = tmp_path_factory.mktemp("configs")
+    folders = {}
+    for name, shape in SHAPES.items():
+        folder = root / name
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps({"model_type": shape.family, **shape.config}))
+        folders[name] = folder
+    return folders
+
+
+@pytest.mark.parametrize(("profile", "name", "fits", "told"), [
+    ("rtx3070", "8B", True, "1 row(s) of 1024 tokens"),  # tight: rows cut to 1,024 tokens
+    ("rtx3070", "qwen3-4B", True, "2 row(s) of 2048 tokens a pass, gradient checkpointing (unsloth)"),
+    ("rtx2060s", "gemma3-4B", True, "gradient checkpointing (unsloth)"),
+    ("rtx2060s", "qwen3-8B", False, "does not fit 7.0 GB"),
+    ("quadro-rtx5000", "8B", True, "1 row(s) of 2048 tokens a pass, no gradient checkpointing"),
+    ("quadro-rtx5000", "mistral-7B", True, "no gradient checkpointing"),
+    ("quadro-rtx5000", "phi4-mini", True, "no gradient checkpointing"),
+])
+def test_a_dry_run_plans_each_family_on_each_card_from_its_config_alone(config_folders, profile, name, fits, told):
+    result = run_cli("--profile", profile, "--model", str(config_folders[name]), "--dataset", "sample", "--dry-run")
+    said = " ".join(result.stdout.split())
+    assert result.returncode == (0 if fits else 2), said
+    assert told in said
+    if fits:
+        assert "Plan: fits: about" in said and "per epoch of" in said and "Dry run: stopped" in said
+    else:
+        assert "Traceback" not in said and "fix: Pick a smaller model" in said
+
+
+def test_what_the_user_sets_wins_and_is_checked(config_folders):
+    result = run_cli("--profile", "rtx3070", "--dataset", "sample", "--dry-run", "--set", "micro_batch_size=8",
+                     "--set", "gradient_checkpointing=off")
+    said = " ".join(result.stdout.split())
+    assert result.returncode == 0, said
+    assert "gradient_checkpointing=off, micro_batch_size=8 needs about" in said and "Plan: does not fit" in said
+
+
+def test_the_memory_model_grows_with_tokens_and_shrinks_with_checkpointing():
+    shape = from_config({"model_type": "llama", **SHAPES["3B"].config})
+    off = [memory.peak_gb(shape, tokens, "off") for tokens in (1024, 2048, 4096)]
+    assert off == sorted(off) and off[0] < off[-1]
+    assert memory.peak_gb(shape, 4096, "unsloth") < memory.peak_gb(shape, 4096, "on") < off[-1]
