@@ -112,6 +112,12 @@ def test_a_wheel_install_carries_the_profiles(tmp_path):
     listing = subprocess.run([str(python), "-m", "trainer", "profiles"], cwd=tmp_path, env=env, capture_output=True,
                              text=True, timeout=300)
     assert all(name in listing.stdout for name in ("cpu", "rtx2060s", "rtx3070", "quadro-rtx5000")), listing.stdout
+    # the CPU demo's plan and a card's, from outside the checkout (the bundled sample data; a model's config alone)
+    for profile in ("cpu", "rtx3070"):
+        plan = subprocess.run([str(python), "-m", "trainer", "--profile", profile, "--dataset", "sample", "--dry-run"],
+                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert plan.returncode == 0 and "Dry run: stopped before loading the model" in plan.stdout, plan.stdout
+    assert "Plan: fits: about" in plan.stdout
     # and this environment's own install is untouched
     here = subprocess.run([sys.executable, "-c", "import trainer; print(trainer.__file__)"], cwd=tmp_path,
                           capture_output=True, text=True)

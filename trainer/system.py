@@ -46,13 +46,13 @@ def gpu_of(props: Any) -> Gpu:
 
 
 def gpu_memory() -> tuple[float, float] | None:
-    """Free and total memory of the first CUDA device in GB, as the driver reports them (what other programs hold
-    is not free), or None without one."""
+    """Free and total memory of this process's CUDA device in GB, as the driver reports them (what other programs
+    hold is not free), or None without one."""
     import torch
 
     if not torch.cuda.is_available():
         return None
-    free, total = torch.cuda.mem_get_info(0)
+    free, total = torch.cuda.mem_get_info()
     return free / 2**30, total / 2**30
 
 

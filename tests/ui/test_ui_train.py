@@ -47,7 +47,12 @@ def test_train_stop_resume_and_export_from_the_page(browser, shared_tiny_llama, 
         page = train_tab(browser, url)
         assert "auto → **" not in page.inner_text("#train-profile-reason")  # rendered as markdown
         assert "auto → cpu: no CUDA GPU detected" in page.inner_text("#train-profile-reason")
+        # a card's plan before the start, from its profile alone (no GPU here): memory and time per epoch
+        choose(page, "train-profile", "rtx3070")
+        page.wait_for_selector("#train-plan >> text=per epoch of", timeout=120_000)
+        assert "fits: about 5.6 of 7.0 GB" in page.inner_text("#train-plan")
         choose(page, "train-profile", "cpu")
+        page.wait_for_selector("#train-plan >> text=the CPU demo", timeout=120_000)
         page.fill("#train-model textarea", str(shared_tiny_llama))
         page.fill("#train-max-steps input", "500")
         page.fill("#train-settings textarea", "eval_size=8 eval_every_steps=10")

@@ -14,6 +14,7 @@ from trainer.console import config_summary, console
 from trainer.distributed import ranks
 from trainer.engines import attention, policy
 from trainer.errors import Stopped
+from trainer.fit import budget
 from trainer.runs import RunDir, checkpoints, loss_plot, speed, write_atomic
 from trainer.train import from_run, methods, trackers
 
@@ -67,12 +68,14 @@ def set_up(config: Config, job: ranks.Job, profile_reason: str, resume_from: Pat
     if start is not None:
         console.print(f"Starting from the adapter of {config.model.from_run}{method.from_run_note}")
     trackers.check_installed(config.run.report_to)
-    if config.run.vram_cap_gb and gpu is not None:
-        cap_vram(config.run.vram_cap_gb, gpu)
+    room = None
+    if gpu is not None:  # what is free now, or run.vram_cap_gb: a batch beyond it heals instead of spilling
+        room = budget.budget(config, *(system.gpu_memory() or (None, None)))
+        cap_vram(room, gpu)
     with ranks.main_first("reading the data", job, timeout_s):
         examples = method.load(config)
     console.print(f"Data: {len(examples)} {examples.format} {method.samples} from {config.data.dataset}")
-    told = tell(config, examples)
+    told = tell(config, examples, room)
     startup = {"data_read": system.since_process_start()}
     if gpu is not None:
         attention.restrict(config)  # before the engine is imported: unsloth reads them when it picks its kernels
@@ -94,15 +97,14 @@ def set_up(config: Config, job: ranks.Job, profile_reason: str, resume_from: Pat
     return Setup(config, engine, gpu, model, tokenizer, prepared, run, startup, told)
 
 
-def tell(config: Config, data: Any) -> dict[str, Any] | None:
-    """Before the model loads, on a card (not the CPU demo): the predicted peak against the memory budget, and the
-    time an epoch of this data takes (trainer/fit/)."""
+def tell(config: Config, data: Any, room: budget.Budget | None = None) -> dict[str, Any] | None:
+    """Before the model loads, on a card (not the CPU demo): the predicted peak against the memory budget (`room`,
+    else the card's label), and the time an epoch of this data takes (trainer/fit/)."""
     if not config.hardware.vram_gb:
         return None
-    from trainer.fit import budget
     from trainer.fit import tell as fit_tell
 
-    told = fit_tell.prediction(config, data, budget.budget(config, *(system.gpu_memory() or (None, None))))
+    told = fit_tell.prediction(config, data, room or budget.budget(config))
     console.print(f"Plan: {fit_tell.line(told)}")
     return told
 
@@ -181,13 +183,13 @@ def open_run(config: Config, job: ranks.Job, resume_from: Path | None, stats: di
     return run
 
 
-def cap_vram(cap_gb: float, gpu: system.Gpu) -> None:
-    """Let torch's allocator use at most `cap_gb`, as on a card with that much memory."""
+def cap_vram(room: budget.Budget, gpu: system.Gpu) -> None:
+    """Let torch's allocator use at most the budget: a batch beyond it runs out of memory inside torch, where the
+    step is split (train/micro_batches.py), instead of spilling into system memory through the Windows driver."""
     import torch
 
-    fraction = min(1.0, cap_gb / gpu.vram_gb)
-    torch.cuda.set_per_process_memory_fraction(fraction)
-    console.print(f"GPU memory capped at {cap_gb:g} GB of {gpu.vram_gb:.1f} GB")
+    torch.cuda.set_per_process_memory_fraction(min(1.0, room.gb / gpu.vram_gb))
+    console.print(f"GPU memory: this run may take {room.why}")
 
 
 def make_trainer(config: Config, job: ranks.Job, gpu: system.Gpu | None, model: Any, tokenizer: Any,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import shlex
 import shutil
 import subprocess
@@ -87,6 +88,23 @@ def check_data(options: list[str]) -> str:
     """`trainer data`: rows, tokens per row, trained share, the first examples; or its error, as HTML."""
     result = cli(["data", *options, "-n", "2"], color=True)
     return as_html(result.stdout + result.stderr)
+
+
+def plan_text(args: list[str]) -> str:
+    """What `--dry-run` tells before the start: the settings fitted to the card and the model, the memory of a
+    worst-case batch against the card's, the time per epoch of this data; or why it cannot train."""
+    with tempfile.TemporaryDirectory(prefix="trainer-ui-") as folder:
+        error_file = Path(folder) / "error.json"
+        result = cli([*args, "--dry-run"], timeout_s=300, error_file=error_file)
+        error = commands.read_error(error_file)
+    if error is not None:
+        return error_text(error)
+    said = " ".join(result.stdout.split())  # the console wrapped it at its width
+    fitted = re.search(r"; ((?:fitted|the profile's settings): .*?) Resolved configuration", said)
+    plan = re.search(r"Plan: (.*?) Dry run: stopped", said)
+    if plan is None:  # not a UserError: a bug, and its output says which
+        return f"No plan: {said[-500:]}"
+    return f"**Before the start:** {plan[1]}" + (f"  \n{fitted[1]}" if fitted else "")
 
 
 def launch(args: list[str], runs_root: Path) -> str:
@@ -214,6 +232,7 @@ def build_tab(runs_root: Path) -> None:
         start = gr.Button("Start", variant="primary", elem_id="train-start")
         stop = gr.Button("Stop", variant="stop", elem_id="train-stop")
         resume = gr.Button("Resume", elem_id="train-resume")
+    plan = gr.Markdown("The plan (memory and time per epoch on the card) comes with Check data.", elem_id="train-plan")
     message = gr.Markdown(elem_id="train-message")
     with gr.Row():
         run_pick = gr.Dropdown(runs(), value=shown_run(None), label="Run (Stop and Resume act on it)",
@@ -238,6 +257,9 @@ def build_tab(runs_root: Path) -> None:
 
     def on_check(*values: Any) -> str:
         return check_data(options_of(*values))
+
+    def on_plan(steps: float | None, passes: float | None, *values: Any) -> str:
+        return plan_text(commands.train_args(options_of(*values), steps, passes, detach=False))
 
     def on_start(steps: float | None, passes: float | None, *values: Any) -> tuple[str, Any]:
         try:
@@ -277,8 +299,8 @@ def build_tab(runs_root: Path) -> None:
     inputs = [max_steps, epochs, *fields]
     for field in inputs:
         field.change(show_command, inputs, command, show_progress="hidden")
-    profile.change(profile_reason, profile, reason)
-    check.click(on_check, fields, data_view)
+    profile.change(profile_reason, profile, reason).then(on_plan, inputs, plan, show_progress="hidden")
+    check.click(on_check, fields, data_view).then(on_plan, inputs, plan, show_progress="hidden")
     start.click(on_start, inputs, [message, run_pick]).then(refresh, run_pick, [run_pick, status, log])
     stop.click(on_stop, run_pick, message).then(refresh, run_pick, [run_pick, status, log])
     resume.click(on_resume, [run_pick, max_steps, epochs], [message, run_pick]).then(
