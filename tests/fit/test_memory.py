@@ -84,3 +84,13 @@ def test_the_memory_model_grows_with_tokens_and_shrinks_with_checkpointing():
     off = [memory.peak_gb(shape, tokens, "off") for tokens in (1024, 2048, 4096)]
     assert off == sorted(off) and off[0] < off[-1]
     assert memory.peak_gb(shape, 4096, "unsloth") < memory.peak_gb(shape, 4096, "on") < off[-1]
+
+
+def test_the_card_by_model_table_is_generated_from_the_fit_and_the_records():
+    """docs/any-model.md's table is `python benchmarks/fit_table.py --write`: regenerate it after changing the fit."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import fit_table
+
+    page = fit_table.PAGE.read_text()
+    assert fit_table.page_with_table(page) == page
+    assert "| rtx3070 | Llama-3.1-8B-Instruct | 1 x 1024, accum 8, Unsloth's | 6.8 of 7 | 5.87 |" in page
