@@ -157,6 +157,9 @@ def finish(setup: Setup, job: ranks.Job, trainer: Any) -> None:
     if numbers.get("tokens_per_s"):
         console.print(f"Speed: {numbers['steps_per_min']} steps/min, {numbers['tokens_per_s']:,.0f} real tokens/s, "
                       f"peak {numbers['peak_memory_gb']} GB; details in {run.benchmark}")
+        if setup.told:  # beside what was told before the start, which benchmark.json keeps too
+            said = f"about {setup.told['tokens_per_s']:,} tokens/s, " if "tokens_per_s" in setup.told else ""
+            console.print(f"Told before the start: {said}a peak of about {setup.told['peak_gb']} GB on worst-case rows")
 
 
 def open_run(config: Config, job: ranks.Job, resume_from: Path | None, stats: dict[str, Any], engine: str) -> RunDir:
