@@ -69,7 +69,8 @@ def resolve(
 
 def fit_settings(config: Config, own: dict[str, Any], choice: Choice, given: set[str]) -> tuple[dict[str, Any], str]:
     """Settings fitted to the card's budget for the model (trainer/fit/), and one line on them. A profile's own tuned
-    settings stay for the model and card it was written for, checked against the budget; the user's always win."""
+    settings stay for the model (or a model of its shape) and card it was written for, checked against the budget;
+    the user's always win."""
     from trainer.fit import choose
     from trainer.fit.budget import budget
     from trainer.fit.shape import shape_of
@@ -78,7 +79,9 @@ def fit_settings(config: Config, own: dict[str, Any], choice: Choice, given: set
     room = budget(config, *(gpu_memory() or (None, None)))
     shape = shape_of(config.model.name)
     current = settings_of(config)
-    tuned = config.model.name == own.get("model.name") and "train.micro_batch_size" in own and not choice.detected
+    # the profile's model, or a copy of it (a local folder of the same shape: the GPU tests' random-init 1B and 3B)
+    tuned = ("train.micro_batch_size" in own and not choice.detected
+             and (config.model.name == own.get("model.name") or shape == shape_of(own["model.name"])))
     if tuned:
         warning = choose.check(shape, room.gb, current, given)
         peak = choose.predict(shape, current)

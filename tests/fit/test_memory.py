@@ -52,6 +52,7 @@ def config_folders(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.mark.parametrize(("profile", "name", "fits", "told"), [
+    ("rtx3070", "1B", True, "the profile's settings: about 5.6 GB"),  # a folder of the profile's model's shape
     ("rtx3070", "8B", True, "1 row(s) of 1024 tokens"),  # tight: rows cut to 1,024 tokens
     ("rtx3070", "qwen3-4B", True, "2 row(s) of 2048 tokens a pass, gradient checkpointing (unsloth)"),
     ("rtx2060s", "gemma3-4B", True, "gradient checkpointing (unsloth)"),
@@ -69,6 +70,15 @@ def test_a_dry_run_plans_each_family_on_each_card_from_its_config_alone(config_f
         assert "Plan: fits: about" in said and "per epoch of" in said and "Dry run: stopped" in said
     else:
         assert "Traceback" not in said and "fix: Pick a smaller model" in said
+
+
+def test_preference_pairs_are_fitted_with_their_logits(config_folders):
+    """DPO on an 8 GB card: the profile's 1,024 tokens a side do not fit a Qwen3 4B pair; 768 do."""
+    result = run_cli("--profile", "rtx3070", "--model", str(config_folders["qwen3-4B"]), "--method", "dpo",
+                     "--dataset", "sample", "--dry-run")
+    said = " ".join(result.stdout.split())
+    assert result.returncode == 0, said
+    assert "fitted: 1 pair(s) of 768 tokens a side a pass, gradient checkpointing (unsloth)" in said
 
 
 def test_what_the_user_sets_wins_and_is_checked(config_folders):

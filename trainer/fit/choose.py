@@ -77,7 +77,7 @@ def choose(shape: Shape, budget_gb: float, current: dict[str, Any], given: set[s
                     rows = STEP_ROWS["pairs" if pairs else "rows"]
                     settings["train.grad_accum_steps"] = max(1, rows * longest // (
                         micro * settings["model.max_seq_length"]))
-                said = why(settings, current, peak, budget_gb)
+                said = why(settings, current, peak, budget_gb, pairs)
                 if margin == TIGHT_MARGIN:
                     said += (f" [yellow](tight: within the estimate's error; if one row runs out of memory, --set "
                              f"max_seq_length={settings['model.max_seq_length'] * 3 // 4})[/]")
@@ -89,12 +89,14 @@ def choose(shape: Shape, budget_gb: float, current: dict[str, Any], given: set[s
                     "GPU.")
 
 
-def why(settings: dict[str, Any], current: dict[str, Any], peak: float, budget: float) -> str:
+def why(settings: dict[str, Any], current: dict[str, Any], peak: float, budget: float, pairs: bool = False) -> str:
     checkpointing = settings["train.gradient_checkpointing"]
     how = ("no gradient checkpointing" if checkpointing in ("off", "auto")
            else f"gradient checkpointing ({checkpointing})")
-    line = (f"fitted: {settings['train.micro_batch_size']} row(s) of {settings['model.max_seq_length']} tokens a pass, "
-            f"{how}: about {peak:.1f} of {budget:.1f} GB on worst-case rows")
+    rows = "pair(s)" if pairs else "row(s)"
+    side = " a side" if pairs else ""
+    line = (f"fitted: {settings['train.micro_batch_size']} {rows} of {settings['model.max_seq_length']} tokens{side} a "
+            f"pass, {how}: about {peak:.1f} of {budget:.1f} GB on worst-case rows")
     if settings["model.max_seq_length"] < current["model.max_seq_length"]:
         line += f" (rows cut to {settings['model.max_seq_length']} tokens: {current['model.max_seq_length']} "
         line += "does not fit)"

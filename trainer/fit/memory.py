@@ -34,9 +34,10 @@ LOGIT_SHARE, LOGIT_TOKENS = 0.0369, 1024
 CONSTANT_GB = {"off": 0.5598, "on": 1.281, "unsloth": 0.6838}
 PER_4BIT_BILLION_GB = 0.073 * 1e9 / GB
 # DPO and ORPO: a pair is two sequences in one pass, and their logits over the whole vocabulary are kept for the loss
-# (no fused loss). Bytes per logit, from the one record of a 1B pair (2026-12-03-dpo-fits-rtx3070.json: 4.16 GB at
-# 1,024 tokens a side, Unsloth's checkpointing), where 2,048 a side ran out of 7 GB.
-PAIR_LOGIT_BYTES = 9.5
+# (no fused loss). Bytes per logit, from the two records of a pair a pass with Unsloth's checkpointing under a cap:
+# 1B at 1,024 tokens a side, 4.16 GB (2026-12-03-dpo-fits-rtx3070.json; predicted 4.34), 3B at 2,048 a side, 8.47 GB
+# (2026-12-03-dpo-fits-quadro-rtx5000.json; predicted 8.49); 1B at 2,048 a side ran out of 7 GB (predicted 6.91).
+PAIR_LOGIT_BYTES = 10.0
 
 
 def layer_bytes(shape: Shape) -> int:

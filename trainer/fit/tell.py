@@ -76,6 +76,7 @@ def line(told: dict[str, Any]) -> str:
     if "epoch_h" in told:
         tokens = told["epoch_tokens"]
         count = f"{tokens / 1e6:.1f}M" if tokens >= 1e6 else f"{tokens:,}"
-        said += (f"; about {estimate.duration(told['epoch_h'] * 3600)} per epoch of {count} tokens (about "
+        took = estimate.duration(told["epoch_h"] * 3600)
+        said += (f"; {'' if took.startswith('under') else 'about '}{took} per epoch of {count} tokens (about "
                  f"{told['tokens_per_s']:,} tokens/s on the card)")
     return said
