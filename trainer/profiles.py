@@ -87,8 +87,10 @@ def fit_settings(config: Config, own: dict[str, Any], choice: Choice, given: set
         peak = choose.predict(shape, current)
         said = f"budget {room.why}; the profile's settings: about {peak:.1f} GB on worst-case rows"
         return {}, said + (f" [yellow]({warning})[/]" if warning else "")
-    fit = choose.choose(shape, room.gb, current, given, config.model.name,
-                        pairs=config.train.method != "sft")
+    try:
+        fit = choose.choose(shape, room.gb, current, given, config.model.name, pairs=config.train.method != "sft")
+    except UserError as e:
+        raise UserError(e.message, e.hint + bigger_cards(shape, config, current, given)) from None
     changed = {key: value for key, value in fit.settings.items() if current.get(key) != value}
     warning = choose.check(shape, room.gb, fit.settings, given) if given & set(choose.KEYS) else None
     return changed, f"budget {room.why}; {fit.why}" + (f" [yellow]({warning})[/]" if warning else "")
@@ -120,6 +122,27 @@ def read_with_preference(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         return own, {full_key(key): value for key, value in preference.items()}
     except UserError as e:
         raise UserError(f"{path} [{PREFERENCE}]: {e.message}", e.hint) from None
+
+
+def bigger_cards(shape: Any, config: Config, current: dict[str, Any], given: set[str]) -> str:
+    """" It fits the 16 GB cards' profiles: quadro-rtx5000, t4, a4000." (by their labels), or ""."""
+    from trainer.fit import choose
+    from trainer.fit.budget import LABEL_RESERVE_GB
+
+    fitting = {}
+    for name in names():
+        vram = hardware(name)["vram_gb"]
+        if vram > config.hardware.vram_gb:
+            try:
+                choose.choose(shape, vram - LABEL_RESERVE_GB, current, given, config.model.name,
+                              pairs=config.train.method != "sft")
+            except UserError:
+                continue
+            fitting.setdefault(vram, []).append(name)
+    if not fitting:
+        return ""
+    smallest = min(fitting)
+    return f" It fits the {smallest:g} GB cards' profiles: {', '.join(fitting[smallest])}."
 
 
 def locate(profile: str) -> Choice:

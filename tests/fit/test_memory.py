@@ -70,6 +70,7 @@ def test_a_dry_run_plans_each_family_on_each_card_from_its_config_alone(config_f
         assert "Plan: fits: about" in said and "per epoch of" in said and "Dry run: stopped" in said
     else:
         assert "Traceback" not in said and "fix: Pick a smaller model" in said
+        assert "It fits the 16 GB cards' profiles: a4000, quadro-rtx5000, t4." in said
 
 
 def test_preference_pairs_are_fitted_with_their_logits(config_folders):
