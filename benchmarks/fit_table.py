@@ -15,6 +15,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from verified_table import with_block  # noqa: E402
 
 from trainer import profiles  # noqa: E402
 from trainer.data.synthetic import FINETOME_ROWS, TOKENS_PER_ROW  # noqa: E402
@@ -79,9 +82,7 @@ def table() -> str:
 
 
 def page_with_table(page: str) -> str:
-    before, rest = page.split(START, 1)
-    _, after = rest.split(END, 1)
-    return f"{before}{START}\n{table()}\n{END}{after}"
+    return with_block(page, START, END, table())
 
 
 if __name__ == "__main__":

@@ -43,9 +43,14 @@ def table() -> str:
 
 
 def page_with_table(page: str) -> str:
-    before, rest = page.split(START, 1)
-    _, after = rest.split(END, 1)
-    return f"{before}{START}\n{table()}\n{END}{after}"
+    return with_block(page, START, END, table())
+
+
+def with_block(page: str, start: str, end: str, block: str) -> str:
+    """`page` with what lies between its `start` and `end` markers replaced by `block` (a generated table)."""
+    before, rest = page.split(start, 1)
+    _, after = rest.split(end, 1)
+    return f"{before}{start}\n{block}\n{end}{after}"
 
 
 if __name__ == "__main__":
