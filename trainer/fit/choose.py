@@ -33,10 +33,6 @@ class Fit:
     budget_gb: float
     why: str  # one line
 
-    @property
-    def fits(self) -> bool:
-        return self.peak_gb <= self.budget_gb
-
 
 def tokens_per_pass(micro_batch_size: int, max_seq_length: int, max_tokens_per_pass: int, pairs: bool) -> int:
     """A worst-case pass: every row max_seq_length tokens (a pair: two of them), split at max_tokens_per_pass."""

@@ -300,6 +300,8 @@ def build_tab(runs_root: Path) -> None:
     for field in inputs:
         field.change(show_command, inputs, command, show_progress="hidden")
     profile.change(profile_reason, profile, reason).then(on_plan, inputs, plan, show_progress="hidden")
+    for field in (model, dataset, extra):  # typed: the plan once the field is left, not at every key
+        field.blur(on_plan, inputs, plan, show_progress="hidden")
     check.click(on_check, fields, data_view).then(on_plan, inputs, plan, show_progress="hidden")
     start.click(on_start, inputs, [message, run_pick]).then(refresh, run_pick, [run_pick, status, log])
     stop.click(on_stop, run_pick, message).then(refresh, run_pick, [run_pick, status, log])
