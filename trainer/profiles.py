@@ -82,12 +82,12 @@ def fit_settings(config: Config, own: dict[str, Any], choice: Choice, given: set
     # the profile's model, or a copy of it (a local folder of the same shape: the GPU tests' random-init 1B and 3B)
     tuned = ("train.micro_batch_size" in own and not choice.detected
              and (config.model.name == own.get("model.name") or shape == shape_of(own["model.name"])))
-    if tuned:
-        warning = choose.check(shape, room.gb, current, given)
+    warning = choose.check(shape, room.gb, current, given)
+    if tuned and (warning is None or given & set(choose.KEYS)):  # the user's settings are kept even where they do not
         peak = choose.predict(shape, current)
         said = f"budget {room.why}; the profile's settings: about {peak:.1f} GB on worst-case rows"
         return {}, said + (f" [yellow]({warning})[/]" if warning else "")
-    try:
+    try:  # another model, another card, or less free than the profile needs (other programs hold the rest)
         fit = choose.choose(shape, room.gb, current, given, config.model.name, pairs=config.train.method != "sft")
     except UserError as e:
         raise UserError(e.message, e.hint + bigger_cards(shape, config, current, given)) from None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pytest
 
@@ -120,3 +121,52 @@ def test_out_of_memory_on_one_row_stops_with_a_checkpoint(llama_1b, tmp_path):
         record("out-of-memory-one-row-stops", run, passed, profile="rtx3070", engine="unsloth", vram_cap_gb=1.6,
                dtype="bfloat16",
                exit_code=result.returncode, message=flat[-600:])
+
+
+# Holds the GPU's memory but for what it is told to leave free, and says so; holds it until its stdin closes.
+HOLDER = """
+import sys, torch
+leave = float(sys.argv[1]) * 2**30
+free, _ = torch.cuda.mem_get_info()
+held = torch.empty(int(free - leave), dtype=torch.uint8, device="cuda")
+print(f"holding {held.numel() / 2**30:.1f} GB", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_the_budget_is_what_another_process_leaves(llama_1b, tmp_path):
+    """An 8 GB card on which other programs hold 3 GB: a second process holds all of the GPU but 5 GB. The run's
+    budget is what is left (less the CUDA context), its settings are fitted to that instead of the profile's
+    (which need about 5.6 GB), its peak stays under the cap; and a deliberately over-large batch heals under the cap
+    instead of exceeding it."""
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, "5"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True)
+    runs = {name: RunDir(tmp_path / name) for name in ("fitted", "over-large")}
+    outputs, peaks, holding, budget, passed = {}, {}, "", None, False
+    try:
+        holding = holder.stdout.readline().strip()
+        data = str(worst_case_dataset(tmp_path / "long.jsonl"))
+        for name, extra in (("fitted", []), ("over-large", ["--set", "micro_batch_size=8"])):
+            result = train(llama_1b, runs[name].path, "--profile", "rtx3070", "--dataset", data, "--max-steps", "4",
+                           "--set", "grad_accum_steps=1", *extra)
+            outputs[name] = (result.returncode, " ".join((result.stdout + result.stderr).split()))
+        budget = re.search(r"this run may take ([0-9.]+) GB free of", outputs["fitted"][1])
+        peaks = {name: max((m.get("memory_reserved_gb", 0) for m in run.read_metrics() if "loss" in m), default=None)
+                 for name, run in runs.items()}
+        assert holding.startswith("holding"), holding
+        assert all(code == 0 for code, _ in outputs.values()), {k: v[1][-2000:] for k, v in outputs.items()}
+        assert budget is not None and 4.0 <= float(budget[1]) <= 4.6, outputs["fitted"][1][:2000]
+        assert "fitted: 1 row(s) of 2048 tokens a pass" in outputs["fitted"][1], outputs["fitted"][1][:2000]
+        assert "Out of GPU memory on a micro-batch" in outputs["over-large"][1], outputs["over-large"][1][-2000:]
+        assert all(peak is not None and peak <= float(budget[1]) for peak in peaks.values()), peaks
+        passed = True
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=60)
+        record("other-process-holds-memory", runs["fitted"], passed, profile="rtx3070", engine="unsloth",
+               held_by_another_process=holding, budget_gb=float(budget[1]) if budget else None,
+               peaks_reserved_gb=peaks,
+               outputs={name: out[:1500] for name, (_, out) in outputs.items()})
