@@ -90,8 +90,9 @@ KNOWN = {
 def known(model: str) -> Shape | None:
     """The shape of a Hub id whose name starts (after its owner) with a KNOWN model's name."""
     name = model.rsplit("/", 1)[-1].lower()
-    for prefix, shape in sorted(KNOWN.items(), key=lambda item: -len(item[0])):
-        if name.startswith(prefix.lower()):
+    for prefix, shape in KNOWN.items():
+        rest = name.removeprefix(prefix.lower())
+        if rest != name and (not rest or rest[0] in "-_."):  # Qwen3-8B-Base, not Qwen3-80B
             return shape
     return None
 
