@@ -112,6 +112,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("__main__",),  # python -m trainer
     ("cli",),  # parses a command line, resolves the settings, calls one command or stage
     ("doctor", "ui"),  # doctor checks export's Hub login and train's trackers; the Gradio UI chats via serve
+    ("eval",),  # a run's tuned model against its base on its held-out rows: through serve's chat and the method's data
     ("serve", "bench", "export", "commands"),  # chat and HTTP, the benchmark, merged and GGUF copies; what the CLI
     # and the UI both need of a command (a run's path, a training's command line, the one-training rule, errors)
     ("train",),  # the recipe (set up, fit, finish) and its methods (train/methods/), over data, engines and runs

@@ -18,7 +18,7 @@ from trainer.errors import Stopped, UserError
 if TYPE_CHECKING:
     from trainer.runs import RunDir
 
-COMMANDS = ("train", "profiles", "data", "chat", "ui", "serve", "bench", "export", "doctor", "runs")
+COMMANDS = ("train", "profiles", "data", "chat", "eval", "ui", "serve", "bench", "export", "doctor", "runs")
 
 
 def add_set(p: argparse.ArgumentParser, help: str | None = None) -> None:
@@ -74,6 +74,11 @@ def parser() -> argparse.ArgumentParser:
     run_options(data)
     data.add_argument("-n", type=int, default=3, help="how many examples to show (default 3)")
 
+    evaluate = sub.add_parser("eval", help="a run's tuned model against its base on its held-out rows")
+    evaluate.add_argument("target", help="run directory")
+    evaluate.add_argument("-n", "--prompts", type=int, default=8, help="held-out prompts to answer (default 8)")
+    evaluate.add_argument("--checks", metavar="FILE", help="a TOML file of checks on the answers (docs/evaluation.md)")
+    evaluate.add_argument("--max-new-tokens", type=int, default=128)
     chat = sub.add_parser("chat", help="chat in the terminal with a run, an adapter folder or a model")
     chat.add_argument("target", help="run directory, adapter/checkpoint folder, model folder or Hub id")
     chat.add_argument("--temperature", type=float, default=0.7, help="0: greedy (default 0.7)")
@@ -161,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     world = cfg.world()  # this process's place in a job, read once (torchrun's workers start here too)
     try:
-        if args.command in ("chat", "ui"):
+        if args.command in ("chat", "eval", "ui"):
             from trainer.console import library_messages_to
 
             log = Path(cfg.cache_dir()) / "logs" / f"{args.command}.log"
@@ -208,6 +213,10 @@ def run(args: argparse.Namespace, argv: list[str], world: cfg.World) -> int:
 
         generation = chat.GenerationSettings(args.temperature, args.top_p, args.max_new_tokens, args.system)
         chat.repl(chat.load(args.target, cfg.cache_dir()), generation)
+    elif args.command == "eval":
+        from trainer.eval import compare
+
+        compare.main(args.target, cfg.cache_dir(), args.prompts, args.checks, args.max_new_tokens)
     elif args.command == "ui":
         from trainer.ui import app
 

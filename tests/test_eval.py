@@ -1,0 +1,83 @@
+"""`trainer eval RUN`: a real run (a tiny Llama trained on the CPU) against its base, on its held-out rows."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import run_cli
+from trainer.runs import RunDir
+
+pytestmark = pytest.mark.slow
+
+CHECKS = """
+[[check]]
+name = "says something"
+kind = "regex"
+pattern = "\\\\S"
+
+[[check]]
+kind = "exact"
+
+[[check]]
+name = "short"
+kind = "python"
+function = "my_checks:short"
+"""
+
+
+@pytest.fixture(scope="module")
+def trained_run(shared_tiny_llama, tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("eval") / "run"
+    result = run_cli("--profile", "cpu", "--model", str(shared_tiny_llama), "--dataset", "sample", "--max-steps", "4",
+                     "--set", "eval_size=8", "--set", "learning_rate=0.01", "--run-dir", str(run))
+    assert result.returncode == 0, result.stdout + result.stderr
+    return run
+
+
+def test_the_tuned_model_against_its_base_on_held_out_rows(trained_run, tmp_path):
+    (tmp_path / "checks.toml").write_text(CHECKS)
+    (tmp_path / "my_checks.py").write_text("def short(answer, reference):\n    return len(answer) < 40\n")
+    result = run_cli("eval", str(trained_run), "-n", "2", "--max-new-tokens", "12", "--checks",
+                     str(tmp_path / "checks.toml"), env={"PYTHONPATH": str(tmp_path)})
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads((trained_run / "eval" / "eval.json").read_text())
+    base, tuned = report["models"]["base"], report["models"]["tuned"]
+    assert report["held_out_rows"] == 8 and len(report["prompts"]) == 2
+    assert tuned["tokens"] == base["tokens"] > 0  # the same tokens and masks for both
+    assert tuned["loss"] != base["loss"]  # the adapter changed the model
+    assert math.isclose(tuned["perplexity"], math.exp(tuned["loss"]), rel_tol=1e-3)
+    # the tuned loss is the one the trainer measured on the same rows at its last step
+    last_eval = [m["eval_loss"] for m in RunDir(trained_run).read_metrics() if "eval_loss" in m][-1]
+    assert math.isclose(tuned["loss"], last_eval, rel_tol=0.02), (tuned["loss"], last_eval)
+    for model in (base, tuned):
+        assert len(model["answers"]) == 2
+        assert set(model["checks"]) == {"says something", "exact", "short"}
+        says = sum(bool(a.strip()) for a in model["answers"]) / 2
+        assert model["checks"]["says something"] == says
+        assert model["checks"]["short"] == sum(len(a) < 40 for a in model["answers"]) / 2
+    page = (trained_run / "eval" / "report.md").read_text()
+    assert "| held-out loss (lower is better) |" in page and "## Prompt 2" in page
+    assert "**Reference (held out)**" in page
+    assert "against its base" in " ".join(result.stdout.split())
+
+
+@pytest.mark.parametrize("checks, message", [
+    ('[[check]]\nkind = "bleu"', "kind = 'bleu' is not a check"),
+    ('[[check]]\nkind = "regex"', 'needs a pattern'),
+    ('[[check]]\nkind = "python"\nfunction = "nowhere:f"', "cannot import nowhere:f"),
+    ("kind = ", "is not valid TOML"),
+])
+def test_a_bad_checks_file_is_refused_before_any_model_loads(trained_run, tmp_path, checks, message):
+    (tmp_path / "checks.toml").write_text(checks)
+    result = run_cli("eval", str(trained_run), "--checks", str(tmp_path / "checks.toml"))
+    said = " ".join(result.stdout.split())
+    assert result.returncode == 2 and message in said and "Traceback" not in said, said
+
+
+def test_eval_needs_a_run(tmp_path):
+    result = run_cli("eval", str(tmp_path))
+    assert result.returncode == 2 and "is not a run directory" in result.stdout
