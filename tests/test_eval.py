@@ -33,7 +33,8 @@ function = "my_checks:short"
 def trained_run(shared_tiny_llama, tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("eval") / "run"
     result = run_cli("--profile", "cpu", "--model", str(shared_tiny_llama), "--dataset", "sample", "--max-steps", "4",
-                     "--set", "eval_size=8", "--set", "learning_rate=0.01", "--run-dir", str(run))
+                     "--set", "eval_size=8", "--set", "learning_rate=0.01", "--set", "save_every_steps=2",
+                     "--run-dir", str(run))
     assert result.returncode == 0, result.stdout + result.stderr
     return run
 
@@ -63,6 +64,17 @@ def test_the_tuned_model_against_its_base_on_held_out_rows(trained_run, tmp_path
     assert "| held-out loss (lower is better) |" in page and "## Prompt 2" in page
     assert "**Reference (held out)**" in page
     assert "against its base" in " ".join(result.stdout.split())
+
+
+def test_the_run_against_one_of_its_checkpoints(trained_run):
+    """--against a checkpoint of the same run: at step 2 of 4 the adapter had trained less."""
+    checkpoint = sorted((trained_run / "checkpoints").glob("checkpoint-*"))[0]
+    result = run_cli("eval", str(trained_run), "-n", "1", "--max-new-tokens", "4", "--against", str(checkpoint))
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads((trained_run / "eval" / "eval.json").read_text())
+    assert report["against"] == str(checkpoint)
+    assert report["models"]["base"]["tokens"] == report["models"]["tuned"]["tokens"]
+    assert report["models"]["base"]["loss"] != report["models"]["tuned"]["loss"]
 
 
 @pytest.mark.parametrize("checks, message", [

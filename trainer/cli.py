@@ -79,6 +79,9 @@ def parser() -> argparse.ArgumentParser:
     evaluate.add_argument("-n", "--prompts", type=int, default=8, help="held-out prompts to answer (default 8)")
     evaluate.add_argument("--checks", metavar="FILE", help="a TOML file of checks on the answers (docs/evaluation.md)")
     evaluate.add_argument("--max-new-tokens", type=int, default=128)
+    evaluate.add_argument("--against", default="base", metavar="base|RUN|CHECKPOINT",
+                          help="what the run is compared with: its base model (default), another run of the same "
+                               "base, or a checkpoint folder")
     chat = sub.add_parser("chat", help="chat in the terminal with a run, an adapter folder or a model")
     chat.add_argument("target", help="run directory, adapter/checkpoint folder, model folder or Hub id")
     chat.add_argument("--temperature", type=float, default=0.7, help="0: greedy (default 0.7)")
@@ -216,7 +219,7 @@ def run(args: argparse.Namespace, argv: list[str], world: cfg.World) -> int:
     elif args.command == "eval":
         from trainer.eval import compare
 
-        compare.main(args.target, cfg.cache_dir(), args.prompts, args.checks, args.max_new_tokens)
+        compare.main(args.target, cfg.cache_dir(), args.prompts, args.checks, args.max_new_tokens, args.against)
     elif args.command == "ui":
         from trainer.ui import app
 

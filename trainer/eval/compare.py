@@ -19,8 +19,10 @@ from trainer.runs import RunDir, write_atomic
 from trainer.runs.run_dir import is_run_dir
 
 
-def main(target: str, cache_dir: str, prompts: int, checks_file: str | None, max_new_tokens: int) -> Path:
-    """Evaluate the run at `target`; the path of its report."""
+def main(target: str, cache_dir: str, prompts: int, checks_file: str | None, max_new_tokens: int,
+         against: str = "base") -> Path:
+    """Evaluate the run at `target` against its base (or `against`: another run, an adapter or checkpoint folder, a
+    model); the path of its report."""
     from trainer.serve import chat
     from trainer.train import methods
 
@@ -34,24 +36,33 @@ def main(target: str, cache_dir: str, prompts: int, checks_file: str | None, max
     rows = heldout.examples(config)
     asked = heldout.prompts(config, rows, prompts)
     tuned = chat.load(str(path), cache_dir)
+    other = None
+    if against != "base":  # the same base: the same tokens, so the losses compare
+        other = chat.load(against, cache_dir)
+        if other.base_name != tuned.base_name:
+            raise UserError(f"{against} is trained on {other.base_name}, {target} on {tuned.base_name}: their "
+                            "losses are over different tokens",
+                            "Compare runs of the same base model, or drop --against.")
     prepared = methods.of(config).build(config, rows, tuned.tokenizer, check=False)
     if prepared.eval is None:
         console.print("[yellow]The run held out no rows for eval (eval_size=0): no loss to compare.[/]")
     settings = chat.GenerationSettings(temperature=0, max_new_tokens=max_new_tokens)
     results: dict[str, Any] = {}
     for name in ("tuned", "base"):
-        with tuned.model.disable_adapter() if name == "base" else contextlib.nullcontext():
-            console.print(f"Evaluating the {name} model on {len(asked)} held-out prompts...")
+        model = other if name == "base" and other is not None else tuned
+        with tuned.model.disable_adapter() if name == "base" and other is None else contextlib.nullcontext():
+            console.print(f"Evaluating {target if name == 'tuned' else against if other else 'its base'} on "
+                          f"{len(asked)} held-out prompts...")
             result: dict[str, Any] = {}
             if prepared.eval is not None:
-                loss, tokens = heldout.loss(tuned.model, prepared.eval)
+                loss, tokens = heldout.loss(model.model, prepared.eval)
                 result |= {"loss": round(loss, 4), "perplexity": round(math.exp(min(loss, 50)), 3),
                            "tokens": tokens}
-            result["answers"] = [answer(chat, tuned, p.messages, settings) for p in asked]
+            result["answers"] = [answer(chat, model, p.messages, settings) for p in asked]
             result["checks"] = user_checks.score(checks, result["answers"], [p.reference for p in asked])
             results[name] = result
     report = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "run": str(path),
-              "base_model": tuned.base_name,
+              "base_model": tuned.base_name, "against": f"its base, {tuned.base_name}" if other is None else against,
               "held_out_rows": len(prepared.eval) if prepared.eval is not None else 0,
               "prompts": [{"messages": p.messages, "reference": p.reference} for p in asked], "models": results}
     folder = path / "eval"
@@ -84,8 +95,8 @@ def numbers(report: dict[str, Any]) -> list[tuple[str, str, str]]:
 def summary(report: dict[str, Any]) -> Any:
     from rich.table import Table
 
-    table = Table(title=f"{report['run']} against its base, {report['base_model']}")
-    for column in ("", "base", "tuned"):
+    table = Table(title=f"{report['run']} against {report['against']}")
+    for column in ("", "against", "tuned"):
         table.add_column(column)
     for row in numbers(report):
         table.add_row(*row)
@@ -94,17 +105,17 @@ def summary(report: dict[str, Any]) -> Any:
 
 def markdown(report: dict[str, Any]) -> str:
     lines = [f"# Eval of {report['run']}", "",
-             f"{report['date']}: the tuned model (base + the run's adapter) against its base, "
-             f"`{report['base_model']}`, on {report['held_out_rows']} held-out rows the run never trained on "
+             f"{report['date']}: the tuned model (base + the run's adapter) against {report['against']}, "
+             f"on {report['held_out_rows']} held-out rows the run never trained on "
              f"(loss on the same tokens and masks) and {len(report['prompts'])} of their prompts (greedy answers).",
-             "", "| | base | tuned |", "|---|---|---|"]
+             "", "| | against | tuned |", "|---|---|---|"]
     lines += [f"| {what} | {base} | {tuned} |" for what, base, tuned in numbers(report)]
     for number, prompt in enumerate(report["prompts"]):
         asked = prompt["messages"][-1]["content"]
         lines += ["", f"## Prompt {number + 1}", "", quoted(asked), "", "**Reference (held out)**", "",
                   quoted(prompt["reference"])]
-        for name in ("base", "tuned"):
-            lines += ["", f"**{name}**", "", quoted(report["models"][name]["answers"][number])]
+        for name, label in (("base", report["against"]), ("tuned", "tuned")):
+            lines += ["", f"**{label}**", "", quoted(report["models"][name]["answers"][number])]
     return "\n".join(lines) + "\n"
 
 
