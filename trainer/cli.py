@@ -82,6 +82,11 @@ def parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--against", default="base", metavar="base|RUN|CHECKPOINT",
                           help="what the run is compared with: its base model (default), another run of the same "
                                "base, or a checkpoint folder")
+    evaluate.add_argument("--judge", metavar="FILE.gguf", help="a local judge model (llama.cpp) that compares the "
+                          "answers in both orders")
+    evaluate.add_argument("--judge-url", metavar="URL", help="an OpenAI-compatible endpoint (up to /v1) as the judge; "
+                          "its key from $TRAINER_JUDGE_API_KEY")
+    evaluate.add_argument("--judge-model", default="judge", help="the model name the endpoint is asked for")
     chat = sub.add_parser("chat", help="chat in the terminal with a run, an adapter folder or a model")
     chat.add_argument("target", help="run directory, adapter/checkpoint folder, model folder or Hub id")
     chat.add_argument("--temperature", type=float, default=0.7, help="0: greedy (default 0.7)")
@@ -217,9 +222,13 @@ def run(args: argparse.Namespace, argv: list[str], world: cfg.World) -> int:
         generation = chat.GenerationSettings(args.temperature, args.top_p, args.max_new_tokens, args.system)
         chat.repl(chat.load(args.target, cfg.cache_dir()), generation)
     elif args.command == "eval":
-        from trainer.eval import compare
+        from trainer.eval import compare, judge
 
-        compare.main(args.target, cfg.cache_dir(), args.prompts, args.checks, args.max_new_tokens, args.against)
+        if args.judge and args.judge_url:
+            raise UserError("--judge and --judge-url both name a judge", "Keep one.")
+        ask = (judge.local(Path(args.judge)) if args.judge
+               else judge.endpoint(args.judge_url, args.judge_model, cfg.judge_api_key()) if args.judge_url else None)
+        compare.main(args.target, cfg.cache_dir(), args.prompts, args.checks, args.max_new_tokens, args.against, ask)
     elif args.command == "ui":
         from trainer.ui import app
 

@@ -6,6 +6,7 @@ from trainer.config.environment import (
     World,
     cache_dir,
     error_file,
+    judge_api_key,
     records_dir,
     serve_api_key,
     tracker_environment,
@@ -34,5 +35,5 @@ __all__ = [
     "DATE_STRING", "FORMATS", "KEYS", "LLAMA_TARGETS", "METHODS", "SDPA_BACKENDS", "SETTINGS", "TRACKERS", "Config",
     "DataConfig", "HardwareConfig", "Launch", "LoraConfig", "ModelConfig", "RunConfig", "TrackerEnvironment",
     "TrainConfig", "World", "build", "cache_dir", "check", "coerce", "error_file", "flatten_toml", "from_toml",
-    "full_key", "parse_set", "records_dir", "serve_api_key", "tracker_environment", "ui_auth", "world",
+    "full_key", "judge_api_key", "parse_set", "records_dir", "serve_api_key", "tracker_environment", "ui_auth", "world",
 ]

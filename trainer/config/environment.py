@@ -37,6 +37,11 @@ def ui_auth(value: str | None) -> tuple[str, str] | None:
     return user, password
 
 
+def judge_api_key() -> str:
+    """$TRAINER_JUDGE_API_KEY: the key of `eval --judge-url`'s endpoint (never written into a report)."""
+    return os.environ.get("TRAINER_JUDGE_API_KEY", "")
+
+
 def serve_api_key(value: str | None) -> str | None:
     """The key `trainer serve` requires as `Authorization: Bearer KEY`: --api-key, else $TRAINER_API_KEY, else none."""
     return value or os.environ.get("TRAINER_API_KEY") or None

@@ -14,15 +14,15 @@ from typing import Any
 from trainer.console import console
 from trainer.errors import UserError
 from trainer.eval import checks as user_checks
-from trainer.eval import heldout
+from trainer.eval import heldout, judge
 from trainer.runs import RunDir, write_atomic
 from trainer.runs.run_dir import is_run_dir
 
 
 def main(target: str, cache_dir: str, prompts: int, checks_file: str | None, max_new_tokens: int,
-         against: str = "base") -> Path:
+         against: str = "base", ask: judge.Ask | None = None) -> Path:
     """Evaluate the run at `target` against its base (or `against`: another run, an adapter or checkpoint folder, a
-    model); the path of its report."""
+    model), with the judge `ask` where given; the path of its report."""
     from trainer.serve import chat
     from trainer.train import methods
 
@@ -61,6 +61,15 @@ def main(target: str, cache_dir: str, prompts: int, checks_file: str | None, max
             result["answers"] = [answer(chat, model, p.messages, settings) for p in asked]
             result["checks"] = user_checks.score(checks, result["answers"], [p.reference for p in asked])
             results[name] = result
+    if ask is not None:
+        console.print(f"The judge compares {len(asked)} pairs of answers, in both orders...")
+        verdicts = [judge.compare(ask, p.messages[-1]["content"], p.reference, tuned_answer, other_answer)
+                    for p, tuned_answer, other_answer in zip(asked, results["tuned"]["answers"],
+                                                             results["base"]["answers"], strict=True)]
+        results["judge"] = {"wins": sum(v.winner == "tuned" for v in verdicts),
+                            "ties": sum(v.winner == "tie" for v in verdicts),
+                            "losses": sum(v.winner == "against" for v in verdicts),
+                            "verdicts": [{"winner": v.winner, "replies": list(v.reasons)} for v in verdicts]}
     report = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "run": str(path),
               "base_model": tuned.base_name, "against": f"its base, {tuned.base_name}" if other is None else against,
               "held_out_rows": len(prepared.eval) if prepared.eval is not None else 0,
@@ -89,6 +98,9 @@ def numbers(report: dict[str, Any]) -> list[tuple[str, str, str]]:
             (("loss", "held-out loss (lower is better)"), ("perplexity", "perplexity")) if key in tuned]
     rows += [(f"check: {name}", f"{base['checks'][name]:.0%}", f"{tuned['checks'][name]:.0%}")
              for name in tuned["checks"]]
+    if "judge" in report["models"]:
+        said = report["models"]["judge"]
+        rows.append(("judge: wins / ties / losses of tuned", "", f"{said['wins']} / {said['ties']} / {said['losses']}"))
     return rows
 
 
@@ -116,6 +128,10 @@ def markdown(report: dict[str, Any]) -> str:
                   quoted(prompt["reference"])]
         for name, label in (("base", report["against"]), ("tuned", "tuned")):
             lines += ["", f"**{label}**", "", quoted(report["models"][name]["answers"][number])]
+        if "judge" in report["models"]:
+            verdict = report["models"]["judge"]["verdicts"][number]
+            lines += ["", f"**The judge**: {verdict['winner']} (tuned shown first, then second):", "",
+                      *(quoted(reply) for reply in verdict["replies"])]
     return "\n".join(lines) + "\n"
 
 
