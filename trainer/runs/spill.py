@@ -1,0 +1,111 @@
+"""The slow-step rule: whether a run's steps crawl because its GPU memory spilled into system memory (the Windows
+driver's "CUDA - Sysmem Fallback Policy"), judged from the run's own metrics.jsonl records, and the run's record of it.
+
+Since driver 536.40 an NVIDIA driver on Windows does not fail an allocation the card cannot hold: it places it in
+system memory, reached over PCIe at a tenth or less of the card's bandwidth. Nothing fails; the steps just take
+several times as long, for hours. The run's records show it: a pace several times the run's own median while the
+memory torch holds sits at the budget (the process cap, or what the card had free at the start).
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from typing import Any
+
+# The first steps are no pace to compare with: the allocator grows, kernels compile (Triton, unsloth) and autotune.
+WARMUP_STEPS = 10
+# Paces to take a median of before judging: fewer, and one slow step would make the median.
+MIN_BASELINE = 5
+# Logged intervals in a row that must all be slow: one slow interval is a checkpoint save, a garbage collection or
+# another program's burst on the GPU; a spill lasts as long as the memory does not fit.
+RECENT = 3
+# How many times the median pace counts as crawling. Memory reached over PCIe (16 to 32 GB/s) instead of the card's
+# (250 to 1,000 GB/s) makes spilled steps many times slower; what else varies between steps once the pace is per token
+# (longer rows, the heal's smaller passes, clocks) stays well under 2x.
+SLOWDOWN = 3.0
+# How close to the budget the reserved memory counts as "at the cap": torch's allocator reserves in 2 and 20 MiB
+# segments and leaves fragments, so a run that fills its budget reserves a little under it; a run well below it
+# (below 95%) cannot be the one overflowing the card.
+NEAR_CAP = 0.95
+EVENT = "spill"  # the "event" of the metrics.jsonl line that records it
+
+
+@dataclass(frozen=True)
+class Pace:
+    step: int  # the logged step the interval ends at
+    seconds: float  # per token where the records count tokens, else per step
+    memory_gb: float | None  # reserved by torch (peak), or used where reserved is not recorded (the CPU)
+
+
+@dataclass(frozen=True)
+class Spill:
+    step: int  # the step at which the rule decided (the last of the RECENT slow intervals)
+    since_step: int  # the first of them
+    slowdown: float  # the slowest-but-fastest of them over the median: each was at least this many times slower
+    memory_gb: float
+    budget_gb: float
+
+
+def paces(records: list[dict[str, Any]]) -> list[Pace]:
+    """The pace of each interval between two consecutive training records (those with a loss). An evaluation
+    between them breaks the chain (its time is no training pace); per token where every record counts tokens, so that a
+    batch of longer rows is not taken for a slow one."""
+    train = [r for r in records if "loss" in r and "elapsed_s" in r]
+    per_token = bool(train) and all("tokens" in r for r in train)
+    found, previous = [], None
+    for record in records:
+        if "eval_loss" in record:
+            previous = None
+            continue
+        if "loss" not in record or "elapsed_s" not in record:
+            continue  # an event line, or a record of an older trainer without a clock
+        if previous is not None and record["step"] > previous["step"]:
+            work = (record["tokens"] - previous["tokens"]) if per_token else record["step"] - previous["step"]
+            if work > 0:
+                memory = record.get("memory_reserved_gb", record.get("memory_gb"))
+                found.append(Pace(record["step"], (record["elapsed_s"] - previous["elapsed_s"]) / work, memory))
+        previous = record
+    return found
+
+
+def spill(records: list[dict[str, Any]], budget_gb: float) -> Spill | None:
+    """Whether the last RECENT intervals of `records` (metrics.jsonl, oldest first) each ran at least SLOWDOWN times
+    the median pace before them, after WARMUP_STEPS, with reserved memory within NEAR_CAP of `budget_gb`."""
+    if budget_gb <= 0:
+        return None
+    first = next((r["step"] for r in records if "loss" in r), None)
+    timeline = [p for p in paces(records) if first is not None and p.step >= first + WARMUP_STEPS]
+    if len(timeline) < MIN_BASELINE + RECENT:
+        return None
+    median = statistics.median(p.seconds for p in timeline[:-RECENT])
+    recent = timeline[-RECENT:]
+    if median <= 0 or any(p.seconds < SLOWDOWN * median for p in recent):
+        return None
+    if any(p.memory_gb is None or p.memory_gb < NEAR_CAP * budget_gb for p in recent):
+        return None
+    return Spill(recent[-1].step, recent[0].step, min(p.seconds for p in recent) / median,
+                 recent[-1].memory_gb, budget_gb)
+
+
+def message(found: Spill, python: str) -> str:
+    """What happened and the fix, for the console and the run's record."""
+    return (f"Steps {found.since_step}-{found.step} ran {found.slowdown:.1f}x slower than this run's median with GPU "
+            f"memory at its budget ({found.memory_gb:.2f} of {found.budget_gb:.2f} GB): the NVIDIA driver is likely "
+            "spilling GPU memory into system memory (Windows, driver 536.40 or newer; Task Manager shows \"shared GPU "
+            "memory\" in use). Fix: NVIDIA Control Panel > Manage 3D settings > Program Settings > add "
+            f"{python} > CUDA - Sysmem Fallback Policy: Prefer No Sysmem Fallback, then continue with --resume "
+            "(out of memory is then split into smaller passes instead of crawling); or lower micro_batch_size or "
+            "max_seq_length (--set micro_batch_size=1).")
+
+
+def record(found: Spill, python: str, elapsed_s: float) -> dict[str, Any]:
+    """The metrics.jsonl line of a spill: a step and its clock, as every line has (a resume reads both)."""
+    return {"step": found.step, "elapsed_s": elapsed_s, "event": EVENT, "message": message(found, python),
+            "slowdown": round(found.slowdown, 2), "reserved_gb": found.memory_gb,
+            "budget_gb": round(found.budget_gb, 3)}
+
+
+def recorded(records: list[dict[str, Any]]) -> str | None:
+    """The message of the run's spill, if its metrics record one (the UI shows it beside the progress)."""
+    return next((r["message"] for r in reversed(records) if r.get("event") == EVENT), None)
