@@ -13,7 +13,7 @@ from tests.helpers import tiny_config
 from trainer.distributed.ranks import Job
 from trainer.runs import RunDir, spill
 from trainer.train import recipe
-from trainer.train.spill_watch import SpillWatch
+from trainer.train.spill_watch import HISTORY, SpillWatch
 from trainer.ui.train_tab import status_text
 
 BUDGET_GB = 8.0
@@ -126,3 +126,17 @@ def test_no_budget_or_too_few_steps_never_fire():
     assert spill.spill(early, 8.0) is None
     two = crawl[:-1]  # two slow intervals: a checkpoint save and a pause, not yet a spill
     assert spill.spill(two, 8.0) is None
+
+
+def test_the_watch_looks_back_on_its_last_records_only_and_still_fires_late_in_a_long_run(tmp_path, capsys):
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    watch = SpillWatch(run, 8.0, PYTHON)
+    steps = 2 * HISTORY
+    for s in range(1, steps + 4):  # a steady second per step, then three at 10 s, at the cap throughout
+        elapsed = min(s, steps) + 10.0 * max(0, s - steps)
+        watch({"step": s, "elapsed_s": elapsed, "loss": 1.0, "tokens": 100 * s, "memory_reserved_gb": 7.9})
+        assert len(watch.records) <= HISTORY
+    assert [r["step"] for r in run.read_metrics()] == [steps + 3]
+    assert run.read_metrics()[0]["slowdown"] == 10.0
+    assert "Prefer No Sysmem Fallback" in " ".join(capsys.readouterr().out.split())  # wrapped to the terminal

@@ -12,6 +12,11 @@ from rich.markup import escape
 from trainer.console import console
 from trainer.runs import RunDir, spill
 
+# The records the rule looks back on: at one record per 2 s (log_every_s) about half an hour of pace for the median,
+# and the rule's cost per record stays about a millisecond however long the run (a spill sets in at once, when the
+# memory stops fitting, so an older baseline adds nothing).
+HISTORY = 1000
+
 
 class SpillWatch:
     """Called by MetricsCallback with every record it writes (rank 0's); says it once per process."""
@@ -26,7 +31,7 @@ class SpillWatch:
     def __call__(self, record: dict[str, Any]) -> None:
         if self.said:
             return
-        self.records.append(record)
+        self.records = [*self.records[1 - HISTORY:], record]
         found = spill.spill(self.records, self.budget_gb)
         if found is None:
             return
