@@ -42,7 +42,7 @@ class Pace:
 class Spill:
     step: int  # the step at which the rule decided (the last of the RECENT slow intervals)
     since_step: int  # the first of them
-    slowdown: float  # the slowest-but-fastest of them over the median: each was at least this many times slower
+    slowdown: float  # the least of their paces over the median: each was at least this many times slower
     memory_gb: float
     budget_gb: float
 
@@ -93,10 +93,10 @@ def message(found: Spill, python: str) -> str:
     return (f"Steps {found.since_step}-{found.step} ran {found.slowdown:.1f}x slower than this run's median with GPU "
             f"memory at its budget ({found.memory_gb:.2f} of {found.budget_gb:.2f} GB): the NVIDIA driver is likely "
             "spilling GPU memory into system memory (Windows, driver 536.40 or newer; Task Manager shows \"shared GPU "
-            "memory\" in use). Fix: NVIDIA Control Panel > Manage 3D settings > Program Settings > add "
-            f"{python} > CUDA - Sysmem Fallback Policy: Prefer No Sysmem Fallback, then continue with --resume "
-            "(out of memory is then split into smaller passes instead of crawling); or lower micro_batch_size or "
-            "max_seq_length (--set micro_batch_size=1).")
+            "memory\" in use). Fix: stop the run (Ctrl+C saves a checkpoint); NVIDIA Control Panel > Manage 3D "
+            f"settings > Program Settings > add {python} > CUDA - Sysmem Fallback Policy: Prefer No Sysmem Fallback; continue "
+            "with --resume (what does not fit then runs out of memory, and training splits it into smaller passes "
+            "instead of crawling). Or lower micro_batch_size or max_seq_length (--set micro_batch_size=1).")
 
 
 def record(found: Spill, python: str, elapsed_s: float) -> dict[str, Any]:
