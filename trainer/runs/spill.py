@@ -17,8 +17,11 @@ from typing import Any
 WARMUP_STEPS = 10
 # Paces to take a median of before judging: fewer, and one slow step would make the median.
 MIN_BASELINE = 5
-# Logged intervals in a row that must all be slow: one slow interval is a checkpoint save, a garbage collection or
-# another program's burst on the GPU; a spill lasts as long as the memory does not fit.
+# How long the slowdown must last before it is called a spill: the last intervals covering at least SUSTAIN_STEPS
+# steps, and at least RECENT logged intervals, must all be slow. One slow interval is a checkpoint save, a garbage
+# collection; a few are another program's burst on the machine (seen here: three steps 3x slower while another
+# training started); a spill lasts as long as the memory does not fit, hours, so waiting ten steps costs nothing.
+SUSTAIN_STEPS = 10
 RECENT = 3
 # How many times the median pace counts as crawling. Memory reached over PCIe (16 to 32 GB/s) instead of the card's
 # (250 to 1,000 GB/s) makes spilled steps many times slower; what else varies between steps once the pace is per token
@@ -34,14 +37,15 @@ EVENT = "spill"  # the "event" of the metrics.jsonl line that records it
 @dataclass(frozen=True)
 class Pace:
     step: int  # the logged step the interval ends at
+    steps: int  # how many steps it covers (one where every step is logged)
     seconds: float  # per token where the records count tokens, else per step
     memory_gb: float | None  # reserved by torch (peak), or used where reserved is not recorded (the CPU)
 
 
 @dataclass(frozen=True)
 class Spill:
-    step: int  # the step at which the rule decided (the last of the RECENT slow intervals)
-    since_step: int  # the first of them
+    step: int  # the step at which the rule decided (the end of the slow intervals)
+    since_step: int  # the first step they cover
     slowdown: float  # the least of their paces over the median: each was at least this many times slower
     memory_gb: float
     budget_gb: float
@@ -64,27 +68,33 @@ def paces(records: list[dict[str, Any]]) -> list[Pace]:
             work = (record["tokens"] - previous["tokens"]) if per_token else record["step"] - previous["step"]
             if work > 0:
                 memory = record.get("memory_reserved_gb", record.get("memory_gb"))
-                found.append(Pace(record["step"], (record["elapsed_s"] - previous["elapsed_s"]) / work, memory))
+                seconds = (record["elapsed_s"] - previous["elapsed_s"]) / work
+                found.append(Pace(record["step"], record["step"] - previous["step"], seconds, memory))
         previous = record
     return found
 
 
 def spill(records: list[dict[str, Any]], budget_gb: float) -> Spill | None:
-    """Whether the last RECENT intervals of `records` (metrics.jsonl, oldest first) each ran at least SLOWDOWN times
-    the median pace before them, after WARMUP_STEPS, with reserved memory within NEAR_CAP of `budget_gb`."""
+    """Whether the last intervals of `records` (metrics.jsonl, oldest first), SUSTAIN_STEPS steps and RECENT intervals
+    at least, each ran at least SLOWDOWN times the median pace before them (after WARMUP_STEPS), with reserved memory
+    within NEAR_CAP of `budget_gb`."""
     if budget_gb <= 0:
         return None
     first = next((r["step"] for r in records if "loss" in r), None)
     timeline = [p for p in paces(records) if first is not None and p.step >= first + WARMUP_STEPS]
-    if len(timeline) < MIN_BASELINE + RECENT:
+    start, covered = len(timeline), 0  # the recent window: from timeline[start] to the end
+    while start > 0 and (covered < SUSTAIN_STEPS or len(timeline) - start < RECENT):
+        start -= 1
+        covered += timeline[start].steps
+    if covered < SUSTAIN_STEPS or start < MIN_BASELINE:
         return None
-    median = statistics.median(p.seconds for p in timeline[:-RECENT])
-    recent = timeline[-RECENT:]
+    median = statistics.median(p.seconds for p in timeline[:start])
+    recent = timeline[start:]
     if median <= 0 or any(p.seconds < SLOWDOWN * median for p in recent):
         return None
     if any(p.memory_gb is None or p.memory_gb < NEAR_CAP * budget_gb for p in recent):
         return None
-    return Spill(recent[-1].step, recent[0].step, min(p.seconds for p in recent) / median,
+    return Spill(recent[-1].step, recent[0].step - recent[0].steps + 1, min(p.seconds for p in recent) / median,
                  recent[-1].memory_gb, budget_gb)
 
 
@@ -94,9 +104,9 @@ def message(found: Spill, python: str) -> str:
             f"memory at its budget ({found.memory_gb:.2f} of {found.budget_gb:.2f} GB): the NVIDIA driver is likely "
             "spilling GPU memory into system memory (Windows, driver 536.40 or newer; Task Manager shows \"shared GPU "
             "memory\" in use). Fix: stop the run (Ctrl+C saves a checkpoint); NVIDIA Control Panel > Manage 3D "
-            f"settings > Program Settings > add {python} > CUDA - Sysmem Fallback Policy: Prefer No Sysmem Fallback; continue "
-            "with --resume (what does not fit then runs out of memory, and training splits it into smaller passes "
-            "instead of crawling). Or lower micro_batch_size or max_seq_length (--set micro_batch_size=1).")
+            f"settings > Program Settings > add {python} > CUDA - Sysmem Fallback Policy: Prefer No Sysmem Fallback; "
+            "continue with --resume (what does not fit then runs out of memory, and training splits it into smaller "
+            "passes instead of crawling). Or lower micro_batch_size or max_seq_length (--set micro_batch_size=1).")
 
 
 def record(found: Spill, python: str, elapsed_s: float) -> dict[str, Any]:
