@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -34,6 +35,9 @@ MIN_COMPUTE_CAPABILITY = 7.0  # unsloth and bitsandbytes' 4-bit kernels
 NEEDED_GB = {"3B": 10.0, "1B": 5.0}
 CPU_DEMO_GB = 1.0
 IS_WINDOWS = sys.platform == "win32"
+# From this version, NVIDIA's Windows drivers place CUDA memory the card cannot hold in system memory instead of
+# failing ("CUDA - Sysmem Fallback Policy", on by default): a run that does not fit crawls over PCIe for hours.
+SYSMEM_FALLBACK_SINCE = (536, 40)
 TORCH_INSTALL = ('pip install --force-reinstall torch==2.11.0 --index-url https://download.pytorch.org/whl/cu128'
                  + (' (or run scripts\\setup_windows.ps1)' if IS_WINDOWS else ''))
 
@@ -87,6 +91,8 @@ def run_checks(cache_dir: str, timeout_s: float) -> tuple[list[Check], Gpu | Non
     torch_probe = probe("torch", timeout_s)
     torch_checks, gpu = check_torch(torch_probe, driver)
     checks += torch_checks
+    if driver is not None and "version" in driver:
+        checks.append(check_sysmem_fallback(system_name(), driver["version"]))
     on_gpu = isinstance(gpu, Gpu)
     checks.append(check_bitsandbytes(on_gpu, timeout_s))
     checks.append(check_triton(on_gpu, timeout_s))
@@ -180,10 +186,14 @@ def check_torch(result: Probe, driver: dict[str, str] | None) -> tuple[list[Chec
                         + (f"; the driver runs CUDA up to {driver_cuda}" if driver_cuda else "")))
     checks.append(Check("gpu", PASS, t["name"]))
     smallest = min(profiles.hardware(n)["vram_gb"] for n in profiles.names() if profiles.hardware(n)["vram_gb"])
+    # what others hold now: the desktop, a browser, another training; the run fits what is free, not the label
+    free = (f", {t['free_gb']:.1f} GB free now ({t['total_gb'] - t['free_gb']:.1f} GB in use by other programs and "
+            "this check's CUDA context)") if "free_gb" in t else f", free memory unreadable: {t['memory_error']}"
     if gpu.vram_gb >= smallest * profiles.VRAM_SLACK:
-        checks.append(Check("vram", PASS, f"{gpu.vram_gb:.1f} GB"))
+        checks.append(Check("vram", PASS, f"{gpu.vram_gb:.1f} GB{free}"))
     else:
-        checks.append(Check("vram", WARN, f"{gpu.vram_gb:.1f} GB, less than the smallest profile's {smallest:.0f} GB",
+        checks.append(Check("vram", WARN, f"{gpu.vram_gb:.1f} GB{free}, less than the smallest profile's "
+                                          f"{smallest:.0f} GB",
                             "Lower --set max_seq_length=1024 and micro_batch_size=1 if it runs out of memory."))
     capability = float(gpu.compute_capability)
     if capability >= MIN_COMPUTE_CAPABILITY:
@@ -198,6 +208,39 @@ def check_torch(result: Probe, driver: dict[str, str] | None) -> tuple[list[Chec
         checks.append(Check("bf16", PASS, "not on this card (before Ampere): profiles train in float16"))
     return checks, gpu
 
+
+
+def system_name() -> str:
+    """sys.platform, or "wsl" for Linux under Windows' WSL 2, whose CUDA goes through the Windows driver."""
+    return "wsl" if sys.platform == "linux" and "microsoft" in platform.release().lower() else sys.platform
+
+
+def check_sysmem_fallback(system: str, driver_version: str, python: str = sys.executable) -> Check:
+    """Whether this driver can spill GPU memory into system memory when the card is full (Windows drivers 536.40 or
+    newer), and the policy that stops it. `system` is sys.platform ("win32", "linux") or "wsl"; doctor cannot read the
+    policy's setting, so a driver that can spill warns with the fix."""
+    program = "Global Settings" if system == "wsl" else f"Program Settings > add {python}"  # WSL's python: no .exe
+    fix = (f"NVIDIA Control Panel > Manage 3D settings > {program} > CUDA - Sysmem Fallback Policy: Prefer No Sysmem "
+           "Fallback (a batch that does not fit then runs out of memory, which training splits into smaller passes); "
+           "training also watches for the slowdown and says so")
+    if system not in ("win32", "wsl"):
+        return Check("sysmem fallback", PASS, f"driver {driver_version}: drivers outside Windows never spill GPU "
+                                              "memory into system memory; a full card runs out of memory")
+    found = re.fullmatch(r"(\d+)\.(\d+)", driver_version.strip())
+    if found is None:
+        return Check("sysmem fallback", WARN, f"cannot read the driver version {driver_version!r}: a Windows driver "
+                                              "536.40 or newer spills GPU memory into system memory when the card is "
+                                              "full, and training then crawls", fix)
+    version = (int(found[1]), int(found[2]))
+    if version < SYSMEM_FALLBACK_SINCE:
+        return Check("sysmem fallback", PASS, f"driver {driver_version} predates the sysmem fallback (536.40): a full "
+                                              "card runs out of memory instead of spilling into system memory")
+    detail = (f"driver {driver_version} can spill GPU memory into system memory when the card is full (CUDA - Sysmem "
+              "Fallback Policy, on by default; doctor cannot read it): training then crawls over PCIe instead of "
+              "running out of memory")
+    if system == "wsl":
+        detail += "; WSL 2 runs on this Windows driver (never tested under WSL)"
+    return Check("sysmem fallback", WARN, detail, fix)
 
 
 def check_bitsandbytes(on_gpu: bool, timeout_s: float) -> Check:

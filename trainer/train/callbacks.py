@@ -9,6 +9,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -83,8 +84,10 @@ class MetricsCallback(TrainerCallback):
     maps the method's own metrics that TRL logs (Method.metrics) to our names in metrics.jsonl."""
 
     def __init__(self, run: RunDir, on_gpu: bool, startup: dict[str, float] | None = None,
-                 log_every_s: float = 0.0, logged: dict[str, str] | None = None) -> None:
+                 log_every_s: float = 0.0, logged: dict[str, str] | None = None,
+                 watch: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.run = run
+        self.watch = watch  # sees every record written (the spill watch, train/spill_watch.py)
         self.logged = logged or {}
         self.log_every_s = log_every_s
         self.startup = startup or {}  # seconds since process start when each start-up stage ended
@@ -137,7 +140,7 @@ class MetricsCallback(TrainerCallback):
                                   "elapsed_s": round(now - self.start, 3)}
         if "eval_loss" in logs:
             record["eval_loss"] = logs["eval_loss"]
-            self.run.log(record)
+            self.write(record)
             self.say(f"step {state.global_step}/{state.max_steps}  eval loss {logs['eval_loss']:.4f}")
             return
         if "loss" not in logs:
@@ -159,7 +162,7 @@ class MetricsCallback(TrainerCallback):
             record["since_process_start_s"] = since_process_start()
             record["startup_s"] = self.startup
             record.update(self.at_start)
-        self.run.log(record)
+        self.write(record)
         logs.update({key: record[key] for key in LOGGED if key in record})  # for the trackers, which log after us
         used = f"{'VRAM' if self.on_gpu else 'RAM'} {record['memory_gb']:.2f} GB"
         elapsed = now - self.start
@@ -173,6 +176,11 @@ class MetricsCallback(TrainerCallback):
         else:  # a log file or a pipe: one line per logged step
             done = state.global_step / max(state.max_steps, 1)
             console.print(f"step {state.global_step}/{state.max_steps} {done:4.0%}  {info}")
+
+    def write(self, record: dict[str, Any]) -> None:
+        self.run.log(record)
+        if self.watch is not None:
+            self.watch(record)
 
     def say(self, text: str) -> None:
         (self.progress.console if self.progress else console).print(text)

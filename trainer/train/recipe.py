@@ -17,6 +17,7 @@ from trainer.errors import Stopped
 from trainer.fit import budget
 from trainer.runs import RunDir, checkpoints, loss_plot, speed, write_atomic
 from trainer.train import from_run, methods, trackers
+from trainer.train.spill_watch import SpillWatch, card_budget_gb
 
 
 @dataclass
@@ -208,8 +209,9 @@ def make_trainer(config: Config, job: ranks.Job, gpu: system.Gpu | None, model: 
     datasets.disable_progress_bars()
     startup = startup if startup is not None else {}
     method = methods.of(config)
+    watch = SpillWatch(run, card_budget_gb()) if gpu is not None and job.is_main else None  # the GPU's, rank 0's
     metrics = MetricsCallback(run, gpu is not None, startup, log_every_s=config.train.log_every_s,
-                              logged=method.metrics)
+                              logged=method.metrics, watch=watch)
     trainer = method.trainer_class()(
         model=model,
         args=method.trainer_args(config, job, gpu, run, has_eval=prepared.eval is not None),

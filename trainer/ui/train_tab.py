@@ -15,7 +15,7 @@ from typing import Any
 from trainer import commands, profiles
 from trainer.config import settings
 from trainer.errors import UserError
-from trainer.runs import RunDir, background
+from trainer.runs import RunDir, background, spill
 from trainer.runs.listing import list_runs
 from trainer.ui import child
 
@@ -144,7 +144,8 @@ def status_text(run: RunDir | None) -> str:
         text += f": {run.read_status().get('error', '?')}"
     elif state == "died":
         text += f": its process is gone (see {run.log_file})"
-    return text
+    slow = spill.recorded(run.read_metrics())
+    return text + (f"\n\n**Slow:** {slow}" if slow else "")
 
 
 def log_tail(run: RunDir | None) -> str:
