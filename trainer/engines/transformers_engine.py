@@ -7,6 +7,7 @@ from typing import Any
 
 from trainer import weights
 from trainer.config import Config
+from trainer.engines import families
 from trainer.engines.policy import torch_dtype
 from trainer.errors import UserError
 from trainer.runs.run_dir import RunDir
@@ -26,6 +27,7 @@ def load(config: Config, gpu: Gpu | None) -> tuple[Any, Any]:
                         "Use --set trained_positions_only=off (or auto: on with unsloth, off here).")
     dtype = torch_dtype(config, gpu)
     source = weights.folder_of(config.model.name, config.run.cache_dir)
+    targets = families.lora_targets(config.model.name, source, config.lora.target_modules)
     tokenizer = weights.load_tokenizer(config.model.name, config.run.cache_dir)
     kwargs: dict[str, Any] = {"dtype": dtype}
     if gpu is not None:
@@ -53,7 +55,7 @@ def load(config: Config, gpu: Gpu | None) -> tuple[Any, Any]:
         r=config.lora.r,
         lora_alpha=config.lora.alpha,
         lora_dropout=config.lora.dropout,
-        target_modules=list(config.lora.target_modules),
+        target_modules=list(targets),
         bias=config.lora.bias,
         use_rslora=config.lora.use_rslora,
         task_type="CAUSAL_LM",

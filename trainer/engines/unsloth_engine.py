@@ -7,6 +7,7 @@ from typing import Any
 
 from trainer import weights
 from trainer.config import Config
+from trainer.engines import families
 from trainer.engines.policy import torch_dtype
 from trainer.errors import UserError
 from trainer.runs.run_dir import RunDir
@@ -27,6 +28,7 @@ def load(config: Config, gpu: Gpu | None) -> tuple[Any, Any]:
         patch_unsloth()
     dtype = torch_dtype(config, gpu)
     source = weights.folder_of(config.model.name, config.run.cache_dir)
+    targets = families.lora_targets(config.model.name, source, config.lora.target_modules)
     try:
         model, tokenizer = FastLanguageModel.from_pretrained(
             model_name=source,
@@ -51,7 +53,7 @@ def load(config: Config, gpu: Gpu | None) -> tuple[Any, Any]:
         r=config.lora.r,
         lora_alpha=config.lora.alpha,
         lora_dropout=config.lora.dropout,
-        target_modules=list(config.lora.target_modules),
+        target_modules=list(targets),
         bias=config.lora.bias,
         use_gradient_checkpointing=CHECKPOINTING[config.train.gradient_checkpointing],
         random_state=config.train.seed,
