@@ -90,19 +90,19 @@ def test_each_template_names_its_end_of_turn(llama_tokenizer, smol_tokenizer, qw
     assert named(gemma3_tokenizer) == "<end_of_turn>" and stop_token_ids(gemma3_tokenizer) == [106, 1]
 
 
-def test_phi3_gets_its_fused_projections_as_lora_targets(tmp_path):
+def test_phi3_gets_its_fused_projections_as_lora_targets():
     import torch
     from transformers import Phi3Config, Phi3ForCausalLM
 
     config = Phi3Config(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
                         num_attention_heads=2, num_key_value_heads=1, pad_token_id=0)
-    config.save_pretrained(tmp_path)
-    targets = families.lora_targets("phi", str(tmp_path), LLAMA_TARGETS)
+    targets = families.lora_targets("phi", config.model_type, LLAMA_TARGETS)
     assert targets == ("qkv_proj", "o_proj", "gate_up_proj", "down_proj")
     with torch.device("meta"):
         names = {name.rsplit(".", 1)[-1] for name, _ in Phi3ForCausalLM(config).named_modules()}
     assert set(targets) <= names and not {"q_proj", "gate_proj"} & names
-    assert families.lora_targets("phi", str(tmp_path), ("qkv_proj",)) == ("qkv_proj",)  # what the user set wins
+    assert families.lora_targets("phi", "phi3", ("qkv_proj",)) == ("qkv_proj",)  # what the user set wins
+    assert families.lora_targets("gemma", "gemma3_text", LLAMA_TARGETS) == LLAMA_TARGETS
 
 
 def test_a_family_we_do_not_support_is_refused_naming_those_we_do(tmp_path, smollm2_dir):

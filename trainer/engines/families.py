@@ -1,15 +1,13 @@
-"""The model families we train, and what each needs of us: LoRA targets, Ollama's chat format, Unsloth's 4-bit ids.
+"""The model families we train, and what each needs of us: its LoRA target modules and Unsloth's 4-bit checkpoints.
 
-A family is decided from config.json's model_type. What a chat template does (the end-of-turn token, where the system
-turn goes, thinking blocks) is read from the template itself (data/render.py), never assumed from the family: SmolLM2
-is a Llama with ChatML turns.
+A family is decided from config.json's model_type once the model is loaded (the engines ask). What a chat template
+does (the end-of-turn token, where the system turn goes, thinking blocks) is read from the template itself
+(data/render.py), never assumed from the family: SmolLM2 is a Llama with ChatML turns.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
 from trainer.config import LLAMA_TARGETS
 from trainer.errors import UserError
@@ -43,22 +41,6 @@ FAMILIES = {
 }
 
 
-def model_type(source: str) -> str | None:
-    """config.json's model_type of a local folder or a Hub id (only config.json is fetched), None when the Hub
-    cannot be reached (loading the model then says why)."""
-    path = Path(source)
-    if path.is_dir():
-        file = path / "config.json"
-    else:
-        from huggingface_hub import hf_hub_download
-
-        try:
-            file = Path(hf_hub_download(source, "config.json"))
-        except Exception:  # offline, gated, no such repo: the model's own loading gives the precise error
-            return None
-    return json.loads(file.read_text(encoding="utf-8")).get("model_type")
-
-
 def family_of(name: str, kind: str) -> Family:
     """The family of model `name` whose config.json says `kind`; a UserError naming the families we support."""
     for family in FAMILIES.values():
@@ -71,11 +53,8 @@ def family_of(name: str, kind: str) -> Family:
     )
 
 
-def lora_targets(name: str, source: str, asked: tuple[str, ...]) -> tuple[str, ...]:
-    """The LoRA target modules for model `name` (a folder or Hub id at `source`): the family's own when the setting
-    is left at its (Llama-named) default. A family we do not support is refused here, before the weights load."""
-    kind = model_type(source)
-    if kind is None:
-        return asked
+def lora_targets(name: str, kind: str, asked: tuple[str, ...]) -> tuple[str, ...]:
+    """The LoRA target modules for model `name` of model_type `kind`: the family's own when the setting is left at its
+    (Llama-named) default, what the user set otherwise. A family we do not support is refused."""
     family = family_of(name, kind)
     return family.targets if asked == LLAMA_TARGETS else asked

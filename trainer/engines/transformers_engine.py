@@ -27,7 +27,6 @@ def load(config: Config, gpu: Gpu | None) -> tuple[Any, Any]:
                         "Use --set trained_positions_only=off (or auto: on with unsloth, off here).")
     dtype = torch_dtype(config, gpu)
     source = weights.folder_of(config.model.name, config.run.cache_dir)
-    targets = families.lora_targets(config.model.name, source, config.lora.target_modules)
     tokenizer = weights.load_tokenizer(config.model.name, config.run.cache_dir)
     kwargs: dict[str, Any] = {"dtype": dtype}
     if gpu is not None:
@@ -43,6 +42,7 @@ def load(config: Config, gpu: Gpu | None) -> tuple[Any, Any]:
     except OSError as e:
         raise UserError(f"could not load model '{config.model.name}': {e}",
                         "Check the id or path and your network (HF_TOKEN for gated models).") from None
+    targets = families.lora_targets(config.model.name, model.config.model_type, config.lora.target_modules)
     checkpointing = config.train.gradient_checkpointing != "off"
     if config.model.load_in_4bit:
         model = prepare_model_for_kbit_training(

@@ -28,7 +28,6 @@ def load(config: Config, gpu: Gpu | None) -> tuple[Any, Any]:
         patch_unsloth()
     dtype = torch_dtype(config, gpu)
     source = weights.folder_of(config.model.name, config.run.cache_dir)
-    targets = families.lora_targets(config.model.name, source, config.lora.target_modules)
     try:
         model, tokenizer = FastLanguageModel.from_pretrained(
             model_name=source,
@@ -41,6 +40,7 @@ def load(config: Config, gpu: Gpu | None) -> tuple[Any, Any]:
     except OSError as e:
         raise UserError(f"could not load model '{config.model.name}': {e}",
                         "Check the id or path and your network (HF_TOKEN for gated models).") from None
+    targets = families.lora_targets(config.model.name, model.config.model_type, config.lora.target_modules)
     if config.model.from_run:
         # The run's adapter, trained further (train/from_run.py checked that it fits): as unsloth 2026.10.7 loads an
         # adapter folder itself (loader.py: PeftModel.from_pretrained, is_trainable, then patch_peft_model).
