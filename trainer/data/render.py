@@ -9,6 +9,7 @@ after it (<|eot_id|>, <|im_end|>, ...) always is, without naming any model's spe
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -51,13 +52,15 @@ def assistant_spans(tokenizer: PreTrainedTokenizerBase, messages: Messages,
         if text.startswith(before) and text.startswith(through) and len(before) < len(through):
             spans.append((len(before), len(through)))
             continue
-        # Qwen3 renders an answer with its thinking block only while it is the last one, and drops the thinking of
-        # earlier answers (as it does at inference): the text is the whole conversation's, and an earlier answer
-        # ends at the first end-of-turn token after its header.
+        # The template renders a turn differently once later turns follow: Qwen3 keeps an answer's thinking block
+        # only while it is the last (as at inference), Mistral v0.3 puts the system prompt into the last user turn.
+        # The row is the whole conversation's text; the answer starts after the header (found by rendering it with
+        # a marker for its content when the text before differs too) and ends at the first end-of-turn token.
         if turn_end is None:
             eot = end_of_turn(tokenizer, date_string)
             turn_end = tokenizer.convert_ids_to_tokens(eot) if eot is not None else ""
-        end = text.find(turn_end, len(before)) if turn_end and text.startswith(before) else -1
+        start = len(before) if text.startswith(before) else marked_start(render, messages, i, text)
+        end = text.find(turn_end, start) if turn_end and start >= 0 else -1
         if end < 0:
             raise UserError(
                 f"the chat template of {tokenizer.name_or_path} renders earlier turns differently once later turns "
@@ -65,8 +68,24 @@ def assistant_spans(tokenizer: PreTrainedTokenizerBase, messages: Messages,
                 "Use a model whose template renders conversations prefix by prefix (Llama, SmolLM2, Mistral do), "
                 "or train on plain text with --format text.",
             )
-        spans.append((len(before), end + len(turn_end)))
+        spans.append((start, end + len(turn_end)))
     return text, spans
+
+
+MARKER = "\U000f0000"  # a supplementary private-use character: no message or template writes it
+
+
+def marked_start(render: Callable[[Messages], str], messages: Messages, i: int, text: str) -> int:
+    """Where answer `i` starts in `text`: rendered with its content replaced by MARKER, the text up to the marker is
+    the same, and the spaces just before it belong to the answer (a SentencePiece token starts with its space:
+    Mistral's "[/INST] 4"). -1 when that rendering differs from `text` before the marker."""
+    marked = render([*messages[:i], {**messages[i], "content": MARKER}, *messages[i + 1:]])
+    start = marked.find(MARKER)
+    if start < 0 or not text.startswith(marked[:start]):
+        return -1
+    while start > 0 and text[start - 1] == " ":
+        start -= 1
+    return start
 
 
 class ControlTokens:
