@@ -5,14 +5,18 @@ blocks with the right mask and trains a tiny Qwen3; a family we do not support i
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
 
 import pytest
 
 from tests import models
 from tests.helpers import assert_user_error, chat_session, run_cli
-from trainer.config import LLAMA_TARGETS
+from trainer.config import DATE_STRING, LLAMA_TARGETS
 from trainer.data.render import assistant_spans, end_of_turn, render_with_mask, stop_token_ids
 from trainer.engines import families
+from trainer.export.gguf import OLLAMA_TEMPLATES
 
 CONVERSATION = [
     {"role": "system", "content": "Be brief."},
@@ -217,3 +221,43 @@ def test_a_tiny_qwen3_with_the_real_tokenizer_trains_on_multi_turn_rows_and_chat
     chat = chat_session(str(run_dir), "Hello\n/exit\n", "--temperature", "0", "--max-new-tokens", "4")
     assert chat.returncode == 0, chat.stdout + chat.stderr
     assert "model>" in chat.stdout
+
+
+# Ollama renders a Modelfile's TEMPLATE with Go's text/template; this program does the same with the conversation.
+GO_RENDER = """package main
+
+import (
+	"encoding/json"
+	"os"
+	"text/template"
+)
+
+type Message struct{ Role, Content string }
+
+func main() {
+	var data struct {
+		System   string
+		Messages []Message
+	}
+	json.Unmarshal([]byte(os.Args[2]), &data)
+	template.Must(template.New("t").Parse(os.Args[1])).Execute(os.Stdout, data)
+}
+"""
+
+
+@pytest.mark.skipif(shutil.which("go") is None, reason="Go's text/template renders Ollama's templates")
+@pytest.mark.parametrize(("kind", "fixture", "bos"), [("gemma", "gemma3_tokenizer", "<bos>"),
+                                                      ("chatml", "qwen3_tokenizer", ""),
+                                                      ("llama3", "llama_tokenizer", "<|begin_of_text|>")])
+def test_ollama_templates_render_what_the_jinja_templates_render(kind, fixture, bos, request, tmp_path):
+    tokenizer = request.getfixturevalue(fixture)
+    (tmp_path / "main.go").write_text(GO_RENDER)
+    for conversation in (CONVERSATION[:4], CONVERSATION[1:2]):
+        system = conversation[0]["content"] if conversation[0]["role"] == "system" else ""
+        data = json.dumps({"System": system, "Messages": [
+            {"Role": m["role"], "Content": m["content"]} for m in conversation]})
+        go = subprocess.run(["go", "run", str(tmp_path / "main.go"), OLLAMA_TEMPLATES[kind][0], data], cwd=tmp_path,
+                            capture_output=True, text=True, check=True, env={**os.environ, "GO111MODULE": "off"})
+        jinja = tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True,
+                                              date_string=DATE_STRING)
+        assert jinja.startswith(bos) and go.stdout == jinja.removeprefix(bos)  # llama.cpp adds the BOS itself

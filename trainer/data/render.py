@@ -195,9 +195,15 @@ def end_of_turn(tokenizer: PreTrainedTokenizerBase, date_string: str = DATE_STRI
     the tokenizer's EOS is another token (Gemma's <eos>). None without a template or control token there."""
     if not tokenizer.chat_template:
         return None
+    from jinja2 import TemplateError
+
     answer = "Fine."
-    text = tokenizer.apply_chat_template([{"role": "user", "content": "Hi"}, {"role": "assistant", "content": answer}],
-                                         tokenize=False, date_string=date_string)
+    try:
+        text = tokenizer.apply_chat_template([{"role": "user", "content": "Hi"},
+                                              {"role": "assistant", "content": answer}],
+                                             tokenize=False, date_string=date_string)
+    except TemplateError:  # a template that refuses a plain exchange (raise_exception): no end-of-turn to read
+        return None
     after = tokenizer(text[text.rindex(answer) + len(answer):], add_special_tokens=False)["input_ids"]
     special = set(tokenizer.all_special_ids) | {i for i, t in tokenizer.added_tokens_decoder.items() if t.special}
     return after[0] if after and after[0] in special else None

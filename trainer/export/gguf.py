@@ -44,7 +44,7 @@ OLLAMA_TEMPLATES = {
     "gemma": (
         '{{- $first := true }}{{- range .Messages }}{{- if eq .Role "user" }}<start_of_turn>user\n'
         '{{ if and $first $.System }}{{ $.System }}\n\n{{ end }}{{ $first = false }}{{ .Content }}<end_of_turn>\n'
-        '{{- else if eq .Role "assistant" }}<start_of_turn>model\n{{ .Content }}<end_of_turn>\n'
+        '{{ else if eq .Role "assistant" }}<start_of_turn>model\n{{ .Content }}<end_of_turn>\n'
         '{{ end }}{{ end }}<start_of_turn>model\n',
         ["<end_of_turn>", "<start_of_turn>"]),
 }
