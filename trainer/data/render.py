@@ -9,6 +9,7 @@ after it (<|eot_id|>, <|im_end|>, ...) always is, without naming any model's spe
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -42,20 +43,49 @@ def assistant_spans(tokenizer: PreTrainedTokenizerBase, messages: Messages,
 
     text = render(messages)
     spans = []
+    turn_end: str | None = None
     for i, message in enumerate(messages):
         if message["role"] != "assistant":
             continue
         before = render(messages[:i], add_generation_prompt=True)
         through = text if i == len(messages) - 1 else render(messages[: i + 1])
-        if not (text.startswith(before) and text.startswith(through) and len(before) < len(through)):
+        if text.startswith(before) and text.startswith(through) and len(before) < len(through):
+            spans.append((len(before), len(through)))
+            continue
+        # The template renders a turn differently once later turns follow: Qwen3 keeps an answer's thinking block
+        # only while it is the last (as at inference), Mistral v0.3 puts the system prompt into the last user turn.
+        # The row is the whole conversation's text; the answer starts after the header (found by rendering it with
+        # a marker for its content when the text before differs too) and ends at the first end-of-turn token.
+        if turn_end is None:
+            eot = end_of_turn(tokenizer, date_string)
+            turn_end = tokenizer.convert_ids_to_tokens(eot) if eot is not None else ""
+        start = len(before) if text.startswith(before) else marked_start(render, messages, i, text)
+        end = text.find(turn_end, start) if turn_end and start >= 0 else -1
+        if end < 0:
             raise UserError(
                 f"the chat template of {tokenizer.name_or_path} renders earlier turns differently once later turns "
                 f"follow, so the answer tokens of turn {i + 1} can't be located",
                 "Use a model whose template renders conversations prefix by prefix (Llama, SmolLM2, Mistral do), "
                 "or train on plain text with --format text.",
             )
-        spans.append((len(before), len(through)))
+        spans.append((start, end + len(turn_end)))
     return text, spans
+
+
+MARKER = "\U000f0000"  # a supplementary private-use character: no message or template writes it
+
+
+def marked_start(render: Callable[[Messages], str], messages: Messages, i: int, text: str) -> int:
+    """Where answer `i` starts in `text`: rendered with its content replaced by MARKER, the text up to the marker is
+    the same, and the spaces just before it belong to the answer (a SentencePiece token starts with its space:
+    Mistral's "[/INST] 4"). -1 when that rendering differs from `text` before the marker."""
+    marked = render([*messages[:i], {**messages[i], "content": MARKER}, *messages[i + 1:]])
+    start = marked.find(MARKER)
+    if start < 0 or not text.startswith(marked[:start]):
+        return -1
+    while start > 0 and text[start - 1] == " ":
+        start -= 1
+    return start
 
 
 class ControlTokens:
@@ -157,6 +187,32 @@ def with_eos(tokenizer: PreTrainedTokenizerBase, ids: list[int]) -> list[int]:
     if tokenizer.eos_token_id is not None and (not ids or ids[-1] != tokenizer.eos_token_id):
         return ids + [tokenizer.eos_token_id]
     return ids
+
+
+def end_of_turn(tokenizer: PreTrainedTokenizerBase, date_string: str = DATE_STRING) -> int | None:
+    """The control token the chat template writes right after an answer (<|eot_id|>, <|im_end|>, <end_of_turn>, </s>,
+    <|end|>): where a reply stops. Read from the template, so a family's (Gemma's <end_of_turn>) is found even where
+    the tokenizer's EOS is another token (Gemma's <eos>). None without a template or control token there."""
+    if not tokenizer.chat_template:
+        return None
+    from jinja2 import TemplateError
+
+    answer = "Fine."
+    try:
+        text = tokenizer.apply_chat_template([{"role": "user", "content": "Hi"},
+                                              {"role": "assistant", "content": answer}],
+                                             tokenize=False, date_string=date_string)
+    except TemplateError:  # a template that refuses a plain exchange (raise_exception): no end-of-turn to read
+        return None
+    after = tokenizer(text[text.rindex(answer) + len(answer):], add_special_tokens=False)["input_ids"]
+    special = set(tokenizer.all_special_ids) | {i for i, t in tokenizer.added_tokens_decoder.items() if t.special}
+    return after[0] if after and after[0] in special else None
+
+
+def stop_token_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """The tokens a reply stops at: the end-of-turn token of the template, and EOS."""
+    found = [end_of_turn(tokenizer), tokenizer.eos_token_id]
+    return list(dict.fromkeys(i for i in found if i is not None))
 
 
 def check_tokenizer(tokenizer: PreTrainedTokenizerBase, needs_template: bool) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 from trainer import weights
 from trainer.config import Config
+from trainer.engines import families
 from trainer.engines.policy import torch_dtype
 from trainer.errors import UserError
 from trainer.runs.run_dir import RunDir
@@ -41,6 +42,7 @@ def load(config: Config, gpu: Gpu | None) -> tuple[Any, Any]:
     except OSError as e:
         raise UserError(f"could not load model '{config.model.name}': {e}",
                         "Check the id or path and your network (HF_TOKEN for gated models).") from None
+    targets = families.lora_targets(config.model.name, model.config.model_type, config.lora.target_modules)
     checkpointing = config.train.gradient_checkpointing != "off"
     if config.model.load_in_4bit:
         model = prepare_model_for_kbit_training(
@@ -53,7 +55,7 @@ def load(config: Config, gpu: Gpu | None) -> tuple[Any, Any]:
         r=config.lora.r,
         lora_alpha=config.lora.alpha,
         lora_dropout=config.lora.dropout,
-        target_modules=list(config.lora.target_modules),
+        target_modules=list(targets),
         bias=config.lora.bias,
         use_rslora=config.lora.use_rslora,
         task_type="CAUSAL_LM",

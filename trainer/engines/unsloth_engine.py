@@ -7,6 +7,7 @@ from typing import Any
 
 from trainer import weights
 from trainer.config import Config
+from trainer.engines import families
 from trainer.engines.policy import torch_dtype
 from trainer.errors import UserError
 from trainer.runs.run_dir import RunDir
@@ -39,6 +40,7 @@ def load(config: Config, gpu: Gpu | None) -> tuple[Any, Any]:
     except OSError as e:
         raise UserError(f"could not load model '{config.model.name}': {e}",
                         "Check the id or path and your network (HF_TOKEN for gated models).") from None
+    targets = families.lora_targets(config.model.name, model.config.model_type, config.lora.target_modules)
     if config.model.from_run:
         # The run's adapter, trained further (train/from_run.py checked that it fits): as unsloth 2026.10.7 loads an
         # adapter folder itself (loader.py: PeftModel.from_pretrained, is_trainable, then patch_peft_model).
@@ -51,7 +53,7 @@ def load(config: Config, gpu: Gpu | None) -> tuple[Any, Any]:
         r=config.lora.r,
         lora_alpha=config.lora.alpha,
         lora_dropout=config.lora.dropout,
-        target_modules=list(config.lora.target_modules),
+        target_modules=list(targets),
         bias=config.lora.bias,
         use_gradient_checkpointing=CHECKPOINTING[config.train.gradient_checkpointing],
         random_state=config.train.seed,

@@ -39,6 +39,14 @@ OLLAMA_TEMPLATES = {
         '{{- range .Messages }}{{- if ne .Role "system" }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n'
         '{{ end }}{{ end }}<|im_start|>assistant\n',
         ["<|im_end|>", "<|im_start|>"]),
+    # Google's Gemma 3 template: no system turn, the system prompt opens the first user turn; "model" answers. The
+    # <bos> that Google's template writes first, llama.cpp adds itself (the GGUF's add_bos_token).
+    "gemma": (
+        '{{- $first := true }}{{- range .Messages }}{{- if eq .Role "user" }}<start_of_turn>user\n'
+        '{{ if and $first $.System }}{{ $.System }}\n\n{{ end }}{{ $first = false }}{{ .Content }}<end_of_turn>\n'
+        '{{ else if eq .Role "assistant" }}<start_of_turn>model\n{{ .Content }}<end_of_turn>\n'
+        '{{ end }}{{ end }}<start_of_turn>model\n',
+        ["<end_of_turn>", "<start_of_turn>"]),
 }
 
 
@@ -159,18 +167,84 @@ def converter_input(merged: Path, tmp: Path) -> Path:
     """
     tokenizer = json.loads((merged / "tokenizer.json").read_text(encoding="utf-8"))
     model, pre = tokenizer.get("model", {}), tokenizer.get("pre_tokenizer") or {}
-    if not (model.get("type") == "BPE" and model.get("byte_fallback") and pre.get("type") == "ByteLevel"):
-        return merged
-    for item in merged.iterdir():
-        if item.name != "tokenizer.json":
+    if model.get("type") == "BPE" and model.get("byte_fallback") and pre.get("type") == "ByteLevel":
+        link_all_but(merged, tmp, "tokenizer.json")
+        model["byte_fallback"] = False
+        tokenizer["decoder"] = {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True}
+        (tmp / "tokenizer.json").write_text(json.dumps(tokenizer, ensure_ascii=False), encoding="utf-8")
+        return tmp
+    if is_gemma_sentencepiece(tokenizer) and not (merged / "tokenizer.model").is_file():
+        link_all_but(merged, tmp, "tokenizer.model", "tokenizer_config.json")
+        (tmp / "tokenizer.model").write_bytes(sentencepiece_model(tokenizer))
+        # The converter types the added tokens from tokenizer_config.json's list (transformers 5 keeps it in
+        # tokenizer.json alone): without it, Gemma's newline runs and HTML tags would not be matched whole.
+        config = json.loads((merged / "tokenizer_config.json").read_text(encoding="utf-8"))
+        config.setdefault("added_tokens_decoder", {str(t["id"]): t for t in tokenizer.get("added_tokens", [])})
+        (tmp / "tokenizer_config.json").write_text(json.dumps(config, ensure_ascii=False), encoding="utf-8")
+        return tmp
+    return merged
+
+
+def link_all_but(source: Path, view: Path, *names: str) -> None:
+    """`view` gets every file of `source` except `names` (hard links where it can)."""
+    for item in source.iterdir():
+        if item.name not in names:
             try:
-                os.link(item, tmp / item.name)
+                os.link(item, view / item.name)
             except OSError:  # another file system, or no hard links: copy
-                shutil.copy2(item, tmp / item.name)
-    model["byte_fallback"] = False
-    tokenizer["decoder"] = {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True}
-    (tmp / "tokenizer.json").write_text(json.dumps(tokenizer, ensure_ascii=False), encoding="utf-8")
-    return tmp
+                shutil.copy2(item, view / item.name)
+
+
+def is_gemma_sentencepiece(tokenizer: dict[str, Any]) -> bool:
+    """A SentencePiece BPE vocabulary without a dummy prefix, as Gemma's tokenizer.json holds it: spaces become ▁,
+    nothing is split before the merges, bytes fall back to <0xNN>."""
+    model, normalizer = tokenizer.get("model", {}), tokenizer.get("normalizer") or {}
+    return (model.get("type") == "BPE" and bool(model.get("byte_fallback")) and not tokenizer.get("pre_tokenizer")
+            and normalizer.get("type") == "Replace" and normalizer.get("content") == "\u2581"
+            and normalizer.get("pattern", {}).get("String") == " ")
+
+
+def sentencepiece_model(tokenizer: dict[str, Any]) -> bytes:
+    """Gemma's tokenizer.model (SentencePiece's ModelProto) rebuilt from its tokenizer.json.
+
+    llama.cpp's converter reads a Gemma vocabulary only from tokenizer.model; without one it takes tokenizer.json for
+    a GPT-2 byte-level vocabulary and the GGUF splits text wrongly. transformers 5 no longer writes tokenizer.model
+    when it saves a tokenizer, so the merged model has none. SentencePiece's BPE merges the adjacent pair whose union
+    scores highest; tokenizer.json ranks its merges by the same scores (transformers built them from those), so each
+    piece scores minus the rank of its first merge, and SentencePiece splits text as tokenizer.json does.
+    """
+    from sentencepiece import sentencepiece_model_pb2 as spm
+
+    model = tokenizer["model"]
+    merges = [tuple(m.split(" ", 1)) if isinstance(m, str) else tuple(m) for m in model["merges"]]
+    rank: dict[str, int] = {}
+    for i, (left, right) in enumerate(merges):
+        rank.setdefault(left + right, i)
+    added = {t["id"]: t for t in tokenizer.get("added_tokens", [])}
+    kind = spm.ModelProto.SentencePiece.Type
+    proto = spm.ModelProto()
+    proto.trainer_spec.model_type = spm.TrainerSpec.BPE
+    proto.trainer_spec.vocab_size = len(model["vocab"])
+    proto.trainer_spec.byte_fallback = True
+    proto.normalizer_spec.name = "identity"
+    proto.normalizer_spec.add_dummy_prefix = False
+    proto.normalizer_spec.remove_extra_whitespaces = False
+    proto.normalizer_spec.escape_whitespaces = True
+    ids = model["vocab"]
+    proto.trainer_spec.bos_id, proto.trainer_spec.eos_id, proto.trainer_spec.pad_id = (
+        ids.get(name, -1) for name in ("<bos>", "<eos>", "<pad>"))
+    for piece, i in sorted(model["vocab"].items(), key=lambda item: item[1]):
+        entry = proto.pieces.add()
+        entry.piece, entry.score, entry.type = piece, -float(rank.get(piece, 0)), kind.NORMAL
+        if piece == model.get("unk_token"):
+            entry.type = kind.UNKNOWN
+            proto.trainer_spec.unk_id = i
+        elif i in added:  # <bos>, <start_of_turn> (control); newline runs, HTML tags (matched whole)
+            entry.type, entry.score = (kind.CONTROL if added[i]["special"] else kind.USER_DEFINED), -1000.0
+            entry.piece = piece if added[i]["special"] else piece.replace(" ", "\u2581")
+        elif len(piece) == 6 and piece.startswith("<0x") and piece.endswith(">"):
+            entry.type = kind.BYTE
+    return proto.SerializeToString()
 
 
 def generate(path: Path) -> str:
@@ -180,13 +254,16 @@ def generate(path: Path) -> str:
 
 
 def chat_format(merged: Path) -> str | None:
-    """Which Ollama template renders this model's chat template: llama3, chatml, or None (unknown)."""
+    """Which Ollama template renders this model's chat template: llama3, chatml, gemma, or None (unknown: Mistral's
+    and Phi's, whose Jinja template the GGUF carries for Ollama to read)."""
     files = [merged / "chat_template.jinja", merged / "tokenizer_config.json"]
     text = "".join(f.read_text(encoding="utf-8") for f in files if f.is_file())
     if "<|start_header_id|>" in text:
         return "llama3"
     if "<|im_start|>" in text:
         return "chatml"
+    if "<start_of_turn>" in text:
+        return "gemma"
     return None
 
 

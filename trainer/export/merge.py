@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from trainer import weights
+from trainer.data.render import stop_token_ids
 from trainer.errors import UserError
 from trainer.runs import RunDir
 
@@ -168,7 +169,8 @@ def save_tokenizer(tokenizer: Any, model: Any, out: Path) -> None:
     tokenizer.padding_side = "right"
     tokenizer.save_pretrained(out)
     if model is not None and model.generation_config is not None:
-        model.generation_config.eos_token_id = tokenizer.eos_token_id
+        stops = stop_token_ids(tokenizer)  # Gemma ends a turn with <end_of_turn>, not its EOS <eos>: both stop it
+        model.generation_config.eos_token_id = stops if len(stops) > 1 else tokenizer.eos_token_id
         model.generation_config.pad_token_id = tokenizer.pad_token_id or tokenizer.eos_token_id
         model.generation_config.save_pretrained(out)
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from trainer import weights
 from trainer.console import console
+from trainer.data.render import stop_token_ids
 from trainer.errors import UserError
 from trainer.system import detect_gpu
 from trainer.weights import describe  # noqa: F401  (serve/server.py names it chat.describe)
@@ -29,6 +30,7 @@ class ChatModel:
     tokenizer: Any
     base_name: str  # the model the adapter was trained on (the model itself when there is no adapter)
     has_adapter: bool
+    stop_ids: list[int] = field(default_factory=list)  # the end-of-turn token and EOS: a reply ends at either
     lock: threading.Lock = field(default_factory=threading.Lock)  # one generation at a time per model
 
 
@@ -58,7 +60,7 @@ def load(target: str, cache_dir: str) -> ChatModel:
     model.eval()
     if not tokenizer.chat_template:
         raise UserError(f"{base} has no chat template, so it can't chat", "Use an Instruct model or a run of one.")
-    return ChatModel(str(target), model, tokenizer, base, adapter is not None)
+    return ChatModel(str(target), model, tokenizer, base, adapter is not None, stop_token_ids(tokenizer))
 
 
 def prompt(chat: ChatModel, messages: list[dict[str, str]], settings: GenerationSettings) -> Any:
@@ -80,6 +82,9 @@ def stream(chat: ChatModel, messages: list[dict[str, str]], settings: Generation
     sampling = {"do_sample": True, "temperature": settings.temperature, "top_p": settings.top_p}
     kwargs = {**inputs, "streamer": streamer, "max_new_tokens": settings.max_new_tokens,
               "pad_token_id": tokenizer.pad_token_id or tokenizer.eos_token_id,
+              # The template's end-of-turn, whatever the generation config says: a Gemma whose config names only
+              # <eos> would otherwise talk on past <end_of_turn> into a made-up next turn.
+              **({"eos_token_id": chat.stop_ids} if chat.stop_ids else {}),
               **(sampling if settings.temperature > 0 else {"do_sample": False})}
     errors: list[BaseException] = []
     stopped = threading.Event()  # set when the reader stops early (a Stop button): generation ends at the next token
