@@ -82,6 +82,15 @@ def test_preference_pairs_are_fitted_with_their_logits(config_folders):
     assert "fitted: 1 pair(s) of 768 tokens a side a pass, gradient checkpointing (unsloth)" in said
 
 
+def test_a_family_we_do_not_train_is_refused_before_the_start(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt_neox", "hidden_size": 512,
+                                                      "intermediate_size": 2048, "num_hidden_layers": 6,
+                                                      "num_attention_heads": 8, "vocab_size": 50304}))
+    result = run_cli("--profile", "rtx3070", "--model", str(tmp_path), "--dataset", "sample", "--dry-run")
+    said = " ".join(result.stdout.split())
+    assert result.returncode == 2 and "a gpt_neox model" in said and "llama, qwen3, gemma3, mistral, phi3" in said, said
+
+
 def test_what_the_user_sets_wins_and_is_checked(config_folders):
     result = run_cli("--profile", "rtx3070", "--dataset", "sample", "--dry-run", "--set", "micro_batch_size=8",
                      "--set", "gradient_checkpointing=off")

@@ -105,9 +105,20 @@ def tell(config: Config, data: Any, room: budget.Budget | None = None) -> dict[s
         return None
     from trainer.fit import tell as fit_tell
 
+    check_family(config)
+
     told = fit_tell.prediction(config, data, room or budget.budget(config))
     console.print(f"Plan: {fit_tell.line(told)}")
     return told
+
+
+def check_family(config: Config) -> None:
+    """A model of a family we do not train, refused from its config.json before its weights load (the engines check
+    the loaded model again)."""
+    from trainer.engines import families
+    from trainer.fit.shape import shape_of
+
+    families.family_of(config.model.name, shape_of(config.model.name).family)
 
 
 def dry_run(config: Config, profile_reason: str) -> None:
@@ -115,6 +126,8 @@ def dry_run(config: Config, profile_reason: str) -> None:
     needed: a plan for a card from its profile and the model's config.json)."""
     console.print(f"Profile [bold]{config.profile}[/]: {profile_reason}")
     console.print(config_summary(config))
+    if config.hardware.vram_gb or Path(config.model.name).is_dir():
+        check_family(config)
     examples = methods.of(config).load(config)
     console.print(f"Data: {len(examples)} {examples.format} from {config.data.dataset}")
     if tell(config, examples) is None:
