@@ -1,10 +1,12 @@
 """Files as other tools write them (tests/data/files/, sources in its README): read when the rows can be trained as
 text, refused by name when they carry something this tool does not train (images, tools, labels, weights of 0)."""
 
+import json
 from pathlib import Path
 
 import pytest
 
+from tests.helpers import assert_user_error, run_cli
 from trainer.data import formats, preferences, sources
 from trainer.data.sources import Table
 from trainer.errors import UserError
@@ -151,3 +153,36 @@ def test_sft_data_given_as_pairs_says_to_leave_out_the_method():
     with pytest.raises(UserError, match="is not preference data") as e:
         preferences.convert(read("llamafactory_alpaca_en_demo.json"))
     assert "leave out --method" in e.value.hint
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["--dataset", str(FILES / "llamafactory_dpo_en_demo.json")],
+     ["is preference data (its first row has 'chosen' and 'rejected')", "Add --method dpo (or --method orpo)"]),
+    (["--dataset", str(FILES / "llamafactory_mllm_demo.json")],
+     [f"row 1 of {FILES / 'llamafactory_mllm_demo.json'}: the field 'images' holds media: this is vision data; this "
+      "tool trains text models"]),
+    (["--dataset", str(FILES / "llamafactory_kto_en_demo.json")], ["the field 'label'", "--method kto"]),
+    (["--method", "dpo", "--dataset", str(FILES / "openai_vision.jsonl")], ["is not preference data"]),
+])
+def test_the_cli_refuses_by_name_before_any_model_is_read(args, fragments):
+    result = run_cli("data", "--profile", "cpu", "--model", "no/such-model", *args)
+    assert_user_error(result, *fragments)
+    assert "skip_invalid_rows" not in result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_data_lists_the_fields_and_the_step_limit(tmp_path, shared_tiny_llama):
+    rows = [{"instruction": f"Add {i} and {i}.", "output": str(2 * i), "id": i} for i in range(999)]
+    path = tmp_path / "sums.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = run_cli("data", "--profile", "cpu", "--model", str(shared_tiny_llama), "--dataset", str(path), "-n", "1")
+    out = result.stdout.replace("\n", " ")
+    assert result.returncode == 0, out
+    assert "Fields read: instruction, output; not used: id" in out
+    assert "max_steps=40 (profile cpu) trains at most 160 of the 983 train rows (4 a step); --set max_steps=0 " \
+           "trains them all" in out
+    pairs = run_cli("data", "--profile", "cpu", "--method", "dpo", "--model", str(shared_tiny_llama), "--dataset",
+                    str(FILES / "openai_dpo.jsonl"), "-n", "1")
+    assert pairs.returncode == 0, pairs.stdout + pairs.stderr
+    assert "2 preference pairs, format openai" in pairs.stdout
+    assert "Fields read: input, preferred_output, non_preferred_output; not used: none" in pairs.stdout
