@@ -186,3 +186,39 @@ def test_data_lists_the_fields_and_the_step_limit(tmp_path, shared_tiny_llama):
     assert pairs.returncode == 0, pairs.stdout + pairs.stderr
     assert "2 preference pairs, format openai" in pairs.stdout
     assert "Fields read: input, preferred_output, non_preferred_output; not used: none" in pairs.stdout
+
+
+def test_fields_with_other_names_train_after_one_setting(tmp_path):
+    from trainer.data import stage
+    from trainer.profiles import resolve
+
+    path = tmp_path / "qa.jsonl"
+    path.write_text(json.dumps({"Question": "2 + 2?", "Answer": "4", "id": 1}) + "\n")
+    with pytest.raises(UserError) as e:
+        stage.load_rows(resolve("cpu", [f"dataset={path}"])[0])
+    assert e.value.hint.endswith("or map them: --set columns=Question:instruction,Answer:output.")
+    config = resolve("cpu", [f"dataset={path}", "columns=Question:instruction,Answer:output"])[0]
+    examples = stage.load_rows(config)
+    assert examples.conversations == [[{"role": "user", "content": "2 + 2?"}, {"role": "assistant", "content": "4"}]]
+    assert (examples.fields_read, examples.fields_unused) == (["instruction", "output"], ["id"])
+    assert examples.fingerprint != sources.read(str(path)).fingerprint  # cached tokens follow the mapping
+
+
+@pytest.mark.parametrize("row, hint", [
+    ({"prompt": "p", "completion": "c"}, "--set columns=prompt:instruction,completion:output"),
+    ({"instruction": "i", "response": "r"}, "--set columns=response:output"),
+    ({"a": 1, "b": 2}, "--set columns=YOUR_PROMPT_FIELD:instruction,YOUR_ANSWER_FIELD:output"),
+])
+def test_the_unknown_fields_error_fills_the_setting_in_with_the_files_names(row, hint):
+    with pytest.raises(UserError) as e:
+        formats.convert(Table("f", [row]))
+    assert e.value.hint.endswith(f"or map them: {hint}.")
+
+
+def test_a_mapping_that_names_no_field_or_hides_one_is_refused():
+    table = Table("f", [{"question": "q", "answer": "a", "output": "o"}])
+    with pytest.raises(UserError, match="data.columns maps 'query', which no row of f has \\(its fields: answer, "
+                                        "output, question\\)"):
+        formats.rename_columns(table, ("query:instruction",))
+    with pytest.raises(UserError, match="maps 'answer' to 'output', but row 1 of f already has 'output'"):
+        formats.rename_columns(table, ("question:instruction", "answer:output"))

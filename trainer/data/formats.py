@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trainer.console import console
+from trainer.data import sources
 from trainer.data.sources import Table, json_error
 from trainer.errors import UserError
 
@@ -155,6 +156,11 @@ def not_preference_data(row: dict[str, Any], source: str) -> None:
                         "on conversations", "Add --method dpo (or --method orpo) to train on the pairs.")
 
 
+# A file's own names for a prompt and an answer (TRL's prompt/completion, Q&A sets), offered as data.columns.
+PROMPT_NAMES = ("question", "prompt", "query", "problem", "instruction", "input", "user", "human")
+ANSWER_NAMES = ("answer", "completion", "response", "output", "solution", "reply", "assistant", "gpt")
+
+
 def detect_format(row: dict[str, Any], source: str) -> str:
     for name, fields in SIGNATURES.items():
         if all(f in row for f in fields):
@@ -163,8 +169,42 @@ def detect_format(row: dict[str, Any], source: str) -> str:
     raise UserError(
         f"cannot tell the format of {source}: its first row has the fields {found}",
         "Expected 'conversations' (ShareGPT), 'messages' (OpenAI), 'instruction' + 'output' (Alpaca) or 'text'; "
-        "rename the fields or pass --format.",
+        f"rename the fields, pass --format, or map them: {columns_for(row)}.",
     )
+
+
+def columns_for(row: dict[str, Any]) -> str:
+    """The data.columns setting that reads this row's prompt and answer fields as Alpaca's, when its names say which
+    they are; else the setting with placeholders."""
+    lower = {str(name).lower(): str(name) for name in row}
+    prompt = next((lower[n] for n in PROMPT_NAMES if n in lower), None)
+    answer = next((lower[n] for n in ANSWER_NAMES if n in lower), None)
+    if prompt and answer and prompt != answer:
+        pairs = [f"{prompt}:instruction"] if prompt != "instruction" else []
+        pairs += [f"{answer}:output"] if answer != "output" else []
+        return f"--set columns={','.join(pairs)}"
+    return "--set columns=YOUR_PROMPT_FIELD:instruction,YOUR_ANSWER_FIELD:output"
+
+
+def rename_columns(table: Table, columns: tuple[str, ...]) -> Table:
+    """The rows with each FIELD of data.columns (FIELD:NAME) read as NAME; a FIELD no row has, or a NAME a row
+    already has, is an error (one of the two would be silently ignored)."""
+    if not columns:
+        return table
+    mapping = dict(item.split(":", 1) for item in columns)
+    seen = set().union(*(row.keys() for row in table.rows))
+    for old, new in mapping.items():
+        if old not in seen:
+            raise UserError(f"data.columns maps '{old}', which no row of {table.source} has (its fields: "
+                            f"{', '.join(sorted(seen)) or 'none'})", "Name the file's own fields before the colon.")
+        clash = next((i for i, row in enumerate(table.rows) if new in row and new not in mapping), None)
+        if clash is not None:
+            raise UserError(f"data.columns maps '{old}' to '{new}', but {table.where(clash)} already has '{new}'",
+                            f"Map '{new}' to another name too, or leave '{old}' out.")
+    rows = [{mapping.get(k, k): v for k, v in row.items()} for row in table.rows]
+    # The rows differ from the file's: cached tokens are keyed by the mapping too.
+    fingerprint = sources.digest(f"{table.fingerprint}:{','.join(columns)}".encode()) if table.fingerprint else ""
+    return Table(table.source, rows, table.lines, fingerprint)
 
 
 def _turns(value: Any, field: str) -> list[Any]:

@@ -52,7 +52,7 @@ EVAL_SHARE_MAX = 5  # the hold-out is at most a fifth of the rows
 def load_rows(config: Config) -> Examples:
     """Read and validate the configured dataset as conversations or text (SFT's rows): every data problem is a
     UserError here, before the model loads."""
-    table = sources.read(config.data.dataset, config.data.split)
+    table = formats.rename_columns(sources.read(config.data.dataset, config.data.split), config.data.columns)
     return formats.convert(table, config.data.format, config.data.skip_invalid_rows)
 
 
