@@ -222,3 +222,15 @@ def test_a_mapping_that_names_no_field_or_hides_one_is_refused():
         formats.rename_columns(table, ("query:instruction",))
     with pytest.raises(UserError, match="maps 'answer' to 'output', but row 1 of f already has 'output'"):
         formats.rename_columns(table, ("question:instruction", "answer:output"))
+
+
+def test_kto_data_given_as_pairs_names_kto():
+    with pytest.raises(UserError, match="holds unpaired answers marked good or bad by 'label'") as e:
+        preferences.convert(read("llamafactory_kto_en_demo.json"))
+    assert e.value.hint == "--method kto (TRL's KTOTrainer) is not supported yet."
+
+
+def test_an_empty_tools_field_is_no_tool_use():
+    """109 of the 300 rows of LLaMA-Factory's glaive_toolcall_en_demo.json have "tools": "[]" and no calls."""
+    row = {"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello"}], "tools": "[]"}
+    assert len(formats.convert(Table("f", [row, {**row, "tools": []}, {**row, "images": []}]))) == 3

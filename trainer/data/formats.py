@@ -87,13 +87,23 @@ def fields_of(rows: list[dict[str, Any]], read: tuple[str, ...]) -> tuple[list[s
     return [f for f in seen if f in read], [f for f in seen if f not in read]
 
 
+def filled(value: Any) -> bool:
+    """Whether a field holds something: glaive's and CSV cells' "[]" (JSON text of an empty list) does not."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            return bool(value.strip())
+    return bool(value)
+
+
 def check_row_fields(row: dict[str, Any]) -> None:
     """Refuse the row-level fields that change what a row means and that no format here trains."""
     for name in MEDIA_FIELDS:
-        if row.get(name):
+        if filled(row.get(name)):
             raise Unsupported(f"the field '{name}' holds media: {VISION}", VISION_HINT)
     for name in TOOL_FIELDS:
-        if row.get(name):
+        if filled(row.get(name)):
             raise Unsupported(f"the field '{name}' defines tools: tool calling is not supported yet", TOOLS_HINT)
     for name in LABEL_FIELDS:
         if isinstance(row.get(name), bool) or str(row.get(name)).lower() in ("true", "false"):

@@ -79,6 +79,10 @@ def detect(row: dict[str, Any], source: str) -> str:
     missing = [f for f in ("chosen", "rejected") if f not in row]
     if missing:
         found = ", ".join(sorted(row)) or "none"
+        label = next((f for f in formats.LABEL_FIELDS if f in row), None)
+        if label:
+            raise UserError(f"{source} holds unpaired answers marked good or bad by '{label}' (KTO's data), not "
+                            "preference pairs", "--method kto (TRL's KTOTrainer) is not supported yet.")
         raise UserError(f"{source} is not preference data: its first row has the fields {found}",
                         "A preference row needs 'chosen' and 'rejected' (TRL's standard or conversational format, "
                         "LLaMA-Factory's with 'conversations'), 'chosen_messages' and 'rejected_messages', or "
