@@ -27,8 +27,8 @@ def test_openai_text_content_parts_are_joined():
 
 
 @pytest.mark.parametrize("name, where, field", [
-    ("openai_vision.jsonl", "line 1 of", "part 1 of message 3 of 'messages' is a 'image_url' part"),
-    ("llamafactory_v1_multimodal_demo.jsonl", "line 1 of", "part 1 of message 1 of 'messages' is a 'image_url' part"),
+    ("openai_vision.jsonl", "line 1 of", "part 1 of message 3 of 'messages' is of type 'image_url'"),
+    ("llamafactory_v1_multimodal_demo.jsonl", "line 1 of", "part 1 of message 1 of 'messages' is of type 'image_url'"),
     ("llamafactory_mllm_demo.json", "row 1 of", "the field 'images' holds media"),
 ])
 def test_vision_data_is_refused_naming_the_row_and_the_field(name, where, field):
@@ -207,7 +207,9 @@ def test_fields_with_other_names_train_after_one_setting(tmp_path):
 @pytest.mark.parametrize("row, hint", [
     ({"prompt": "p", "completion": "c"}, "--set columns=prompt:instruction,completion:output"),
     ({"instruction": "i", "response": "r"}, "--set columns=response:output"),
+    ({"q": "q", "answer": "a"}, "--set columns=q:instruction,answer:output"),
     ({"a": 1, "b": 2}, "--set columns=YOUR_PROMPT_FIELD:instruction,YOUR_ANSWER_FIELD:output"),
+    ({"q": "q", "answer": "a", "id": 1}, "--set columns=YOUR_PROMPT_FIELD:instruction,answer:output"),
 ])
 def test_the_unknown_fields_error_fills_the_setting_in_with_the_files_names(row, hint):
     with pytest.raises(UserError) as e:

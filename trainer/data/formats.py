@@ -142,7 +142,7 @@ def content_text(value: Any, what: str, field: str = "") -> str:
                     raise InvalidRow(f"part {n} of {what} is a text part without text")
                 texts.append(text)
             elif isinstance(kind, str) and any(media in kind for media in ("image", "audio", "video", "file")):
-                raise Unsupported(f"part {n} of {where} is a '{kind}' part: {VISION}", VISION_HINT)
+                raise Unsupported(f"part {n} of {where} is of type '{kind}': {VISION}", VISION_HINT)
             else:
                 raise InvalidRow(f"part {n} of {what} is not a content part of type text (found {kind!r})")
         value = "".join(texts)
@@ -184,16 +184,17 @@ def detect_format(row: dict[str, Any], source: str) -> str:
 
 
 def columns_for(row: dict[str, Any]) -> str:
-    """The data.columns setting that reads this row's prompt and answer fields as Alpaca's, when its names say which
-    they are; else the setting with placeholders."""
+    """The data.columns setting that reads this row's prompt and answer fields as Alpaca's: each side by its name, or,
+    in a row of two fields, the other one; a placeholder for a side it cannot tell."""
     lower = {str(name).lower(): str(name) for name in row}
     prompt = next((lower[n] for n in PROMPT_NAMES if n in lower), None)
-    answer = next((lower[n] for n in ANSWER_NAMES if n in lower), None)
-    if prompt and answer and prompt != answer:
-        pairs = [f"{prompt}:instruction"] if prompt != "instruction" else []
-        pairs += [f"{answer}:output"] if answer != "output" else []
-        return f"--set columns={','.join(pairs)}"
-    return "--set columns=YOUR_PROMPT_FIELD:instruction,YOUR_ANSWER_FIELD:output"
+    answer = next((lower[n] for n in ANSWER_NAMES if n in lower and lower[n] != prompt), None)
+    if len(row) == 2 and (prompt is None) != (answer is None):
+        other = next(str(name) for name in row if str(name) not in (prompt, answer))
+        prompt, answer = prompt or other, answer or other
+    pairs = [f"{prompt or 'YOUR_PROMPT_FIELD'}:instruction"] if prompt != "instruction" else []
+    pairs += [f"{answer or 'YOUR_ANSWER_FIELD'}:output"] if answer != "output" else []
+    return f"--set columns={','.join(pairs)}"
 
 
 def rename_columns(table: Table, columns: tuple[str, ...]) -> Table:
