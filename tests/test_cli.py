@@ -181,13 +181,14 @@ def test_data_command_highlights_trained_tokens(smollm2_dir):
 
 @pytest.mark.slow
 def test_a_small_file_keeps_rows_to_train_and_a_too_small_one_is_inspected(tmp_path, shared_tiny_llama):
-    """The cpu profile holds out 16 rows for eval and trains 4 per step."""
+    """The cpu profile holds out 16 rows for eval (none below 20 rows) and trains 4 per step."""
     six = write_jsonl(tmp_path / "six.jsonl", [SAMPLE_ROW] * 6)
     result = run_cli("--profile", "cpu", "--model", str(shared_tiny_llama), "--dataset", str(six), "--max-steps", "1",
                      "--run-dir", str(tmp_path / "run"))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "6 rows: holding out 2 for eval instead of 16, so that one optimizer step's 4 rows are left" in result.stdout
-    assert "Tokenized 4 train / 2 eval rows" in result.stdout
+    assert "6 rows: no eval hold-out (eval_size asks for 16) below 20 rows, every row trains" in result.stdout
+    assert "max_steps=1 (profile cpu) trains at most 4 of the 6 train rows" in result.stdout
+    assert "Tokenized 4 train / 0 eval rows" in result.stdout
 
     three = write_jsonl(tmp_path / "three.jsonl", [SAMPLE_ROW] * 3)
     shown = run_cli("data", "--profile", "cpu", "--model", str(shared_tiny_llama), "--dataset", str(three))

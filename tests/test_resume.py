@@ -164,7 +164,7 @@ def test_an_epoch_on_the_real_llama_tokenizer_tokenizes_once_for_every_start_and
     import gzip
 
     rows = [{"messages": [{"role": "user", "content": f"What is {i} + {i}?"},
-                          {"role": "assistant", "content": f"{i} + {i} = {2 * i}."}]} for i in range(47)]
+                          {"role": "assistant", "content": f"{i} + {i} = {2 * i}."}]} for i in range(39)]
     rows.append({"messages": [{"role": "user", "content": "Spell <|eot_id|>."},
                               {"role": "assistant", "content": "<|eot_id|> ends a turn."}]})
     data = tmp_path / "math.jsonl.gz"
@@ -175,16 +175,16 @@ def test_an_epoch_on_the_real_llama_tokenizer_tokenizes_once_for_every_start_and
               "--set", "control_tokens_as_text=true", "--set", f"cache_dir={cache}"]
     first = run_cli(*common, "--run-dir", str(tmp_path / "first"))
     assert first.returncode == 0, first.stdout + first.stderr
-    assert "Tokenizing 48 rows once; kept in" in first.stdout
+    assert "Tokenizing 40 rows once; kept in" in first.stdout
     assert "1 rows spell a control token of the tokenizer in their text (such as <|eot_id|>): encoded as plain " \
            "text" in first.stdout
-    assert "Tokenized 32 train / 16 eval rows" in first.stdout  # the cpu profile's 16 held out, 8 steps of 4
+    assert "Tokenized 32 train / 8 eval rows" in first.stdout  # the cpu profile's 16, at most a fifth: 8 steps of 4
     reference = losses(tmp_path / "first")
     assert len(reference) == 8
 
     second = run_cli(*common, "--run-dir", str(tmp_path / "second"))
     assert second.returncode == 0, second.stdout + second.stderr
-    assert "Tokenized rows from the cache:" in second.stdout and "Tokenizing 48 rows" not in second.stdout
+    assert "Tokenized rows from the cache:" in second.stdout and "Tokenizing 40 rows" not in second.stdout
     assert losses(tmp_path / "second") == reference
 
     checkpoint = tmp_path / "first" / "checkpoints" / "checkpoint-4"
@@ -193,4 +193,4 @@ def test_an_epoch_on_the_real_llama_tokenizer_tokenizes_once_for_every_start_and
     assert "Tokenized rows from the cache:" in resumed.stdout
     assert losses(tmp_path / "first") == reference  # steps 5-8 again, the same to the last bit
     [entry] = (cache / "tokenized").iterdir()
-    assert json.loads((entry / "info.json").read_text())["rows"] == 48
+    assert json.loads((entry / "info.json").read_text())["rows"] == 40

@@ -47,16 +47,38 @@ def test_conversations_longer_than_a_row_fill_one_row_each_when_packing():
 
 
 def test_the_hold_out_shrinks_to_leave_one_optimizer_step_of_rows():
-    """The cpu profile holds out 16 rows and trains 4 per step: a 6-row file used to keep 1 row and be refused."""
+    """A file a few optimizer steps long keeps one step's rows to train on; a 6-row file used to keep 1 row and be
+    refused, and since issue 33 holds nothing out below MIN_ROWS_FOR_EVAL rows."""
     cpu = config(max_steps=0)
-    assert (cpu.data.eval_size, rows_per_step := cpu.train.micro_batch_size * cpu.train.grad_accum_steps) == (16, 4)
+    assert (cpu.data.eval_size, cpu.train.micro_batch_size * cpu.train.grad_accum_steps) == (16, 4)
     small = data.split(conversations(6), cpu)
-    assert (len(small.train), len(small.eval)) == (rows_per_step, 2)
-    assert small.note == "6 rows: holding out 2 for eval instead of 16, so that one optimizer step's 4 rows are left " \
-                         "to train on"
+    assert (len(small.train), len(small.eval)) == (6, 0)
+    assert small.note == "6 rows: no eval hold-out (eval_size asks for 16) below 20 rows, every row trains"
     tiny = data.split(conversations(3), cpu)
     assert (len(tiny.train), len(tiny.eval)) == (3, 0) and "no eval hold-out" in tiny.note
     assert data.split(conversations(100), cpu).note == ""
+    big_steps = config(max_steps=0, grad_accum_steps=8)  # 32 rows a step
+    step = data.split(conversations(38), big_steps)
+    assert (len(step.train), len(step.eval)) == (32, 6)
+    assert step.note == "38 rows: holding out 6 for eval instead of 16, so that one optimizer step's 32 rows are " \
+                        "left to train on"
+
+
+def test_the_hold_out_is_at_most_a_fifth_of_the_rows():
+    """Issue 33: 10 preference pairs trained 4 and held out 6."""
+    cpu = config(max_steps=0)
+    assert [len(data.split(conversations(n), cpu).eval) for n in (10, 19, 20, 40, 80, 200)] == [0, 0, 4, 8, 16, 16]
+    assert data.split(conversations(40), cpu).note == "40 rows: holding out 8 for eval instead of 16, at most a " \
+                                                      "fifth of the rows"
+
+
+def test_a_step_limit_that_caps_the_rows_says_so_and_how_to_train_them_all():
+    cpu = config(max_steps=40)  # the cpu profile's: 40 steps of 4 rows
+    parts = data.split(conversations(999), cpu)
+    assert len(parts.train) == 160
+    assert parts.capped == ("max_steps=40 (profile cpu) trains at most 160 of the 983 train rows (4 a step); "
+                            "--set max_steps=0 trains them all (1 epoch, --set epochs=N for more)")
+    assert data.split(conversations(100), cpu).capped == ""  # 84 train rows: 40 steps reach them all
 
 
 def test_too_few_rows_suggest_only_settings_that_change(smol_tokenizer):

@@ -37,6 +37,11 @@ def fraction_or_count(value: float) -> bool:
     return value >= 0 and (value < 1 or float(value).is_integer())
 
 
+def field_pairs(value: tuple[str, ...]) -> bool:
+    """data.columns: FIELD:NAME items, both sides named."""
+    return all(item.count(":") == 1 and all(side.strip() for side in item.split(":")) for item in value)
+
+
 def setting(default: Any, help: str, *, at_least: float | None = None, above: float | None = None,
             below: float | None = None, valid: Callable[[Any], bool] | None = None, hint: str = "") -> Any:
     """A field with its help line and bounds (`at_least`: >=, `above`/`below`: strict; `valid`: any other rule, whose
@@ -133,6 +138,10 @@ class DataConfig:
     eval_max_examples: int = setting(64, "at most this many eval rows: enough for the trend, cheap to check often",
                                      at_least=1)
     skip_invalid_rows: bool = setting(False, "skip rows that cannot be read or rendered instead of stopping")
+    # LLaMA-Factory's `columns`, axolotl's field_instruction/field_output: a file's own field names, mapped once.
+    columns: tuple[str, ...] = setting((), "read a file's fields under the names a format reads: FIELD:NAME pairs "
+                                       "(question:instruction,answer:output)", valid=field_pairs,
+                                       hint="Give FIELD:NAME pairs: --set columns=question:instruction,answer:output")
     # Meta's Llama 3 template writes "Today Date: <date>" into every prompt; a fixed date (the template's own fallback)
     # keeps a run, its resume and its cached tokens the same on any day. Templates without a date ignore it.
     date_string: str = setting(DATE_STRING, "the date Llama 3's template writes into prompts")

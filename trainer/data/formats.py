@@ -1,12 +1,17 @@
-"""Dataset formats (ShareGPT, OpenAI messages, Alpaca, plain text): detect them and convert rows to chat messages."""
+"""Dataset formats (ShareGPT, OpenAI messages, Alpaca, plain text): detect them and convert rows to chat messages.
+
+A field that would change what a row means and that this tool cannot train (images, tool calls, a KTO label, a
+per-message weight of 0) is refused with its name, never dropped: training without it would teach something else.
+"""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from trainer.console import console
+from trainer.data import sources
 from trainer.data.sources import Table, json_error
 from trainer.errors import UserError
 
@@ -19,6 +24,20 @@ SIGNATURES = {
 }
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
 OPENAI_ROLES = {"user": "user", "assistant": "assistant", "system": "system", "developer": "system"}
+# The fields each format reads (besides its signature), so that `data` can list what a file holds and goes unused.
+READS = {"sharegpt": ("conversations", "system"), "openai": ("messages",),
+         "alpaca": ("instruction", "input", "output", "system", "history"), "text": ("text",)}
+# Preference layouts (preferences.py reads them): SFT refuses them by name instead of training half of each pair.
+PREFERENCE_SIGNATURES = (("chosen", "rejected"), ("chosen_messages", "rejected_messages"),
+                         ("preferred_output", "non_preferred_output"))
+TEXT_PARTS = ("text", "input_text", "output_text")  # OpenAI's chat and Responses APIs' text part types
+MEDIA_FIELDS = ("images", "image", "videos", "audios")  # LLaMA-Factory's and TRL's vision/audio columns
+MEDIA_PLACEHOLDERS = ("<image>", "<video>", "<audio>")  # LLaMA-Factory's: where the media goes in the text
+TOOL_FIELDS = ("tools", "functions")  # OpenAI's (and sharegpt's) tool definitions
+TOOL_TURN_FIELDS = ("tool_calls", "function_call")  # an OpenAI assistant message that calls a tool
+TOOL_ROLES = ("tool", "function", "function_call", "observation", "ipython")  # roles of calls and their results
+LABEL_FIELDS = ("label", "kto_tag")  # KTO's good/bad mark of an unpaired answer (TRL's, LLaMA-Factory's)
+WEIGHT_FIELDS = ("weight", "loss_weight")  # OpenAI's per-message weight, LLaMA-Factory v1's
 
 Messages = list[dict[str, str]]
 
@@ -32,6 +51,8 @@ class Examples:
     texts: list[str]
     skipped: int = 0
     fingerprint: str = ""  # the source's (Table.fingerprint); empty when unknown
+    fields_read: list[str] = field(default_factory=list)  # the rows' fields this format reads
+    fields_unused: list[str] = field(default_factory=list)  # the rows' other fields (ids, sources, scores)
 
     def __len__(self) -> int:
         return len(self.texts) if self.format == "text" else len(self.conversations)
@@ -39,6 +60,115 @@ class Examples:
 
 class InvalidRow(ValueError):
     """One row the chosen format cannot use; collected so the user sees every bad row at once."""
+
+
+class Unsupported(ValueError):
+    """A row whose meaning needs something this tool does not train (images, tool calls, labels): the whole file is
+    refused at its first such row, never skipped row by row, since every such row would be trained as something else.
+    """
+
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+def unsupported(e: Unsupported, where: str) -> UserError:
+    return UserError(f"{where}: {e}", e.hint)
+
+
+VISION = "this is vision data; this tool trains text models"
+VISION_HINT = "Use text-only rows (no image, audio or file parts, no images field, no <image> placeholders)."
+TOOLS_HINT = "Tool calling is not supported yet: leave out the rows (and the field) that define or call tools."
+
+
+def fields_of(rows: list[dict[str, Any]], read: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """The fields of `rows` that `read` names, and the others, in first-seen order."""
+    seen = list(dict.fromkeys(name for row in rows for name in row))
+    return [f for f in seen if f in read], [f for f in seen if f not in read]
+
+
+def filled(value: Any) -> bool:
+    """Whether a field holds something: glaive's and CSV cells' "[]" (JSON text of an empty list) does not."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            return bool(value.strip())
+    return bool(value)
+
+
+def check_row_fields(row: dict[str, Any]) -> None:
+    """Refuse the row-level fields that change what a row means and that no format here trains."""
+    for name in MEDIA_FIELDS:
+        if filled(row.get(name)):
+            raise Unsupported(f"the field '{name}' holds media: {VISION}", VISION_HINT)
+    for name in TOOL_FIELDS:
+        if filled(row.get(name)):
+            raise Unsupported(f"the field '{name}' defines tools: tool calling is not supported yet", TOOLS_HINT)
+    for name in LABEL_FIELDS:
+        if isinstance(row.get(name), bool) or str(row.get(name)).lower() in ("true", "false"):
+            raise Unsupported(
+                f"the field '{name}' marks each answer good or bad (KTO's unpaired data): SFT would train the bad "
+                "answers as targets", "--method kto (TRL's KTOTrainer) is not supported yet; to train on the good "
+                f"answers only, keep the rows whose '{name}' is true and remove the field.")
+
+
+def check_message_fields(message: dict[str, Any], role: str | None, what: str) -> None:
+    """Refuse a message's tool calls and a weight that would leave an answer untrained."""
+    for name in TOOL_TURN_FIELDS:
+        if message.get(name):
+            raise Unsupported(f"{what} has '{name}': tool calling is not supported yet", TOOLS_HINT)
+    for name in WEIGHT_FIELDS:
+        weight = message.get(name)
+        if role == "assistant" and weight is not None and weight != 1:
+            # Only assistant turns are trained: a weight elsewhere says what happens anyway. Honouring 0 needs the
+            # mask (render.py), which trains every assistant turn.
+            raise Unsupported(f"{what} has '{name}': {weight}, and this tool trains every assistant turn",
+                              f"Remove those assistant turns, or set their '{name}' to 1 (every answer is trained).")
+
+
+def content_text(value: Any, what: str, field: str = "") -> str:
+    """A message's content as text: a string, or a list of content parts (OpenAI's `{"type": "text", "text": ...}`,
+    LLaMA-Factory's `{"type": "text", "value": ...}`) whose text parts are joined. Media is refused as vision data,
+    naming `what` (of the row's `field`)."""
+    where = f"{what} of '{field}'" if field else what
+    if isinstance(value, list):
+        texts = []
+        for n, part in enumerate(value, start=1):
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind in TEXT_PARTS:
+                text = part.get("text", part.get("value"))
+                if not isinstance(text, str):
+                    raise InvalidRow(f"part {n} of {what} is a text part without text")
+                texts.append(text)
+            elif isinstance(kind, str) and any(media in kind for media in ("image", "audio", "video", "file")):
+                raise Unsupported(f"part {n} of {where} is of type '{kind}': {VISION}", VISION_HINT)
+            else:
+                raise InvalidRow(f"part {n} of {what} is not a content part of type text (found {kind!r})")
+        value = "".join(texts)
+    text = _text(value, what)
+    placeholder = next((p for p in MEDIA_PLACEHOLDERS if p in text), None)
+    if placeholder:
+        raise Unsupported(f"{where} holds the placeholder {placeholder}: {VISION}", VISION_HINT)
+    return text
+
+
+def preference_fields(row: dict[str, Any]) -> tuple[str, str] | None:
+    return next((pair for pair in PREFERENCE_SIGNATURES if all(f in row for f in pair)), None)
+
+
+def not_preference_data(row: dict[str, Any], source: str) -> None:
+    """SFT refuses a preference file by name, with the flag that trains it (no skip_invalid_rows: every row would
+    fail)."""
+    pair = preference_fields(row)
+    if pair:
+        raise UserError(f"{source} is preference data (its first row has '{pair[0]}' and '{pair[1]}'), and SFT trains "
+                        "on conversations", "Add --method dpo (or --method orpo) to train on the pairs.")
+
+
+# A file's own names for a prompt and an answer (TRL's prompt/completion, Q&A sets), offered as data.columns.
+PROMPT_NAMES = ("question", "prompt", "query", "problem", "instruction", "input", "user", "human")
+ANSWER_NAMES = ("answer", "completion", "response", "output", "solution", "reply", "assistant", "gpt")
 
 
 def detect_format(row: dict[str, Any], source: str) -> str:
@@ -49,8 +179,43 @@ def detect_format(row: dict[str, Any], source: str) -> str:
     raise UserError(
         f"cannot tell the format of {source}: its first row has the fields {found}",
         "Expected 'conversations' (ShareGPT), 'messages' (OpenAI), 'instruction' + 'output' (Alpaca) or 'text'; "
-        "rename the fields or pass --format.",
+        f"rename the fields, pass --format, or map them: {columns_for(row)}.",
     )
+
+
+def columns_for(row: dict[str, Any]) -> str:
+    """The data.columns setting that reads this row's prompt and answer fields as Alpaca's: each side by its name, or,
+    in a row of two fields, the other one; a placeholder for a side it cannot tell."""
+    lower = {str(name).lower(): str(name) for name in row}
+    prompt = next((lower[n] for n in PROMPT_NAMES if n in lower), None)
+    answer = next((lower[n] for n in ANSWER_NAMES if n in lower and lower[n] != prompt), None)
+    if len(row) == 2 and (prompt is None) != (answer is None):
+        other = next(str(name) for name in row if str(name) not in (prompt, answer))
+        prompt, answer = prompt or other, answer or other
+    pairs = [f"{prompt or 'YOUR_PROMPT_FIELD'}:instruction"] if prompt != "instruction" else []
+    pairs += [f"{answer or 'YOUR_ANSWER_FIELD'}:output"] if answer != "output" else []
+    return f"--set columns={','.join(pairs)}"
+
+
+def rename_columns(table: Table, columns: tuple[str, ...]) -> Table:
+    """The rows with each FIELD of data.columns (FIELD:NAME) read as NAME; a FIELD no row has, or a NAME a row
+    already has, is an error (one of the two would be silently ignored)."""
+    if not columns:
+        return table
+    mapping = dict(item.split(":", 1) for item in columns)
+    seen = set().union(*(row.keys() for row in table.rows))
+    for old, new in mapping.items():
+        if old not in seen:
+            raise UserError(f"data.columns maps '{old}', which no row of {table.source} has (its fields: "
+                            f"{', '.join(sorted(seen)) or 'none'})", "Name the file's own fields before the colon.")
+        clash = next((i for i, row in enumerate(table.rows) if new in row and new not in mapping), None)
+        if clash is not None:
+            raise UserError(f"data.columns maps '{old}' to '{new}', but {table.where(clash)} already has '{new}'",
+                            f"Map '{new}' to another name too, or leave '{old}' out.")
+    rows = [{mapping.get(k, k): v for k, v in row.items()} for row in table.rows]
+    # The rows differ from the file's: cached tokens are keyed by the mapping too.
+    fingerprint = sources.digest(f"{table.fingerprint}:{','.join(columns)}".encode()) if table.fingerprint else ""
+    return Table(table.source, rows, table.lines, fingerprint)
 
 
 def _turns(value: Any, field: str) -> list[Any]:
@@ -71,41 +236,65 @@ def _text(value: Any, what: str) -> str:
     return value
 
 
+def tool_role(role: Any, what: str) -> None:
+    if str(role).lower() in TOOL_ROLES:
+        raise Unsupported(f"{what} has the role '{role}': tool calling is not supported yet", TOOLS_HINT)
+
+
+def with_system(messages: Messages, row: dict[str, Any]) -> Messages:
+    """A row's own `system` field (LLaMA-Factory's sharegpt and alpaca columns) as the system message."""
+    system = row.get("system")
+    if isinstance(system, str) and system.strip() and messages[0]["role"] != "system":
+        return [{"role": "system", "content": system}, *messages]
+    return messages
+
+
 def from_sharegpt(row: dict[str, Any]) -> Messages:
     messages = []
     for n, turn in enumerate(_turns(row["conversations"], "conversations"), start=1):
         if not isinstance(turn, dict) or "from" not in turn or "value" not in turn:
             raise InvalidRow(f"turn {n} needs the fields 'from' and 'value'")
+        tool_role(turn["from"], f"turn {n} of 'conversations'")
         role = SHAREGPT_ROLES.get(str(turn["from"]).lower())
         if role is None:
             raise InvalidRow(f"turn {n} has the unknown role '{turn['from']}' (expected human, gpt or system)")
-        messages.append({"role": role, "content": _text(turn["value"], f"turn {n}")})
-    return messages
+        check_message_fields(turn, role, f"turn {n} of 'conversations'")
+        messages.append({"role": role, "content": content_text(turn["value"], f"turn {n}", "conversations")})
+    return with_system(messages, row)
 
 
 def from_openai(row: dict[str, Any]) -> Messages:
     messages = []
     for n, turn in enumerate(_turns(row["messages"], "messages"), start=1):
+        if isinstance(turn, dict) and "role" in turn:
+            tool_role(turn["role"], f"message {n} of 'messages'")
+            check_message_fields(turn, OPENAI_ROLES.get(str(turn["role"]).lower()), f"message {n} of 'messages'")
         if not isinstance(turn, dict) or "role" not in turn or "content" not in turn:
             raise InvalidRow(f"message {n} needs the fields 'role' and 'content'")
         role = OPENAI_ROLES.get(str(turn["role"]).lower())
         if role is None:
             raise InvalidRow(f"message {n} has the unsupported role '{turn['role']}' "
                              "(expected system, user, assistant)")
-        messages.append({"role": role, "content": _text(turn["content"], f"message {n}")})
+        messages.append({"role": role, "content": content_text(turn["content"], f"message {n}", "messages")})
     return messages
 
 
 def from_alpaca(row: dict[str, Any]) -> Messages:
-    prompt = _text(row["instruction"], "'instruction'")
+    prompt = content_text(row["instruction"], "'instruction'")
     extra = row.get("input")
     if isinstance(extra, str) and extra.strip():
-        prompt = f"{prompt}\n\n{extra}"
-    messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": _text(row["output"], "'output'")}]
-    system = row.get("system")
-    if isinstance(system, str) and system.strip():
-        messages.insert(0, {"role": "system", "content": system})
-    return messages
+        prompt = f"{prompt}\n\n{content_text(extra, 'the input')}"
+    messages = []
+    # LLaMA-Factory's alpaca `history`: the earlier [instruction, response] turns of the same conversation.
+    history = row.get("history") or []
+    if not isinstance(history, list) or not all(isinstance(t, list) and len(t) == 2 for t in history):
+        raise InvalidRow("'history' must be a list of [instruction, response] pairs")
+    for n, (asked, answered) in enumerate(history, start=1):
+        messages += [{"role": "user", "content": content_text(asked, f"'history' pair {n}")},
+                     {"role": "assistant", "content": content_text(answered, f"'history' pair {n}")}]
+    messages += [{"role": "user", "content": prompt},
+                 {"role": "assistant", "content": content_text(row["output"], "'output'")}]
+    return with_system(messages, row)
 
 
 def check_roles(messages: Messages) -> None:
@@ -127,6 +316,7 @@ CONVERTERS = {"sharegpt": from_sharegpt, "openai": from_openai, "alpaca": from_a
 
 def convert(table: Table, fmt: str = "auto", skip_invalid: bool = False) -> Examples:
     """Every row of `table` in one format; bad rows are an error listing them, or skipped when asked."""
+    not_preference_data(table.rows[0], table.source)
     if fmt == "auto":
         fmt = detect_format(table.rows[0], table.source)
     required = SIGNATURES[fmt]
@@ -134,19 +324,23 @@ def convert(table: Table, fmt: str = "auto", skip_invalid: bool = False) -> Exam
     bad: list[str] = []
     for i, row in enumerate(table.rows):
         try:
+            check_row_fields(row)
             missing = [f for f in required if f not in row]
             if missing:
                 raise InvalidRow(f"has no '{missing[0]}' field (format {fmt} needs {', '.join(required)})")
             if fmt == "text":
-                examples.texts.append(_text(row["text"], "'text'"))
+                examples.texts.append(content_text(row["text"], "'text'"))
             else:
                 messages = CONVERTERS[fmt](row)
                 check_roles(messages)
                 examples.conversations.append(messages)
         except InvalidRow as e:
             bad.append(f"{table.where(i)}: {e}")
+        except Unsupported as e:
+            raise unsupported(e, table.where(i)) from None
     examples.skipped = invalid_rows(bad, table, fmt, skip_invalid)
     examples.fingerprint = table.fingerprint
+    examples.fields_read, examples.fields_unused = fields_of(table.rows, READS[fmt])
     if not len(examples):
         raise UserError(f"no usable rows in {table.source}")
     return examples

@@ -1,8 +1,15 @@
-"""Preference pairs for DPO and ORPO (TRL's formats): read, check and convert to one prompt with two answers.
+"""Preference pairs for DPO and ORPO: read, check and convert to one prompt with two answers.
 
-Standard rows have `prompt`, `chosen` and `rejected` strings. Conversational rows have `chosen` and `rejected`
-message lists that share their prompt turns and end with different assistant answers, or an explicit `prompt`
-(messages) with `chosen` and `rejected` as the answers (a string, one assistant message, or a list holding one).
+The layouts, as the tools that define them write them:
+- TRL standard: `prompt`, `chosen` and `rejected` strings.
+- TRL conversational: `chosen` and `rejected` message lists that share their prompt turns and end with different
+  assistant answers, or an explicit `prompt` (messages) with `chosen` and `rejected` as the answers (a string, one
+  assistant message, or a list holding one).
+- LLaMA-Factory: the prompt turns in `conversations` (or `messages`), `chosen` and `rejected` as turn objects
+  (`{"from": "gpt", "value": ...}`); or alpaca's `instruction` (+ `input`) with `chosen` and `rejected` strings.
+- OpenAI's DPO: `input.messages` as the prompt, `preferred_output` and `non_preferred_output` each a list holding one
+  assistant message.
+- `chosen_messages` and `rejected_messages`: TRL's conversational pair under other names (LLaMA-Factory v1's).
 """
 
 from __future__ import annotations
@@ -15,8 +22,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from trainer.config import Config
-from trainer.data import sources
-from trainer.data.formats import OPENAI_ROLES, SHAREGPT_ROLES, InvalidRow, Messages, check_roles, invalid_rows
+from trainer.data import formats, sources
+from trainer.data.formats import (
+    OPENAI_ROLES,
+    SHAREGPT_ROLES,
+    InvalidRow,
+    Messages,
+    Unsupported,
+    check_roles,
+    invalid_rows,
+)
 from trainer.data.sources import Table
 from trainer.errors import UserError
 
@@ -24,7 +39,17 @@ if TYPE_CHECKING:
     import datasets
     from transformers import PreTrainedTokenizerBase
 
-FORMATS = ("auto", "standard", "conversational")
+FORMATS = ("auto", "standard", "conversational", "llamafactory", "openai", "messages")
+# The fields each layout reads; the others are listed by `trainer data` as not used.
+READS = {"standard": ("prompt", "chosen", "rejected"), "conversational": ("prompt", "chosen", "rejected"),
+         "llamafactory": ("conversations", "messages", "instruction", "input", "system", "chosen", "rejected"),
+         "openai": ("input", "preferred_output", "non_preferred_output"),
+         "messages": ("chosen_messages", "rejected_messages")}
+# The fields every row of a layout must have (the format's signature).
+REQUIRED = {"standard": ("chosen", "rejected"), "conversational": ("chosen", "rejected"),
+            "llamafactory": ("chosen", "rejected"), "openai": ("input", "preferred_output", "non_preferred_output"),
+            "messages": ("chosen_messages", "rejected_messages")}
+PROMPT_FIELDS = ("conversations", "messages", "instruction")  # where LLaMA-Factory's rows keep the prompt
 SAMPLE = Path(__file__).with_name("preferences_sample.jsonl")  # scripts/make_preference_sample.py writes it
 
 
@@ -38,19 +63,33 @@ class Pairs:
     rejected: list[str] = field(default_factory=list)
     skipped: int = 0
     fingerprint: str = ""
+    fields_read: list[str] = field(default_factory=list)
+    fields_unused: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.prompts)
 
 
 def detect(row: dict[str, Any], source: str) -> str:
-    """standard (the three fields are text) or conversational (message lists)."""
+    """The row's layout (module docstring): by its fields, then, for chosen/rejected, by what they hold."""
+    if "preferred_output" in row and "non_preferred_output" in row:
+        return "openai"
+    if "chosen_messages" in row and "rejected_messages" in row:
+        return "messages"
     missing = [f for f in ("chosen", "rejected") if f not in row]
     if missing:
         found = ", ".join(sorted(row)) or "none"
+        label = next((f for f in formats.LABEL_FIELDS if f in row), None)
+        if label:
+            raise UserError(f"{source} holds unpaired answers marked good or bad by '{label}' (KTO's data), not "
+                            "preference pairs", "--method kto (TRL's KTOTrainer) is not supported yet.")
         raise UserError(f"{source} is not preference data: its first row has the fields {found}",
-                        "A preference row needs 'chosen' and 'rejected' (and 'prompt' unless they are conversations "
-                        "sharing their prompt turns): TRL's standard or conversational preference format.")
+                        "A preference row needs 'chosen' and 'rejected' (TRL's standard or conversational format, "
+                        "LLaMA-Factory's with 'conversations'), 'chosen_messages' and 'rejected_messages', or "
+                        "OpenAI's 'input', 'preferred_output' and 'non_preferred_output'. Conversations without a "
+                        "rejected answer train with SFT: leave out --method.")
+    if "prompt" not in row and any(f in row for f in PROMPT_FIELDS):
+        return "llamafactory"
     chosen = _parsed(row["chosen"])
     return "conversational" if isinstance(chosen, list) or isinstance(row.get("prompt"), list) else "standard"
 
@@ -65,12 +104,6 @@ def _parsed(value: Any) -> Any:
     return value
 
 
-def _text(value: Any, what: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidRow(f"{what} is empty or not text")
-    return value
-
-
 def _messages(value: Any, what: str) -> Messages:
     value = _parsed(value)
     if isinstance(value, str):
@@ -79,6 +112,8 @@ def _messages(value: Any, what: str) -> Messages:
         raise InvalidRow(f"'{what}' must be a non-empty list of messages")
     messages = []
     for n, turn in enumerate(value, start=1):
+        if isinstance(turn, dict) and ("role" in turn or "from" in turn):
+            formats.tool_role(turn.get("role", turn.get("from")), f"message {n} of '{what}'")
         if isinstance(turn, dict) and "role" in turn and "content" in turn:
             role, content = OPENAI_ROLES.get(str(turn["role"]).lower()), turn["content"]
         elif isinstance(turn, dict) and "from" in turn and "value" in turn:
@@ -87,8 +122,13 @@ def _messages(value: Any, what: str) -> Messages:
             raise InvalidRow(f"message {n} of '{what}' needs 'role' and 'content'")
         if role is None:
             raise InvalidRow(f"message {n} of '{what}' has an unsupported role (expected system, user, assistant)")
-        messages.append({"role": role, "content": _text(content, f"message {n} of '{what}'")})
+        formats.check_message_fields(turn, role, f"message {n} of '{what}'")
+        messages.append({"role": role, "content": formats.content_text(content, f"message {n} of '{what}'")})
     return messages
+
+
+def _text(value: Any, what: str) -> str:
+    return formats.content_text(value, what)
 
 
 def _answer(value: Any, what: str) -> str:
@@ -111,12 +151,13 @@ def from_standard(row: dict[str, Any]) -> tuple[Messages, str, str]:
     return prompt, _text(row["chosen"], "the 'chosen' answer"), _text(row["rejected"], "the 'rejected' answer")
 
 
-def from_conversational(row: dict[str, Any]) -> tuple[Messages, str, str]:
+def from_conversational(row: dict[str, Any], names: tuple[str, str] = ("chosen", "rejected")
+                        ) -> tuple[Messages, str, str]:
     if "prompt" in row and row["prompt"] is not None:
         prompt = _messages(row["prompt"], "prompt")
         return prompt, _answer(row["chosen"], "chosen"), _answer(row["rejected"], "rejected")
-    chosen, rejected = _messages(row["chosen"], "chosen"), _messages(row["rejected"], "rejected")
-    for what, messages in (("chosen", chosen), ("rejected", rejected)):
+    chosen, rejected = _messages(row["chosen"], names[0]), _messages(row["rejected"], names[1])
+    for what, messages in zip(names, (chosen, rejected), strict=True):
         if messages[-1]["role"] != "assistant":
             raise InvalidRow(f"'{what}' does not end with an assistant answer")
     if chosen[:-1] != rejected[:-1]:
@@ -127,7 +168,34 @@ def from_conversational(row: dict[str, Any]) -> tuple[Messages, str, str]:
     return chosen[:-1], chosen[-1]["content"], rejected[-1]["content"]
 
 
-CONVERTERS = {"standard": from_standard, "conversational": from_conversational}
+def from_llamafactory(row: dict[str, Any]) -> tuple[Messages, str, str]:
+    name = next(f for f in PROMPT_FIELDS if f in row)
+    if name == "instruction":
+        text, extra = _text(row["instruction"], "'instruction'"), row.get("input")
+        prompt = [{"role": "user", "content": f"{text}\n\n{extra}" if isinstance(extra, str) and extra.strip()
+                   else text}]
+    else:
+        prompt = _messages(row[name], name)
+    return formats.with_system(prompt, row), _answer(row["chosen"], "chosen"), _answer(row["rejected"], "rejected")
+
+
+def from_openai(row: dict[str, Any]) -> tuple[Messages, str, str]:
+    given = _parsed(row["input"])
+    if not isinstance(given, dict) or "messages" not in given:
+        raise InvalidRow("'input' must be an object with 'messages' (OpenAI's DPO format)")
+    formats.check_row_fields(given)  # its `tools`
+    prompt = _messages(given["messages"], "input.messages")
+    return prompt, _answer(row["preferred_output"], "preferred_output"), _answer(row["non_preferred_output"],
+                                                                                 "non_preferred_output")
+
+
+def from_messages(row: dict[str, Any]) -> tuple[Messages, str, str]:
+    return from_conversational({"chosen": row["chosen_messages"], "rejected": row["rejected_messages"]},
+                               ("chosen_messages", "rejected_messages"))
+
+
+CONVERTERS = {"standard": from_standard, "conversational": from_conversational, "llamafactory": from_llamafactory,
+              "openai": from_openai, "messages": from_messages}
 
 
 def convert(table: Table, fmt: str = "auto", skip_invalid: bool = False) -> Pairs:
@@ -140,9 +208,11 @@ def convert(table: Table, fmt: str = "auto", skip_invalid: bool = False) -> Pair
     bad: list[str] = []
     for i, row in enumerate(table.rows):
         try:
-            missing = [f for f in ("chosen", "rejected") if f not in row]
+            formats.check_row_fields(row)
+            missing = [f for f in REQUIRED[fmt] if f not in row]
             if missing:
-                raise InvalidRow(f"has no '{missing[0]}' field (a preference pair needs chosen and rejected)")
+                raise InvalidRow(f"has no '{missing[0]}' field (a preference pair needs "
+                                 f"{' and '.join(REQUIRED[fmt])})")
             prompt, chosen, rejected = CONVERTERS[fmt](row)
             check_roles([*prompt, {"role": "assistant", "content": chosen}])
             if chosen.strip() == rejected.strip():
@@ -152,8 +222,11 @@ def convert(table: Table, fmt: str = "auto", skip_invalid: bool = False) -> Pair
             pairs.rejected.append(rejected)
         except InvalidRow as e:
             bad.append(f"{table.where(i)}: {e}")
+        except Unsupported as e:
+            raise formats.unsupported(e, table.where(i)) from None
     pairs.skipped = invalid_rows(bad, table, f"{fmt} preference pairs", skip_invalid)
     pairs.fingerprint = table.fingerprint
+    pairs.fields_read, pairs.fields_unused = formats.fields_of(table.rows, READS[fmt])
     if not len(pairs):
         raise UserError(f"no usable preference pairs in {table.source}")
     return pairs

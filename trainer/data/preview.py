@@ -27,6 +27,7 @@ def show_rows(config: Config, n: int, examples: Examples, tokenizer: Any, prepar
     after."""
     console.print(f"{config.data.dataset}: {len(examples)} rows, format {examples.format}, "
                   f"tokenizer of {config.model.name}")
+    show_fields(examples.fields_read, examples.fields_unused)
     show_date(config, tokenizer)
     for i in range(min(n, len(prepared.train))):
         row = prepared.train[i]
@@ -50,6 +51,7 @@ def show_pairs(config: Config, n: int, pairs: Pairs, tokenizer: Any, prepared: P
     rejected answer, with their tokens; and how many pairs are longer than max_seq_length, and what happens to them."""
     console.print(f"{config.data.dataset}: {len(pairs)} preference pairs, format {pairs.format}, for "
                   f"{config.train.method.upper()}, tokenizer of {config.model.name}")
+    show_fields(pairs.fields_read, pairs.fields_unused)
     show_date(config, tokenizer)
     rows = prepared.train if prepared.train is not None else []
     for i in range(min(n, len(rows))):
@@ -71,6 +73,12 @@ def show_pairs(config: Config, n: int, pairs: Pairs, tokenizer: Any, prepared: P
                   f"prompt + answer, cut to {max_length} tokens keeping its start: the end of the answer is not "
                   f"trained), {s['rows_dropped']} dropped (the prompt alone fills {max_length} tokens)")
     show_problem(prepared.problem, "pairs")
+
+
+def show_fields(read: list[str], unused: list[str]) -> None:
+    """What the rows' fields became: a field that changes what a row means is refused when read (formats.py), so the
+    unused ones are those that say nothing about training (ids, sources, scores)."""
+    console.print(f"Fields read: {', '.join(read) or 'none'}; not used: {', '.join(unused) or 'none'}")
 
 
 def show_date(config: Config, tokenizer: object) -> None:

@@ -26,11 +26,13 @@ if TYPE_CHECKING:
 
 @dataclass
 class Split:
-    """Row numbers of the examples to train and to evaluate on; `note` says why the hold-out is smaller than asked."""
+    """Row numbers of the examples to train and to evaluate on; `note` says why the hold-out is smaller than asked,
+    `capped` why fewer rows train than the file has (max_steps) and how to train them all."""
 
     train: list[int]
     eval: list[int]
     note: str = ""
+    capped: str = ""
 
 
 @dataclass
@@ -41,33 +43,54 @@ class Prepared:
     problem: UserError | None = None  # why these rows can't train (build raises it unless asked only to inspect)
 
 
+# Below this many rows nothing is held out: a fifth of them (at most 3 rows) tells little about the eval loss's trend,
+# and costs a fifth of what there is to learn from.
+MIN_ROWS_FOR_EVAL = 20
+EVAL_SHARE_MAX = 5  # the hold-out is at most a fifth of the rows
+
+
 def load_rows(config: Config) -> Examples:
     """Read and validate the configured dataset as conversations or text (SFT's rows): every data problem is a
     UserError here, before the model loads."""
-    table = sources.read(config.data.dataset, config.data.split)
+    table = formats.rename_columns(sources.read(config.data.dataset, config.data.split), config.data.columns)
     return formats.convert(table, config.data.format, config.data.skip_invalid_rows)
 
 
 def split(examples: Examples | Pairs, config: Config) -> Split:
-    """A deterministic shuffle (seeded) and hold-out that leaves at least one optimizer step's rows to train on, then
-    only as many train rows as max_steps can consume."""
+    """A deterministic shuffle (seeded) and hold-out of at most a fifth of the rows (none below MIN_ROWS_FOR_EVAL)
+    that leaves at least one optimizer step's rows to train on, then only as many train rows as max_steps can
+    consume."""
     n = len(examples)
     order = list(range(n))
     random.Random(config.train.seed).shuffle(order)
     size = config.data.eval_size
     asked = min(int(size) if size >= 1 else round(n * size), config.data.eval_max_examples)
     per_step = rows_per_step(config)
-    n_eval = min(asked, max(n - per_step, 0))
+    n_eval = 0 if n < MIN_ROWS_FOR_EVAL else min(asked, n // EVAL_SHARE_MAX, max(n - per_step, 0))
     note = ""
     if n_eval < asked:
-        note = (f"{n} rows: holding out {n_eval} for eval instead of {asked}, so that one optimizer step's "
-                f"{per_step} rows are left to train on" if n_eval else
-                f"{n} rows: no eval hold-out (eval_size asks for {asked}), every row is needed to train")
+        if n < MIN_ROWS_FOR_EVAL:
+            note = (f"{n} rows: no eval hold-out (eval_size asks for {asked}) below {MIN_ROWS_FOR_EVAL} rows, every "
+                    "row trains")
+        elif n_eval == n // EVAL_SHARE_MAX:
+            note = f"{n} rows: holding out {n_eval} for eval instead of {asked}, at most a fifth of the rows"
+        elif n_eval:
+            note = (f"{n} rows: holding out {n_eval} for eval instead of {asked}, so that one optimizer step's "
+                    f"{per_step} rows are left to train on")
+        else:
+            note = f"{n} rows: no eval hold-out (eval_size asks for {asked}), every row is needed to train"
     train_idx = order[n_eval:]
+    capped = ""
     if config.train.max_steps:
         # The trainer would never reach the rest; skipping it makes a 60-step run on 100k rows start in seconds.
-        train_idx = train_idx[: rows_for_steps(examples, train_idx, config)]
-    return Split(train_idx, order[:n_eval], note)
+        kept = rows_for_steps(examples, train_idx, config)
+        if kept < len(train_idx):
+            epochs = config.train.epochs
+            capped = (f"max_steps={config.train.max_steps} (profile {config.profile}) trains at most {kept} of the "
+                      f"{len(train_idx)} train rows ({per_step} a step); --set max_steps=0 trains them all "
+                      f"({epochs:g} epoch{'' if epochs == 1 else 's'}, --set epochs=N for more)")
+        train_idx = train_idx[:kept]
+    return Split(train_idx, order[:n_eval], note, capped)
 
 
 CHARACTERS_PER_TOKEN = 6  # more than English text takes per token with Llama's or SmolLM2's vocabulary (about 4)
@@ -115,8 +138,9 @@ def build_pairs(config: Config, pairs: Pairs, tokenizer: PreTrainedTokenizerBase
     """Split the pairs as rows are split, then TRL's standard preference rows (preferences.build), which TRL
     tokenizes. With check=False, pairs too few to train on are no error (Prepared.problem says so)."""
     parts = split(pairs, config)
-    if parts.note:
-        console.print(f"[yellow]{parts.note.replace(' rows', ' pairs')}[/]")
+    for line in (parts.note, parts.capped):
+        if line:
+            console.print(f"[yellow]{line.replace(' rows', ' pairs')}[/]")
     prepared = Prepared(*preferences.build(config, pairs, tokenizer, parts.train, parts.eval))
     if prepared.problem is not None and check:
         raise prepared.problem
@@ -129,8 +153,9 @@ def build_rows(config: Config, examples: Examples, tokenizer: PreTrainedTokenize
     (Prepared.problem says so): `trainer data` inspects any file."""
     check_tokenizer(tokenizer, needs_template=examples.format != "text")
     parts = split(examples, config)
-    if parts.note:
-        console.print(f"[yellow]{parts.note}[/]")
+    for line in (parts.note, parts.capped):
+        if line:
+            console.print(f"[yellow]{line}[/]")
     rows, train_at, eval_at = tokenized(config, examples, tokenizer, parts)
     # Straight from Arrow: reading a datasets column row by row takes seconds for 100k rows.
     columns = {name: rows.data.column(name).to_numpy()

@@ -1,0 +1,238 @@
+"""Files as other tools write them (tests/data/files/, sources in its README): read when the rows can be trained as
+text, refused by name when they carry something this tool does not train (images, tools, labels, weights of 0)."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import assert_user_error, run_cli
+from trainer.data import formats, preferences, sources
+from trainer.data.sources import Table
+from trainer.errors import UserError
+
+FILES = Path(__file__).with_name("files")
+
+
+def read(name: str) -> Table:
+    return sources.read(str(FILES / name))
+
+
+def test_openai_text_content_parts_are_joined():
+    examples = formats.convert(read("openai_content_parts.jsonl"))
+    assert examples.conversations == [[
+        {"role": "system", "content": "You are a helpful assistant."},
+        {"role": "user", "content": "What is the capital of France?"},
+        {"role": "assistant", "content": "Paris."}]]
+
+
+@pytest.mark.parametrize("name, where, field", [
+    ("openai_vision.jsonl", "line 1 of", "part 1 of message 3 of 'messages' is of type 'image_url'"),
+    ("llamafactory_v1_multimodal_demo.jsonl", "line 1 of", "part 1 of message 1 of 'messages' is of type 'image_url'"),
+    ("llamafactory_mllm_demo.json", "row 1 of", "the field 'images' holds media"),
+])
+def test_vision_data_is_refused_naming_the_row_and_the_field(name, where, field):
+    with pytest.raises(UserError) as e:
+        formats.convert(read(name), skip_invalid=True)  # never skipped row by row: every row would be text
+    assert e.value.message == f"{where} {FILES / name}: {field}: this is vision data; this tool trains text models"
+
+
+def test_an_image_placeholder_without_an_images_field_is_refused():
+    row = {"messages": [{"role": "user", "content": "<image>Who are they?"}, {"role": "assistant", "content": "Kane."}]}
+    with pytest.raises(UserError, match="row 1 of f: message 1 of 'messages' holds the placeholder <image>: this is "
+                                        "vision data"):
+        formats.convert(Table("f", [row]))
+
+
+def test_llamafactory_alpaca_reads_its_fields():
+    examples = formats.convert(read("llamafactory_alpaca_en_demo.json"))
+    assert examples.format == "alpaca" and len(examples) == 3
+    assert examples.fields_read == ["instruction", "input", "output"] and examples.fields_unused == []
+
+
+def test_alpaca_history_and_sharegpt_system_are_read_not_dropped():
+    alpaca = {"instruction": "And 3 + 3?", "input": "", "output": "6", "system": "Be brief.",
+              "history": [["What is 2 + 2?", "4"]]}
+    assert formats.convert(Table("f", [alpaca])).conversations[0] == [
+        {"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is 2 + 2?"},
+        {"role": "assistant", "content": "4"}, {"role": "user", "content": "And 3 + 3?"},
+        {"role": "assistant", "content": "6"}]
+    sharegpt = {"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello"}],
+                "system": "Be kind.", "id": 7}
+    examples = formats.convert(Table("f", [sharegpt]))
+    assert examples.conversations[0][0] == {"role": "system", "content": "Be kind."}
+    assert (examples.fields_read, examples.fields_unused) == (["conversations", "system"], ["id"])
+
+
+def test_kto_labels_are_refused_naming_the_field_and_the_method():
+    with pytest.raises(UserError) as e:
+        formats.convert(read("llamafactory_kto_en_demo.json"))
+    assert e.value.message.startswith(f"row 1 of {FILES / 'llamafactory_kto_en_demo.json'}: the field 'label' marks "
+                                      "each answer good or bad")
+    assert "--method kto" in e.value.hint and "not supported yet" in e.value.hint
+
+
+def test_a_weight_of_zero_is_refused_by_name():
+    with pytest.raises(UserError) as e:
+        formats.convert(read("openai_weights.jsonl"))
+    assert e.value.message == (f"line 1 of {FILES / 'openai_weights.jsonl'}: message 3 of 'messages' has 'weight': 0, "
+                               "and this tool trains every assistant turn")
+    ones = {"messages": [{"role": "user", "content": "Hi", "weight": 0},
+                         {"role": "assistant", "content": "Hello", "weight": 1}]}
+    assert len(formats.convert(Table("f", [ones]))) == 1  # 1 is what happens anyway; user turns are never trained
+
+
+@pytest.mark.parametrize("name, field", [
+    ("openai_tools.jsonl", "the field 'tools' defines tools"),
+    ("llamafactory_glaive_toolcall_en_demo.json", "the field 'tools' defines tools"),
+])
+def test_tool_files_are_refused_naming_the_field(name, field):
+    with pytest.raises(UserError) as e:
+        formats.convert(read(name))
+    assert f"{field}: tool calling is not supported yet" in e.value.message
+
+
+@pytest.mark.parametrize("turn, field", [
+    ({"role": "assistant", "tool_calls": [{"id": "1"}]}, "message 2 of 'messages' has 'tool_calls'"),
+    ({"role": "assistant", "content": None, "function_call": {"name": "f"}}, "message 2 of 'messages' has "
+                                                                              "'function_call'"),
+    ({"role": "tool", "content": "22C"}, "message 2 of 'messages' has the role 'tool'"),
+])
+def test_tool_turns_are_refused_not_called_unknown(turn, field):
+    row = {"messages": [{"role": "user", "content": "Weather?"}, turn, {"role": "assistant", "content": "Sunny"}]}
+    with pytest.raises(UserError, match=f"row 1 of f: {field}: tool calling is not supported yet"):
+        formats.convert(Table("f", [row]))
+
+
+def test_sharegpt_function_call_turns_are_refused():
+    row = {"conversations": [{"from": "human", "value": "Hi"}, {"from": "function_call", "value": "{}"},
+                             {"from": "observation", "value": "{}"}, {"from": "gpt", "value": "Done"}]}
+    with pytest.raises(UserError, match="turn 2 of 'conversations' has the role 'function_call': tool calling"):
+        formats.convert(Table("f", [row]))
+
+
+@pytest.mark.parametrize("name", ["llamafactory_dpo_en_demo.json", "llamafactory_v1_dpo_demo.jsonl",
+                                  "openai_dpo.jsonl"])
+def test_preference_files_given_to_sft_name_the_method(name):
+    with pytest.raises(UserError) as e:
+        formats.convert(read(name), skip_invalid=True)
+    assert "is preference data" in e.value.message
+    assert e.value.hint == "Add --method dpo (or --method orpo) to train on the pairs."
+    assert "skip_invalid_rows" not in e.value.hint  # it could only end in "no usable rows"
+    assert len(preferences.convert(read(name))) > 0  # and that method reads it
+
+
+def test_llamafactory_preference_rows_are_pairs():
+    pairs = preferences.convert(read("llamafactory_dpo_en_demo.json"))
+    assert (pairs.format, len(pairs), pairs.fields_unused) == ("llamafactory", 3, [])
+    assert pairs.prompts[0][-1]["role"] == "user" and pairs.chosen[0] != pairs.rejected[0]
+    alpaca = {"instruction": "Add", "input": "2 and 3", "chosen": "5", "rejected": "6"}
+    assert preferences.convert(Table("f", [alpaca])).prompts == [[{"role": "user", "content": "Add\n\n2 and 3"}]]
+
+
+def test_openai_dpo_rows_are_pairs():
+    pairs = preferences.convert(read("openai_dpo.jsonl"))
+    assert pairs.format == "openai"
+    assert pairs.prompts[1] == [{"role": "user", "content": "What's the capital of France?"}]
+    assert (pairs.chosen[1], pairs.rejected[1]) == ("Paris.", "Lyon.")
+    with_tools = {"input": {"messages": [{"role": "user", "content": "Weather?"}], "tools": [{"type": "function"}]},
+                  "preferred_output": [{"role": "assistant", "content": "a"}],
+                  "non_preferred_output": [{"role": "assistant", "content": "b"}]}
+    with pytest.raises(UserError, match="row 1 of f: the field 'tools' defines tools: tool calling is not supported"):
+        preferences.convert(Table("f", [with_tools]))
+
+
+def test_chosen_and_rejected_messages_with_text_parts_are_pairs():
+    pairs = preferences.convert(read("llamafactory_v1_dpo_demo.jsonl"))
+    assert (pairs.format, len(pairs)) == ("messages", 3)
+    assert [m["role"] for m in pairs.prompts[0]] == ["system", "user"]
+    assert all(isinstance(m["content"], str) for m in pairs.prompts[0])
+
+
+def test_sft_data_given_as_pairs_says_to_leave_out_the_method():
+    with pytest.raises(UserError, match="is not preference data") as e:
+        preferences.convert(read("llamafactory_alpaca_en_demo.json"))
+    assert "leave out --method" in e.value.hint
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["--dataset", str(FILES / "llamafactory_dpo_en_demo.json")],
+     ["is preference data (its first row has 'chosen' and 'rejected')", "Add --method dpo (or --method orpo)"]),
+    (["--dataset", str(FILES / "llamafactory_mllm_demo.json")],
+     [f"row 1 of {FILES / 'llamafactory_mllm_demo.json'}: the field 'images' holds media: this is vision data; this "
+      "tool trains text models"]),
+    (["--dataset", str(FILES / "llamafactory_kto_en_demo.json")], ["the field 'label'", "--method kto"]),
+    (["--method", "dpo", "--dataset", str(FILES / "openai_vision.jsonl")], ["is not preference data"]),
+])
+def test_the_cli_refuses_by_name_before_any_model_is_read(args, fragments):
+    result = run_cli("data", "--profile", "cpu", "--model", "no/such-model", *args)
+    assert_user_error(result, *fragments)
+    assert "skip_invalid_rows" not in result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_data_lists_the_fields_and_the_step_limit(tmp_path, shared_tiny_llama):
+    rows = [{"instruction": f"Add {i} and {i}.", "output": str(2 * i), "id": i} for i in range(999)]
+    path = tmp_path / "sums.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = run_cli("data", "--profile", "cpu", "--model", str(shared_tiny_llama), "--dataset", str(path), "-n", "1")
+    out = result.stdout.replace("\n", " ")
+    assert result.returncode == 0, out
+    assert "Fields read: instruction, output; not used: id" in out
+    assert "max_steps=40 (profile cpu) trains at most 160 of the 983 train rows (4 a step); --set max_steps=0 " \
+           "trains them all" in out
+    pairs = run_cli("data", "--profile", "cpu", "--method", "dpo", "--model", str(shared_tiny_llama), "--dataset",
+                    str(FILES / "openai_dpo.jsonl"), "-n", "1")
+    assert pairs.returncode == 0, pairs.stdout + pairs.stderr
+    assert "2 preference pairs, format openai" in pairs.stdout
+    assert "Fields read: input, preferred_output, non_preferred_output; not used: none" in pairs.stdout
+
+
+def test_fields_with_other_names_train_after_one_setting(tmp_path):
+    from trainer.data import stage
+    from trainer.profiles import resolve
+
+    path = tmp_path / "qa.jsonl"
+    path.write_text(json.dumps({"Question": "2 + 2?", "Answer": "4", "id": 1}) + "\n")
+    with pytest.raises(UserError) as e:
+        stage.load_rows(resolve("cpu", [f"dataset={path}"])[0])
+    assert e.value.hint.endswith("or map them: --set columns=Question:instruction,Answer:output.")
+    config = resolve("cpu", [f"dataset={path}", "columns=Question:instruction,Answer:output"])[0]
+    examples = stage.load_rows(config)
+    assert examples.conversations == [[{"role": "user", "content": "2 + 2?"}, {"role": "assistant", "content": "4"}]]
+    assert (examples.fields_read, examples.fields_unused) == (["instruction", "output"], ["id"])
+    assert examples.fingerprint != sources.read(str(path)).fingerprint  # cached tokens follow the mapping
+
+
+@pytest.mark.parametrize("row, hint", [
+    ({"prompt": "p", "completion": "c"}, "--set columns=prompt:instruction,completion:output"),
+    ({"instruction": "i", "response": "r"}, "--set columns=response:output"),
+    ({"q": "q", "answer": "a"}, "--set columns=q:instruction,answer:output"),
+    ({"a": 1, "b": 2}, "--set columns=YOUR_PROMPT_FIELD:instruction,YOUR_ANSWER_FIELD:output"),
+    ({"q": "q", "answer": "a", "id": 1}, "--set columns=YOUR_PROMPT_FIELD:instruction,answer:output"),
+])
+def test_the_unknown_fields_error_fills_the_setting_in_with_the_files_names(row, hint):
+    with pytest.raises(UserError) as e:
+        formats.convert(Table("f", [row]))
+    assert e.value.hint.endswith(f"or map them: {hint}.")
+
+
+def test_a_mapping_that_names_no_field_or_hides_one_is_refused():
+    table = Table("f", [{"question": "q", "answer": "a", "output": "o"}])
+    with pytest.raises(UserError, match="data.columns maps 'query', which no row of f has \\(its fields: answer, "
+                                        "output, question\\)"):
+        formats.rename_columns(table, ("query:instruction",))
+    with pytest.raises(UserError, match="maps 'answer' to 'output', but row 1 of f already has 'output'"):
+        formats.rename_columns(table, ("question:instruction", "answer:output"))
+
+
+def test_kto_data_given_as_pairs_names_kto():
+    with pytest.raises(UserError, match="holds unpaired answers marked good or bad by 'label'") as e:
+        preferences.convert(read("llamafactory_kto_en_demo.json"))
+    assert e.value.hint == "--method kto (TRL's KTOTrainer) is not supported yet."
+
+
+def test_an_empty_tools_field_is_no_tool_use():
+    """109 of the 300 rows of LLaMA-Factory's glaive_toolcall_en_demo.json have "tools": "[]" and no calls."""
+    row = {"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello"}], "tools": "[]"}
+    assert len(formats.convert(Table("f", [row, {**row, "tools": []}, {**row, "images": []}]))) == 3
