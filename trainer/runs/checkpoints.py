@@ -84,8 +84,9 @@ def world_size_of(path: Path) -> int:
 
 # Settings that define what is being trained: a resume that changes them would not continue the same run.
 IDENTITY = ("model.name", "model.from_run", "model.load_in_4bit", "model.max_seq_length", "lora.r", "lora.alpha",
-            "lora.target_modules", "train.method", "data.dataset", "data.format", "data.split", "data.eval_size",
-            "data.date_string", "data.control_tokens_as_text", "train.seed", "train.packing", "train.group_by_length")
+            "lora.target_modules", "train.method", "data.dataset", "data.columns", "data.format", "data.split",
+            "data.eval_size", "data.date_string", "data.control_tokens_as_text", "train.seed", "train.packing",
+            "train.group_by_length")
 
 
 def differences(saved: Config, now: Config) -> list[str]:
