@@ -6,6 +6,9 @@
 #   T=510 TESTS="dpo_from or (orpo and fits)" bash benchmarks/gpu_session.sh tests
 #   T=270 bash benchmarks/gpu_session.sh dpo3070 dpo2060s dpoquadro   bench --method dpo against Unsloth's DPO notebook
 #   T=500 bash benchmarks/gpu_session.sh memory      (device call timeout_s 540) records/memory.jsonl in records.tgz
+#   T=520 bash benchmarks/gpu_session.sh fitted      the fit's settings per card and shape, predicted beside measured
+#            (CARDS="quadro-rtx5000:15:5" for the 16 GB half, which the 2026-12-06 call did not reach)
+#   T=300 TESTS="other_process" bash benchmarks/gpu_session.sh tests   issue 36's other-process-holds-memory record
 #
 # memory: peak memory of worst-case batches (benchmarks/memory_sweep.py, its quick grid: 4 points a shape) for the 8
 # shapes of benchmarks/gpu_models.py, for the memory model of issue 32. Expected: about 9 minutes unbounded, so T
