@@ -12,7 +12,8 @@ SAMPLE_ROW = {"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt"
 
 def test_help_lists_commands_and_stays_light():
     result = run_cli("--help")
-    assert result.returncode == 0 and "{train,profiles,data,chat,ui,serve,bench,export,doctor,runs}" in result.stdout
+    commands = "{train,profiles,data,chat,eval,ui,serve,bench,export,doctor,runs}"
+    assert result.returncode == 0 and commands in result.stdout
     train_help = run_cli("train", "--help")
     for flag in ("--profile", "--model", "--dataset", "--format", "--max-steps", "--epochs", "--run-dir", "--set",
                  "--detach"):
@@ -28,7 +29,7 @@ def test_help_imports_no_ml_libraries():
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "[]"
 
 
-def test_unsloth_can_be_imported_first():
+def test_unsloth_can_be_imported_first(shared_tiny_llama):
     """Everything before the engine choice (config, profile, data checks) leaves transformers, peft and trl
     unimported, so the unsloth engine can patch them on import."""
     import subprocess
@@ -36,6 +37,12 @@ def test_unsloth_can_be_imported_first():
 
     code = ("import sys; from trainer import profiles; from trainer.train import methods; "
             "c, _ = profiles.resolve('cpu'); methods.of(c).load(c); "
+            # a card's profile: the fit and the plan told before the start (trainer/fit/) come before the engine too
+            "from trainer.fit import budget, tell; "
+            f"g, _ = profiles.resolve('rtx3070', ['dataset=sample', 'model.name={shared_tiny_llama}']); "
+            "from trainer.train.recipe import check_family; check_family(g); "
+            "assert tell.tokenizer_file(g.model.name) is not None; "
+            "tell.prediction(g, methods.of(g).load(g), budget.budget(g)); "
             "print(sorted(m for m in ('transformers', 'trl', 'peft') if m in sys.modules))")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "[]"
 

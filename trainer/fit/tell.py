@@ -3,6 +3,7 @@ this data takes on this card."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from trainer.config import Config
@@ -31,16 +32,34 @@ def texts_of(data: Any) -> list[str]:
 
 
 def chars_per_token(config: Config, texts: list[str]) -> float:
-    """Measured with the model's tokenizer on the first rows where it can be read here, else CHARS_PER_TOKEN."""
-    try:
-        from transformers import AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(config.model.name, local_files_only=True)
-    except Exception:  # a Hub model not downloaded yet, a folder of config.json alone: a typical ratio
-        return CHARS_PER_TOKEN
+    """Measured with the model's tokenizer.json on the first rows where it is here (a local folder, or the Hub's cache),
+    else CHARS_PER_TOKEN. Through the tokenizers library, not transformers: the plan comes before the engine, and
+    unsloth must be imported before transformers to patch it."""
+    path = tokenizer_file(config.model.name)
     sample = [t for t in texts[:SAMPLE_ROWS] if t]
-    tokens = sum(len(ids) for ids in tokenizer(sample, add_special_tokens=False)["input_ids"]) if sample else 0
+    if path is None or not sample:
+        return CHARS_PER_TOKEN
+    from tokenizers import Tokenizer
+
+    try:
+        encodings = Tokenizer.from_file(str(path)).encode_batch(sample, add_special_tokens=False)
+    except Exception:  # a tokenizer.json this tokenizers cannot read: the plan still comes, from a typical ratio
+        return CHARS_PER_TOKEN
+    tokens = sum(len(e.ids) for e in encodings)
     return sum(map(len, sample)) / tokens if tokens else CHARS_PER_TOKEN
+
+
+def tokenizer_file(model: str) -> Path | None:
+    """The model's tokenizer.json in its folder, or in the Hub's cache (never downloaded for a plan)."""
+    local = Path(model) / "tokenizer.json"
+    if local.is_file():
+        return local
+    if Path(model).exists():
+        return None
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(model, "tokenizer.json")
+    return Path(cached) if isinstance(cached, str) else None
 
 
 def epoch_tokens(config: Config, data: Any) -> int:
