@@ -289,3 +289,15 @@ def test_profile_steps_names_where_the_host_waits(shared_tiny_llama, tmp_path):
     text = out.read_text()
     assert text.startswith("2 steps in ") and "Host waits on the GPU" in text
     assert "aten::_local_scalar_dense" in text and "compute_loss" in text
+
+
+def test_each_emulated_card_is_its_profiles_card():
+    """A card's memory, capability and TFLOPS are written twice, for the emulation (CARDS) and for the fit (its
+    profile's [hardware], which tells the time per epoch): they must agree."""
+    from trainer.bench.cards import CARDS
+    from trainer.profiles import resolve
+
+    for card in CARDS.values():
+        hardware = resolve(card.profile, fit=False)[0].hardware
+        assert (hardware.vram_gb, hardware.tflops) == (card.memory_gb, card.tflops), card.profile
+        assert (float(hardware.compute_capability) < 8) == (card.dtype == "float16"), card.profile

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from trainer.console import console
+from trainer.data import stage
 from trainer.errors import UserError
 from trainer.eval import checks as user_checks
 from trainer.eval import heldout, judge
@@ -33,7 +34,7 @@ def main(target: str, cache_dir: str, prompts: int, checks_file: str | None, max
     config = run.read_config()
     heldout.check_method(config, target)
     checks = user_checks.read(Path(checks_file)) if checks_file else []  # every file problem before the model loads
-    rows = heldout.examples(config)
+    rows = stage.load_rows(config)  # the run's rows, read as it read them
     asked = heldout.prompts(config, rows, prompts)
     tuned = chat.load(str(path), cache_dir)
     other = None

@@ -23,11 +23,6 @@ def check_method(config: Config, run: str) -> None:
                         "Evaluate the SFT run it started from (--from), or compare in the UI's Compare tab.")
 
 
-def examples(config: Config) -> Any:
-    """The run's rows, read as it read them."""
-    return stage.load_rows(config)
-
-
 def prompts(config: Config, rows: Any, n: int) -> list[Prompt]:
     """The first `n` held-out conversations that end with an answer, as a prompt and that answer."""
     held = stage.split(rows, config).eval
