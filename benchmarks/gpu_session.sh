@@ -9,6 +9,9 @@
 #   T=520 bash benchmarks/gpu_session.sh fitted      the fit's settings per card and shape, predicted beside measured
 #            (CARDS="quadro-rtx5000:15:5" for the 16 GB half, which the 2026-12-06 call did not reach)
 #   T=300 TESTS="other_process" bash benchmarks/gpu_session.sh tests   issue 36's other-process-holds-memory record
+#   T=200 bash benchmarks/gpu_session.sh transformers   peaks of the transformers engine (the fallback), 1B and 3B
+#   bash benchmarks/gpu_session.sh speed:rtx3070:qwen3-4B   bench --emulate CARD on a shape (tuned against the
+#            notebook recipe, STEPS steps each, default 6): the measured speed beside the predicted one
 #
 # memory: peak memory of worst-case batches (benchmarks/memory_sweep.py, its quick grid: 4 points a shape) for the 8
 # shapes of benchmarks/gpu_models.py, for the memory model of issue 32. Expected: about 9 minutes unbounded, so T
@@ -75,6 +78,24 @@ fitted() {
       "$m/gemma-3-4B-random" "$m/phi-4-mini-random" "$m/llama-3.2-3B-random"
   done
 }
+# The transformers engine's peaks (no unsloth: PEFT, TRL's chunked loss, its own checkpointing) for the fit's
+# fallback coefficients: one row of 1,024 without checkpointing, 1 to 4 rows of 2,048 with.
+transformers_peaks() {
+  local left=$(( ${T:-200} - SECONDS ))
+  mkdir -p "$OUT/records"
+  timeout $(( left + 20 )) python3 benchmarks/memory_sweep.py "$M1" "$M3" --out "$OUT/records/memory-transformers.jsonl" \
+    --parallel 4 --budget-s "$left" --set engine=transformers --set dtype=bfloat16 --set load_in_4bit=true \
+    --point micro_batch_size=1,max_seq_length=1024,gradient_checkpointing=off \
+    --point micro_batch_size=1,max_seq_length=2048,gradient_checkpointing=on \
+    --point micro_batch_size=2,max_seq_length=2048,gradient_checkpointing=on \
+    --point micro_batch_size=4,max_seq_length=2048,gradient_checkpointing=on
+}
+speed() {  # speed:CARD:SHAPE
+  local card shape folder
+  IFS=: read -r _ card shape <<< "$1"
+  folder=$(python3 benchmarks/gpu_models.py "$TRAINER_GPU_MODELS" "$shape" | cut -d' ' -f1)
+  TRAINER_RECORDS_DIR=$OUT/records bench --model "$folder" --emulate "$card" --engines unsloth --steps "${STEPS:-6}"
+}
 bench() { echo "== $(date +%T) bench $*"; timeout "${T:-500}" python3 -m trainer bench "$@"; echo "== $(date +%T) rc=$?"; }
 for what in "$@"; do
   case $what in
@@ -88,8 +109,10 @@ for what in "$@"; do
     dpoquadro) bench --model "$M3" --emulate quadro-rtx5000 --engines unsloth --method dpo --steps 6 ;;
     memory) memory ;;
     fitted) fitted ;;
+    transformers) transformers_peaks ;;
+    speed:*) speed "$what" ;;
     tests) echo "== $(date +%T) tests $TESTS"; timeout "${T:-560}" python3 -m pytest -q -p no:cacheprovider tests/gpu -k "$TESTS" -rA ;;
-  esac 2>&1 | tee -a "$OUT/$what.log"
+  esac 2>&1 | tee -a "$OUT/${what//:/-}.log"
 done
 ls -la "$OUT" "$OUT/records"
 # Only 8 files come back from a device call: the records travel as one archive.
