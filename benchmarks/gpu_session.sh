@@ -79,12 +79,13 @@ fitted() {
   done
 }
 # The transformers engine's peaks (no unsloth: PEFT, TRL's chunked loss, its own checkpointing) for the fit's
-# fallback coefficients: one row of 1,024 without checkpointing, 1 to 4 rows of 2,048 with.
+# fallback coefficients (LOSS: chunked_nll, what the fallback runs, or nll): one row of 1,024 without checkpointing, 1 to 4 rows of 2,048 with.
 transformers_peaks() {
   local left=$(( ${T:-200} - SECONDS ))
   mkdir -p "$OUT/records"
   timeout $(( left + 20 )) python3 benchmarks/memory_sweep.py "$M1" "$M3" --out "$OUT/records/memory-transformers.jsonl" \
     --parallel 4 --budget-s "$left" --set engine=transformers --set dtype=bfloat16 --set load_in_4bit=true \
+    --set loss_type="${LOSS:-chunked_nll}" --set trained_positions_only=off \
     --point micro_batch_size=1,max_seq_length=1024,gradient_checkpointing=off \
     --point micro_batch_size=1,max_seq_length=2048,gradient_checkpointing=on \
     --point micro_batch_size=2,max_seq_length=2048,gradient_checkpointing=on \
