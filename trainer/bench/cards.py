@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from trainer.data.synthetic import TOKENS_PER_ROW
-from trainer.runs.speed import epoch_hours, flops_per_token
+from trainer.runs.speed import LLAMA_32_SHAPES, epoch_hours, flops_per_token
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,8 @@ class Card:
     sdpa_backends: dict[str, tuple[str, ...]]
     users_notebook_h: float  # what users report for a FineTome-100k epoch with the Unsloth notebook (0: no report)
     users_report: str  # their words: the figure as reported
+    users_model: str = ""  # the Llama 3.2 size (speed.LLAMA_32_SHAPES) they report it for: sessions of another shape
+    # are not compared with it
 
 
 PLATFORMS = ("linux", "windows")  # Paperspace Gradient, and Windows with conda
@@ -42,11 +44,11 @@ TURING = {"linux": ("efficient", "math"), "windows": ("efficient", "math")}
 # Users' figures: what people copying the Unsloth Llama 3.2 notebook report on these cards (the product brief).
 CARDS = {
     "rtx2060s": Card("RTX 2060 Super 8 GB", "rtx2060s", 28.7, 448.0, 8, 7.0, "float16", TURING,
-                     9.0, "~24 steps/min, about 9 h per FineTome epoch (1B)"),
+                     9.0, "~24 steps/min, about 9 h per FineTome epoch (1B)", "1B"),
     "rtx3070": Card("RTX 3070 8 GB", "rtx3070", 40.6, 448.0, 8, 7.0, "bfloat16", AMPERE,
-                    9.0, "~26 steps/min, about 9 h per FineTome epoch (1B)"),
+                    9.0, "~26 steps/min, about 9 h per FineTome epoch (1B)", "1B"),
     "quadro-rtx5000": Card("Quadro RTX 5000 16 GB", "quadro-rtx5000", 89.2, 448.0, 16, 15.0, "float16", TURING,
-                           18.0, "about 18 h per FineTome epoch (3B)"),
+                           18.0, "about 18 h per FineTome epoch (3B)", "3B"),
     # Cards rented on Paperspace Gradient (no users' notebook figures collected): NVIDIA's datasheets, dense tensor
     # TFLOPS (their sparse figures halved). T4: 65 TFLOPS FP16/FP32 mixed precision, 320 GB/s, 40 SMs at 70 W; RTX
     # A4000: 153.4 sparse, 448 GB/s; RTX A5000: 222.2 sparse, 768 GB/s. Professional cards accumulate in FP32 at
@@ -116,7 +118,10 @@ def against_users(records: list[dict[str, Any]]) -> str | None:
     card = next((CARDS[r["emulation"]["card"]] for r in records if (r.get("emulation") or {}).get("card") in CARDS),
                 None)
     notebook, tuned = by_config.get("notebook"), by_config.get("tuned")
-    if card is None or not card.users_notebook_h or not (notebook and tuned and notebook["finetome_epoch_h"]
+    shapes = {tuple(sorted(r["shape"].items())) for r in records if r.get("shape")}  # older records: none
+    if card is None or shapes - {tuple(sorted(LLAMA_32_SHAPES.get(card.users_model, {}).items()))}:
+        return None  # another model than the one users report for
+    if not card.users_notebook_h or not (notebook and tuned and notebook["finetome_epoch_h"]
                                                          and tuned["finetome_epoch_h"]):
         return None
     error = notebook["finetome_epoch_h"] / card.users_notebook_h - 1

@@ -10,6 +10,7 @@ from trainer.bench.cards import CARDS, ESTIMATE, against_users, card_estimate, m
 from trainer.data.synthetic import TOKENS_PER_ROW
 from trainer.errors import UserError
 from trainer.runs import write_atomic
+from trainer.runs.speed import LLAMA_32_SHAPES
 from trainer.system import PACKAGES
 
 RESULTS = Path("benchmarks/results")  # relative to the repository root; the CLI passes config.records_dir()
@@ -161,7 +162,8 @@ def session_section(session: str, rows: list[dict[str, Any]]) -> list[str]:
     method = first.get("method", "sft")
     trains = "" if method == "sft" else f"{method.upper()}, "
     lines = [f"### {session[:16].replace('T', ' ')} UTC: {trains}profile {first.get('profile', '?')}, "
-             f"{first.get('data', '?')}, {first.get('steps_asked', '?')} steps, {cap_text(first)}", ""]
+             f"{model_text(first)}{first.get('data', '?')}, {first.get('steps_asked', '?')} steps, "
+             f"{cap_text(first)}", ""]
     emulation = first.get("emulation")
     if emulation:
         lines += [slice_text(first), ""]
@@ -177,6 +179,15 @@ def session_section(session: str, rows: list[dict[str, Any]]) -> list[str]:
     lines += [f"- `{r['config']}`: {', '.join(r.get('options') or ['the profile as is'])}"
               + (f". {r['note']}" if r.get("note") else "") for r in rows]
     return lines + [""]
+
+
+def model_text(record: dict[str, Any]) -> str:
+    """"model llama-3.1-8B-random, " where the session trained another model than its profile's own."""
+    model = record.get("model") or ""
+    card = CARDS.get(record.get("profile", ""))
+    if not model or not record.get("shape") or (card and record["shape"] == LLAMA_32_SHAPES.get(card.users_model)):
+        return ""
+    return f"model {model.rstrip('/').rsplit('/', 1)[-1]}, "
 
 
 def slice_text(record: dict[str, Any]) -> str:
