@@ -1,6 +1,8 @@
 """The card x model table of docs/any-model.md: what the fit chooses for each card's profile and each model, the
-predicted peak of a worst-case batch, the estimated FineTome-100k epoch, and the peak measured on the GPU where a
-record of that fitted run exists (benchmarks/results/memory/*fitted*.jsonl).
+predicted peak of a worst-case batch, the estimated FineTome-100k epoch, the peak measured on the GPU where a record
+of that fitted run exists (benchmarks/results/memory/*fitted*.jsonl), and the speed measured on the emulated card
+where `bench --emulate` ran that model (benchmarks/results/*.jsonl: its card estimate, against the notebook recipe
+of the same session).
 
 `python benchmarks/fit_table.py` prints it; `--write` replaces the block between the markers in docs/any-model.md.
 No GPU and no network: the models' shapes are the published ones (trainer/fit/shape.py KNOWN), the budgets the
@@ -20,6 +22,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from verified_table import with_block  # noqa: E402
 
 from trainer import profiles  # noqa: E402
+from trainer.bench.cards import card_estimate  # noqa: E402
+from trainer.bench.report import read_records  # noqa: E402
 from trainer.data.synthetic import FINETOME_ROWS, TOKENS_PER_ROW  # noqa: E402
 from trainer.errors import UserError  # noqa: E402
 from trainer.fit import estimate  # noqa: E402
@@ -37,8 +41,8 @@ MEASURED_AS = {"llama-3.1-8B-random": MODELS[2], "llama-3.2-3B-random": MODELS[1
                "phi-4-mini-random": MODELS[7], "gemma-3-4B-random": MODELS[5]}
 
 
-def measured() -> dict[tuple[str, str], float]:
-    """(profile, model id) -> peak reserved GB of the fitted runs on the GPU."""
+def measured() -> dict[tuple[str, str], tuple[float, tuple]]:
+    """(profile, model id) -> peak reserved GB of the fitted runs on the GPU, and their settings (`trained`)."""
     found = {}
     for path in sorted((ROOT / "benchmarks" / "results" / "memory").glob("*fitted*.jsonl")):
         for line in path.read_text().splitlines():
@@ -46,38 +50,73 @@ def measured() -> dict[tuple[str, str], float]:
             profile = record["point"].rsplit("-fitted-", 1)[-1]
             model = MEASURED_AS.get(record["model"]["folder"])
             if model and record.get("exit_code") == 0 and record.get("peak_reserved_gb"):
-                found[(profile, model)] = record["peak_reserved_gb"]
+                found[(profile, model)] = (record["peak_reserved_gb"], trained(record["resolved"]))
     return found
 
 
-def row(card: str, model: str, peaks: dict[tuple[str, str], float]) -> str:
+def trained(settings: dict) -> tuple:
+    """What a measurement holds for: micro-batch, tokens and checkpointing ("auto" on unsloth is off)."""
+    checkpointing = settings["gradient_checkpointing"]
+    return settings["micro_batch_size"], settings["max_seq_length"], "off" if checkpointing == "auto" else checkpointing
+
+
+def emulated() -> dict[tuple[str, str], tuple[float, float | None, tuple]]:
+    """(profile, model id) -> the fitted settings' real tokens/s on the emulated card, the notebook recipe's of the
+    same session (None where it did not finish), and the settings, from the newest `bench --emulate` session of that
+    model since the fit exists (its records say what was predicted)."""
+    found: dict[tuple[str, str], tuple[float, float | None, tuple]] = {}
+    sessions: dict[str, dict[str, dict]] = {}
+    for record in read_records(ROOT / "benchmarks" / "results"):
+        sessions.setdefault(record.get("session", ""), {})[record["config"]] = record
+    for _, configs in sorted(sessions.items()):
+        tuned, notebook = configs.get("tuned"), configs.get("notebook")
+        model = MEASURED_AS.get(Path(tuned.get("model") or "").name) if tuned and "predicted" in tuned else None
+        speed = card_estimate(tuned) if model else None
+        if speed:
+            other = card_estimate(notebook) if notebook else None
+            found[(tuned["profile"], model)] = (speed["tokens_per_s"], other["tokens_per_s"] if other else None,
+                                                trained(tuned))
+    return found
+
+
+def row(card: str, model: str, peaks: dict[tuple[str, str], tuple[float, tuple]],
+        speeds: dict[tuple[str, str], tuple[float, float | None, tuple]]) -> str:
+    """One card and model; a measurement only where it holds for the settings fitted now."""
     short = model.split("/")[-1].removesuffix("-bnb-4bit")
     try:
         config, _ = profiles.resolve(card, ["vram_cap_gb=0"], {"model.name": model}, fit=True)
     except UserError as e:
-        return f"| {card} | {short} | does not fit: {e.message.split(': about ')[-1]} at 512 tokens | | | |"
+        return f"| {card} | {short} | does not fit: {e.message.split(': about ')[-1]} at 512 tokens | | | | |"
     from trainer.fit import choose
     from trainer.fit.budget import budget
     from trainer.fit.tell import settings_of
 
     shape = shape_of(model)
-    peak = choose.predict(shape, settings_of(config))
+    peak = choose.predict(shape, settings_of(config))  # the unsloth engine: a card's profile plans for it
     t = config.train
     checkpointing = {"auto": "none", "unsloth": "Unsloth's"}.get(t.gradient_checkpointing, t.gradient_checkpointing)
     settings = f"{t.micro_batch_size} x {config.model.max_seq_length}, accum {t.grad_accum_steps}, {checkpointing}"
     speed = estimate.tokens_per_s(shape, config.hardware.tflops, config.hardware.compute_capability,
-                                  t.gradient_checkpointing, TOKENS_PER_ROW)
+                                  t.gradient_checkpointing, TOKENS_PER_ROW, config.model.dtype)
     hours = FINETOME_ROWS * TOKENS_PER_ROW / speed / 3600
-    seen = peaks.get((card, model))
+    now = trained({"micro_batch_size": t.micro_batch_size, "max_seq_length": config.model.max_seq_length,
+                   "gradient_checkpointing": t.gradient_checkpointing})
+    seen = peaks[(card, model)][0] if peaks.get((card, model), (0, ()))[1] == now else None
+    ran = ""
+    if speeds.get((card, model), (0, 0, ()))[2] == now:
+        fitted, notebook, _ = speeds[(card, model)]
+        ran = (f"{fitted:,.0f} tok/s ({speed:,.0f} told, {speed / fitted - 1:+.0%}); notebook "
+               + (f"{notebook:,.0f} ({fitted / notebook:.2f}x)" if notebook else "not measured"))
     return (f"| {card} | {short} | {settings} | {peak:.1f} of {budget(config).gb:g} | "
-            f"{f'{seen:.2f}' if seen else ''} | {hours:.1f} h |")
+            f"{f'{seen:.2f}' if seen else ''} | {hours:.1f} h | {ran} |")
 
 
 def table() -> str:
-    peaks = measured()
+    peaks, speeds = measured(), emulated()
     lines = ["| card | model | fitted: micro-batch x tokens, accumulation, checkpointing | predicted peak GB | "
-             "measured peak GB | estimated FineTome epoch |", "|---|---|---|---|---|---|"]
-    lines += [row(card, model, peaks) for card in CARDS for model in MODELS]
+             "measured peak GB | estimated FineTome epoch | emulated card: fitted settings, against the notebook |",
+             "|---|---|---|---|---|---|---|"]
+    lines += [row(card, model, peaks, speeds) for card in CARDS for model in MODELS]
     return "\n".join(lines)
 
 

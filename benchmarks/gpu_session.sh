@@ -7,7 +7,8 @@
 #   T=270 bash benchmarks/gpu_session.sh dpo3070 dpo2060s dpoquadro   bench --method dpo against Unsloth's DPO notebook
 #   T=500 bash benchmarks/gpu_session.sh memory      (device call timeout_s 540) records/memory.jsonl in records.tgz
 #   T=520 bash benchmarks/gpu_session.sh fitted      the fit's settings per card and shape, predicted beside measured
-#            (CARDS="quadro-rtx5000:15:5" for the 16 GB half, which the 2026-12-06 call did not reach)
+#            (CARDS="quadro-rtx5000:15:5" for the 16 GB half, which the 2026-12-06 call did not reach;
+#            CARDS="rtx3070:7:3" MODELS="1B 3B qwen3-4B" FITTED_SET=engine=transformers: the fallback's fit)
 #   T=300 TESTS="other_process" bash benchmarks/gpu_session.sh tests   issue 36's other-process-holds-memory record
 #   T=200 bash benchmarks/gpu_session.sh transformers   peaks of the transformers engine (the fallback), 1B and 3B
 #   bash benchmarks/gpu_session.sh speed:rtx3070:qwen3-4B   bench --emulate CARD on a shape (tuned against the
@@ -63,19 +64,20 @@ memory() {
 }
 # The settings the fit chooses, for each card's budget (its emulated cap) and model shape: one run each on worst-case
 # rows, the predicted peak recorded beside the measured (memory only: the children share the GPU, no MPS).
-fitted() {
+fitted() {  # MODELS: gpu_models.py's shape names; FITTED_SET: one more --set for every run (engine=transformers)
   echo "== $(date +%T) build"
-  python3 benchmarks/gpu_models.py "$TRAINER_GPU_MODELS" 3B 8B qwen3-4B gemma3-4B phi4-mini  # the disk: 64 GB
-  local m=$TRAINER_GPU_MODELS left
+  local folders left extra=()
+  mapfile -t folders < <(python3 benchmarks/gpu_models.py "$TRAINER_GPU_MODELS" \
+                         ${MODELS:-8B qwen3-4B gemma3-4B phi4-mini 3B} | cut -d' ' -f1)  # the disk: 64 GB
+  [ -n "${FITTED_SET:-}" ] && extra=(--set "$FITTED_SET")
   mkdir -p "$OUT/records"
   for card in ${CARDS:-rtx3070:7:6 quadro-rtx5000:15:5}; do
     IFS=: read -r profile cap parallel <<< "$card"
     left=$(( ${T:-500} - SECONDS ))
-    echo "== $(date +%T) fitted $profile under $cap GB ($left s left)"
+    echo "== $(date +%T) fitted $profile under $cap GB ($left s left) ${extra[*]}"
     [ "$left" -gt 60 ] && timeout $(( left + 20 )) python3 benchmarks/memory_sweep.py --fitted --profile "$profile" \
-      --cap-gb "$cap" --parallel "$parallel" --budget-s "$left" --out "$OUT/records/fitted.jsonl" \
-      "$m/llama-3.1-8B-random" "$m/qwen3-4B-random" \
-      "$m/gemma-3-4B-random" "$m/phi-4-mini-random" "$m/llama-3.2-3B-random"
+      --cap-gb "$cap" --parallel "$parallel" --budget-s "$left" --out "$OUT/records/fitted.jsonl" "${extra[@]}" \
+      "${folders[@]}"
   done
 }
 # The transformers engine's peaks (no unsloth: PEFT, TRL's chunked loss, its own checkpointing) for the fit's

@@ -74,11 +74,12 @@ def fit_settings(config: Config, own: dict[str, Any], choice: Choice, given: set
     from trainer.fit import choose
     from trainer.fit.budget import budget
     from trainer.fit.shape import shape_of
-    from trainer.fit.tell import settings_of
+    from trainer.fit.tell import expected_engine, settings_of
 
-    room = budget(config, *(gpu_memory() or (None, None)))
+    here = gpu_memory()
+    room = budget(config, *(here or (None, None)))
     shape = shape_of(config.model.name)
-    current = settings_of(config)
+    current = settings_of(config, expected_engine(config, here is not None))
     # the profile's model, or a copy of it (a local folder of the same shape: the GPU tests' random-init 1B and 3B)
     tuned = ("train.micro_batch_size" in own and not choice.detected
              and (config.model.name == own.get("model.name") or shape == shape_of(own["model.name"])))

@@ -40,15 +40,18 @@ def tokens_per_pass(micro_batch_size: int, max_seq_length: int, max_tokens_per_p
     return min(tokens, max_tokens_per_pass) if max_tokens_per_pass else tokens
 
 
-def predict(shape: Shape, settings: dict[str, Any], engine: str = "unsloth") -> float:
-    """Predicted peak of `settings` (the config keys KEYS, train.max_tokens_per_pass, lora.r, train.method)."""
+def predict(shape: Shape, settings: dict[str, Any]) -> float:
+    """Predicted peak of `settings` (the config keys KEYS, train.max_tokens_per_pass, lora.r, train.method,
+    model.dtype, and "engine": the one the run will pick, tell.settings_of)."""
+    engine = settings.get("engine", "unsloth")
     checkpointing = settings["train.gradient_checkpointing"]
     if checkpointing == "auto":  # the engine's own choice (engines.policy.AUTO)
         checkpointing = "off" if engine == "unsloth" else "on"
     pairs = settings.get("train.method", "sft") != "sft"
     tokens = tokens_per_pass(settings["train.micro_batch_size"], settings["model.max_seq_length"],
                              settings.get("train.max_tokens_per_pass", 0), pairs)
-    return memory.peak_gb(shape, tokens, checkpointing, settings.get("lora.r", 16), pairs)
+    return memory.peak_gb(shape, tokens, checkpointing, settings.get("lora.r", 16), pairs, engine,
+                          settings.get("model.dtype", "bfloat16"))
 
 
 def choose(shape: Shape, budget_gb: float, current: dict[str, Any], given: set[str], model: str,
@@ -57,11 +60,13 @@ def choose(shape: Shape, budget_gb: float, current: dict[str, Any], given: set[s
     the user gave (`given` keys of `current`); the step's rows kept near STEP_ROWS by gradient accumulation unless
     given."""
     longest = current["model.max_seq_length"]
+    plain = current.get("engine") == "transformers"  # torch's checkpointing alone, and always (memory.TRANSFORMERS)
     tried = []
     for margin in (MARGIN, TIGHT_MARGIN):
         for checkpointing, micro, seq in CANDIDATES:
-            if pairs and checkpointing == "off":
+            if (pairs or plain) and checkpointing == "off":
                 continue
+            checkpointing = "on" if plain else checkpointing
             # "auto" is off on the unsloth engine and on for plain transformers, which needs it (engines.policy.AUTO)
             settings = {**current, "train.gradient_checkpointing": "auto" if checkpointing == "off" else checkpointing,
                         "train.micro_batch_size": micro, "model.max_seq_length": min(seq or longest, longest)}

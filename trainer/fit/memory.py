@@ -38,6 +38,23 @@ PER_4BIT_BILLION_GB = 0.073 * 1e9 / GB
 # 1B at 1,024 tokens a side, 4.16 GB (2026-12-03-dpo-fits-rtx3070.json; predicted 4.34), 3B at 2,048 a side, 8.47 GB
 # (2026-12-03-dpo-fits-quadro-rtx5000.json; predicted 8.49); 1B at 2,048 a side ran out of 7 GB (predicted 6.91).
 PAIR_LOGIT_BYTES = 10.0
+# In float16 (Turing cards) a step takes more than in bfloat16, where the coefficients above were measured: the
+# fitted settings' runs under a 15 GB cap (2026-12-06-h100-fitted-quadro-rtx5000.jsonl, no checkpointing) took
+# 1.087x the predicted step for the Llama shapes, 1.04x Qwen3, 0.99x Phi-4-mini, and 1.30x Gemma 3 (Unsloth keeps
+# more of Gemma 3 in float32 in float16, where its activations overflow). The step is scaled by the family's factor,
+# else the largest of the others.
+FLOAT16_STEP = {"gemma3_text": 1.30}
+FLOAT16_OTHERS = 1.09
+
+# The transformers engine (the fallback where unsloth does not import: PEFT, TRL's chunked loss, torch's gradient
+# checkpointing, the loss over every position): coefficients of its own, fitted the same way
+# (`python benchmarks/fit_memory.py --engine transformers`) to the 6 points with checkpointing of
+# 2026-12-06-h100-transformers.jsonl (Llama 3.2 1B and 3B, 2,048 to 8,192 tokens a pass, bf16); the fit gives it
+# checkpointing always (without it, one row of 1,024 tokens took 5.3 GB for 1B). Its start holds the embedding
+# once more in 16 bits (measured 1.47 GB for 1B, 2.87 for 3B, against Unsloth's 1.03 and 2.21): EXTRA_EMBEDDING.
+TRANSFORMERS = {"checkpoint_on": 1.6669, "layer_on": 4.1449, "logits": 0.1024, "constant_on": 0.2094,
+                "per_4bit_billion": 0.3245}
+TRANSFORMERS_EXTRA_EMBEDDING = 0.9
 
 
 def layer_bytes(shape: Shape) -> int:
@@ -45,10 +62,11 @@ def layer_bytes(shape: Shape) -> int:
     return 2 * 3 * (shape.hidden + shape.q_dim + shape.kv_dim + shape.intermediate)
 
 
-def start_gb(shape: Shape, lora_r: int) -> float:
+def start_gb(shape: Shape, lora_r: int, engine: str = "unsloth") -> float:
     """Memory held before the first step: the weights, their quantization state and the adapter."""
     quantized = shape.quantized_parameters
-    return (2 * shape.embedding_parameters + quantized * (0.5 + QUANT_STATE_BYTES)
+    embedding = 2 + (2 * TRANSFORMERS_EXTRA_EMBEDDING if engine == "transformers" else 0)
+    return (embedding * shape.embedding_parameters + quantized * (0.5 + QUANT_STATE_BYTES)
             + LORA_BYTES * shape.lora_parameters(lora_r)) / GB
 
 
@@ -68,7 +86,9 @@ def features(shape: Shape, tokens: int, checkpointing: str) -> dict[str, float]:
     return named
 
 
-def coefficients() -> dict[str, float]:
+def coefficients(engine: str = "unsloth") -> dict[str, float]:
+    if engine == "transformers":
+        return {name: TRANSFORMERS.get(name, 0.0) for name in coefficients()}
     named = {f"off_{f}": factor for f, factor in FAMILY.items()} | {"off_unknown": UNKNOWN_FAMILY}
     for mode in CHECKPOINT:
         named[f"checkpoint_{mode}"], named[f"layer_{mode}"] = CHECKPOINT[mode], LAYER[mode]
@@ -78,11 +98,16 @@ def coefficients() -> dict[str, float]:
     return named
 
 
-def peak_gb(shape: Shape, tokens_per_pass: int, checkpointing: str, lora_r: int = 16, pairs: bool = False) -> float:
+def peak_gb(shape: Shape, tokens_per_pass: int, checkpointing: str, lora_r: int = 16, pairs: bool = False,
+            engine: str = "unsloth", dtype: str = "bfloat16") -> float:
     """Predicted peak reserved memory of a pass of `tokens_per_pass` tokens (a pair counts both sequences) with this
-    gradient checkpointing ("off", "on", "unsloth")."""
-    weights = coefficients()
+    gradient checkpointing ("off", "on", "unsloth"; the transformers engine has torch's alone: "unsloth" is "on")."""
+    if engine == "transformers" and checkpointing == "unsloth":
+        checkpointing = "on"
+    weights = coefficients(engine)
     step = sum(weights[name] * value for name, value in features(shape, tokens_per_pass, checkpointing).items())
     if pairs:
         step += tokens_per_pass * shape.vocab * PAIR_LOGIT_BYTES / GB
-    return round(start_gb(shape, lora_r) + step, 2)
+    if dtype == "float16":
+        step *= FLOAT16_STEP.get(shape.family, FLOAT16_OTHERS)
+    return round(start_gb(shape, lora_r, engine) + step, 2)

@@ -3,6 +3,7 @@ this data takes on this card."""
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +16,20 @@ CHARS_PER_TOKEN = 4.0  # English text in these tokenizers, where the tokenizer c
 SAMPLE_ROWS = 200  # rows tokenized to learn the data's characters per token
 
 
-def settings_of(config: Config) -> dict[str, Any]:
-    """The config as {"section.field": value}, the keys trainer.fit.choose reads and writes."""
+def expected_engine(config: Config, gpu_here: bool) -> str:
+    """The engine trainer.engines.choose will pick, said without importing anything (the fit plans for it before the
+    start): unsloth, unless asked otherwise or this machine has a GPU and no unsloth installed (a plan for a card
+    elsewhere counts on unsloth there)."""
+    if config.engine != "auto":
+        return config.engine
+    return "transformers" if gpu_here and importlib.util.find_spec("unsloth") is None else "unsloth"
+
+
+def settings_of(config: Config, engine: str = "unsloth") -> dict[str, Any]:
+    """The config as {"section.field": value}, the keys trainer.fit.choose reads and writes, and the `engine` the run
+    will train with (expected_engine)."""
     return {f"{section}.{name}": value for section, fields in config.to_dict().items() if isinstance(fields, dict)
-            for name, value in fields.items()}
+            for name, value in fields.items()} | {"engine": engine}
 
 
 def texts_of(data: Any) -> list[str]:
@@ -70,17 +81,21 @@ def epoch_tokens(config: Config, data: Any) -> int:
     return int(sum(min(most, len(t) / ratio) for t in texts))
 
 
-def prediction(config: Config, data: Any, budget: Budget) -> dict[str, Any]:
-    """The predicted peak of a worst-case batch against the budget, and (where the card's TFLOPS are known) the speed
-    and the time of an epoch of `data`: what the run records beside what it measures (benchmark.json)."""
+def prediction(config: Config, data: Any, budget: Budget, engine: str = "unsloth") -> dict[str, Any]:
+    """The predicted peak of a worst-case batch on `engine` against the budget, and (where the card's TFLOPS are
+    known) the speed and the time of an epoch of `data`: what the run records beside what it measures
+    (benchmark.json)."""
     shape = shape_of(config.model.name)
-    told: dict[str, Any] = {"peak_gb": choose.predict(shape, settings_of(config)), "budget_gb": budget.gb,
-                            "budget": budget.why}
+    told: dict[str, Any] = {"peak_gb": choose.predict(shape, settings_of(config, engine)), "budget_gb": budget.gb,
+                            "budget": budget.why, "engine": engine}
     hw = config.hardware
     if hw.tflops and len(data):
         tokens = epoch_tokens(config, data)
-        speed = estimate.tokens_per_s(shape, hw.tflops, hw.compute_capability, config.train.gradient_checkpointing,
-                                      tokens / len(data))
+        checkpointing = config.train.gradient_checkpointing
+        if engine == "transformers" and checkpointing != "off":  # its own, always (choose.choose)
+            checkpointing = "on"
+        speed = estimate.tokens_per_s(shape, hw.tflops, hw.compute_capability, checkpointing, tokens / len(data),
+                                      config.model.dtype)
         if config.train.method == "dpo":  # the reference model's forward: one more pass of three
             speed *= 2 / 3
         told |= {"epoch_tokens": tokens, "tokens_per_s": round(speed), "epoch_h": round(tokens / speed / 3600, 2)}

@@ -82,6 +82,10 @@ def set_up(config: Config, job: ranks.Job, profile_reason: str, resume_from: Pat
         attention.restrict(config)  # before the engine is imported: unsloth reads them when it picks its kernels
     engine, why = engines.choose(config, gpu)
     startup["engine_imported"] = system.since_process_start()
+    if told and told["engine"] != engine:  # planned for unsloth, which is installed but does not import
+        console.print(f"[yellow]The settings were fitted for the unsloth engine; {engine} trains instead ({why}). "
+                      "To fit them to it: --set engine=transformers[/]")
+        told = tell(config, examples, room, engine)
     config, settled = policy.settle(config, engine)
     console.print(config_summary(config))  # the config that trains
     console.print(f"Engine [bold]{engine}[/]: {why}" + (f"; for it, {settled}" if settled else ""))
@@ -98,16 +102,18 @@ def set_up(config: Config, job: ranks.Job, profile_reason: str, resume_from: Pat
     return Setup(config, engine, gpu, model, tokenizer, prepared, run, startup, told)
 
 
-def tell(config: Config, data: Any, room: budget.Budget | None = None) -> dict[str, Any] | None:
-    """Before the model loads, on a card (not the CPU demo): the predicted peak against the memory budget (`room`,
-    else the card's label), and the time an epoch of this data takes (trainer/fit/)."""
+def tell(config: Config, data: Any, room: budget.Budget | None = None,
+         engine: str | None = None) -> dict[str, Any] | None:
+    """Before the model loads, on a card (not the CPU demo): the predicted peak on `engine` (else the one the run is
+    expected to pick) against the memory budget (`room`, else the card's label), and the time an epoch of this data
+    takes (trainer/fit/)."""
     if not config.hardware.vram_gb:
         return None
     from trainer.fit import tell as fit_tell
 
     check_family(config)
-
-    told = fit_tell.prediction(config, data, room or budget.budget(config))
+    told = fit_tell.prediction(config, data, room or budget.budget(config),
+                               engine or fit_tell.expected_engine(config, system.gpu_memory() is not None))
     console.print(f"Plan: {fit_tell.line(told)}")
     return told
 
