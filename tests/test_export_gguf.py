@@ -70,10 +70,17 @@ def test_gguf_round_trip_on_smollm2(run_dir):
     record = json.loads((run_dir / "export.json").read_text())
     # The f16 file is the merged model as llama.cpp runs it: the demo model still knows its geography.
     assert "Paris" in record["gguf_f16"]["reply"], record["gguf_f16"]
+    # Checked against the trained run (base + adapter): the same prompt tokens from the GGUF's own template, the same
+    # first tokens, stops where the run stops.
+    check = record["gguf_f16"]["check"]
+    assert check["differs"] == [] and check["reference"] == "base + adapter", check
+    assert check["template_same_tokens"] == check["prompts"] == 6 and check["same_first_token"] >= 0.8, check
+    assert check["stops_where_run_stops"] == check["run_stops"], check
     q4 = run_cli("export", str(run_dir), "--gguf", "q4_k_m")
     assert q4.returncode == 0, q4.stdout + q4.stderr
     record = json.loads((run_dir / "export.json").read_text())
     assert record["gguf_q4_k_m"]["reply"].strip()  # loads in llama.cpp and generates
+    assert record["gguf_q4_k_m"]["check"]["differs"] == [], record["gguf_q4_k_m"]["check"]
     sizes = {p.name: p.stat().st_size for p in (run_dir / "gguf").glob("*.gguf")}
     assert set(sizes) == {"model-f16.gguf", "model-q4_k_m.gguf"} and sizes["model-q4_k_m.gguf"] < sizes[
         "model-f16.gguf"] / 2
@@ -86,6 +93,25 @@ def test_gguf_round_trip_on_smollm2(run_dir):
         assert f.read(4) == b"GGUF"
     # `trainer runs` lists what the run produced
     assert RunDir(run_dir).exports() == ["adapter", "merged", "gguf/model-f16.gguf", "gguf/model-q4_k_m.gguf"]
+
+
+@pytest.mark.slow
+def test_a_gguf_with_another_chat_template_fails_its_check_and_is_kept(run_dir):
+    """The merged folder's chat template swapped for Llama 3's before the GGUF is written: llama.cpp then renders
+    the prompts to other tokens than the run trained on; the export says so and exits 1, the file kept."""
+    merged = run_cli("export", str(run_dir))
+    assert merged.returncode == 0, merged.stdout + merged.stderr
+    llama3 = ("{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n{{ m['content'] }}"
+              "<|eot_id|>{% endfor %}{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>"
+              "\n\n{% endif %}")
+    (run_dir / "merged" / "chat_template.jinja").write_text(llama3)
+    result = run_cli("export", str(run_dir), "--gguf", "f16")
+    out = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode == 1 and "Traceback" not in out, out
+    assert "The f16 GGUF differs from the trained run" in out
+    assert "the GGUF's chat template renders 6 of 6 prompts to other tokens than the run's tokenizer" in out
+    assert (run_dir / "gguf" / "model-f16.gguf").is_file()
+    assert json.loads((run_dir / "export.json").read_text())["gguf_f16"]["check"]["differs"]
 
 
 @pytest.mark.slow

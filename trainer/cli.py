@@ -146,6 +146,8 @@ def parser() -> argparse.ArgumentParser:
     export.add_argument("--push", metavar="USER/NAME", help="upload to this Hugging Face Hub repository")
     export.add_argument("--private", action="store_true", help="create the Hub repository private")
     export.add_argument("--adapter-only", action="store_true", help="push the LoRA adapter instead of merged weights")
+    export.add_argument("--no-check", action="store_true", help="skip checking the GGUF against the trained run "
+                        "(its answers, template and stop token)")
     export.add_argument("--token-file", help="file holding the Hub token (default: HF_TOKEN, or .hftoken/token.txt)")
     return top
 
@@ -256,8 +258,8 @@ def run(args: argparse.Namespace, argv: list[str], world: cfg.World) -> int:
     elif args.command == "export":
         from trainer import export
 
-        export.main(args.run_dir, cfg.cache_dir(), args.merged_16bit, args.gguf, args.push, args.private,
-                    args.adapter_only, args.token_file)
+        return export.main(args.run_dir, cfg.cache_dir(), args.merged_16bit, args.gguf, args.push, args.private,
+                           args.adapter_only, args.token_file, check_gguf=not args.no_check)
     elif args.command == "data":
         from trainer.train import methods
 

@@ -58,6 +58,39 @@ def chat(path: str, question: str) -> dict[str, Any]:
     return {"reply": str(out["choices"][0]["message"]["content"] or "")}
 
 
+def answers(path: str, asked: str) -> dict[str, Any]:
+    """Greedy answers of the GGUF at `path` to the conversations in the JSON file `asked` ({"prompts": [messages,
+    ...], "max_new_tokens": N}): for each, the prompt as the GGUF's own chat template renders and tokenizes it, the
+    answer's token ids, and whether it ended at an end-of-generation token of the GGUF (before N tokens)."""
+    import llama_cpp
+    from llama_cpp import Llama
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    job = json.loads(open(asked, encoding="utf-8").read())
+    model = Llama(model_path=path, n_ctx=2048, n_threads=os.cpu_count() or 1, verbose=False, seed=0)
+    vocab = llama_cpp.llama_model_get_vocab(model.model)
+    template = model.metadata.get("tokenizer.chat_template", "")
+    piece = {i: model.detokenize([i], special=True).decode(errors="replace") for i in (model.token_bos(),
+                                                                                       model.token_eos())}
+    formatter = Jinja2ChatFormatter(template, eos_token=piece[model.token_eos()], bos_token=piece[model.token_bos()])
+    found = []
+    for messages in job["prompts"]:
+        text = formatter(messages=messages).prompt if template else ""
+        prompt = model.tokenize(text.encode(), add_bos=False, special=True)
+        ids, stopped = [], False
+        for token in model.generate(prompt, top_k=1, temp=0.0, repeat_penalty=1.0):
+            if llama_cpp.llama_vocab_is_eog(vocab, token):
+                stopped = True
+                break
+            ids.append(token)
+            if len(ids) >= job["max_new_tokens"]:
+                break
+        found.append({"prompt_ids": prompt, "ids": ids, "stopped": stopped,
+                      "text": model.detokenize(ids, special=True).decode(errors="replace")})
+    model.close()
+    return {"template": bool(template), "answers": found}
+
+
 if __name__ == "__main__":
     job, *job_args = sys.argv[1:]
-    print(json.dumps({"quantize": quantize, "chat": chat}[job](*job_args)))
+    print(json.dumps({"quantize": quantize, "chat": chat, "answers": answers}[job](*job_args)))
