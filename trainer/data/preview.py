@@ -15,6 +15,7 @@ from trainer.config import Config
 from trainer.console import console
 from trainer.data.formats import Examples
 from trainer.data.preferences import Pairs
+from trainer.data.render import render_with_mask
 from trainer.data.stage import Prepared
 from trainer.errors import UserError
 
@@ -43,7 +44,23 @@ def show_rows(config: Config, n: int, examples: Examples, tokenizer: Any, prepar
         f"trained tokens: {s['trained_token_fraction']:.0%}; rows spelling a control token: "
         f"{s['rows_spelling_control_tokens']}"
     )
+    show_tools(config, examples, tokenizer)
     show_problem(prepared.problem, "rows")
+
+
+def show_tools(config: Config, examples: Examples, tokenizer: Any) -> None:
+    """How many rows define or call tools, and the first one rendered with its tools: the calls trained, the results
+    context."""
+    with_tools = examples.rows_with_tools()
+    if not with_tools:
+        return
+    console.print(f"Rows with tools: {with_tools} of {len(examples)} (tool definitions and results are context; the "
+                  "assistant's calls and answers are trained)")
+    i = next(i for i in range(len(examples)) if examples.has_tools(i))
+    ids, mask = render_with_mask(tokenizer, examples.conversations[i], config.data.date_string,
+                                 config.data.control_tokens_as_text, examples.tools_of(i))
+    console.print(Panel(highlight(tokenizer, ids, mask), title=f"conversation {i + 1}, with tools ({len(ids)} "
+                        "tokens)", subtitle="[bold green]trained[/] / [dim]context only[/]"))
 
 
 def show_pairs(config: Config, n: int, pairs: Pairs, tokenizer: Any, prepared: Prepared) -> None:

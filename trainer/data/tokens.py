@@ -73,7 +73,7 @@ def tokenize_chunk(examples: Examples, chunk: list[int], tokenizer: PreTrainedTo
             encoded.append((np.asarray(ids, dtype=np.int32), np.ones(len(ids), dtype=np.int8)))
     else:
         rows = [render(tokenizer, examples.conversations[i], control, settings.date_string,
-                       settings.control_tokens_as_text) for i in chunk]
+                       settings.control_tokens_as_text, examples.tools_of(i)) for i in chunk]
         spelled = [row.spells_control_token for row in rows]
         encoded = encode(tokenizer, rows)
     return to_batch(encoded, spelled, settings.max_length)
