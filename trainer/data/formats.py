@@ -73,9 +73,12 @@ class Examples:
         """Conversation i's tool definitions, None without (as apply_chat_template's `tools` takes them)."""
         return (self.tools[i] or None) if i < len(self.tools) else None
 
+    def calls_tools(self, i: int) -> bool:
+        return any(m["role"] == "tool" or "tool_calls" in m for m in self.conversations[i])
+
     def has_tools(self, i: int) -> bool:
         """Whether conversation i defines tools or calls them: it needs a template with tool support."""
-        return bool(self.tools_of(i)) or any(m["role"] == "tool" or "tool_calls" in m for m in self.conversations[i])
+        return bool(self.tools_of(i)) or self.calls_tools(i)
 
     def rows_with_tools(self) -> int:
         return sum(map(self.has_tools, range(len(self.conversations))))

@@ -54,9 +54,10 @@ def show_tools(config: Config, examples: Examples, tokenizer: Any) -> None:
     with_tools = examples.rows_with_tools()
     if not with_tools:
         return
-    console.print(f"Rows with tools: {with_tools} of {len(examples)} (tool definitions and results are context; the "
-                  "assistant's calls and answers are trained)")
-    i = next(i for i in range(len(examples)) if examples.has_tools(i))
+    calls = [i for i in range(len(examples)) if examples.calls_tools(i)]
+    console.print(f"Rows with tools: {with_tools} of {len(examples)}, {len(calls)} of them calling one (tool "
+                  "definitions and results are context; the assistant's calls and answers are trained)")
+    i = calls[0] if calls else next(i for i in range(len(examples)) if examples.has_tools(i))
     ids, mask = render_with_mask(tokenizer, examples.conversations[i], config.data.date_string,
                                  config.data.control_tokens_as_text, examples.tools_of(i))
     console.print(Panel(highlight(tokenizer, ids, mask), title=f"conversation {i + 1}, with tools ({len(ids)} "
