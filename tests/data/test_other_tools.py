@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import assert_user_error, run_cli
-from trainer.data import formats, preferences, sources
+from trainer.data import formats, preferences, sources, tokens
 from trainer.data.render import check_tools, end_of_turn, render_with_mask
 from trainer.data.sources import Table
 from trainer.errors import UserError
@@ -191,6 +191,24 @@ def test_llama_renders_the_call_as_its_template_writes_it(llama_tokenizer):
         "<|eot_id|>", "It is 14 degrees Celsius and foggy in San Francisco.<|eot_id|>"]
     assert ('<|start_header_id|>ipython<|end_header_id|>\n\n"{\\"temperature\\": 14'
             in llama_tokenizer.decode(ids))
+
+
+def test_parallel_calls_train_where_the_template_takes_them_and_are_named_where_it_refuses(llama_tokenizer,
+                                                                                         qwen3_tokenizer):
+    calls = '[{"name": "f", "arguments": {"x": 1}}, {"name": "g", "arguments": {"y": 2}}]'
+    row = {"conversations": [{"from": "human", "value": "Both?"}, {"from": "function_call", "value": calls},
+                             {"from": "observation", "value": "result 1"}, {"from": "observation", "value": "result 2"},
+                             {"from": "gpt", "value": "Done."}]}
+    examples = formats.convert(Table("f", [row]))
+    ids, mask = render_with_mask(qwen3_tokenizer, examples.conversations[0])
+    call, answer = trained_spans(qwen3_tokenizer, ids, mask)
+    assert '{"name": "f", "arguments": {"x": 1}}' in call and '{"name": "g", "arguments": {"y": 2}}' in call
+    assert "Done." in answer and "result" not in call + answer and "result 2" in qwen3_tokenizer.decode(ids)
+    settings = tokens.Settings(512, "26 Jul 2024", False)
+    with pytest.raises(UserError) as e:
+        tokens.in_memory(examples, [0], llama_tokenizer, settings)
+    assert e.value.message.endswith("refuses conversation 1 of the rows read: This model only supports single "
+                                    "tool-calls at once!")
 
 
 def test_a_template_without_tool_support_is_refused_naming_the_fix(smol_tokenizer, llama_tokenizer):
