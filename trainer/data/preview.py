@@ -13,9 +13,10 @@ from rich.text import Text
 
 from trainer.config import Config
 from trainer.console import console
+from trainer.data import tokens
 from trainer.data.formats import Examples
 from trainer.data.preferences import Pairs
-from trainer.data.render import render_with_mask
+from trainer.data.render import ControlTokens, encode
 from trainer.data.stage import Prepared
 from trainer.errors import UserError
 
@@ -58,8 +59,9 @@ def show_tools(config: Config, examples: Examples, tokenizer: Any) -> None:
     console.print(f"Rows with tools: {with_tools} of {len(examples)}, {len(calls)} of them calling one (tool "
                   "definitions and results are context; the assistant's calls and answers are trained)")
     i = calls[0] if calls else next(i for i in range(len(examples)) if examples.has_tools(i))
-    ids, mask = render_with_mask(tokenizer, examples.conversations[i], config.data.date_string,
-                                 config.data.control_tokens_as_text, examples.tools_of(i))
+    settings = tokens.Settings(config.model.max_seq_length, config.data.date_string, config.data.control_tokens_as_text)
+    ((ids, mask),) = encode(tokenizer, [tokens.rendered(examples, i, tokenizer, ControlTokens(tokenizer), settings)])
+    ids, mask = ids.tolist(), mask.tolist()
     console.print(Panel(highlight(tokenizer, ids, mask), title=f"conversation {i + 1}, with tools ({len(ids)} "
                         "tokens)", subtitle="[bold green]trained[/] / [dim]context only[/]"))
 
