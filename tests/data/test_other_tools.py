@@ -137,6 +137,8 @@ def test_openai_tool_calls_are_read_in_either_layout():
     assert examples.conversations[0][1] == {"role": "assistant", "content": "", "tool_calls": [{"id": "call_id",
                                                                                                   **call}]}
     assert [m["role"] for m in examples.conversations[1]] == ["user", "assistant", "tool", "assistant"]
+    assert examples.conversations[1][2] == {"role": "tool", "tool_call_id": "call_id", "content":
+                                            '{"temperature": 14, "unit": "celsius", "description": "Foggy"}'}
     assert examples.conversations[2][1] == {"role": "assistant", "content": "", "tool_calls": [call]}  # functions
     assert examples.tools[0] == examples.tools[1] == examples.tools[2]
     assert (examples.fields_read, examples.fields_unused) == (["messages", "tools", "functions"], [])

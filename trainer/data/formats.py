@@ -341,10 +341,13 @@ def read_calls(value: Any, what: str) -> list[dict[str, Any]]:
 
 def message(role: str, content: str, turn: dict[str, Any], what: str, calls: list[dict[str, Any]] | None = None
             ) -> dict[str, Any]:
-    """One message of the internal form: its calls, and `train: False` for an answer weighted 0."""
+    """One message of the internal form: its calls (a result: the call's id and name), and `train: False` for an
+    answer weighted 0."""
     out: dict[str, Any] = {"role": role, "content": content}
     if calls:
         out["tool_calls"] = calls
+    if role == "tool":  # which call it answers: templates that pair them (Mistral's) read these
+        out |= {k: turn[k] for k in ("tool_call_id", "name") if isinstance(turn.get(k), str)}
     if not trained(turn, role, what):
         out["train"] = False
     return out
