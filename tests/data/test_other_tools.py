@@ -352,8 +352,9 @@ def test_an_empty_tools_field_is_no_tool_use():
 
 @pytest.mark.slow
 def test_tool_calls_show_in_data_and_are_refused_for_a_template_without_tools(tmp_path, real_llama, smollm2_dir):
-    """glaive's rows on the real Llama 3.2 template: `data` counts them and renders one that calls a tool; training
-    on SmolLM2 (its template has no tools) is exit 2 naming the fix, before a run folder exists."""
+    """glaive's rows on the real Llama 3.2 template: `data` counts them and renders one that calls a tool (and counts
+    OpenAI's answers of weight 0); training on SmolLM2 (its template has no tools) is exit 2 naming the fix, before a
+    run folder exists."""
     glaive = str(FILES / "llamafactory_glaive_toolcall_en_demo.json")
     shown = run_cli("data", "--profile", "cpu", "--model", str(real_llama), "--dataset", glaive, "-n", "0")
     out = " ".join(shown.stdout.split())
@@ -361,6 +362,9 @@ def test_tool_calls_show_in_data_and_are_refused_for_a_template_without_tools(tm
     assert "Fields read: conversations, tools; not used: none" in out
     assert "Rows with tools: 4 of 4, 2 of them calling one" in out
     assert '{"name": "calculate_age", "parameters": {"birthdate": "1990-05-15"}}<|eot_id|>' in out
+    weights = run_cli("data", "--profile", "cpu", "--model", str(real_llama), "--dataset",
+                      str(FILES / "openai_weights.jsonl"), "-n", "0")
+    assert "Answers with weight 0: 1 (rendered as context, not trained)" in weights.stdout, weights.stdout
     refused = run_cli("--profile", "cpu", "--model", str(smollm2_dir), "--dataset", glaive,
                       "--run-dir", str(tmp_path / "refused"))
     assert_user_error(refused, "4 rows define or call tools, but the chat template of", "has no tool support",

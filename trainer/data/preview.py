@@ -45,6 +45,9 @@ def show_rows(config: Config, n: int, examples: Examples, tokenizer: Any, prepar
         f"trained tokens: {s['trained_token_fraction']:.0%}; rows spelling a control token: "
         f"{s['rows_spelling_control_tokens']}"
     )
+    untrained = sum(1 for messages in examples.conversations for m in messages if m.get("train") is False)
+    if untrained:
+        console.print(f"Answers with weight 0: {untrained} (rendered as context, not trained)")
     show_tools(config, examples, tokenizer)
     show_problem(prepared.problem, "rows")
 
