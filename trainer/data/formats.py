@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trainer.console import console
-from trainer.data import sources
+from trainer.data import sources, tool_calls
+from trainer.data.row_errors import InvalidRow, Unsupported
 from trainer.data.sources import Table, json_error
+from trainer.data.tool_calls import Tools
 from trainer.errors import UserError
 
 # The field that identifies each format, in detection order.
@@ -50,7 +52,6 @@ LABEL_FIELDS = ("label", "kto_tag")  # KTO's good/bad mark of an unpaired answer
 WEIGHT_FIELDS = ("weight", "loss_weight")  # OpenAI's per-message weight, LLaMA-Factory v1's
 
 Messages = list[dict[str, Any]]
-Tools = list[dict[str, Any]]
 
 
 @dataclass
@@ -82,20 +83,6 @@ class Examples:
 
     def rows_with_tools(self) -> int:
         return sum(map(self.has_tools, range(len(self.conversations))))
-
-
-class InvalidRow(ValueError):
-    """One row the chosen format cannot use; collected so the user sees every bad row at once."""
-
-
-class Unsupported(ValueError):
-    """A row whose meaning needs something this tool does not train (images, tool calls, labels): the whole file is
-    refused at its first such row, never skipped row by row, since every such row would be trained as something else.
-    """
-
-    def __init__(self, message: str, hint: str) -> None:
-        super().__init__(message)
-        self.hint = hint
 
 
 def unsupported(e: Unsupported, where: str) -> UserError:
@@ -284,59 +271,10 @@ def tool_role(role: Any, what: str) -> None:
         raise Unsupported(f"{what} has the role '{role}', and {NO_TOOLS}", TOOLS_HINT)
 
 
-def _json(value: Any, what: str) -> Any:
-    """A field that may hold JSON text (glaive's `tools`, sharegpt's calls, OpenAI's `arguments`) as its value."""
-    if not isinstance(value, str):
-        return value
-    try:
-        return json.loads(value)
-    except json.JSONDecodeError as e:
-        raise InvalidRow(f"{what} is text that is not valid JSON ({json_error(e)} at column {e.colno})") from None
-
-
 def read_tools(row: dict[str, Any]) -> Tools:
-    """The row's tool definitions (`tools`, or OpenAI's older `functions`; a list or its JSON text) as OpenAI's
-    `{"type": "function", "function": {...}}`; sharegpt's bare `{"name", "description", "parameters"}` are wrapped."""
+    """The row's tool definitions: `tools`, or OpenAI's older `functions`."""
     name = next((f for f in TOOL_FIELDS if filled(row.get(f))), None)
-    if name is None:
-        return []
-    value = _json(row[name], f"'{name}'")
-    if isinstance(value, dict):
-        value = [value]
-    if not isinstance(value, list):
-        raise InvalidRow(f"'{name}' must be a list of tool definitions")
-    tools = []
-    for n, tool in enumerate(value, start=1):
-        if isinstance(tool, dict) and isinstance(tool.get("function"), dict) and tool["function"].get("name"):
-            tools.append({**tool, "type": tool.get("type", "function")})
-        elif isinstance(tool, dict) and tool.get("name"):
-            tools.append({"type": "function", "function": tool})
-        else:
-            raise InvalidRow(f"tool {n} of '{name}' has no name (expected {{\"type\": \"function\", \"function\": "
-                             "{\"name\": ..., \"parameters\": ...}} or {\"name\": ..., \"parameters\": ...})")
-    return tools
-
-
-def read_calls(value: Any, what: str) -> list[dict[str, Any]]:
-    """Tool calls as transformers renders them, `{"type": "function", "function": {"name", "arguments": {...}}}`,
-    from OpenAI's `tool_calls` (arguments as JSON text), its older `function_call` (one call), or a sharegpt
-    `function_call` turn's JSON text (one `{"name", "arguments"}` or a list of them). An OpenAI call's `id` is kept."""
-    value = _json(value, what)
-    calls = value if isinstance(value, list) else [value]
-    if not calls:
-        raise InvalidRow(f"{what} has no calls")
-    out = []
-    for n, call in enumerate(calls, start=1):
-        function = call.get("function", call) if isinstance(call, dict) else None
-        if not isinstance(function, dict) or not isinstance(function.get("name"), str) or not function["name"]:
-            raise InvalidRow(f"call {n} of {what} has no function name (expected {{\"name\": ..., \"arguments\": "
-                             "{...}})")
-        arguments = _json(function.get("arguments", {}), f"the arguments of call {n} of {what}")
-        if not isinstance(arguments, dict):
-            raise InvalidRow(f"the arguments of call {n} of {what} are not a JSON object")
-        out.append({**({"id": call["id"]} if isinstance(call, dict) and "id" in call else {}), "type": "function",
-                    "function": {"name": function["name"], "arguments": arguments}})
-    return out
+    return tool_calls.read_tools(row[name], name) if name else []
 
 
 def message(role: str, content: str, turn: dict[str, Any], what: str, calls: list[dict[str, Any]] | None = None
@@ -372,7 +310,8 @@ def from_sharegpt(row: dict[str, Any]) -> Messages:
                              "function_call or observation)")
         what = f"turn {n} of 'conversations'"
         if str(turn["from"]).lower() == "function_call":
-            messages.append(message(role, "", turn, what, read_calls(turn["value"], f"turn {n} (function_call)")))
+            calls = tool_calls.read_calls(turn["value"], f"turn {n} (function_call)")
+            messages.append(message(role, "", turn, what, calls))
         else:
             messages.append(message(role, content_text(turn["value"], f"turn {n}", "conversations"), turn, what))
     return with_system(messages, row)
@@ -392,7 +331,7 @@ def from_openai(row: dict[str, Any]) -> Messages:
         if name and role == "assistant":  # an answer that calls tools: its content may be null or absent
             content = turn.get("content")
             text = "" if content is None or content == "" else content_text(content, f"message {n}", "messages")
-            messages.append(message(role, text, turn, what, read_calls(turn[name], f"message {n} ({name})")))
+            messages.append(message(role, text, turn, what, tool_calls.read_calls(turn[name], f"message {n} ({name})")))
             continue
         if name:
             raise InvalidRow(f"message {n} has '{name}' but the role '{turn['role']}': only assistant messages call "
