@@ -1,13 +1,16 @@
 """Files as other tools write them (tests/data/files/, sources in its README): read when the rows can be trained as
-text, refused by name when they carry something this tool does not train (images, tools, labels, weights of 0)."""
+text or tool calls (weights of 0 honoured), refused by name when they carry something this tool does not train
+(images, labels)."""
 
 import json
+from itertools import groupby
 from pathlib import Path
 
 import pytest
 
 from tests.helpers import assert_user_error, run_cli
-from trainer.data import formats, preferences, sources
+from trainer.data import formats, preferences, sources, tokens
+from trainer.data.render import check_tools, end_of_turn, render_with_mask
 from trainer.data.sources import Table
 from trainer.errors import UserError
 
@@ -72,43 +75,151 @@ def test_kto_labels_are_refused_naming_the_field_and_the_method():
     assert "--method kto" in e.value.hint and "not supported yet" in e.value.hint
 
 
-def test_a_weight_of_zero_is_refused_by_name():
-    with pytest.raises(UserError) as e:
-        formats.convert(read("openai_weights.jsonl"))
-    assert e.value.message == (f"line 1 of {FILES / 'openai_weights.jsonl'}: message 3 of 'messages' has 'weight': 0, "
-                               "and this tool trains every assistant turn")
+def trained_spans(tokenizer, ids: list[int], mask: list[int]) -> list[str]:
+    """The trained tokens, decoded span by span."""
+    spans, position = [], 0
+    for trained, group in groupby(mask):
+        size = len(list(group))
+        if trained:
+            spans.append(tokenizer.decode(ids[position:position + size]))
+        position += size
+    return spans
+
+
+def test_a_weight_of_zero_leaves_that_answer_untrained(llama_tokenizer):
+    examples = formats.convert(read("openai_weights.jsonl"))
+    assert [m.get("train", True) for m in examples.conversations[0]] == [True, True, False, True, True]
+    ids, mask = render_with_mask(llama_tokenizer, examples.conversations[0])
+    assert trained_spans(llama_tokenizer, ids, mask) == ["Paris, as if everyone doesn't know that already.<|eot_id|>"]
+    assert "<|start_header_id|>assistant<|end_header_id|>\n\nParis<|eot_id|>" in llama_tokenizer.decode(ids)  # context
     ones = {"messages": [{"role": "user", "content": "Hi", "weight": 0},
                          {"role": "assistant", "content": "Hello", "weight": 1}]}
-    assert len(formats.convert(Table("f", [ones]))) == 1  # 1 is what happens anyway; user turns are never trained
+    assert formats.convert(Table("f", [ones])).conversations[0] == [{"role": "user", "content": "Hi"},
+                                                                     {"role": "assistant", "content": "Hello"}]
 
 
-@pytest.mark.parametrize("name, field", [
-    ("openai_tools.jsonl", "the field 'tools' defines tools"),
-    ("llamafactory_glaive_toolcall_en_demo.json", "the field 'tools' defines tools"),
-])
-def test_tool_files_are_refused_naming_the_field(name, field):
+def test_a_weight_other_than_0_or_1_is_refused_and_all_zero_is_no_answer():
+    row = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello", "weight": 0.5}]}
     with pytest.raises(UserError) as e:
-        formats.convert(read(name))
-    assert f"{field}: tool calling is not supported yet" in e.value.message
+        formats.convert(Table("f", [row]), skip_invalid=True)  # never skipped: the file means something else
+    assert e.value.message == ("row 1 of f: message 2 of 'messages' has 'weight': 0.5, and an answer is trained (1) or "
+                               "not (0), nothing between")
+    assert e.value.hint == "Set 'weight' to 0 (not trained) or 1 (trained)."
+    row["messages"][1]["weight"] = 0
+    with pytest.raises(UserError, match="row 1 of f: has weight 0 on every assistant turn, so there is no answer"):
+        formats.convert(Table("f", [row]))
 
 
-@pytest.mark.parametrize("turn, field", [
-    ({"role": "assistant", "tool_calls": [{"id": "1"}]}, "message 2 of 'messages' has 'tool_calls'"),
-    ({"role": "assistant", "content": None, "function_call": {"name": "f"}}, "message 2 of 'messages' has "
-                                                                              "'function_call'"),
-    ({"role": "tool", "content": "22C"}, "message 2 of 'messages' has the role 'tool'"),
+CALCULATE_AGE = {"type": "function", "function": {
+    "name": "calculate_age", "description": "Calculate the age based on birthdate",
+    "parameters": {"type": "object", "properties": {"birthdate": {"type": "string", "description":
+                                                                  "The birthdate in YYYY-MM-DD format"}},
+                   "required": ["birthdate"]}}}
+AGE_CALL = {"type": "function", "function": {"name": "calculate_age", "arguments": {"birthdate": "1990-05-15"}}}
+
+
+def test_sharegpt_tool_calls_are_read_as_transformers_tool_messages():
+    examples = formats.convert(read("llamafactory_glaive_toolcall_en_demo.json"))
+    assert examples.format == "sharegpt" and len(examples) == 4 and examples.rows_with_tools() == 4
+    assert examples.fields_read == ["conversations", "tools"] and examples.fields_unused == []
+    assert examples.conversations[1] == [
+        {"role": "user", "content": "Hi, I was born on 1990-05-15. Can you tell me how old I am today?"},
+        {"role": "assistant", "content": "", "tool_calls": [AGE_CALL]},
+        {"role": "tool", "content": '{"age": 31}'},
+        {"role": "assistant", "content": "Based on the birthdate you provided, you are 31 years old today."}]
+    assert examples.tools[1] == [CALCULATE_AGE]  # glaive's JSON text of bare functions, as OpenAI's tools
+
+
+def test_openai_tool_calls_are_read_in_either_layout():
+    examples = formats.convert(read("openai_tools.jsonl"))
+    call = {"type": "function", "function": {"name": "get_current_weather",
+                                             "arguments": {"location": "San Francisco, USA", "format": "celsius"}}}
+    assert examples.conversations[0][1] == {"role": "assistant", "content": "", "tool_calls": [{"id": "call_id",
+                                                                                                  **call}]}
+    assert [m["role"] for m in examples.conversations[1]] == ["user", "assistant", "tool", "assistant"]
+    assert examples.conversations[1][2] == {"role": "tool", "tool_call_id": "call_id", "content":
+                                            '{"temperature": 14, "unit": "celsius", "description": "Foggy"}'}
+    assert examples.conversations[2][1] == {"role": "assistant", "content": "", "tool_calls": [call]}  # functions
+    assert examples.tools[0] == examples.tools[1] == examples.tools[2]
+    assert (examples.fields_read, examples.fields_unused) == (["messages", "tools", "functions"], [])
+
+
+@pytest.mark.parametrize("turns, message", [
+    ([{"role": "tool", "content": "22C"}], "roles are out of order (user, tool, assistant)"),
+    ([{"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": "{oops"}}]},
+      {"role": "tool", "content": "22C"}], "the arguments of call 1 of message 2 (tool_calls) is text that is not "
+                                           "valid JSON"),
+    ([{"role": "assistant", "tool_calls": [{"function": {"arguments": "{}"}}]}], "call 1 of message 2 (tool_calls) "
+                                                                                 "has no function name"),
+    ([{"role": "user", "content": "Hi", "tool_calls": [AGE_CALL]}], "message 2 has 'tool_calls' but the role 'user'"),
 ])
-def test_tool_turns_are_refused_not_called_unknown(turn, field):
-    row = {"messages": [{"role": "user", "content": "Weather?"}, turn, {"role": "assistant", "content": "Sunny"}]}
-    with pytest.raises(UserError, match=f"row 1 of f: {field}: tool calling is not supported yet"):
+def test_bad_tool_turns_name_the_message(turns, message):
+    row = {"messages": [{"role": "user", "content": "Weather?"}, *turns, {"role": "assistant", "content": "Sunny"}]}
+    with pytest.raises(UserError) as e:
         formats.convert(Table("f", [row]))
+    assert e.value.message.startswith(f"1 of 1 rows in f can't be used as openai:\n  row 1 of f: {message}")
 
 
-def test_sharegpt_function_call_turns_are_refused():
-    row = {"conversations": [{"from": "human", "value": "Hi"}, {"from": "function_call", "value": "{}"},
-                             {"from": "observation", "value": "{}"}, {"from": "gpt", "value": "Done"}]}
-    with pytest.raises(UserError, match="turn 2 of 'conversations' has the role 'function_call': tool calling"):
-        formats.convert(Table("f", [row]))
+@pytest.fixture(scope="module")
+def qwen3_tokenizer(qwen3_tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(qwen3_tokenizer_dir)
+
+
+@pytest.mark.parametrize("name", ["llama_tokenizer", "qwen3_tokenizer"])
+def test_calls_and_answers_train_and_tool_results_do_not(name, request):
+    tokenizer = request.getfixturevalue(name)
+    examples = formats.convert(read("llamafactory_glaive_toolcall_en_demo.json"))
+    ids, mask = render_with_mask(tokenizer, examples.conversations[3], tools=examples.tools_of(3))
+    text, trained = tokenizer.decode(ids), "".join(trained_spans(tokenizer, ids, mask))
+    assert "Calculate the age based on birthdate" in text and "Calculate the age" not in trained  # the tools
+    result = examples.conversations[3][2]["content"]
+    assert result in text.replace('\\"', '"') and result not in trained  # Llama's template writes it as JSON text
+    assert "31}" not in trained
+    spans = trained_spans(tokenizer, ids, mask)
+    assert len(spans) == 3  # the call, the answer to its result, the answer to the next question
+    assert '"name": "calculate_age"' in spans[0] and '{"birthdate": "1990-05-15"}' in spans[0]
+    assert "you are 31 years old today." in spans[1] and "You're welcome!" in spans[2]
+    end = tokenizer.convert_ids_to_tokens(end_of_turn(tokenizer))  # each span ends with its end-of-turn token
+    assert all(span.rstrip("\n").endswith(end) for span in spans)
+
+
+def test_llama_renders_the_call_as_its_template_writes_it(llama_tokenizer):
+    examples = formats.convert(read("openai_tools.jsonl"))
+    ids, mask = render_with_mask(llama_tokenizer, examples.conversations[1], tools=examples.tools_of(1))
+    assert trained_spans(llama_tokenizer, ids, mask) == [
+        '{"name": "get_current_weather", "parameters": {"location": "San Francisco, USA", "format": "celsius"}}'
+        "<|eot_id|>", "It is 14 degrees Celsius and foggy in San Francisco.<|eot_id|>"]
+    assert ('<|start_header_id|>ipython<|end_header_id|>\n\n"{\\"temperature\\": 14'
+            in llama_tokenizer.decode(ids))
+
+
+def test_parallel_calls_train_where_the_template_takes_them_and_are_named_where_it_refuses(llama_tokenizer,
+                                                                                         qwen3_tokenizer):
+    calls = '[{"name": "f", "arguments": {"x": 1}}, {"name": "g", "arguments": {"y": 2}}]'
+    row = {"conversations": [{"from": "human", "value": "Both?"}, {"from": "function_call", "value": calls},
+                             {"from": "observation", "value": "result 1"}, {"from": "observation", "value": "result 2"},
+                             {"from": "gpt", "value": "Done."}]}
+    examples = formats.convert(Table("f", [row]))
+    ids, mask = render_with_mask(qwen3_tokenizer, examples.conversations[0])
+    call, answer = trained_spans(qwen3_tokenizer, ids, mask)
+    assert '{"name": "f", "arguments": {"x": 1}}' in call and '{"name": "g", "arguments": {"y": 2}}' in call
+    assert "Done." in answer and "result" not in call + answer and "result 2" in qwen3_tokenizer.decode(ids)
+    settings = tokens.Settings(512, "26 Jul 2024", False)
+    with pytest.raises(UserError) as e:
+        tokens.in_memory(examples, [0], llama_tokenizer, settings)
+    assert e.value.message.endswith("refuses conversation 1 of the rows read: This model only supports single "
+                                    "tool-calls at once!")
+
+
+def test_a_template_without_tool_support_is_refused_naming_the_fix(smol_tokenizer, llama_tokenizer):
+    check_tools(llama_tokenizer, 4)
+    with pytest.raises(UserError) as e:
+        check_tools(smol_tokenizer, 4)
+    assert e.value.message.startswith("4 rows define or call tools, but the chat template of ")
+    assert e.value.message.endswith("has no tool support: it leaves out the tool definitions and the tool calls")
+    assert e.value.hint.startswith("Use a model whose chat template renders tools")
 
 
 @pytest.mark.parametrize("name", ["llamafactory_dpo_en_demo.json", "llamafactory_v1_dpo_demo.jsonl",
@@ -138,7 +249,8 @@ def test_openai_dpo_rows_are_pairs():
     with_tools = {"input": {"messages": [{"role": "user", "content": "Weather?"}], "tools": [{"type": "function"}]},
                   "preferred_output": [{"role": "assistant", "content": "a"}],
                   "non_preferred_output": [{"role": "assistant", "content": "b"}]}
-    with pytest.raises(UserError, match="row 1 of f: the field 'tools' defines tools: tool calling is not supported"):
+    with pytest.raises(UserError, match="row 1 of f: the field 'tools' defines tools, and tool calls are trained as "
+                                        "SFT conversations only"):
         preferences.convert(Table("f", [with_tools]))
 
 
@@ -236,3 +348,25 @@ def test_an_empty_tools_field_is_no_tool_use():
     """109 of the 300 rows of LLaMA-Factory's glaive_toolcall_en_demo.json have "tools": "[]" and no calls."""
     row = {"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello"}], "tools": "[]"}
     assert len(formats.convert(Table("f", [row, {**row, "tools": []}, {**row, "images": []}]))) == 3
+
+
+@pytest.mark.slow
+def test_tool_calls_show_in_data_and_are_refused_for_a_template_without_tools(tmp_path, real_llama, smollm2_dir):
+    """glaive's rows on the real Llama 3.2 template: `data` counts them and renders one that calls a tool (and counts
+    OpenAI's answers of weight 0); training on SmolLM2 (its template has no tools) is exit 2 naming the fix, before a
+    run folder exists."""
+    glaive = str(FILES / "llamafactory_glaive_toolcall_en_demo.json")
+    shown = run_cli("data", "--profile", "cpu", "--model", str(real_llama), "--dataset", glaive, "-n", "0")
+    out = " ".join(shown.stdout.split())
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    assert "Fields read: conversations, tools; not used: none" in out
+    assert "Rows with tools: 4 of 4, 2 of them calling one" in out
+    assert '{"name": "calculate_age", "parameters": {"birthdate": "1990-05-15"}}<|eot_id|>' in out
+    weights = run_cli("data", "--profile", "cpu", "--model", str(real_llama), "--dataset",
+                      str(FILES / "openai_weights.jsonl"), "-n", "0")
+    assert "Answers with weight 0: 1 (rendered as context, not trained)" in weights.stdout, weights.stdout
+    refused = run_cli("--profile", "cpu", "--model", str(smollm2_dir), "--dataset", glaive,
+                      "--run-dir", str(tmp_path / "refused"))
+    assert_user_error(refused, "4 rows define or call tools, but the chat template of", "has no tool support",
+                      "Use a model whose chat template renders tools")
+    assert not (tmp_path / "refused").exists()

@@ -1,7 +1,13 @@
 """Dataset formats (ShareGPT, OpenAI messages, Alpaca, plain text): detect them and convert rows to chat messages.
 
-A field that would change what a row means and that this tool cannot train (images, tool calls, a KTO label, a
-per-message weight of 0) is refused with its name, never dropped: training without it would teach something else.
+Tool calls arrive in one internal form, transformers' tool-use messages (what `apply_chat_template` renders): an
+assistant message `{"role": "assistant", "content": "", "tool_calls": [{"type": "function", "function": {"name",
+"arguments": {...}}}]}`, a result `{"role": "tool", "content": ...}`, and the row's tools as OpenAI's
+`{"type": "function", "function": {...}}` (Examples.tools). An assistant message with OpenAI's `weight: 0` carries
+`"train": False` (render.py leaves it out of the mask).
+
+A field that would change what a row means and that this tool cannot train (images, a KTO label, a weight other than
+0 or 1) is refused with its name, never dropped: training without it would teach something else.
 """
 
 from __future__ import annotations
@@ -11,8 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trainer.console import console
-from trainer.data import sources
+from trainer.data import sources, tool_calls
+from trainer.data.row_errors import InvalidRow, Unsupported
 from trainer.data.sources import Table, json_error
+from trainer.data.tool_calls import Tools
 from trainer.errors import UserError
 
 # The field that identifies each format, in detection order.
@@ -22,10 +30,14 @@ SIGNATURES = {
     "alpaca": ("instruction", "output"),
     "text": ("text",),
 }
-SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
-OPENAI_ROLES = {"user": "user", "assistant": "assistant", "system": "system", "developer": "system"}
+# LLaMA-Factory's sharegpt tags: a `function_call` turn is the assistant calling, an `observation` the result.
+SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system",
+                  "function_call": "assistant", "observation": "tool", "tool": "tool"}
+# OpenAI's `tool` results, its deprecated `function` ones, and Llama's name for them (`ipython`).
+OPENAI_ROLES = {"user": "user", "assistant": "assistant", "system": "system", "developer": "system", "tool": "tool",
+                "function": "tool", "ipython": "tool"}
 # The fields each format reads (besides its signature), so that `data` can list what a file holds and goes unused.
-READS = {"sharegpt": ("conversations", "system"), "openai": ("messages",),
+READS = {"sharegpt": ("conversations", "system", "tools"), "openai": ("messages", "tools", "functions"),
          "alpaca": ("instruction", "input", "output", "system", "history"), "text": ("text",)}
 # Preference layouts (preferences.py reads them): SFT refuses them by name instead of training half of each pair.
 PREFERENCE_SIGNATURES = (("chosen", "rejected"), ("chosen_messages", "rejected_messages"),
@@ -33,13 +45,13 @@ PREFERENCE_SIGNATURES = (("chosen", "rejected"), ("chosen_messages", "rejected_m
 TEXT_PARTS = ("text", "input_text", "output_text")  # OpenAI's chat and Responses APIs' text part types
 MEDIA_FIELDS = ("images", "image", "videos", "audios")  # LLaMA-Factory's and TRL's vision/audio columns
 MEDIA_PLACEHOLDERS = ("<image>", "<video>", "<audio>")  # LLaMA-Factory's: where the media goes in the text
-TOOL_FIELDS = ("tools", "functions")  # OpenAI's (and sharegpt's) tool definitions
-TOOL_TURN_FIELDS = ("tool_calls", "function_call")  # an OpenAI assistant message that calls a tool
+TOOL_FIELDS = ("tools", "functions")  # OpenAI's (and sharegpt's) tool definitions; `functions` is OpenAI's older name
+TOOL_TURN_FIELDS = ("tool_calls", "function_call")  # an OpenAI assistant message that calls a tool (new, deprecated)
 TOOL_ROLES = ("tool", "function", "function_call", "observation", "ipython")  # roles of calls and their results
 LABEL_FIELDS = ("label", "kto_tag")  # KTO's good/bad mark of an unpaired answer (TRL's, LLaMA-Factory's)
 WEIGHT_FIELDS = ("weight", "loss_weight")  # OpenAI's per-message weight, LLaMA-Factory v1's
 
-Messages = list[dict[str, str]]
+Messages = list[dict[str, Any]]
 
 
 @dataclass
@@ -49,6 +61,7 @@ class Examples:
     format: str
     conversations: list[Messages]
     texts: list[str]
+    tools: list[Tools] = field(default_factory=list)  # each conversation's tool definitions ([] for none)
     skipped: int = 0
     fingerprint: str = ""  # the source's (Table.fingerprint); empty when unknown
     fields_read: list[str] = field(default_factory=list)  # the rows' fields this format reads
@@ -57,19 +70,19 @@ class Examples:
     def __len__(self) -> int:
         return len(self.texts) if self.format == "text" else len(self.conversations)
 
+    def tools_of(self, i: int) -> Tools | None:
+        """Conversation i's tool definitions, None without (as apply_chat_template's `tools` takes them)."""
+        return (self.tools[i] or None) if i < len(self.tools) else None
 
-class InvalidRow(ValueError):
-    """One row the chosen format cannot use; collected so the user sees every bad row at once."""
+    def calls_tools(self, i: int) -> bool:
+        return any(m["role"] == "tool" or "tool_calls" in m for m in self.conversations[i])
 
+    def has_tools(self, i: int) -> bool:
+        """Whether conversation i defines tools or calls them: it needs a template with tool support."""
+        return bool(self.tools_of(i)) or self.calls_tools(i)
 
-class Unsupported(ValueError):
-    """A row whose meaning needs something this tool does not train (images, tool calls, labels): the whole file is
-    refused at its first such row, never skipped row by row, since every such row would be trained as something else.
-    """
-
-    def __init__(self, message: str, hint: str) -> None:
-        super().__init__(message)
-        self.hint = hint
+    def rows_with_tools(self) -> int:
+        return sum(map(self.has_tools, range(len(self.conversations))))
 
 
 def unsupported(e: Unsupported, where: str) -> UserError:
@@ -78,7 +91,9 @@ def unsupported(e: Unsupported, where: str) -> UserError:
 
 VISION = "this is vision data; this tool trains text models"
 VISION_HINT = "Use text-only rows (no image, audio or file parts, no images field, no <image> placeholders)."
-TOOLS_HINT = "Tool calling is not supported yet: leave out the rows (and the field) that define or call tools."
+NO_TOOLS = "tool calls are trained as SFT conversations only (sharegpt or OpenAI messages)"
+TOOLS_HINT = ("Write them as sharegpt function_call/observation turns or OpenAI messages with tool_calls and tool "
+              "results, trained without --method dpo/orpo; or leave out the rows (and the field) with tools.")
 
 
 def fields_of(rows: list[dict[str, Any]], read: tuple[str, ...]) -> tuple[list[str], list[str]]:
@@ -97,14 +112,15 @@ def filled(value: Any) -> bool:
     return bool(value)
 
 
-def check_row_fields(row: dict[str, Any]) -> None:
-    """Refuse the row-level fields that change what a row means and that no format here trains."""
+def check_row_fields(row: dict[str, Any], reads_tools: bool = False) -> None:
+    """Refuse the row-level fields that change what a row means and that the format reading `row` does not train:
+    tools, unless it `reads_tools`."""
     for name in MEDIA_FIELDS:
         if filled(row.get(name)):
             raise Unsupported(f"the field '{name}' holds media: {VISION}", VISION_HINT)
     for name in TOOL_FIELDS:
-        if filled(row.get(name)):
-            raise Unsupported(f"the field '{name}' defines tools: tool calling is not supported yet", TOOLS_HINT)
+        if filled(row.get(name)) and not reads_tools:
+            raise Unsupported(f"the field '{name}' defines tools, and {NO_TOOLS}", TOOLS_HINT)
     for name in LABEL_FIELDS:
         if isinstance(row.get(name), bool) or str(row.get(name)).lower() in ("true", "false"):
             raise Unsupported(
@@ -114,17 +130,30 @@ def check_row_fields(row: dict[str, Any]) -> None:
 
 
 def check_message_fields(message: dict[str, Any], role: str | None, what: str) -> None:
-    """Refuse a message's tool calls and a weight that would leave an answer untrained."""
+    """Refuse a message's tool calls and a weight that would leave an answer untrained (preference pairs: each
+    answer is the pair's whole point)."""
     for name in TOOL_TURN_FIELDS:
         if message.get(name):
-            raise Unsupported(f"{what} has '{name}': tool calling is not supported yet", TOOLS_HINT)
+            raise Unsupported(f"{what} has '{name}', and {NO_TOOLS}", TOOLS_HINT)
     for name in WEIGHT_FIELDS:
         weight = message.get(name)
         if role == "assistant" and weight is not None and weight != 1:
-            # Only assistant turns are trained: a weight elsewhere says what happens anyway. Honouring 0 needs the
-            # mask (render.py), which trains every assistant turn.
-            raise Unsupported(f"{what} has '{name}': {weight}, and this tool trains every assistant turn",
-                              f"Remove those assistant turns, or set their '{name}' to 1 (every answer is trained).")
+            raise Unsupported(f"{what} has '{name}': {weight}, and a preference pair trains every answer",
+                              f"Remove those messages, or set their '{name}' to 1.")
+
+
+def trained(message: dict[str, Any], role: str, what: str) -> bool:
+    """Whether an assistant message is trained: OpenAI's `weight` (LLaMA-Factory v1's `loss_weight`) 0 says no, 1 or
+    none yes. Other roles are never trained, so a weight there changes nothing."""
+    for name in WEIGHT_FIELDS:
+        weight = message.get(name)
+        if role != "assistant" or weight is None:
+            continue
+        if isinstance(weight, bool) or weight not in (0, 1):
+            raise Unsupported(f"{what} has '{name}': {weight!r}, and an answer is trained (1) or not (0), nothing "
+                              "between", f"Set '{name}' to 0 (not trained) or 1 (trained).")
+        return weight == 1
+    return True
 
 
 def content_text(value: Any, what: str, field: str = "") -> str:
@@ -237,8 +266,29 @@ def _text(value: Any, what: str) -> str:
 
 
 def tool_role(role: Any, what: str) -> None:
+    """Preference pairs: a tool call or result is refused by name (not called an unknown role)."""
     if str(role).lower() in TOOL_ROLES:
-        raise Unsupported(f"{what} has the role '{role}': tool calling is not supported yet", TOOLS_HINT)
+        raise Unsupported(f"{what} has the role '{role}', and {NO_TOOLS}", TOOLS_HINT)
+
+
+def read_tools(row: dict[str, Any]) -> Tools:
+    """The row's tool definitions: `tools`, or OpenAI's older `functions`."""
+    name = next((f for f in TOOL_FIELDS if filled(row.get(f))), None)
+    return tool_calls.read_tools(row[name], name) if name else []
+
+
+def message(role: str, content: str, turn: dict[str, Any], what: str, calls: list[dict[str, Any]] | None = None
+            ) -> dict[str, Any]:
+    """One message of the internal form: its calls (a result: the call's id and name), and `train: False` for an
+    answer weighted 0."""
+    out: dict[str, Any] = {"role": role, "content": content}
+    if calls:
+        out["tool_calls"] = calls
+    if role == "tool":  # which call it answers: templates that pair them (Mistral's) read these
+        out |= {k: turn[k] for k in ("tool_call_id", "name") if isinstance(turn.get(k), str)}
+    if not trained(turn, role, what):
+        out["train"] = False
+    return out
 
 
 def with_system(messages: Messages, row: dict[str, Any]) -> Messages:
@@ -254,28 +304,41 @@ def from_sharegpt(row: dict[str, Any]) -> Messages:
     for n, turn in enumerate(_turns(row["conversations"], "conversations"), start=1):
         if not isinstance(turn, dict) or "from" not in turn or "value" not in turn:
             raise InvalidRow(f"turn {n} needs the fields 'from' and 'value'")
-        tool_role(turn["from"], f"turn {n} of 'conversations'")
         role = SHAREGPT_ROLES.get(str(turn["from"]).lower())
         if role is None:
-            raise InvalidRow(f"turn {n} has the unknown role '{turn['from']}' (expected human, gpt or system)")
-        check_message_fields(turn, role, f"turn {n} of 'conversations'")
-        messages.append({"role": role, "content": content_text(turn["value"], f"turn {n}", "conversations")})
+            raise InvalidRow(f"turn {n} has the unknown role '{turn['from']}' (expected human, gpt, system, "
+                             "function_call or observation)")
+        what = f"turn {n} of 'conversations'"
+        if str(turn["from"]).lower() == "function_call":
+            calls = tool_calls.read_calls(turn["value"], f"turn {n} (function_call)")
+            messages.append(message(role, "", turn, what, calls))
+        else:
+            messages.append(message(role, content_text(turn["value"], f"turn {n}", "conversations"), turn, what))
     return with_system(messages, row)
 
 
 def from_openai(row: dict[str, Any]) -> Messages:
     messages = []
     for n, turn in enumerate(_turns(row["messages"], "messages"), start=1):
-        if isinstance(turn, dict) and "role" in turn:
-            tool_role(turn["role"], f"message {n} of 'messages'")
-            check_message_fields(turn, OPENAI_ROLES.get(str(turn["role"]).lower()), f"message {n} of 'messages'")
-        if not isinstance(turn, dict) or "role" not in turn or "content" not in turn:
+        if not isinstance(turn, dict) or "role" not in turn:
             raise InvalidRow(f"message {n} needs the fields 'role' and 'content'")
         role = OPENAI_ROLES.get(str(turn["role"]).lower())
         if role is None:
             raise InvalidRow(f"message {n} has the unsupported role '{turn['role']}' "
-                             "(expected system, user, assistant)")
-        messages.append({"role": role, "content": content_text(turn["content"], f"message {n}", "messages")})
+                             "(expected system, user, assistant or tool)")
+        what = f"message {n} of 'messages'"
+        name = next((f for f in TOOL_TURN_FIELDS if turn.get(f)), None)
+        if name and role == "assistant":  # an answer that calls tools: its content may be null or absent
+            content = turn.get("content")
+            text = "" if content is None or content == "" else content_text(content, f"message {n}", "messages")
+            messages.append(message(role, text, turn, what, tool_calls.read_calls(turn[name], f"message {n} ({name})")))
+            continue
+        if name:
+            raise InvalidRow(f"message {n} has '{name}' but the role '{turn['role']}': only assistant messages call "
+                             "tools")
+        if "content" not in turn:
+            raise InvalidRow(f"message {n} needs the fields 'role' and 'content'")
+        messages.append(message(role, content_text(turn["content"], f"message {n}", "messages"), turn, what))
     return messages
 
 
@@ -297,18 +360,31 @@ def from_alpaca(row: dict[str, Any]) -> Messages:
     return with_system(messages, row)
 
 
+# What may follow each turn: an answer that calls tools is followed by their results, and those by more results or
+# the next answer (which may call again).
+NEXT_ROLES = {"start": ("user",), "user": ("assistant",), "assistant": ("user",), "call": ("tool",),
+              "tool": ("tool", "assistant")}
+
+
 def check_roles(messages: Messages) -> None:
-    """An optional system message, then user and assistant strictly alternating, ending with the assistant."""
+    """An optional system message, then user and assistant alternating (an assistant's tool calls followed by their
+    results, then the assistant again), ending with an assistant turn that is trained."""
     turns = messages[1:] if messages[0]["role"] == "system" else messages
     if not turns:
         raise InvalidRow("has only a system message")
-    for n, message in enumerate(turns):
-        expected = "user" if n % 2 == 0 else "assistant"
-        if message["role"] != expected:
-            order = ", ".join(m["role"] for m in messages)
-            raise InvalidRow(f"roles don't alternate user/assistant ({order})")
+    previous = "start"
+    for m in turns:
+        if m["role"] not in NEXT_ROLES[previous]:
+            order = ", ".join("assistant (tool call)" if "tool_calls" in t else t["role"] for t in messages)
+            if not any(t["role"] == "tool" or "tool_calls" in t for t in messages):
+                raise InvalidRow(f"roles don't alternate user/assistant ({order})")
+            raise InvalidRow(f"roles are out of order ({order}): a user turn, then the assistant, whose tool calls "
+                             "are followed by their results, then the assistant again")
+        previous = "call" if "tool_calls" in m else m["role"]
     if turns[-1]["role"] != "assistant":
-        raise InvalidRow("ends with a user turn, so there is no answer to learn")
+        raise InvalidRow(f"ends with a {turns[-1]['role']} turn, so there is no answer to learn")
+    if all(m.get("train") is False for m in turns if m["role"] == "assistant"):
+        raise InvalidRow("has weight 0 on every assistant turn, so there is no answer to learn")
 
 
 CONVERTERS = {"sharegpt": from_sharegpt, "openai": from_openai, "alpaca": from_alpaca}
@@ -324,7 +400,7 @@ def convert(table: Table, fmt: str = "auto", skip_invalid: bool = False) -> Exam
     bad: list[str] = []
     for i, row in enumerate(table.rows):
         try:
-            check_row_fields(row)
+            check_row_fields(row, reads_tools=fmt in ("sharegpt", "openai"))
             missing = [f for f in required if f not in row]
             if missing:
                 raise InvalidRow(f"has no '{missing[0]}' field (format {fmt} needs {', '.join(required)})")
@@ -333,7 +409,9 @@ def convert(table: Table, fmt: str = "auto", skip_invalid: bool = False) -> Exam
             else:
                 messages = CONVERTERS[fmt](row)
                 check_roles(messages)
+                tools = read_tools(row)
                 examples.conversations.append(messages)
+                examples.tools.append(tools)
         except InvalidRow as e:
             bad.append(f"{table.where(i)}: {e}")
         except Unsupported as e:

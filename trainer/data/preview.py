@@ -13,8 +13,10 @@ from rich.text import Text
 
 from trainer.config import Config
 from trainer.console import console
+from trainer.data import tokens
 from trainer.data.formats import Examples
 from trainer.data.preferences import Pairs
+from trainer.data.render import ControlTokens, encode
 from trainer.data.stage import Prepared
 from trainer.errors import UserError
 
@@ -43,7 +45,28 @@ def show_rows(config: Config, n: int, examples: Examples, tokenizer: Any, prepar
         f"trained tokens: {s['trained_token_fraction']:.0%}; rows spelling a control token: "
         f"{s['rows_spelling_control_tokens']}"
     )
+    untrained = sum(1 for messages in examples.conversations for m in messages if m.get("train") is False)
+    if untrained:
+        console.print(f"Answers with weight 0: {untrained} (rendered as context, not trained)")
+    show_tools(config, examples, tokenizer)
     show_problem(prepared.problem, "rows")
+
+
+def show_tools(config: Config, examples: Examples, tokenizer: Any) -> None:
+    """How many rows define or call tools, and the first one rendered with its tools: the calls trained, the results
+    context."""
+    with_tools = examples.rows_with_tools()
+    if not with_tools:
+        return
+    calls = [i for i in range(len(examples)) if examples.calls_tools(i)]
+    console.print(f"Rows with tools: {with_tools} of {len(examples)}, {len(calls)} of them calling one (tool "
+                  "definitions and results are context; the assistant's calls and answers are trained)")
+    i = calls[0] if calls else next(i for i in range(len(examples)) if examples.has_tools(i))
+    settings = tokens.Settings(config.model.max_seq_length, config.data.date_string, config.data.control_tokens_as_text)
+    ((ids, mask),) = encode(tokenizer, [tokens.rendered(examples, i, tokenizer, ControlTokens(tokenizer), settings)])
+    ids, mask = ids.tolist(), mask.tolist()
+    console.print(Panel(highlight(tokenizer, ids, mask), title=f"conversation {i + 1}, with tools ({len(ids)} "
+                        "tokens)", subtitle="[bold green]trained[/] / [dim]context only[/]"))
 
 
 def show_pairs(config: Config, n: int, pairs: Pairs, tokenizer: Any, prepared: Prepared) -> None:

@@ -4,6 +4,10 @@ The assistant spans come from the template itself, for any model: the text befor
 template renders for the turns before it plus the generation prompt, and the turn ends where the template's rendering
 of turns 0..i ends. So the header the template writes before an answer is never trained, and the end-of-turn token
 after it (<|eot_id|>, <|im_end|>, ...) always is, without naming any model's special tokens here.
+
+Tool calls are rendered the same way, with the row's tools passed to the template (`tools=`): an assistant turn that
+calls a tool is an assistant turn (trained), a tool's result is not; an answer marked `"train": False` (OpenAI's
+`weight: 0`, formats.py) is rendered but not trained.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,7 +25,8 @@ from trainer.errors import UserError
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-Messages = list[dict[str, str]]
+Messages = list[dict[str, Any]]
+Tools = list[dict[str, Any]]
 PRIVATE_USE = 0xE000  # stand-ins for the first character of a control token typed in a message (see render)
 
 
@@ -35,17 +40,20 @@ class Rendered:
     spells_control_token: bool = False
 
 
-def assistant_spans(tokenizer: PreTrainedTokenizerBase, messages: Messages,
-                    date_string: str = DATE_STRING) -> tuple[str, list[tuple[int, int]]]:
-    """The whole conversation as text, and the [start, end) character ranges of each assistant turn."""
+def assistant_spans(tokenizer: PreTrainedTokenizerBase, messages: Messages, date_string: str = DATE_STRING,
+                    tools: Tools | None = None) -> tuple[str, list[tuple[int, int]]]:
+    """The whole conversation as text, and the [start, end) character ranges of each trained assistant turn."""
     def render(turns: Messages, **options: bool) -> str:
-        return tokenizer.apply_chat_template(turns, tokenize=False, date_string=date_string, **options)
+        return tokenizer.apply_chat_template(turns, tools=tools or None, tokenize=False, date_string=date_string,
+                                             **options)
 
+    skipped = [m.get("train") is False for m in messages]
+    messages = [{k: v for k, v in m.items() if k != "train"} for m in messages]  # not the template's business
     text = render(messages)
     spans = []
     turn_end: str | None = None
     for i, message in enumerate(messages):
-        if message["role"] != "assistant":
+        if message["role"] != "assistant" or skipped[i]:
             continue
         before = render(messages[:i], add_generation_prompt=True)
         through = text if i == len(messages) - 1 else render(messages[: i + 1])
@@ -120,12 +128,13 @@ class ControlTokens:
 
 
 def render(tokenizer: PreTrainedTokenizerBase, messages: Messages, control: ControlTokens,
-           date_string: str = DATE_STRING, control_tokens_as_text: bool = False) -> Rendered:
+           date_string: str = DATE_STRING, control_tokens_as_text: bool = False, tools: Tools | None = None
+           ) -> Rendered:
     spelled = any(control.spelled(m["content"]) for m in messages)
     if not (spelled and control_tokens_as_text):
-        return Rendered(*assistant_spans(tokenizer, messages, date_string), spells_control_token=spelled)
+        return Rendered(*assistant_spans(tokenizer, messages, date_string, tools), spells_control_token=spelled)
     marked = [{**m, "content": control.mark(m["content"])} for m in messages]
-    text, spans = assistant_spans(tokenizer, marked, date_string)
+    text, spans = assistant_spans(tokenizer, marked, date_string, tools)
     text, typed = control.unmark(text)
     return Rendered(text, spans, typed, spells_control_token=True)
 
@@ -168,9 +177,9 @@ def encode_with_typed_tokens(tokenizer: PreTrainedTokenizerBase,
 
 
 def render_with_mask(tokenizer: PreTrainedTokenizerBase, messages: Messages, date_string: str = DATE_STRING,
-                     control_tokens_as_text: bool = False) -> tuple[list[int], list[int]]:
-    """Token ids of the conversation and a 0/1 mask that is 1 exactly on assistant tokens."""
-    row = render(tokenizer, messages, ControlTokens(tokenizer), date_string, control_tokens_as_text)
+                     control_tokens_as_text: bool = False, tools: Tools | None = None) -> tuple[list[int], list[int]]:
+    """Token ids of the conversation and a 0/1 mask that is 1 exactly on the trained assistant tokens."""
+    row = render(tokenizer, messages, ControlTokens(tokenizer), date_string, control_tokens_as_text, tools)
     ((ids, mask),) = encode(tokenizer, [row])
     return ids.tolist(), mask.tolist()
 
@@ -213,6 +222,45 @@ def stop_token_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
     """The tokens a reply stops at: the end-of-turn token of the template, and EOS."""
     found = [end_of_turn(tokenizer), tokenizer.eos_token_id]
     return list(dict.fromkeys(i for i in found if i is not None))
+
+
+# A conversation only a template with tool support renders whole: the tool's description, the call's argument and
+# the result must all be in the text (a template without it drops them, or refuses the tool role).
+PROBE_TOOLS = [{"type": "function", "function": {
+    "name": "get_weather", "description": "Probe: the weather in a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
+PROBE = [{"role": "user", "content": "What is the weather like?"},
+         {"role": "assistant", "content": "", "tool_calls": [
+             {"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Trondheim"}}}]},
+         {"role": "tool", "content": "Probe: 14 degrees and rain"},
+         {"role": "assistant", "content": "It is 14 degrees and raining."}]
+
+
+def lacks_tools(tokenizer: PreTrainedTokenizerBase, date_string: str = DATE_STRING) -> str:
+    """What the chat template does with a conversation that defines and calls a tool, when it does not render it
+    whole; "" when it does."""
+    from jinja2 import TemplateError
+
+    try:
+        text = tokenizer.apply_chat_template(PROBE, tools=PROBE_TOOLS, tokenize=False, date_string=date_string)
+    except TemplateError as e:
+        return f"refuses a conversation with a tool call ({e})"
+    missing = [what for what, sign in (("the tool definitions", "Probe: the weather in a city"),
+                                       ("the tool calls", "Trondheim"), ("the tool results", "Probe: 14 degrees"))
+               if sign not in text]
+    return f"leaves out {' and '.join(missing)}" if missing else ""
+
+
+def check_tools(tokenizer: PreTrainedTokenizerBase, rows: int, date_string: str = DATE_STRING) -> None:
+    """Refuse `rows` rows with tools for a template that can't render them: they would train without the tools."""
+    lacking = lacks_tools(tokenizer, date_string)
+    if lacking:
+        raise UserError(
+            f"{rows} rows define or call tools, but the chat template of {tokenizer.name_or_path} has no tool "
+            f"support: it {lacking}",
+            "Use a model whose chat template renders tools (e.g. unsloth/Llama-3.2-1B-Instruct or Qwen/Qwen3-0.6B), "
+            "or leave out the rows with tools.",
+        )
 
 
 def check_tokenizer(tokenizer: PreTrainedTokenizerBase, needs_template: bool) -> None:

@@ -16,7 +16,7 @@ from trainer.console import console
 from trainer.data import cache, formats, preferences, sources, tokens
 from trainer.data.formats import Examples
 from trainer.data.preferences import Pairs
-from trainer.data.render import check_tokenizer
+from trainer.data.render import check_tokenizer, check_tools
 from trainer.errors import UserError
 
 if TYPE_CHECKING:
@@ -152,6 +152,8 @@ def build_rows(config: Config, examples: Examples, tokenizer: PreTrainedTokenize
     `labels` (-100 where no loss applies) and `length`. With check=False, rows too few to train on are no error
     (Prepared.problem says so): `trainer data` inspects any file."""
     check_tokenizer(tokenizer, needs_template=examples.format != "text")
+    if examples.rows_with_tools():
+        check_tools(tokenizer, examples.rows_with_tools(), config.data.date_string)
     parts = split(examples, config)
     for line in (parts.note, parts.capped):
         if line:

@@ -22,7 +22,8 @@ import pyarrow as pa
 
 from trainer.console import console
 from trainer.data.formats import Examples
-from trainer.data.render import ControlTokens, encode, render, render_text, with_eos
+from trainer.data.render import ControlTokens, Rendered, encode, render, render_text, with_eos
+from trainer.errors import UserError
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -72,11 +73,26 @@ def tokenize_chunk(examples: Examples, chunk: list[int], tokenizer: PreTrainedTo
                    else with_eos(tokenizer, encoding.ids))
             encoded.append((np.asarray(ids, dtype=np.int32), np.ones(len(ids), dtype=np.int8)))
     else:
-        rows = [render(tokenizer, examples.conversations[i], control, settings.date_string,
-                       settings.control_tokens_as_text) for i in chunk]
+        rows = [rendered(examples, i, tokenizer, control, settings) for i in chunk]
         spelled = [row.spells_control_token for row in rows]
         encoded = encode(tokenizer, rows)
     return to_batch(encoded, spelled, settings.max_length)
+
+
+def rendered(examples: Examples, i: int, tokenizer: PreTrainedTokenizerBase, control: ControlTokens,
+             settings: Settings) -> Rendered:
+    """Conversation i rendered; a template that refuses it (raise_exception: Llama 3's one tool call per answer) is
+    an error naming the conversation, not a traceback."""
+    from jinja2 import TemplateError
+
+    try:
+        return render(tokenizer, examples.conversations[i], control, settings.date_string,
+                      settings.control_tokens_as_text, examples.tools_of(i))
+    except TemplateError as e:
+        raise UserError(
+            f"the chat template of {tokenizer.name_or_path} refuses conversation {i + 1} of the rows read: {e}",
+            "Leave out the rows it refuses, or use a model whose template renders them.",
+        ) from None
 
 
 def to_batch(encoded: list[tuple[np.ndarray, np.ndarray]], spelled: list[bool], max_length: int) -> pa.RecordBatch:
