@@ -50,9 +50,11 @@ def prompts_of(source: Source) -> tuple[list[list[dict[str, str]]], str]:
     found = []
     for i in held:
         conversation = rows.conversations[i]
+        if any(m["role"] not in ("system", "user", "assistant") or "tool_calls" in m for m in conversation):
+            continue  # tool calls render with the row's tools: plain chats say the same of the file
         last = max((k for k, m in enumerate(conversation) if m["role"] == "assistant"), default=None)
         if last:
-            found.append([dict(m) for m in conversation[:last]])
+            found.append([{"role": m["role"], "content": m["content"]} for m in conversation[:last]])
         if len(found) == PROMPTS:
             break
     return found or fixed, "held-out rows" if len(split.eval) else "the run's first rows (it held none out)"
