@@ -64,6 +64,11 @@ def test_the_tuned_model_against_its_base_on_held_out_rows(trained_run, tmp_path
     assert "| held-out loss (lower is better) |" in page and "## Prompt 2" in page
     assert "**Reference (held out)**" in page
     assert "against its base" in " ".join(result.stdout.split())
+    # the model card an export writes shows the same numbers
+    from trainer.export import merge, model_card
+
+    card = model_card.model_card(merge.open_source(str(trained_run)), "", True, None, [])
+    assert "## Evaluation" in card and f"| held-out loss (lower is better) | {base['loss']} | {tuned['loss']} |" in card
 
 
 def test_the_run_against_one_of_its_checkpoints(trained_run):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 from trainer import weights
 from trainer.export.merge import Source
@@ -27,6 +29,27 @@ def license_of(base_name: str, base_dir: str) -> str:
 
 def is_hub_id(name: str) -> bool:
     return name.count("/") == 1 and not Path(name).expanduser().exists() and not name.startswith((".", "/", "~"))
+
+
+def evaluation(run: Any) -> str:
+    """The run's `trainer eval` numbers (RUN/eval/eval.json), tuned against what it was compared with; "" without."""
+    path = run.path / "eval" / "eval.json"
+    if not path.is_file():
+        return ""
+    report = json.loads(path.read_text(encoding="utf-8"))
+    base, tuned = report["models"]["base"], report["models"]["tuned"]
+    rows = [(label, base[key], tuned[key]) for key, label in (("loss", "held-out loss (lower is better)"),
+                                                             ("perplexity", "perplexity")) if key in tuned]
+    rows += [(f"check: {name}", f"{base['checks'][name]:.0%}", f"{share:.0%}")
+             for name, share in tuned["checks"].items()]
+    judge = report["models"].get("judge")
+    if judge:
+        rows.append(("judge (wins / ties / losses)", "", f"{judge['wins']} / {judge['ties']} / {judge['losses']}"))
+    table = "\n".join(f"| {what} | {a} | {b} |" for what, a, b in rows)
+    return (f"\n## Evaluation\n\n`trainer eval` on {report['held_out_rows']} held-out rows and "
+            f"{len(report['prompts'])} prompts the training never saw, against {report['against']} "
+            f"({report['date'][:10]}):\n\n"
+            f"| measure | {report['against']} | this model |\n|---|---|---|\n{table}\n")
 
 
 def model_card(source: Source, cache_dir: str, adapter_only: bool, repo_id: str | None, gguf_files: list[str]) -> str:
@@ -116,5 +139,5 @@ use it for decisions that matter without checking its answers.
 | measure | value |
 |---|---|
 {chr(10).join(f"| {k} | {v} |" for k, v in results.items())}
-"""
+{evaluation(source.run)}"""
     return str(ModelCard(f"---\n{data.to_yaml()}\n---\n{body}"))
