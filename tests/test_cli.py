@@ -62,6 +62,8 @@ def test_profiles_table_and_one_profile():
     (["--profile", "rtx4090"], ["unknown profile 'rtx4090'", "Valid profiles: auto, a4000, a5000, cpu"]),
     (["profiles", "nope"], ["unknown profile 'nope'"]),
     (["--set", "batch=4"], ["unknown setting 'batch'", "train.micro_batch_size"]),
+    (["--set", "learning_rat=1e-4"], ["unknown setting 'learning_rat'", "Did you mean train.learning_rate?",
+                                      "--set help lists every setting"]),
     (["--set", "micro_batch_size=-1"], ["train.micro_batch_size must be at least 1"]),
     (["--set", "dtype=fp8"], ["model.dtype = 'fp8' is not one of"]),
     (["--max-steps", "-3"], ["train.max_steps must not be negative"]),
@@ -75,6 +77,26 @@ def test_bad_flags_and_profiles(args, fragments, tmp_path):
     result = run_cli(*args, "--set", f"runs_root={tmp_path / 'runs'}", cwd=tmp_path)
     assert_user_error(result, *fragments)
     assert not (tmp_path / "runs").exists()
+
+
+def test_an_unknown_setting_is_answered_with_the_near_one_not_every_name():
+    result = run_cli("--set", "learning_rat=1e-4")
+    assert_user_error(result, "Did you mean train.learning_rate?")
+    assert "train.warmup_steps" not in result.stdout and "lora.dropout" not in result.stdout
+
+
+def test_chat_with_a_run_folder_that_is_not_there_says_so_and_how_to_list_runs(tmp_path):
+    """A typo'd run folder is a local path that does not exist, not a Hub id to fetch ("runs/nope" looks like one)."""
+    run = tmp_path / "runs" / "20261206-101010-cpu"
+    run.mkdir(parents=True)
+    (run / "status.json").write_text(json.dumps({"state": "completed", "profile": "cpu"}))
+    typo = run_cli("chat", "runs/20261206-101010-cp", cwd=tmp_path)
+    assert_user_error(typo, "runs/20261206-101010-cp does not exist: there is no folder '20261206-101010-cp' in runs/",
+                      "Did you mean runs/20261206-101010-cpu?", "`python -m trainer runs` lists the runs in runs/")
+    elsewhere = run_cli("chat", str(tmp_path / "runs" / "nope"), cwd=tmp_path)
+    assert_user_error(elsewhere, f"`python -m trainer runs --runs-root {tmp_path / 'runs'}` lists the runs")
+    for result in (typo, elsewhere):
+        assert "Hub" not in result.stdout and "network" not in result.stdout
 
 
 def test_bad_profile_file_names_file_and_line(tmp_path):
@@ -94,7 +116,8 @@ def write_jsonl(path, rows):
 
 
 @pytest.mark.parametrize("content, fragments", [
-    ("", ["is empty: there are no rows to train on"]),
+    ("", ["is empty: there are no rows to train on", "fix: Save your examples in it, one per row"]),
+    ("\n\n", ["is empty: there are no rows to train on", "fix: Save your examples in it, one per row"]),
     ('{"conversations": []}\n{"oops"\n', ["line 2 of", "is not valid JSON (Expecting ':' delimiter at column 8)"]),
     (json.dumps({"prompt": "a", "answer": "b"}) + "\n", ["first row has the fields answer, prompt", "--format"]),
     (json.dumps({"conversations": [{"from": "human", "value": "a"}, {"from": "human", "value": "b"}]}) + "\n",

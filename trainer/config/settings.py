@@ -110,7 +110,24 @@ def full_key(key: str) -> str:
         return matches[0]
     if len(matches) > 1:
         raise UserError(f"--set {key}: ambiguous key", f"Say which one: {', '.join(matches)}.")
-    raise UserError(f"unknown setting '{key}'", f"Valid settings: {', '.join(sorted(KEYS))}.")
+    near = near_keys(key)
+    guess = f"Did you mean {' or '.join(near)}? " if near else ""
+    raise UserError(f"unknown setting '{key}'", f"{guess}--set help lists every setting with its meaning.")
+
+
+def near_keys(key: str) -> list[str]:
+    """The settings a mistyped `key` may mean: names spelled alike (difflib), else names that contain it. A name is a
+    setting's leaf ("learning_rate") or its whole key with "_" for "." ("lora_r")."""
+    import difflib
+
+    typed = key.lower().replace(".", "_")
+    by_name: dict[str, str] = {}
+    for full in sorted(KEYS):
+        by_name.setdefault(full.split(".")[-1], full)
+        by_name[full.replace(".", "_")] = full
+    near = difflib.get_close_matches(typed, by_name, n=3, cutoff=0.75)
+    near = near or [name for name in by_name if typed in name][:3]
+    return list(dict.fromkeys(by_name[name] for name in near))
 
 
 def coerce(key: str, value: Any, where: str) -> Any:

@@ -3,6 +3,7 @@ between methods (SFT, DPO, ORPO) the run's method says (train/methods/)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,7 +63,7 @@ def set_up(config: Config, job: ranks.Job, profile_reason: str, resume_from: Pat
     the engine and settle the config for it, load the model, tokenize, and open the run directory."""
     timeout_s = config.run.rank_timeout_s
     gpu = system.detect_gpu()
-    console.print(f"Profile [bold]{config.profile}[/]: {profile_reason}")
+    console.print(f"Profile [bold]{config.profile}[/]: {true_of_this_run(profile_reason, config)}")
     policy.check_hardware(config, gpu)
     method = methods.of(config)
     start = from_run.check(config)  # before the data and the model: the run to start from may have gone
@@ -83,6 +84,7 @@ def set_up(config: Config, job: ranks.Job, profile_reason: str, resume_from: Pat
     engine, why = engines.choose(config, gpu)
     startup["engine_imported"] = system.since_process_start()
     config, settled = policy.settle(config, engine)
+    config = clip_warmup(config)
     console.print(config_summary(config))  # the config that trains
     console.print(f"Engine [bold]{engine}[/]: {why}" + (f"; for it, {settled}" if settled else ""))
     model, tokenizer = engines.get(engine).load(config, gpu)
@@ -96,6 +98,28 @@ def set_up(config: Config, job: ranks.Job, profile_reason: str, resume_from: Pat
     method.describe(config, job, prepared.stats)
     run = open_run(config, job, resume_from, prepared.stats, engine)
     return Setup(config, engine, gpu, model, tokenizer, prepared, run, startup, told)
+
+
+def true_of_this_run(profile_reason: str, config: Config) -> str:
+    """Why the profile was picked, said of this run: auto's reason for the cpu profile (trainer/profiles.py) speaks of
+    the offline demo, which is the bundled sample; with the user's own data it is a training on the CPU."""
+    demo = "running the offline CPU demo"
+    if demo in profile_reason and config.data.dataset != "sample":
+        return profile_reason.replace(demo, f"training on the CPU, on {config.data.dataset}")
+    return profile_reason
+
+
+def clip_warmup(config: Config) -> Config:
+    """A warmup that would take more than half of the run's steps, cut to a fifth of them (said): the learning rate
+    would otherwise barely reach its value before the run ends. Runs counted in epochs (max_steps 0) keep theirs."""
+    train = config.train
+    if not train.max_steps or train.warmup_steps <= train.max_steps // 2:
+        return config
+    clipped = train.max_steps // 5
+    console.print(f"Warmup clipped to {clipped} steps (a fifth of this run's {train.max_steps}): warmup_steps="
+                  f"{train.warmup_steps} would leave the learning rate below {train.learning_rate:g} for "
+                  f"{'all' if train.warmup_steps >= train.max_steps else 'most'} of the run")
+    return dataclasses.replace(config, train=dataclasses.replace(train, warmup_steps=clipped))
 
 
 def tell(config: Config, data: Any, room: budget.Budget | None = None) -> dict[str, Any] | None:
@@ -124,7 +148,8 @@ def check_family(config: Config) -> None:
 def dry_run(config: Config, profile_reason: str) -> None:
     """`--dry-run`: what the run would train with and what it would take, then stop before the model loads (no GPU
     needed: a plan for a card from its profile and the model's config.json)."""
-    console.print(f"Profile [bold]{config.profile}[/]: {profile_reason}")
+    console.print(f"Profile [bold]{config.profile}[/]: {true_of_this_run(profile_reason, config)}")
+    config = clip_warmup(config)
     console.print(config_summary(config))
     if config.hardware.vram_gb or Path(config.model.name).is_dir():
         check_family(config)
@@ -174,6 +199,9 @@ def finish(setup: Setup, job: ranks.Job, trainer: Any) -> None:
         if setup.told:  # beside what was told before the start, which benchmark.json keeps too
             said = f"about {setup.told['tokens_per_s']:,} tokens/s, " if "tokens_per_s" in setup.told else ""
             console.print(f"Told before the start: {said}a peak of about {setup.told['peak_gb']} GB on worst-case rows")
+    console.print(f"Next: chat with it: python -m trainer chat {run.path}\n"
+                  f"      compare it with its base model: python -m trainer eval {run.path}\n"
+                  "      or all of it in the browser: python -m trainer ui", soft_wrap=True)
 
 
 def open_run(config: Config, job: ranks.Job, resume_from: Path | None, stats: dict[str, Any], engine: str) -> RunDir:
