@@ -1,6 +1,7 @@
 """The real CLI in a subprocess: exit codes, messages that name the cause and the fix, nothing half-written."""
 
 import json
+import re
 
 import pytest
 
@@ -299,3 +300,28 @@ def test_a_user_error_is_also_written_as_data_for_a_front_end(tmp_path):
     assert error is not None and error.message == "--set: train.learning_rate = 3.0 is out of range"
     assert error.hint == "Typical LoRA values: 1e-4 to 5e-4."
     assert read_error(tmp_path / "none.json") is None
+
+
+@pytest.mark.slow
+def test_a_short_run_on_own_data_says_what_is_true_of_it_and_what_comes_next(tmp_path, shared_tiny_llama):
+    """auto's CPU profile on the user's own file: no "offline CPU demo"; 3 steps against the profile's eval every 20
+    and warmup of 4: eval at the start and the end, the warmup clipped with a word; elapsed time with its unit; at
+    the end, the commands to use the run; the runs list gives the run's speed as benchmark.json does."""
+    data = write_jsonl(tmp_path / "mine.jsonl", [SAMPLE_ROW] * 24)
+    run_dir = tmp_path / "runs" / "short"
+    result = run_cli("--model", str(shared_tiny_llama), "--dataset", str(data), "--max-steps", "3",
+                     "--set", "eval_size=4", "--run-dir", str(run_dir), cwd=tmp_path)
+    out = " ".join(result.stdout.split())
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"Profile cpu: no CUDA GPU detected: training on the CPU, on {data}" in out
+    assert "running the offline CPU demo" not in out
+    assert "Eval loss on 4 held-out rows at the start and at the end" in out and "every 20 steps" not in out
+    assert ("Warmup clipped to 0 steps (a fifth of this run's 3): warmup_steps=4 would leave the learning rate below "
+            "0.001 for all of the run") in out
+    assert "warmup_steps=0" in out  # the config that trains, and config.toml
+    assert re.search(r"step 3/3 100% .* elapsed \d+ s ETA 0 s", out), out
+    assert out.endswith(f"Next: chat with it: python -m trainer chat {run_dir} compare it with its base model: "
+                        f"python -m trainer eval {run_dir} or all of it in the browser: python -m trainer ui"), out
+    speed = json.loads((run_dir / "benchmark.json").read_text())["numbers"]["tokens_per_s"]
+    listing = run_cli("runs", "--runs-root", str(tmp_path / "runs"))
+    assert re.search(rf"short .* 3/3 .* {speed:,.0f} ", listing.stdout), listing.stdout
