@@ -108,6 +108,14 @@ def test_durations_say_their_units():
         "0 s", "0 s", "14 s", "1 min", "1 min", "14 min 3 s", "59 min 59 s", "1 h", "1 h 12 min", "1543 h 33 min"]
 
 
+def test_busy_cores_are_said_with_what_helps_and_free_ones_are_not():
+    assert recipe.busy_cores_note(2, 0.3) is None and recipe.busy_cores_note(1, 3.0) is None
+    note = " ".join(recipe.busy_cores_note(2, 3.4).split())
+    assert "other programs already keep about 2.0 of this machine's 2 cores busy (load 3.4)" in note
+    assert "OMP_NUM_THREADS=1" in note
+    assert "about 1.0 of this machine's 16 cores" in recipe.busy_cores_note(16, 1.0)
+
+
 def test_without_eval_rows_training_still_completes(tiny_llama, tmp_path):
     config, reason = tiny_config(tiny_llama, tmp_path, "eval_size=0", max_steps=2)
     run = recipe.main(config, Job(), reason)
