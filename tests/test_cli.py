@@ -65,8 +65,11 @@ def test_profiles_table_and_one_profile():
     (["--set", "batch=4"], ["unknown setting 'batch'", "train.micro_batch_size"]),
     (["--set", "learning_rat=1e-4"], ["unknown setting 'learning_rat'", "Did you mean train.learning_rate?",
                                       "--set help lists every setting"]),
-    (["--set", "micro_batch_size=-1"], ["train.micro_batch_size must be at least 1"]),
-    (["--set", "dtype=fp8"], ["model.dtype = 'fp8' is not one of"]),
+    (["--set", "micro_batch_size=-1"], ["train.micro_batch_size must be at least 1", "fix: Give a value in range, "
+                                        "e.g. the built-in default: --set micro_batch_size=2"]),
+    (["--set", "dtype=fp8"], ["model.dtype = 'fp8' is not one of", "fix: Use one of them, e.g. --set dtype=auto."]),
+    (["--set", "learning_rate=fast"], ["train.learning_rate = 'fast' is not a valid float",
+                                       "fix: Give a float, e.g. --set learning_rate=0.0002."]),
     (["--max-steps", "-3"], ["train.max_steps must not be negative"]),
     (["--profile", "rtx3070"], ["loads the model in 4-bit, which needs an NVIDIA GPU", "--profile cpu"]),
     (["--profile", "cpu", "--set", "optimizer=adamw_8bit"], ["needs an NVIDIA GPU", "optimizer=adamw_torch"]),
