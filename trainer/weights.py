@@ -134,15 +134,15 @@ def missing_folder(path: Path) -> UserError:
 
     parent = path.parent
     if not parent.is_dir():
-        return UserError(f"{path} does not exist (nor does {parent})",
+        return UserError(f"{path} is neither an existing folder nor a Hub id: there is no folder {parent}",
                          "Check the path; `python -m trainer runs` lists the runs (in runs/).")
     runs_root = parent if parent != Path(".") else Path("runs")  # a run id alone: the default runs root's
     runs = sorted(p.name for p in runs_root.iterdir() if is_run_dir(p)) if runs_root.is_dir() else []
     near = difflib.get_close_matches(path.name, runs, n=1, cutoff=0.5)
     guess = f"Did you mean {runs_root / near[0]}? " if near else ""
     listing = "python -m trainer runs" + ("" if runs_root == Path("runs") else f" --runs-root {runs_root}")
-    return UserError(f"{path} does not exist: there is no folder '{path.name}' in {parent}{os.sep}",
-                     f"{guess}`{listing}` lists the runs in {runs_root}{os.sep}.")
+    return UserError(f"{path} is neither an existing folder nor a Hub id: there is no folder '{path.name}' in "
+                     f"{parent}{os.sep}", f"{guess}`{listing}` lists the runs in {runs_root}{os.sep}.")
 
 
 def load_tokenizer(name: str, cache_dir: str) -> PreTrainedTokenizerBase:
