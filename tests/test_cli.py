@@ -6,6 +6,7 @@ import re
 import pytest
 
 from tests.helpers import assert_user_error, run_cli
+from trainer.runs import RunDir
 
 SAMPLE_ROW = {"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello!"}]}
 
@@ -322,7 +323,7 @@ def test_a_short_run_on_own_data_says_what_is_true_of_it_and_what_comes_next(tmp
     assert "Eval loss on 4 held-out rows at the start and at the end" in out and "every 20 steps" not in out
     assert ("Warmup clipped to 0 steps (a fifth of this run's 3): warmup_steps=4 would leave the learning rate below "
             "0.001 for all of the run") in out
-    assert "warmup_steps=0" in out  # the config that trains, and config.toml
+    assert "warmup_steps=0" in out and RunDir(run_dir).read_config().train.warmup_steps == 0  # what trained
     assert re.search(r"step 3/3 100% .* elapsed \d+ s ETA 0 s", out), out
     assert out.endswith(f"Next: chat with it: python -m trainer chat {run_dir} compare it with its base model: "
                         f"python -m trainer eval {run_dir} or all of it in the browser: python -m trainer ui"), out
