@@ -109,11 +109,12 @@ def test_durations_say_their_units():
 
 
 def test_busy_cores_are_said_with_what_helps_and_free_ones_are_not():
-    assert recipe.busy_cores_note(2, 0.3) is None and recipe.busy_cores_note(1, 3.0) is None
-    note = " ".join(recipe.busy_cores_note(2, 3.4).split())
-    assert "other programs already keep about 2.0 of this machine's 2 cores busy (load 3.4)" in note
+    assert recipe.busy_cores_note(2, 0.3, 2) is None
+    assert recipe.busy_cores_note(2, 3.0, 1) is None  # one thread (OMP_NUM_THREADS=1): nothing to wait for
+    note = " ".join(recipe.busy_cores_note(2, 3.4, 2).split())
+    assert "other programs already keep about 2.0 of this machine's 2 cores busy (load 3.4): torch's 2 threads" in note
     assert "OMP_NUM_THREADS=1" in note
-    assert "about 1.0 of this machine's 16 cores" in recipe.busy_cores_note(16, 1.0)
+    assert "about 1.0 of this machine's 16 cores" in recipe.busy_cores_note(16, 1.0, 16)
 
 
 def test_without_eval_rows_training_still_completes(tiny_llama, tmp_path):

@@ -81,8 +81,11 @@ def set_up(config: Config, job: ranks.Job, profile_reason: str, resume_from: Pat
     startup = {"data_read": system.since_process_start()}
     if gpu is not None:
         attention.restrict(config)  # before the engine is imported: unsloth reads them when it picks its kernels
-    if gpu is None and (note := busy_cores_note(*(system.cpu_load() or (0, 0.0)))):
-        console.print(note)
+    if gpu is None:
+        import torch
+
+        if note := busy_cores_note(*(system.cpu_load() or (0, 0.0)), torch.get_num_threads()):
+            console.print(note)
     engine, why = engines.choose(config, gpu)
     startup["engine_imported"] = system.since_process_start()
     config, settled = policy.settle(config, engine)
@@ -111,14 +114,14 @@ def true_of_this_run(profile_reason: str, config: Config) -> str:
     return profile_reason
 
 
-def busy_cores_note(cores: int, load: float) -> str | None:
-    """On the CPU, what a machine already busy (its `load` before this run trains, on `cores`) does to the run and
-    what helps: torch runs a thread a core, and its threads wait for each other when another program holds one
+def busy_cores_note(cores: int, load: float, threads: int) -> str | None:
+    """On the CPU, what a machine already busy (its `load` before this run trains, on `cores`) does to a run of
+    several torch `threads` and what helps: the threads wait for each other when another program holds a core
     (docs/development.md: 4 to 9 tokens/s on 2 busy cores, 100 with OMP_NUM_THREADS=1)."""
-    if load < 1 or cores < 2:
+    if load < 1 or threads < 2:
         return None
     return (f"[yellow]CPU: other programs already keep about {min(load, cores):.1f} of this machine's {cores} cores "
-            f"busy (load {load:.1f}): torch's threads (one a core) wait for them, so this run may take several times "
+            f"busy (load {load:.1f}): torch's {threads} threads wait for them, so this run may take several times "
             "as long as on free cores (the demo: about 2 min on 2 free cores).[/] Stop those programs, or run with "
             "OMP_NUM_THREADS=1 (one thread: nothing to wait for).")
 
