@@ -173,9 +173,9 @@ class MetricsCallback(TrainerCallback):
         info += f"  elapsed {duration(elapsed)}  ETA {duration(eta)}"
         if self.progress is not None:
             self.progress.update(self.task, completed=state.global_step, info=info)
-        else:  # a log file or a pipe: one line per logged step
+        else:  # a log file or a pipe: one line per logged step, never wrapped (durations with units are long)
             done = state.global_step / max(state.max_steps, 1)
-            console.print(f"step {state.global_step}/{state.max_steps} {done:4.0%}  {info}")
+            console.print(f"step {state.global_step}/{state.max_steps} {done:4.0%}  {info}", soft_wrap=True)
 
     def write(self, record: dict[str, Any]) -> None:
         self.run.log(record)
