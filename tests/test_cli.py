@@ -1,10 +1,12 @@
 """The real CLI in a subprocess: exit codes, messages that name the cause and the fix, nothing half-written."""
 
 import json
+import re
 
 import pytest
 
 from tests.helpers import assert_user_error, run_cli
+from trainer.runs import RunDir
 
 SAMPLE_ROW = {"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello!"}]}
 
@@ -62,8 +64,13 @@ def test_profiles_table_and_one_profile():
     (["--profile", "rtx4090"], ["unknown profile 'rtx4090'", "Valid profiles: auto, a4000, a5000, cpu"]),
     (["profiles", "nope"], ["unknown profile 'nope'"]),
     (["--set", "batch=4"], ["unknown setting 'batch'", "train.micro_batch_size"]),
-    (["--set", "micro_batch_size=-1"], ["train.micro_batch_size must be at least 1"]),
-    (["--set", "dtype=fp8"], ["model.dtype = 'fp8' is not one of"]),
+    (["--set", "learning_rat=1e-4"], ["unknown setting 'learning_rat'", "Did you mean train.learning_rate?",
+                                      "--set help lists every setting"]),
+    (["--set", "micro_batch_size=-1"], ["train.micro_batch_size must be at least 1", "fix: Give a value in range, "
+                                        "e.g. the built-in default: --set micro_batch_size=2"]),
+    (["--set", "dtype=fp8"], ["model.dtype = 'fp8' is not one of", "fix: Use one of them, e.g. --set dtype=auto."]),
+    (["--set", "learning_rate=fast"], ["train.learning_rate = 'fast' is not a valid float",
+                                       "fix: Give a float, e.g. --set learning_rate=0.0002."]),
     (["--max-steps", "-3"], ["train.max_steps must not be negative"]),
     (["--profile", "rtx3070"], ["loads the model in 4-bit, which needs an NVIDIA GPU", "--profile cpu"]),
     (["--profile", "cpu", "--set", "optimizer=adamw_8bit"], ["needs an NVIDIA GPU", "optimizer=adamw_torch"]),
@@ -75,6 +82,27 @@ def test_bad_flags_and_profiles(args, fragments, tmp_path):
     result = run_cli(*args, "--set", f"runs_root={tmp_path / 'runs'}", cwd=tmp_path)
     assert_user_error(result, *fragments)
     assert not (tmp_path / "runs").exists()
+
+
+def test_an_unknown_setting_is_answered_with_the_near_one_not_every_name():
+    result = run_cli("--set", "learning_rat=1e-4")
+    assert_user_error(result, "Did you mean train.learning_rate?")
+    assert "train.warmup_steps" not in result.stdout and "lora.dropout" not in result.stdout
+
+
+def test_chat_with_a_run_folder_that_is_not_there_says_so_and_how_to_list_runs(tmp_path):
+    """A typo'd run folder is a local path that does not exist, not a Hub id to fetch ("runs/nope" looks like one)."""
+    run = tmp_path / "runs" / "20261206-101010-cpu"
+    run.mkdir(parents=True)
+    (run / "status.json").write_text(json.dumps({"state": "completed", "profile": "cpu"}))
+    typo = run_cli("chat", "runs/20261206-101010-cp", cwd=tmp_path)
+    assert_user_error(typo, "runs/20261206-101010-cp is neither an existing folder nor a Hub id: there is no folder "
+                      "'20261206-101010-cp' in runs/",
+                      "Did you mean runs/20261206-101010-cpu?", "`python -m trainer runs` lists the runs in runs/")
+    elsewhere = run_cli("chat", str(tmp_path / "runs" / "nope"), cwd=tmp_path)
+    assert_user_error(elsewhere, f"`python -m trainer runs --runs-root {tmp_path / 'runs'}` lists the runs")
+    for result in (typo, elsewhere):  # not fetched from the Hub
+        assert "could not load" not in result.stdout and "network" not in result.stdout
 
 
 def test_bad_profile_file_names_file_and_line(tmp_path):
@@ -94,7 +122,8 @@ def write_jsonl(path, rows):
 
 
 @pytest.mark.parametrize("content, fragments", [
-    ("", ["is empty: there are no rows to train on"]),
+    ("", ["is empty: there are no rows to train on", "fix: Save your examples in it, one per row"]),
+    ("\n\n", ["is empty: there are no rows to train on", "fix: Save your examples in it, one per row"]),
     ('{"conversations": []}\n{"oops"\n', ["line 2 of", "is not valid JSON (Expecting ':' delimiter at column 8)"]),
     (json.dumps({"prompt": "a", "answer": "b"}) + "\n", ["first row has the fields answer, prompt", "--format"]),
     (json.dumps({"conversations": [{"from": "human", "value": "a"}, {"from": "human", "value": "b"}]}) + "\n",
@@ -276,3 +305,28 @@ def test_a_user_error_is_also_written_as_data_for_a_front_end(tmp_path):
     assert error is not None and error.message == "--set: train.learning_rate = 3.0 is out of range"
     assert error.hint == "Typical LoRA values: 1e-4 to 5e-4."
     assert read_error(tmp_path / "none.json") is None
+
+
+@pytest.mark.slow
+def test_a_short_run_on_own_data_says_what_is_true_of_it_and_what_comes_next(tmp_path, shared_tiny_llama):
+    """auto's CPU profile on the user's own file: no "offline CPU demo"; 3 steps against the profile's eval every 20
+    and warmup of 4: eval at the start and the end, the warmup clipped with a word; elapsed time with its unit; at
+    the end, the commands to use the run; the runs list gives the run's speed as benchmark.json does."""
+    data = write_jsonl(tmp_path / "mine.jsonl", [SAMPLE_ROW] * 24)
+    run_dir = tmp_path / "runs" / "short"
+    result = run_cli("--model", str(shared_tiny_llama), "--dataset", str(data), "--max-steps", "3",
+                     "--set", "eval_size=4", "--run-dir", str(run_dir), cwd=tmp_path)
+    out = " ".join(result.stdout.split())
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"Profile cpu: no CUDA GPU detected: training on the CPU, on {data}" in out
+    assert "running the offline CPU demo" not in out
+    assert "Eval loss on 4 held-out rows at the start and at the end" in out and "every 20 steps" not in out
+    assert ("Warmup clipped to 0 steps (a fifth of this run's 3): warmup_steps=4 would leave the learning rate below "
+            "0.001 for all of the run") in out
+    assert "warmup_steps=0" in out and RunDir(run_dir).read_config().train.warmup_steps == 0  # what trained
+    assert re.search(r"step 3/3 100% .* elapsed \d+ s ETA 0 s", out), out
+    assert out.endswith(f"Next: chat with it: python -m trainer chat {run_dir} compare it with its base model: "
+                        f"python -m trainer eval {run_dir} or all of it in the browser: python -m trainer ui"), out
+    speed = json.loads((run_dir / "benchmark.json").read_text())["numbers"]["tokens_per_s"]
+    listing = run_cli("runs", "--runs-root", str(tmp_path / "runs"))
+    assert re.search(rf"short .* 3/3 .* {speed:,.0f} ", listing.stdout), listing.stdout

@@ -56,10 +56,17 @@ def test_bad_settings_name_the_key_and_value(item, message):
         build([("--set", parse_set([item]))], "t")
 
 
-def test_unknown_setting_lists_valid_ones():
+@pytest.mark.parametrize("typed, hint", [
+    ("nope", "--set help lists every setting with its meaning."),  # nothing near: where the list is, not the list
+    ("learning_rat", "Did you mean train.learning_rate? --set help lists"),
+    ("lora_r", "Did you mean lora.r? "),  # a section and leaf joined with "_"
+    ("epoch", "Did you mean train.epochs? "),
+    ("batch", "Did you mean train.micro_batch_size? "),  # no name spelled alike: one that holds it
+])
+def test_unknown_setting_names_the_near_ones_not_every_setting(typed, hint):
     with pytest.raises(UserError) as e:
-        parse_set(["nope=1"])
-    assert "train.learning_rate" in e.value.hint
+        parse_set([f"{typed}=1"])
+    assert e.value.hint.startswith(hint) and "train.warmup_steps" not in e.value.hint
 
 
 def test_custom_profile_file(tmp_path):

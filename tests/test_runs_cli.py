@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -35,6 +36,24 @@ def launched_pid(run_dir: Path) -> int:
 
 def table_row(output: str, run_id: str) -> str:
     return next(line for line in output.splitlines() if run_id in line)
+
+
+def test_runs_lists_the_average_tokens_per_s_of_each_run_not_its_last_step(tmp_path):
+    """The speed from the end of the warm-up (step 1 of 5) to the last step: 400 tokens in 8 s, where the first step
+    (loading) took 10 s and the last step alone ran at 20 tokens/s."""
+    run_dir = tmp_path / "runs" / "averaged"
+    run_dir.mkdir(parents=True)
+    (run_dir / "status.json").write_text(json.dumps({"state": "completed", "profile": "cpu"}))
+    elapsed = [10, 11, 12, 13, 18]
+    records = [{"step": k, "max_steps": 5, "loss": 1.0, "tokens": 100 * k, "elapsed_s": elapsed[k - 1],
+                "tokens_per_s": 100 * k / elapsed[0] if k == 1 else 100 / (elapsed[k - 1] - elapsed[k - 2])}
+               for k in range(1, 6)]
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert RunDir(run_dir).info()["tokens_per_s"] == 50.0  # what the UI's Runs table shows too
+    listing = run_cli("runs", "--runs-root", str(tmp_path / "runs"))
+    assert listing.returncode == 0, listing.stdout
+    header, row = (re.split("[│┃]", table_row(listing.stdout, text)) for text in ("tokens/s", "averaged"))
+    assert row[[cell.strip() for cell in header].index("tokens/s")].strip() == "50", listing.stdout
 
 
 @pytest.mark.slow

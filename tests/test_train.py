@@ -9,13 +9,13 @@ import torch
 
 from tests.helpers import models_for_test, tiny_config
 from trainer import data, weights
-from trainer.console import clock
+from trainer.console import duration
 from trainer.data.render import render_with_mask
 from trainer.distributed.ranks import Job
 from trainer.engines import policy
 from trainer.profiles import resolve
 from trainer.runs import RunDir
-from trainer.train import recipe
+from trainer.train import notes, recipe
 from trainer.train.methods import sft
 
 
@@ -76,8 +76,9 @@ def test_training_run_loss_falls_and_run_dir_is_complete(tiny_llama, tmp_path, c
     # 8 eval rows x 1 pass every 10 steps, against 10 steps x 4 rows x 2 passes (no checkpointing on the CPU)
     out = capsys.readouterr().out
     assert "Eval loss on 8 held-out rows every 10 steps: about 10% of the training's GPU work" in " ".join(out.split())
-    # not a terminal: a line per logged step, its share done, elapsed time and ETA as h:mm; the config in few lines
-    assert re.search(r"^step 30/60  50%  loss \d+\.\d{4} .* elapsed \d+:\d\d  ETA \d+:\d\d$", out, re.M), out
+    # not a terminal: a line per logged step, its share done, elapsed time and ETA with units; the config in few lines
+    took = r"\d+ (?:h|min|s)(?: \d+ (?:min|s))?"
+    assert re.search(rf"^step 30/60  50%  loss \d+\.\d{{4}} .* elapsed {took}  ETA {took}$", out, re.M), out
     table = out[out.index("Resolved configuration"):out.index("Engine ")]
     assert len(table.splitlines()) < 25 and "train.learning_rate" not in table and "learning_rate=0.03" in table
     metrics = run.read_metrics()
@@ -101,9 +102,19 @@ def test_training_run_loss_falls_and_run_dir_is_complete(tiny_llama, tmp_path, c
     assert speed["versions"]["torch"] and speed["micro_batch_size"] == config.train.micro_batch_size
 
 
-def test_time_left_is_hours_and_minutes_rounded_up():
-    assert [clock(s) for s in (0, 1, 59, 60, 61, 3599, 3600, 5556809)] == [
-        "0:00", "0:01", "0:01", "0:01", "0:02", "1:00", "1:00", "1543:34"]
+def test_durations_say_their_units():
+    """"0:14" reads as 14 seconds to some and 14 minutes to others: seconds under an hour, minutes above."""
+    assert [duration(s) for s in (0, 0.4, 14, 59.6, 60, 843, 3599, 3600, 4320, 5556809)] == [
+        "0 s", "0 s", "14 s", "1 min", "1 min", "14 min 3 s", "59 min 59 s", "1 h", "1 h 12 min", "1543 h 33 min"]
+
+
+def test_busy_cores_are_said_with_what_helps_and_free_ones_are_not():
+    assert notes.busy_cores_note(2, 0.3, 2) is None
+    assert notes.busy_cores_note(2, 3.0, 1) is None  # one thread (OMP_NUM_THREADS=1): nothing to wait for
+    note = " ".join(notes.busy_cores_note(2, 3.4, 2).split())
+    assert "other programs already keep about 2.0 of this machine's 2 cores busy (load 3.4): torch's 2 threads" in note
+    assert "OMP_NUM_THREADS=1" in note
+    assert "about 1.0 of this machine's 16 cores" in notes.busy_cores_note(16, 1.0, 16)
 
 
 def test_without_eval_rows_training_still_completes(tiny_llama, tmp_path):

@@ -54,7 +54,13 @@ def library_messages_to(log: Path) -> None:
     hub.propagate = True
 
 
-def clock(seconds: float) -> str:
-    """h:mm, minutes rounded up: a run has hours, not seconds, to go (ETA 1:33, not ETA 5556s)."""
-    minutes = max(0, -(-int(seconds) // 60))
-    return f"{minutes // 60}:{minutes % 60:02d}"
+def duration(seconds: float) -> str:
+    """A time with its units, to the second under an hour and to the minute above ("14 min 3 s", "1 h 12 min"):
+    "0:14" reads as seconds to some and minutes to others."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60} s" if seconds % 60 else f"{seconds // 60} min"
+    minutes = round(seconds / 60)
+    return f"{minutes // 60} h {minutes % 60} min" if minutes % 60 else f"{minutes // 60} h"

@@ -31,6 +31,17 @@ class Gpu:
         return f"{self.name} ({self.vram_gb:.1f} GB, sm_{self.compute_capability.replace('.', '')})"
 
 
+def cpu_load() -> tuple[int, float] | None:
+    """The cores this process may use and the machine's load (runnable processes, averaged over the last minute);
+    None where the system keeps no load average (Windows)."""
+    import os
+
+    if not hasattr(os, "getloadavg"):
+        return None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return cores, os.getloadavg()[0]
+
+
 def detect_gpu() -> Gpu | None:
     """The first CUDA device, or None when there is none (or torch has no CUDA)."""
     import torch

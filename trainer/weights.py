@@ -114,7 +114,35 @@ def describe(target: str) -> tuple[str, Path | None]:
     if (path / "adapter_config.json").is_file():
         base = json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"]
         return base, path
+    if not path.exists() and looks_local(target):
+        raise missing_folder(path)
     return target, None
+
+
+def looks_local(target: str) -> bool:
+    """Whether `target` names a folder here rather than a Hub id: a path written as one, or one whose first folder
+    exists here ("runs/nope": runs/ is here, so it is no Hub organisation's)."""
+    return (target.startswith((".", "/", "~")) or "\\" in target or target.count("/") != 1
+            or Path(target.split("/")[0]).is_dir())
+
+
+def missing_folder(path: Path) -> UserError:
+    """A folder that is not there, with the run beside it that looks like it (a typo'd run id) and how to list runs."""
+    import difflib
+
+    from trainer.runs.run_dir import is_run_dir
+
+    parent = path.parent
+    if not parent.is_dir():
+        return UserError(f"{path} is neither an existing folder nor a Hub id: there is no folder {parent}",
+                         "Check the path; `python -m trainer runs` lists the runs (in runs/).")
+    runs_root = parent if parent != Path(".") else Path("runs")  # a run id alone: the default runs root's
+    runs = sorted(p.name for p in runs_root.iterdir() if is_run_dir(p)) if runs_root.is_dir() else []
+    near = difflib.get_close_matches(path.name, runs, n=1, cutoff=0.5)
+    guess = f"Did you mean {runs_root / near[0]}? " if near else ""
+    listing = "python -m trainer runs" + ("" if runs_root == Path("runs") else f" --runs-root {runs_root}")
+    return UserError(f"{path} is neither an existing folder nor a Hub id: there is no folder '{path.name}' in "
+                     f"{parent}{os.sep}", f"{guess}`{listing}` lists the runs in {runs_root}{os.sep}.")
 
 
 def load_tokenizer(name: str, cache_dir: str) -> PreTrainedTokenizerBase:

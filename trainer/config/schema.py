@@ -95,7 +95,8 @@ class TrainConfig:
     learning_rate: float = setting(2e-4, "peak learning rate", above=0, below=1,
                                    hint="Typical LoRA values: 1e-4 to 5e-4.")
     lr_scheduler: Scheduler = setting("linear", "the learning rate's schedule after warmup")
-    warmup_steps: int = setting(5, "optimizer steps of linear warmup", at_least=0)
+    warmup_steps: int = setting(5, "optimizer steps of linear warmup (cut to a fifth of a run it would take over "
+                                "half of)", at_least=0)
     weight_decay: float = setting(0.01, "AdamW's weight decay", at_least=0)
     optimizer: Optimizer = setting("adamw_8bit", "the optimizer (Hugging Face's name)")
     seed: int = setting(3407, "random seed: data order, LoRA init")

@@ -110,14 +110,31 @@ def full_key(key: str) -> str:
         return matches[0]
     if len(matches) > 1:
         raise UserError(f"--set {key}: ambiguous key", f"Say which one: {', '.join(matches)}.")
-    raise UserError(f"unknown setting '{key}'", f"Valid settings: {', '.join(sorted(KEYS))}.")
+    near = near_keys(key)
+    guess = f"Did you mean {' or '.join(near)}? " if near else ""
+    raise UserError(f"unknown setting '{key}'", f"{guess}--set help lists every setting with its meaning.")
+
+
+def near_keys(key: str) -> list[str]:
+    """The settings a mistyped `key` may mean: names spelled alike (difflib), else names that contain it. A name is a
+    setting's leaf ("learning_rate") or its whole key with "_" for "." ("lora_r")."""
+    import difflib
+
+    typed = key.lower().replace(".", "_")
+    by_name: dict[str, str] = {}
+    for full in sorted(KEYS):
+        by_name.setdefault(full.split(".")[-1], full)
+        by_name[full.replace(".", "_")] = full
+    near = difflib.get_close_matches(typed, by_name, n=3, cutoff=0.75)
+    near = near or [name for name in by_name if typed in name][:3]
+    return list(dict.fromkeys(by_name[name] for name in near))
 
 
 def coerce(key: str, value: Any, where: str) -> Any:
     """Turn a TOML or --set value into the field's type, or raise a UserError naming where it came from."""
     kind = KEYS[key]
     expected = getattr(kind, "__name__", str(kind))
-    bad = UserError(f"{where}: {key} = {value!r} is not a valid {expected}", "")
+    bad = UserError(f"{where}: {key} = {value!r} is not a valid {expected}", f"Give a {expected}, e.g. {example(key)}.")
     if kind is bool:
         if isinstance(value, bool):
             return value
@@ -161,6 +178,16 @@ def coerce(key: str, value: Any, where: str) -> Any:
     raise TypeError(f"unhandled config type {kind!r} for {key}")  # a bug in the schema, not the user's
 
 
+def example(key: str) -> str:
+    """`--set` with the setting's default, for a message's fix."""
+    default = SETTINGS[key].default
+    return f"--set {key.split('.')[-1]}={','.join(default) if isinstance(default, tuple) else default}"
+
+
+def in_range(key: str) -> str:
+    return f"Give a value in range, e.g. the built-in default: {example(key)}."
+
+
 def check(key: str, value: Any, where: str) -> None:
     """The schema's rules for `key`: its choices, bounds and any other rule, or a UserError naming the value."""
     s = SETTINGS[key]
@@ -170,15 +197,16 @@ def check(key: str, value: Any, where: str) -> None:
             raise UserError(f"{where}: {key} lists {unknown}", f"Valid: {', '.join(s.choices)} (a list may be given: "
                             f"--set {leaf}={','.join(s.choices[:2])}).")
     elif s.choices and value not in s.choices:
-        raise UserError(f"{where}: {key} = {value!r} is not one of {', '.join(s.choices)}")
+        raise UserError(f"{where}: {key} = {value!r} is not one of {', '.join(s.choices)}",
+                        f"Use one of them, e.g. --set {key.split('.')[-1]}={s.choices[0]}.")
     if s.below is not None and not (s.above if s.above is not None else float("-inf")) < value < s.below:
         raise UserError(f"{where}: {key} = {value} is out of range", s.hint)
     if s.at_least is not None and value < s.at_least:
         bound = "must not be negative" if s.at_least == 0 else f"must be at least {s.at_least:g}"
-        raise UserError(f"{where}: {key} {bound}, got {value}")
+        raise UserError(f"{where}: {key} {bound}, got {value}", in_range(key))
     if s.above is not None and value <= s.above:
         bound = "must be positive" if s.above == 0 else f"must be above {s.above:g}"
-        raise UserError(f"{where}: {key} {bound}, got {value}")
+        raise UserError(f"{where}: {key} {bound}, got {value}", in_range(key))
     if s.valid is not None and not s.valid(value):
         raise UserError(f"{where}: {key} = {value}", s.hint)
 
@@ -190,7 +218,8 @@ def flatten_toml(table: dict[str, Any], where: str) -> dict[str, Any]:
     for name, value in table.items():
         if name in sections:
             if not isinstance(value, dict):
-                raise UserError(f"{where}: [{name}] must be a table")
+                raise UserError(f"{where}: [{name}] must be a table",
+                                f"Write [{name}] on a line of its own, its settings (key = value) below it.")
             for sub, sub_value in value.items():
                 key = f"{name}.{sub}"
                 if key not in KEYS:

@@ -60,6 +60,11 @@ def digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+# What an empty or unreadable file's error says to do: what a row looks like, and where one is shown.
+EMPTY_FIX = ("Save your examples in it, one per row (docs/data-formats.md shows each format; --dataset sample is one), "
+             "or point --dataset at the file that has them.")
+
+
 def read_file(path: Path) -> Table:
     if not path.exists():
         raise UserError(f"dataset file {path} does not exist", "Check the path, or use --dataset sample.")
@@ -71,17 +76,17 @@ def read_file(path: Path) -> Table:
                         f"Use one of {', '.join(EXTENSIONS)}; .jsonl, .json and .csv may be compressed "
                         f"({', '.join(COMPRESSIONS)}).")
     if path.stat().st_size == 0:
-        raise UserError(f"{path} is empty: there are no rows to train on")
+        raise UserError(f"{path} is empty: there are no rows to train on", EMPTY_FIX)
     raw = read_bytes(path, compression)
     if suffix == ".parquet":
         table = _parquet(path)
     else:
         text = decode(raw, path)
         if not text.strip():
-            raise UserError(f"{path} is empty: there are no rows to train on")
+            raise UserError(f"{path} is empty: there are no rows to train on", EMPTY_FIX)
         table = {".jsonl": _jsonl, ".json": _json, ".csv": _csv}[suffix](text, path)
     if not table.rows:
-        raise UserError(f"{path} has no rows to train on")
+        raise UserError(f"{path} has no rows to train on", EMPTY_FIX)
     table.fingerprint = digest(raw)
     return table
 
@@ -137,7 +142,8 @@ def _jsonl(text: str, path: Path) -> Table:
                 "Each line of a .jsonl file must be one JSON object.",
             ) from None
         if not isinstance(row, dict):
-            raise UserError(f"line {number} of {path} is a JSON {type(row).__name__}, not an object")
+            raise UserError(f"line {number} of {path} is a JSON {type(row).__name__}, not an object",
+                            "Each line of a .jsonl file must be one JSON object ({...}).")
         rows.append(row)
         lines.append(number)
     return Table(str(path), rows, lines)
@@ -147,7 +153,8 @@ def _json(text: str, path: Path) -> Table:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
-        raise UserError(f"{path} is not valid JSON ({json_error(e)} at line {e.lineno} column {e.colno})") from None
+        raise UserError(f"{path} is not valid JSON ({json_error(e)} at line {e.lineno} column {e.colno})",
+                        "Mend it there (a JSON checker shows where), or use .jsonl, one object per line.") from None
     if not isinstance(data, list) or not all(isinstance(row, dict) for row in data):
         raise UserError(f"{path} must hold a JSON list of objects (one per example)",
                         "Or use .jsonl, one object per line.")
@@ -160,9 +167,10 @@ def _csv(text: str, path: Path) -> Table:
     try:
         frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
     except pd.errors.ParserError as e:
-        raise UserError(f"{path} is not a readable CSV file ({e})") from None
+        raise UserError(f"{path} is not a readable CSV file ({e})",
+                        "Quote cells that hold commas or line breaks (a spreadsheet's CSV export does).") from None
     except pd.errors.EmptyDataError:
-        raise UserError(f"{path} is empty: there are no rows to train on") from None
+        raise UserError(f"{path} is empty: there are no rows to train on", EMPTY_FIX) from None
     rows = frame.to_dict(orient="records")
     # JSON lists in cells (ShareGPT/OpenAI turns) arrive as strings; the format step parses them.
     return Table(str(path), rows, [i + 2 for i in range(len(rows))])
@@ -175,7 +183,8 @@ def _parquet(path: Path) -> Table:
     try:
         return Table(str(path), pq.read_table(path).to_pylist())
     except (pa.ArrowInvalid, OSError) as e:
-        raise UserError(f"{path} is not a readable Parquet file ({e})") from None
+        raise UserError(f"{path} is not a readable Parquet file ({e})",
+                        "Write it again (pandas: DataFrame.to_parquet), or give the data as .jsonl or .csv.") from None
 
 
 def read_hub(name: str, split: str) -> Table:

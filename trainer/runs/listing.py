@@ -25,7 +25,7 @@ def latest(runs_root: Path, profile: str) -> RunDir:
     return mine[0]
 
 
-COLUMNS = ("run", "profile", "state", "steps", "loss", "last checkpoint", "exports")
+COLUMNS = ("run", "profile", "state", "steps", "loss", "tokens/s", "last checkpoint", "exports")
 
 
 def show(root: Path) -> None:
@@ -41,7 +41,8 @@ def show(root: Path) -> None:
         return
     infos = [run.info() for run in runs]
     rows = [[i["run"], i["profile"], i["state"], i["step"], "" if i["loss"] is None else f"{i['loss']:.4f}",
-             i["checkpoint"] or "", ", ".join(i["exports"])] for i in infos]
+             "" if i["tokens_per_s"] is None else f"{i['tokens_per_s']:,.0f}", i["checkpoint"] or "",
+             ", ".join(i["exports"])] for i in infos]
     table = Table(title=f"Runs in {root}/")
     for column in COLUMNS:
         table.add_column(column, no_wrap=True)  # run ids and checkpoint names are copied into commands

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from trainer.config import Config, from_toml
-from trainer.console import clock, console
+from trainer.console import console, duration
 from trainer.errors import Stopped, UserError
 from trainer.runs import checkpoints
 
@@ -195,22 +195,36 @@ class RunDir:
         elapsed = steps[-1]["elapsed_s"] if steps and "elapsed_s" in steps[-1] else None
         eta = None
         if state == "running" and elapsed is not None and isinstance(max_steps, int) and steps[-1]["step"] > 0:
-            eta = clock(elapsed / steps[-1]["step"] * max(0, max_steps - steps[-1]["step"]))
+            eta = duration(elapsed / steps[-1]["step"] * max(0, max_steps - steps[-1]["step"]))
         return {
             "run": self.path.name,
             "profile": status.get("profile") or self.read_launch().get("profile", "?"),
             "state": state,
             "step": f"{steps[-1]['step'] if steps else 0}/{max_steps}",
-            "elapsed": clock(elapsed) if elapsed is not None else None,
-            "eta": eta,  # running runs only: h:mm at the pace so far
+            "elapsed": duration(elapsed) if elapsed is not None else None,
+            "eta": eta,  # running runs only: the time left at the pace so far
             "loss": round(steps[-1]["loss"], 4) if steps else None,
             "eval_loss": round(evals[-1]["eval_loss"], 4) if evals else None,
-            "tokens_per_s": steps[-1].get("tokens_per_s") if steps else None,
+            "tokens_per_s": mean_tokens_per_s(steps),  # the run's, not the last step's
             "adapter": self.adapter.is_dir(),
             "merged": (self.path / "merged").is_dir(),
             "checkpoint": self.last_checkpoint(),
             "exports": self.exports(),
         }
+
+
+def mean_tokens_per_s(steps: list[dict[str, Any]]) -> float | None:
+    """The run's speed from its step records: tokens over time from the end of the warm-up (cuDNN plans, allocator
+    growth, compilation: the first 20% of the steps, 1 to 5, as benchmark.json counts it) to the last record; the
+    one record's own speed while there is no later one."""
+    if not steps:
+        return None
+    skip = min(5, max(1, steps[-1]["step"] // 5))
+    warm = [m for m in steps if m["step"] <= skip]
+    first, last = (warm[-1] if warm else steps[0]), steps[-1]
+    if first is last or "tokens" not in first or "tokens" not in last:
+        return last.get("tokens_per_s")
+    return round((last["tokens"] - first["tokens"]) / max(last["elapsed_s"] - first["elapsed_s"], 1e-9), 1)
 
 
 FINAL_STATES = ("completed", "failed", "interrupted", "died")

@@ -16,7 +16,7 @@ from typing import Any
 from rich.progress import BarColumn, Progress, TextColumn
 from transformers import TrainerCallback
 
-from trainer.console import clock, console
+from trainer.console import console, duration
 from trainer.runs import RunDir
 from trainer.system import since_process_start
 from trainer.train.trackers import LOGGED
@@ -170,12 +170,12 @@ class MetricsCallback(TrainerCallback):
         info = f"loss {logs['loss']:.4f}  {tokens_per_s:,.0f} tok/s  {used}"
         if "reward_margin" in record:
             info += f"  margin {record['reward_margin']:.3f}"
-        info += f"  elapsed {clock(elapsed)}  ETA {clock(eta)}"
+        info += f"  elapsed {duration(elapsed)}  ETA {duration(eta)}"
         if self.progress is not None:
             self.progress.update(self.task, completed=state.global_step, info=info)
-        else:  # a log file or a pipe: one line per logged step
+        else:  # a log file or a pipe: one line per logged step, never wrapped (durations with units are long)
             done = state.global_step / max(state.max_steps, 1)
-            console.print(f"step {state.global_step}/{state.max_steps} {done:4.0%}  {info}")
+            console.print(f"step {state.global_step}/{state.max_steps} {done:4.0%}  {info}", soft_wrap=True)
 
     def write(self, record: dict[str, Any]) -> None:
         self.run.log(record)

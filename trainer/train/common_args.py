@@ -59,3 +59,13 @@ def common_args(config: Config, job: ranks.Job, gpu: system.Gpu | None, run: Run
         ddp_find_unused_parameters=False,
         log_level_replica="error",
     )
+
+
+def eval_cadence(config: Config) -> tuple[str, float]:
+    """When the eval loss is measured (as set up above, and the recipe's last evaluation), in words, and the training
+    steps per evaluation: at the start, every eval_every_steps and at the end; a run no longer than that, at the
+    start and at the end only. A run counted in epochs (max_steps 0) is said by its cadence alone."""
+    train = config.train
+    if train.max_steps and train.max_steps <= train.eval_every_steps:
+        return "at the start and at the end", train.max_steps / 2
+    return f"every {train.eval_every_steps} steps", train.eval_every_steps

@@ -16,7 +16,7 @@ from trainer.engines import attention, policy
 from trainer.errors import Stopped
 from trainer.fit import budget
 from trainer.runs import RunDir, checkpoints, loss_plot, speed, write_atomic
-from trainer.train import from_run, methods, trackers
+from trainer.train import from_run, methods, notes, trackers
 from trainer.train.spill_watch import SpillWatch, card_budget_gb
 
 
@@ -62,7 +62,7 @@ def set_up(config: Config, job: ranks.Job, profile_reason: str, resume_from: Pat
     the engine and settle the config for it, load the model, tokenize, and open the run directory."""
     timeout_s = config.run.rank_timeout_s
     gpu = system.detect_gpu()
-    console.print(f"Profile [bold]{config.profile}[/]: {profile_reason}")
+    console.print(f"Profile [bold]{config.profile}[/]: {notes.true_of_this_run(profile_reason, config)}")
     policy.check_hardware(config, gpu)
     method = methods.of(config)
     start = from_run.check(config)  # before the data and the model: the run to start from may have gone
@@ -80,6 +80,11 @@ def set_up(config: Config, job: ranks.Job, profile_reason: str, resume_from: Pat
     startup = {"data_read": system.since_process_start()}
     if gpu is not None:
         attention.restrict(config)  # before the engine is imported: unsloth reads them when it picks its kernels
+    if gpu is None:
+        import torch
+
+        if note := notes.busy_cores_note(*(system.cpu_load() or (0, 0.0)), torch.get_num_threads()):
+            console.print(note)
     engine, why = engines.choose(config, gpu)
     startup["engine_imported"] = system.since_process_start()
     if told and told["engine"] != engine:  # planned for unsloth, which is installed but does not import
@@ -87,6 +92,7 @@ def set_up(config: Config, job: ranks.Job, profile_reason: str, resume_from: Pat
                       "To fit them to it: --set engine=transformers[/]")
         told = tell(config, examples, room, engine)
     config, settled = policy.settle(config, engine)
+    config = notes.clip_warmup(config)
     console.print(config_summary(config))  # the config that trains
     console.print(f"Engine [bold]{engine}[/]: {why}" + (f"; for it, {settled}" if settled else ""))
     model, tokenizer = engines.get(engine).load(config, gpu)
@@ -130,7 +136,8 @@ def check_family(config: Config) -> None:
 def dry_run(config: Config, profile_reason: str) -> None:
     """`--dry-run`: what the run would train with and what it would take, then stop before the model loads (no GPU
     needed: a plan for a card from its profile and the model's config.json)."""
-    console.print(f"Profile [bold]{config.profile}[/]: {profile_reason}")
+    console.print(f"Profile [bold]{config.profile}[/]: {notes.true_of_this_run(profile_reason, config)}")
+    config = notes.clip_warmup(config)
     console.print(config_summary(config))
     if config.hardware.vram_gb or Path(config.model.name).is_dir():
         check_family(config)
@@ -180,6 +187,9 @@ def finish(setup: Setup, job: ranks.Job, trainer: Any) -> None:
         if setup.told:  # beside what was told before the start, which benchmark.json keeps too
             said = f"about {setup.told['tokens_per_s']:,} tokens/s, " if "tokens_per_s" in setup.told else ""
             console.print(f"Told before the start: {said}a peak of about {setup.told['peak_gb']} GB on worst-case rows")
+    console.print(f"Next: chat with it: python -m trainer chat {run.path}\n"
+                  f"      compare it with its base model: python -m trainer eval {run.path}\n"
+                  "      or all of it in the browser: python -m trainer ui", soft_wrap=True)
 
 
 def open_run(config: Config, job: ranks.Job, resume_from: Path | None, stats: dict[str, Any], engine: str) -> RunDir:

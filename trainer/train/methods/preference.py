@@ -14,7 +14,7 @@ from trainer.data.preferences import Pairs
 from trainer.distributed import ranks
 from trainer.errors import UserError
 from trainer.runs import RunDir
-from trainer.train.common_args import common_args
+from trainer.train.common_args import common_args, eval_cadence
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -57,8 +57,7 @@ class Preference:
             f"(each sequence cut to it, keeping its start), {stats['rows_dropped']} dropped (the prompt alone fills it)"
         )
         if stats["eval_rows"] and config.train.eval_every_steps:
-            console.print(f"Eval loss and rewards on {stats['eval_rows']} held-out pairs every "
-                          f"{config.train.eval_every_steps} steps")
+            console.print(f"Eval loss and rewards on {stats['eval_rows']} held-out pairs {eval_cadence(config)[0]}")
 
     def preview(self, config: Config, n: int) -> None:
         from trainer import weights

@@ -12,7 +12,7 @@ from trainer.console import console
 from trainer.data.formats import Examples
 from trainer.distributed import ranks
 from trainer.runs import RunDir, speed
-from trainer.train.common_args import common_args
+from trainer.train.common_args import common_args, eval_cadence
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -43,7 +43,7 @@ class SFT:
             console.print(ranks.describe(config, job.world, job.backend))
         if stats["eval_rows"] and config.train.eval_every_steps:
             share = eval_share(ranks.job_config(config, job.size), stats["eval_rows"], stats["tokens_mean"])
-            line = (f"Eval loss on {stats['eval_rows']} held-out rows every {config.train.eval_every_steps} steps: "
+            line = (f"Eval loss on {stats['eval_rows']} held-out rows {eval_cadence(config)[0]}: "
                     f"about {share:.0%} of the training's GPU work")
             console.print(f"[yellow]{line}[/] (lower eval_max_examples or raise eval_every_steps)"
                           if share > 0.1 else line)
@@ -84,10 +84,10 @@ class SFT:
 
 
 def eval_share(config: Config, eval_rows: int, tokens_per_row: float) -> float:
-    """Evaluation's GPU work against training's: every eval_every_steps, one forward pass over the eval rows; every
-    step, speed.passes_per_token passes over its rows. A packed training row holds max_seq_length tokens of
+    """Evaluation's GPU work against training's: every eval_every_steps (eval_cadence), one forward pass over the eval
+    rows; every step, speed.passes_per_token passes over its rows. A packed training row holds max_seq_length tokens of
     conversations, not one conversation."""
     train = config.train
     packed = config.model.max_seq_length / tokens_per_row if train.packing else 1.0  # conversations per row
     passes = speed.passes_per_token(train.gradient_checkpointing)
-    return eval_rows / (train.eval_every_steps * train.micro_batch_size * train.grad_accum_steps * packed * passes)
+    return eval_rows / (eval_cadence(config)[1] * train.micro_batch_size * train.grad_accum_steps * packed * passes)
