@@ -198,7 +198,7 @@ def test_json_errors_read_once_at(tmp_path):
                                         r"column 10\)\n"):
         sources.read(str(tmp_path / "d.jsonl"))
     (tmp_path / "d.json").write_text('[{"text": "no end}]')
-    with pytest.raises(UserError, match=r"\(Unterminated string starting at line 1 column 11\)$"):
+    with pytest.raises(UserError, match=r"\(Unterminated string starting at line 1 column 11\)\n"):
         sources.read(str(tmp_path / "d.json"))
 
 
