@@ -25,5 +25,5 @@ def child(args: list[str], color: bool = False, error_file: Path | None = None) 
 def final_lines(output: str, count: int | None = None) -> str:
     """Output as a terminal leaves it: of a line redrawn with carriage returns (tqdm), its last drawing; the last
     `count` lines (all when None)."""
-    lines = [line.rstrip("\r").rsplit("\r", 1)[-1] for line in output.splitlines()]
+    lines = [line.rstrip("\r").rsplit("\r", 1)[-1] for line in output.rstrip("\n").split("\n")]
     return "\n".join(lines[-count:] if count else lines)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import re
 import shlex
@@ -27,14 +28,38 @@ GOES_ON = "it goes on when this page or the UI closes (its output below, and in 
 starting = threading.Lock()  # one Start or Resume at a time in this UI: the holder check and the launch go together
 
 
+# The number fields and the settings they show: the profile's value until changed
+NUMBERS = ("train.max_steps", "train.epochs", "train.learning_rate", "lora.r", "lora.alpha", "model.max_seq_length")
+
+
 def run_options(profile: str, model: str, dataset: str, data_format: str, learning_rate: float | None,
                 lora_r: float | None, lora_alpha: float | None, max_seq_length: float | None, packing: str,
                 extra: str) -> list[str]:
-    """The options `train` and `data` share, for the fields filled in; an empty field keeps the profile's value."""
+    """The options `train` and `data` share, for the fields filled in; an empty field, or one that shows the
+    profile's value, keeps the profile's value."""
     sets = {"train.learning_rate": learning_rate or None, "lora.r": whole(lora_r), "lora.alpha": whole(lora_alpha),
             "model.max_seq_length": whole(max_seq_length),
             "train.packing": {"on": "true", "off": "false"}.get(packing)}
+    own = profile_numbers(profile)
+    sets = {key: None if own.get(key) == value else value for key, value in sets.items()}
     return commands.run_options(profile, model, dataset, data_format, sets, shlex.split(extra or ""))
+
+
+def changed_length(profile: str, steps: float | None, passes: float | None) -> tuple[float | None, float | None]:
+    """Max steps and epochs as the command gives them: those equal to the profile's left out."""
+    own = profile_numbers(profile)
+    return (None if steps == own.get("train.max_steps") else steps,
+            None if passes == own.get("train.epochs") else passes)
+
+
+@functools.lru_cache(maxsize=32)
+def profile_numbers(profile: str) -> dict[str, float]:
+    """The profile's values of the number fields ({} for a profile that does not load: its error is shown)."""
+    try:
+        config, _ = profiles.resolve(profile or "auto")
+    except UserError:
+        return {}
+    return {key: getattr(getattr(config, key.split(".")[0]), key.split(".")[1]) for key in NUMBERS}
 
 
 def whole(value: float | None) -> int | None:
@@ -259,20 +284,23 @@ def build_tab(runs_root: Path, current: Any) -> Any:
         upload = gr.File(label="…or upload a data file (.jsonl .json .csv .parquet)", elem_id="train-upload",
                          file_types=[".jsonl", ".json", ".csv", ".parquet"], height=160, scale=1)
     with gr.Row():
-        max_steps = gr.Number(None, label="Max steps (0: epochs, or the profile's)", precision=0,
+        own = profile_numbers("auto")
+        max_steps = gr.Number(own.get("train.max_steps"), label="Max steps (0: epochs)", precision=0,
                               info=about("train.max_steps"), elem_id="train-max-steps")
-        epochs = gr.Number(None, label="Epochs (when max steps is 0)", info=about("train.epochs"),
+        epochs = gr.Number(own.get("train.epochs"), label="Epochs (when max steps is 0)", info=about("train.epochs"),
                            elem_id="train-epochs")
-        learning_rate = gr.Number(None, label="Learning rate (0: the profile's)", info=about("train.learning_rate"),
-                                  elem_id="train-learning-rate")
-        lora_r = gr.Number(None, label="LoRA r (0: the profile's)", precision=0, info=about("lora.r"),
+        learning_rate = gr.Number(own.get("train.learning_rate"), label="Learning rate",
+                                  info=about("train.learning_rate"), elem_id="train-learning-rate")
+        lora_r = gr.Number(own.get("lora.r"), label="LoRA r", precision=0, info=about("lora.r"),
                            elem_id="train-lora-r")
-        lora_alpha = gr.Number(None, label="LoRA alpha (0: the profile's)", precision=0, info=about("lora.alpha"),
+        lora_alpha = gr.Number(own.get("lora.alpha"), label="LoRA alpha", precision=0, info=about("lora.alpha"),
                                elem_id="train-lora-alpha")
-        max_seq_length = gr.Number(None, label="max_seq_length (0: the profile's)", precision=0,
+        max_seq_length = gr.Number(own.get("model.max_seq_length"), label="max_seq_length", precision=0,
                                    info=about("model.max_seq_length"), elem_id="train-max-seq-length")
         packing = gr.Radio(list(PACKING), value="profile's", label="Packing", info=about("train.packing"),
                            elem_id="train-packing")
+    gr.Markdown("The numbers are the profile's until you change one: only what you change is passed as a setting "
+                "(the command below shows it; an empty field keeps the profile's).", elem_id="train-numbers-note")
     extra = gr.Textbox(label="Other settings (KEY=VALUE ..., as --set)", placeholder="e.g. eval_size=0 "
                        "save_every_steps=10", elem_id="train-settings")
     with gr.Accordion("Every setting (for Other settings)", open=False):
@@ -292,7 +320,7 @@ def build_tab(runs_root: Path, current: Any) -> Any:
                                elem_id="train-run", scale=1)
         status = gr.Markdown(status_text(None), elem_id="train-status")
     progress = gr.HTML(elem_id="train-progress")
-    chart = gr.Plot(label="Its loss by optimizer step", elem_id="train-chart")
+    chart = gr.Plot(label="Its loss by optimizer step", elem_id="train-chart", visible=False)
     log = gr.Textbox(label="Its output (train.log, the last lines)", lines=8, max_lines=8, interactive=False,
                      autoscroll=True, elem_id="train-log")
     data_view = gr.HTML(elem_id="train-data")
@@ -305,8 +333,8 @@ def build_tab(runs_root: Path, current: Any) -> Any:
     def options_of(profile: str, model: str, dataset: str, upload: str | None, *rest: Any) -> list[str]:
         return run_options(profile, model, keep_upload(upload, runs_root) or dataset, *rest)
 
-    def train_args(steps: float | None, passes: float | None, *values: Any) -> list[str]:
-        return commands.train_args(options_of(*values), steps, passes)
+    def train_args(steps: float | None, passes: float | None, *values: Any, detach: bool = True) -> list[str]:
+        return commands.train_args(options_of(*values), *changed_length(values[0], steps, passes), detach=detach)
 
     def show_command(steps: float | None, passes: float | None, *values: Any) -> str:
         return commands.command_line(train_args(steps, passes, *values))
@@ -315,16 +343,16 @@ def build_tab(runs_root: Path, current: Any) -> Any:
         return check_data(options_of(*values))
 
     def on_plan(steps: float | None, passes: float | None, *values: Any) -> str:
-        return plan_text(commands.train_args(options_of(*values), steps, passes, detach=False))
+        return plan_text(train_args(steps, passes, *values, detach=False))
 
     def on_start(steps: float | None, passes: float | None, *values: Any) -> tuple[str, Any, str | None]:
         """The CLI's checks first (a dry run: settings, data, model), then the start: a mistake is refused here, in
         place, and makes no run."""
         try:
             commands.one_training_at_a_time(runs_root)
-            error, told = dry_run(commands.train_args(options_of(*values), steps, passes, detach=False))
+            error, told = dry_run(train_args(steps, passes, *values, detach=False))
             if error is not None:
-                return error_text(error), error_text(error), gr.update()
+                return f"Not started: {error_text(error)}", gr.update(), gr.update()
             path = commands.run_path(runs_root, values[0])
             launch([*train_args(steps, passes, *values), "--run-dir", str(path)], runs_root)
         except UserError as e:
@@ -345,8 +373,9 @@ def build_tab(runs_root: Path, current: Any) -> Any:
         return (f"Asked `{run.path.name}` (pid {pid}) to stop as Ctrl+C does: it finishes this step, saves a "
                 "checkpoint and stops.")
 
-    def on_resume(name: str | None, steps: float | None, passes: float | None) -> tuple[str, str | None]:
+    def on_resume(name: str | None, profile: str, steps: float | None, passes: float | None) -> tuple[str, Any]:
         run = run_of(name)
+        steps, passes = changed_length(profile, steps, passes)  # the fields still on the profile's: the run's own
         try:
             if run is None:
                 raise UserError("no run to resume", "Pick a stopped run above.")
@@ -359,7 +388,10 @@ def build_tab(runs_root: Path, current: Any) -> Any:
         """The current run's line, progress, log and chart (the chart redrawn only when its metrics changed)."""
         run = run_of(name)
         now = (name, run.metrics.stat().st_mtime if run is not None and run.metrics.exists() else 0.0)
-        figure = gr.update() if drawn == now else loss_figure([run] if run is not None else [], 0.0)
+        if drawn == now:
+            figure = gr.update()
+        else:  # no run yet: no empty axes
+            figure = gr.update(value=loss_figure([run], 0.0), visible=True) if run else gr.update(visible=False)
         return (gr.update(choices=runs(), value=name), status_text(run), progress_html(run), log_tail(run), figure,
                 now)
 
@@ -369,13 +401,16 @@ def build_tab(runs_root: Path, current: Any) -> Any:
     inputs = [max_steps, epochs, *fields]
     for field in inputs:
         field.change(show_command, inputs, command, show_progress="hidden")
-    profile.change(profile_reason, profile, reason).then(on_plan, inputs, plan, show_progress="hidden")
+    numbers = [max_steps, epochs, learning_rate, lora_r, lora_alpha, max_seq_length]
+    profile.change(profile_reason, profile, reason).then(
+        lambda name: [profile_numbers(name).get(key) for key in NUMBERS], profile, numbers).then(
+        on_plan, inputs, plan, show_progress="hidden")
     for field in (model, dataset, extra):  # typed: the plan once the field is left, not at every key
         field.blur(on_plan, inputs, plan, show_progress="hidden")
     check.click(on_check, fields, data_view).then(on_plan, inputs, plan, show_progress="hidden")
     start.click(on_start, inputs, [message, plan, current])
     stop.click(on_stop, run_pick, message).then(refresh, [current, drawn], shown)
-    resume.click(on_resume, [run_pick, max_steps, epochs], [message, current])
+    resume.click(on_resume, [run_pick, profile, max_steps, epochs], [message, current])
     run_pick.input(lambda name: name, run_pick, current)
     current.change(refresh, [current, drawn], shown, show_progress="hidden").then(None, None, None, js=to_bottom)
     timer.tick(refresh, [current, drawn], shown, show_progress="hidden")
