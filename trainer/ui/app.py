@@ -120,7 +120,7 @@ def build(targets: list[str], runs_root: Path, cache_dir: str) -> Any:
         curves = [*(p for p in picked or [] if p != current), current]
         chat_on = ready and not compare_tab.names_run(chatting, runs_root / current)
         return (gr.update(choices=names, value=current) if chat_on else gr.update(), exportable(current),
-                gr.update(value=curves),
+                gr.update(choices=[r.path.name for r in list_runs(runs_root)], value=curves),
                 *compare_tab.sides(runs_root, targets, left, right, current if ready else None))
 
     def opened() -> tuple[str | None, Any]:

@@ -315,6 +315,7 @@ def build_tab(runs_root: Path, current: Any) -> Any:
         resume = gr.Button("Resume", elem_id="train-resume")
     plan = gr.Markdown("The plan (memory and time per epoch on the card) comes with Check data.", elem_id="train-plan")
     message = gr.Markdown(elem_id="train-message")
+    data_view = gr.HTML(elem_id="train-data", max_height=420)  # under Check data: what it found, where it is asked
     with gr.Row():
         run_pick = gr.Dropdown(runs(), value=None, label="Run (Stop and Resume act on it; the other tabs follow it)",
                                elem_id="train-run", scale=1)
@@ -323,7 +324,6 @@ def build_tab(runs_root: Path, current: Any) -> Any:
     chart = gr.Plot(label="Its loss by optimizer step", elem_id="train-chart", visible=False)
     log = gr.Textbox(label="Its output (train.log, the last lines)", lines=8, max_lines=8, interactive=False,
                      autoscroll=True, elem_id="train-log")
-    data_view = gr.HTML(elem_id="train-data")
     timer = gr.Timer(2)
     drawn = gr.State(None)  # the chart this page shows: (run, its metrics' time)
 
