@@ -135,20 +135,28 @@ def follows_the_current_run(browser, url: str) -> None:
     page.goto(url)
     pickers = {"#train-run": "Train", "#export-run": "Export", "#model-picker": None, "#compare-right": "Compare"}
 
-    def shown() -> set[str]:
-        runs = []
+    seen: list[dict[str, str]] = []
+
+    def on(run: str) -> bool:
+        seen.append({})
         for picker, tab in pickers.items():
             if tab:  # a tab's parts are in the page once it is opened
                 page.get_by_role("tab", name=tab).click()
-            runs.append(page.locator(f"{picker} input").input_value())
-        return set(runs)
+            seen[-1][picker] = page.locator(f"{picker} input").input_value()
+        return set(seen[-1].values()) == {run}
 
-    wait_until(page, lambda: shown() == {"later-run"}, 30)
+    try:
+        wait_until(page, lambda: on("later-run"), 30)
+    except AssertionError:
+        raise AssertionError(seen[-1]) from None
     assert page.input_value("#compare-left input") == "base model (of the other side)"
     page.get_by_role("tab", name="Train").click()
     page.locator("#train-run input").click()
     page.get_by_role("option", name="tiny-run", exact=True).click()
-    wait_until(page, lambda: shown() == {"tiny-run"}, 30)
+    try:
+        wait_until(page, lambda: on("tiny-run"), 30)
+    except AssertionError:
+        raise AssertionError(seen[-1]) from None
     page.get_by_role("tab", name="Train").click()
     wait_until(page, lambda: "tiny-run: completed, step 3/3" in page.inner_text("#train-status"), 30)
     page.close()

@@ -123,6 +123,12 @@ def build(targets: list[str], runs_root: Path, cache_dir: str) -> Any:
                 gr.update(choices=[r.path.name for r in list_runs(runs_root)], value=curves),
                 *compare_tab.sides(runs_root, targets, left, right, current if ready else None))
 
+    def run_named(choice: str | None) -> Any:
+        """The run a picker's choice names (by its id, or its folder in the runs root), else no change."""
+        names = [r.path.name for r in list_runs(runs_root)]
+        found = [n for n in names if choice and compare_tab.names_run(choice, runs_root / n)]
+        return found[0] if found else gr.update()
+
     def opened() -> tuple[str | None, Any]:
         """The run the page opens on (the one training, else the newest), each time it is loaded; the Chat picker on
         the first model given, else the newest run with an adapter (not the ones there were when the app started)."""
@@ -188,7 +194,7 @@ def build(targets: list[str], runs_root: Path, cache_dir: str) -> Any:
                        [target, export_run, run_pick, *compare_pickers])
         target.change(select, target, status)
         for picker in (target, export_run):  # a run picked in any tab is the page's current run
-            picker.input(lambda name: name if name and (runs_root / name).is_dir() else gr.update(), picker, current)
+            picker.input(run_named, picker, current)
         replies = [event(respond, [message, chatbot, target, *options], [message, chatbot])
                    for event in (message.submit, send.click)]
         replies.append(again.click(regenerate, [chatbot, target, *options], chatbot))
