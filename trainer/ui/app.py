@@ -107,7 +107,11 @@ def build(targets: list[str], runs_root: Path, cache_dir: str) -> Any:
         rows = [[cell(info[c]) for c in RUN_COLUMNS] for info in (r.info() for r in runs)]
         names = [r.path.name for r in runs]
         kept = [name for name in picked or [] if name in names] or [n for n in [current] if n in names] or names[:1]
-        return rows, gr.update(choices=names, value=kept), gr.update(choices=choices()), exportable(exporting)
+        return rows, gr.update(choices=names, value=kept), gr.update(choices=choices()), to_export(exporting, current)
+
+    def to_export(exporting: str | None, current: str | None) -> Any:
+        """The Export tab's picker: the current run once it has an adapter (a run picked there is the current run)."""
+        return exportable(current if current and (runs_root / current / "adapter").is_dir() else exporting)
 
     def follow(current: str | None, chatting: str | None, picked: list[str] | None, left: str | None,
                right: str | None) -> tuple[Any, ...]:
@@ -207,7 +211,7 @@ def build(targets: list[str], runs_root: Path, cache_dir: str) -> Any:
         timer.tick(runs_table, *tables).then(
             loss_plot, [run_pick, smoothing, drawn], [plot, drawn], show_progress="hidden")
         # A tab's parts exist in the page once it is opened: what was sent before, they never showed.
-        export_page.select(exportable, export_run, export_run)
+        export_page.select(to_export, [export_run, current], export_run)
         runs_page.select(runs_table, *tables).then(
             loss_plot, [run_pick, smoothing, gr.State(None)], [plot, drawn])
         for picked in (run_pick.change, smoothing.release):
