@@ -165,7 +165,8 @@ def launch(args: list[str], runs_root: Path) -> str:
 
 
 def status_text(run: RunDir | None) -> str:
-    """`run-id: training, step N/M, ...` / stopped / completed, from the run directory and its process."""
+    """`run-id: training, step N/M, loss L` / stopped / completed, from the run directory and its process (its times
+    are in the progress line beneath, with their units)."""
     if run is None:
         return "No run yet: fill in the settings and press Start."
     info = run.info()
@@ -173,10 +174,6 @@ def status_text(run: RunDir | None) -> str:
     text = f"{run.path.name}: {STATE_WORDS.get(state, state)}, step {info['step']}"
     if info["loss"] is not None:
         text += f", loss {info['loss']}"
-    if info["elapsed"]:
-        text += f", elapsed {info['elapsed']}"
-    if info["eta"]:
-        text += f", ETA {info['eta']}"
     if state == "starting":
         text += " (loading the model and data)"
     elif state == "interrupted":
@@ -408,9 +405,12 @@ def build_tab(runs_root: Path, current: Any) -> Any:
     for field in (model, dataset, extra):  # typed: the plan once the field is left, not at every key
         field.blur(on_plan, inputs, plan, show_progress="hidden")
     check.click(on_check, fields, data_view).then(on_plan, inputs, plan, show_progress="hidden")
-    start.click(on_start, inputs, [message, plan, current])
+    watch = ("(said) => { if ((said || '').startsWith('Started') || (said || '').startsWith('Resuming')) "
+             "document.querySelector('#train-run')?.scrollIntoView({behavior: 'smooth', block: 'start'}); }")
+    start.click(on_start, inputs, [message, plan, current]).then(None, message, None, js=watch)
     stop.click(on_stop, run_pick, message).then(refresh, [current, drawn], shown)
-    resume.click(on_resume, [run_pick, profile, max_steps, epochs], [message, current])
+    resume.click(on_resume, [run_pick, profile, max_steps, epochs], [message, current]).then(
+        None, message, None, js=watch)  # started: the page goes to where it is watched
     run_pick.input(lambda name: name, run_pick, current)
     current.change(refresh, [current, drawn], shown, show_progress="hidden").then(None, None, None, js=to_bottom)
     timer.tick(refresh, [current, drawn], shown, show_progress="hidden")
