@@ -406,7 +406,7 @@ def build_tab(runs_root: Path, current: Any) -> Any:
         field.blur(on_plan, inputs, plan, show_progress="hidden")
     check.click(on_check, fields, data_view).then(on_plan, inputs, plan, show_progress="hidden")
     watch = ("(said) => { if ((said || '').startsWith('Started') || (said || '').startsWith('Resuming')) "
-             "document.querySelector('#train-run')?.scrollIntoView({behavior: 'smooth', block: 'start'}); }")
+             "document.querySelector('#train-run')?.scrollIntoView({block: 'start'}); }")
     start.click(on_start, inputs, [message, plan, current]).then(None, message, None, js=watch)
     stop.click(on_stop, run_pick, message).then(refresh, [current, drawn], shown)
     resume.click(on_resume, [run_pick, profile, max_steps, epochs], [message, current]).then(
