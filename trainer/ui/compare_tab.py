@@ -110,8 +110,8 @@ def build_tab(runs_root: Path, targets: list[str], model_for: Callable[[str | No
             stopped["page"] = True
 
     def refresh(left: str | None, right: str | None) -> tuple[Any, Any]:
-        names = choices(runs_root, targets)
-        return gr.update(choices=names, value=left), gr.update(choices=names, value=right)
+        names = choices(runs_root, targets)  # the choices only: values sent back could undo a newer follow
+        return gr.update(choices=names), gr.update(choices=names)
 
     first = choices(runs_root, targets)
     with gr.Row():
