@@ -119,6 +119,14 @@ def test_a_family_we_do_not_train_is_refused_before_the_start(tmp_path):
     assert result.returncode == 2 and "a gpt_neox model" in said and "llama, qwen3, gemma3, mistral, phi3" in said, said
 
 
+def test_a_model_path_with_a_typo_is_refused_before_the_start(tmp_path):
+    """The check the UI's Start runs first: a model folder that does not exist, on a CPU profile too."""
+    result = run_cli("--profile", "cpu", "--model", str(tmp_path / "tiny-lama"), "--dataset", "sample", "--dry-run")
+    said = " ".join(result.stdout.split())
+    assert result.returncode == 2 and "neither an existing folder nor a Hub id" in said and "fix:" in said, said
+    assert "Traceback" not in said and "Data:" not in said, said
+
+
 def test_what_the_user_sets_wins_and_is_checked(config_folders):
     result = run_cli("--profile", "rtx3070", "--dataset", "sample", "--dry-run", "--set", "micro_batch_size=8",
                      "--set", "gradient_checkpointing=off")

@@ -72,7 +72,7 @@ def test_chat_compare_and_runs_in_a_browser(browser, runs_root, shared_tiny_llam
         page.click("#compare")  # no prompt: refused with a message
         page.wait_for_selector("text=Type a prompt to compare the two answers.", timeout=30_000)
         # the base model against the run, both streaming at once
-        assert page.input_value("#compare-left input") == "base model (of the model picked above)"
+        assert page.input_value("#compare-left input") == "base model (of the other side)"
         assert page.input_value("#compare-right input") == str(runs_root / "tiny-run")
         page.fill("#compare-prompt textarea", "What is 2 + 2?")
         page.click("#compare")
@@ -120,12 +120,46 @@ def test_chat_compare_and_runs_in_a_browser(browser, runs_root, shared_tiny_llam
         wait_until(page, lambda: not generating(), 30)  # the answer to it has ended: the box is as it leaves it
         assert page.input_value("#message textarea") == "Are you there?"
         page.screenshot(path=str(ARTIFACTS / "ui-error.png"), full_page=True)
+        follows_the_current_run(browser, url)  # a second page, once this one's chat is checked
     finally:
         server.terminate()
         output = server.communicate(timeout=30)[0]
     assert "Running on local URL:  http://127.0.0.1:" in output  # bound to this machine only by default
     assert "share=True" not in output and "--share" in output, output
     assert "Traceback" not in output, output  # a bad model path is the user's to fix, not a crash
+
+
+def follows_the_current_run(browser, url: str) -> None:
+    """A page opened now is on the newest run in every tab; a run picked in the Train tab is followed by the others."""
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.goto(url)
+    pickers = {"#train-run": "Train", "#export-run": "Export", "#model-picker": None, "#compare-right": "Compare"}
+
+    seen: list[dict[str, str]] = []
+
+    def on(run: str) -> bool:
+        seen.append({})
+        for picker, tab in pickers.items():
+            if tab:  # a tab's parts are in the page once it is opened
+                page.get_by_role("tab", name=tab).click()
+            seen[-1][picker] = Path(page.locator(f"{picker} input").input_value()).name  # by id or folder
+        return set(seen[-1].values()) == {run}
+
+    try:
+        wait_until(page, lambda: on("later-run"), 30)
+    except AssertionError:
+        raise AssertionError(seen[-1]) from None
+    assert page.input_value("#compare-left input") == "base model (of the other side)"
+    page.get_by_role("tab", name="Train").click()
+    page.locator("#train-run input").click()
+    page.get_by_role("option", name="tiny-run", exact=True).click()
+    try:
+        wait_until(page, lambda: on("tiny-run"), 30)
+    except AssertionError:
+        raise AssertionError(seen[-1]) from None
+    page.get_by_role("tab", name="Train").click()
+    wait_until(page, lambda: "tiny-run: completed, step 3/3" in page.inner_text("#train-status"), 30)
+    page.close()
 
 
 def test_basic_auth_guards_the_app(browser, runs_root):

@@ -31,6 +31,16 @@ def stop_ui(server) -> str:
     return server.communicate(timeout=30)[0]
 
 
+def chart_grows(page, chart) -> bool:
+    """Whether a loss chart, once drawn, changes while the run trains."""
+    chart.locator(".js-plotly-plot .scatterlayer .trace").first.wait_for(timeout=30_000)
+    shots = [chart.screenshot()]  # drawn once it holds still between two looks
+    wait_until(page, lambda: shots.append(chart.screenshot()) or shots[-1] == shots[-2], 30)
+    before = shots[-1]
+    wait_until(page, lambda: chart.screenshot() != before, 60)
+    return True
+
+
 def train_tab(browser, url: str):
     """A new page on the UI at `url`, on its Train tab."""
     page = browser.new_page(viewport={"width": 1280, "height": 1000})
@@ -72,6 +82,20 @@ def test_train_stop_resume_and_export_from_the_page(browser, shared_tiny_llama, 
         wait_until(page, lambda: re.search(r"training, step \d+/500", status(page)) and step_of(page) >= 2, 300)
         (run,) = [p for p in root.iterdir() if p.name != "uploads"]
         assert run.name in status(page)
+        assert page.locator("#train-run input").input_value() == run.name
+
+        # where you train is where you watch: progress with units, the chart growing, the log's last line in view
+        progress = page.inner_text("#train-progress")
+        assert re.search(r"step \d+/500 · elapsed \d+ (s|min)", progress) and "tokens/s (average)" in progress, progress
+        assert re.search(r"ETA (\d+ h )?\d+ (s|min)", progress) and "GB (peak)" in progress, progress
+        assert chart_grows(page, page.locator("#train-chart"))
+        log = page.locator("#train-log textarea")
+        wait_until(page, lambda: log.evaluate("t => t.scrollHeight > t.clientHeight"), 60)
+        wait_until(page, lambda: log.evaluate("t => t.scrollTop + t.clientHeight >= t.scrollHeight - 2"), 10)
+        for width, height in ((1400, 1000), (1024, 768)):
+            page.set_viewport_size({"width": width, "height": height})
+            page.screenshot(path=str(ARTIFACTS / f"ui-train-live-{width}.png"), full_page=True)
+        page.set_viewport_size({"width": 1280, "height": 1000})
 
         # one training at a time: a second Start names the run that trains
         page.click("#train-start")
@@ -82,11 +106,7 @@ def test_train_stop_resume_and_export_from_the_page(browser, shared_tiny_llama, 
         page.get_by_role("tab", name="Runs").click()
         wait_until(page, lambda: run.name in page.inner_text("#runs"), 30)
         chart = page.locator("#loss-chart")
-        chart.locator(".js-plotly-plot .scatterlayer .trace").first.wait_for(timeout=30_000)
-        shots = [chart.screenshot()]  # drawn once it holds still between two looks
-        wait_until(page, lambda: shots.append(chart.screenshot()) or shots[-1] == shots[-2], 30)
-        before = shots[-1]
-        wait_until(page, lambda: chart.screenshot() != before, 60)
+        assert chart_grows(page, chart)
         runs_table = page.inner_text("#runs")
         assert "training" not in runs_table and "running" in runs_table and "/500" in runs_table, runs_table
         # hovering the chart shows a point's step and loss
@@ -160,6 +180,7 @@ def test_bad_settings_get_the_cli_message(browser, tmp_path):
     try:
         page = train_tab(browser, url)
         choose(page, "train-profile", "cpu")
+        page.wait_for_selector("#train-plan >> text=the CPU demo", timeout=120_000)  # the fields on cpu's values
         page.fill("#train-dataset textarea", str(tmp_path / "missing.jsonl"))
         page.fill("#train-learning-rate input", "3")
         page.press("#train-learning-rate input", "Tab")
@@ -171,6 +192,17 @@ def test_bad_settings_get_the_cli_message(browser, tmp_path):
         page.click("#train-check")
         page.wait_for_selector("#train-data >> text=error", timeout=120_000)
         assert "Traceback" not in page.inner_text("#train-data")
+
+        # with the learning rate mended, the dataset's typo: Start runs the CLI's checks first, refuses in place
+        page.fill("#train-learning-rate input", "")
+        page.press("#train-learning-rate input", "Tab")
+        page.click("#train-start")
+        page.wait_for_selector("#train-message >> text=missing.jsonl", timeout=120_000)
+        message = page.inner_text("#train-message")
+        assert message.startswith("Not started: Error: dataset file") and "Traceback" not in message, message
+        assert "Check the path" in message, message
+        assert not [p for p in root.glob("*") if p.name != "uploads"] if root.exists() else True
+        assert "No run yet" in status(page)
         page.screenshot(path=str(ARTIFACTS / "ui-train-error.png"), full_page=True)
     finally:
         stop_ui(server)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trainer import data, engines, system
+from trainer import data, engines, system, weights
 from trainer.config import Config, tracker_environment
 from trainer.console import config_summary, console
 from trainer.distributed import ranks
@@ -139,6 +139,8 @@ def dry_run(config: Config, profile_reason: str) -> None:
     console.print(f"Profile [bold]{config.profile}[/]: {notes.true_of_this_run(profile_reason, config)}")
     config = notes.clip_warmup(config)
     console.print(config_summary(config))
+    if config.model.name != weights.SMOLLM2:  # a model path's typo is refused here too (the demo's is fetched later)
+        weights.folder_of(config.model.name, str(config.run.cache_dir))
     if config.hardware.vram_gb or Path(config.model.name).is_dir():
         check_family(config)
     examples = methods.of(config).load(config)

@@ -101,12 +101,43 @@ def build(targets: list[str], runs_root: Path, cache_dir: str) -> Any:
         for _, conversation in respond(text_of(history[last_user]["content"]), history[:last_user], target, *options):
             yield conversation
 
-    def runs_table(picked: list[str] | None, exporting: str | None) -> tuple[list[list[Any]], Any, Any, Any]:
+    def runs_table(picked: list[str] | None, exporting: str | None,
+                   current: str | None) -> tuple[list[list[Any]], Any, Any, Any]:
         runs = list_runs(runs_root)
         rows = [[cell(info[c]) for c in RUN_COLUMNS] for info in (r.info() for r in runs)]
         names = [r.path.name for r in runs]
-        kept = [name for name in picked or [] if name in names] or names[:1]
-        return rows, gr.update(choices=names, value=kept), gr.update(choices=choices()), exportable(exporting)
+        kept = [name for name in picked or [] if name in names] or [n for n in [current] if n in names] or names[:1]
+        return rows, gr.update(choices=names, value=kept), gr.update(choices=choices()), to_export(exporting, current)
+
+    def to_export(exporting: str | None, current: str | None) -> Any:
+        """The Export tab's picker: the current run once it has an adapter (a run picked there is the current run)."""
+        return exportable(current if current and (runs_root / current / "adapter").is_dir() else exporting)
+
+    def follow(current: str | None, chatting: str | None, picked: list[str] | None, left: str | None,
+               right: str | None) -> tuple[Any, ...]:
+        """Every tab on the page's current run: the Chat and Compare pickers and the Export tab's when it has an
+        adapter, the Runs chart's picks (added to them)."""
+        ready = bool(current) and (runs_root / current / "adapter").is_dir()
+        if not current:
+            return gr.update(), gr.update(), gr.update(), gr.update(), gr.update()
+        names = choices()
+        curves = [*(p for p in picked or [] if p != current), current]
+        chat_on = ready and not compare_tab.names_run(chatting, runs_root / current)
+        return (gr.update(choices=names, value=current) if chat_on else gr.update(), exportable(current),
+                gr.update(choices=[r.path.name for r in list_runs(runs_root)], value=curves),
+                *compare_tab.sides(runs_root, targets, left, right, current if ready else None))
+
+    def run_named(choice: str | None) -> Any:
+        """The run a picker's choice names (by its id, or its folder in the runs root), else no change."""
+        names = [r.path.name for r in list_runs(runs_root)]
+        found = [n for n in names if choice and compare_tab.names_run(choice, runs_root / n)]
+        return found[0] if found else gr.update()
+
+    def opened() -> tuple[str | None, Any]:
+        """The run the page opens on (the one training, else the newest), each time it is loaded; the Chat picker on
+        the first model given, else the newest run with an adapter (not the ones there were when the app started)."""
+        names = choices()
+        return train_tab.current_run(runs_root), gr.update(choices=names, value=names[0] if names else None)
 
     def loss_plot(names: list[str] | None, smoothing: float, drawn: tuple | None) -> tuple[Any, tuple | None]:
         """The picked runs' loss chart, and what this page has drawn (runs, their metrics' times, smoothing): redrawn
@@ -121,6 +152,7 @@ def build(targets: list[str], runs_root: Path, cache_dir: str) -> Any:
     with gr.Blocks(title="trainer") as app:
         gr.Markdown("# trainer: train, follow, chat with and export your fine-tune")
         first = choices()
+        current = gr.State(None)  # the page's current run: the newest, the one just started, or the one picked
         target = gr.Dropdown(first, value=first[0] if first else None, allow_custom_value=True,
                              elem_id="model-picker",
                              label="Model: a run directory, an adapter folder, or a model folder / Hub id")
@@ -145,7 +177,7 @@ def build(targets: list[str], runs_root: Path, cache_dir: str) -> Any:
             refresh_compare, compare_pickers = compare_tab.build_tab(runs_root, targets, model_for, target, settings,
                                                                     options)
         with gr.Tab("Train"):
-            train_tab.build_tab(runs_root)
+            train_tab.build_tab(runs_root, current)
         with gr.Tab("Export") as export_page:
             export_run, exportable = export_tab.build_tab(runs_root)
         with gr.Tab("Runs") as runs_page:
@@ -160,8 +192,13 @@ def build(targets: list[str], runs_root: Path, cache_dir: str) -> Any:
             timer = gr.Timer(5)  # refresh while runs train
             drawn = gr.State(None)  # the chart this page shows: (run, its metrics' time)
 
-        app.load(select, target, status).then(runs_table, [run_pick, export_run], [table, run_pick, target, export_run])
+        tables = ([run_pick, export_run, current], [table, run_pick, target, export_run])
+        app.load(opened, None, [current, target]).then(select, target, status).then(runs_table, *tables)
+        current.change(follow, [current, target, run_pick, *compare_pickers],
+                       [target, export_run, run_pick, *compare_pickers])
         target.change(select, target, status)
+        for picker in (target, export_run):  # a run picked in any tab is the page's current run
+            picker.input(run_named, picker, current)
         replies = [event(respond, [message, chatbot, target, *options], [message, chatbot])
                    for event in (message.submit, send.click)]
         replies.append(again.click(regenerate, [chatbot, target, *options], chatbot))
@@ -171,11 +208,11 @@ def build(targets: list[str], runs_root: Path, cache_dir: str) -> Any:
         stop.click(None, None, None, cancels=replies, js="() => { window.speechSynthesis?.cancel(); }")
         clear.click(lambda: [], None, chatbot, cancels=replies)
         compare_page.select(refresh_compare, compare_pickers, compare_pickers)  # new runs and checkpoints
-        timer.tick(runs_table, [run_pick, export_run], [table, run_pick, target, export_run]).then(
+        timer.tick(runs_table, *tables).then(
             loss_plot, [run_pick, smoothing, drawn], [plot, drawn], show_progress="hidden")
         # A tab's parts exist in the page once it is opened: what was sent before, they never showed.
-        export_page.select(exportable, export_run, export_run)
-        runs_page.select(runs_table, [run_pick, export_run], [table, run_pick, target, export_run]).then(
+        export_page.select(to_export, [export_run, current], export_run)
+        runs_page.select(runs_table, *tables).then(
             loss_plot, [run_pick, smoothing, gr.State(None)], [plot, drawn])
         for picked in (run_pick.change, smoothing.release):
             picked(loss_plot, [run_pick, smoothing, drawn], [plot, drawn])

@@ -20,3 +20,10 @@ def child(args: list[str], color: bool = False, error_file: Path | None = None) 
     if error_file is not None:
         env["TRAINER_ERROR_FILE"] = str(error_file)
     return {"args": [sys.executable, "-m", "trainer", *args], "env": env, "stdin": subprocess.DEVNULL, "text": True}
+
+
+def final_lines(output: str, count: int | None = None) -> str:
+    """Output as a terminal leaves it: of a line redrawn with carriage returns (tqdm), its last drawing; the last
+    `count` lines (all when None)."""
+    lines = [line.rstrip("\r").rsplit("\r", 1)[-1] for line in output.rstrip("\n").split("\n")]
+    return "\n".join(lines[-count:] if count else lines)

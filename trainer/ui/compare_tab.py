@@ -14,7 +14,7 @@ from trainer.errors import UserError
 from trainer.runs.listing import list_runs
 from trainer.serve import chat
 
-BASE = "base model (of the model picked above)"
+BASE = "base model (of the other side)"
 REFRESH_S = 0.2  # how often the page is sent both answers while they stream
 
 
@@ -29,11 +29,29 @@ def choices(runs_root: Path, targets: list[str]) -> list[str]:
     return names
 
 
-def target_of(choice: str, picked: str | None, runs_root: Path,
+def sides(runs_root: Path, targets: list[str], left: str | None, right: str | None,
+          run: str | None) -> tuple[Any, Any]:
+    """Both pickers' updates with today's choices: the base model on the left, `run` (the page's current run, when
+    it has an adapter) on the right, else the sides as they were."""
+    import gradio as gr
+
+    names = choices(runs_root, targets)
+    if run is None or names_run(right, runs_root / run):
+        return gr.update(choices=names, value=left), gr.update(choices=names, value=right)
+    return gr.update(choices=names, value=BASE), gr.update(choices=names, value=run)
+
+
+def names_run(choice: str | None, run: Path) -> bool:
+    """Whether a picker's choice is this run (by its id in the runs root or by its folder)."""
+    return bool(choice) and (choice == run.name or Path(choice).resolve() == run.resolve())
+
+
+def target_of(choice: str, other: str, picked: str | None, runs_root: Path,
               model_for: Callable[[str | None], chat.ChatModel]) -> str:
-    """What chat.load is given for a choice: the picked model's base, a checkpoint folder, or the choice itself."""
+    """What chat.load is given for a choice: the base model of the other side (of the Chat tab's model when both are
+    the base), a checkpoint folder, or the choice itself."""
     if choice == BASE:
-        return model_for(picked).base_name
+        return model_for(picked if other == BASE else target_of(other, BASE, picked, runs_root, model_for)).base_name
     run, _, checkpoint = choice.partition("/")
     if checkpoint.startswith("checkpoint-") and (runs_root / run / "checkpoints" / checkpoint).is_dir():
         return str(runs_root / run / "checkpoints" / checkpoint)
@@ -78,7 +96,8 @@ def build_tab(runs_root: Path, targets: list[str], model_for: Callable[[str | No
         clicks["compare"] += 1
         mine = clicks["compare"]
         try:
-            models = [model_for(target_of(side, target, runs_root, model_for)) for side in (left, right)]
+            models = [model_for(target_of(side, other, target, runs_root, model_for))
+                      for side, other in ((left, right), (right, left))]
         except UserError as e:
             gr.Warning(f"{e.message}. {e.hint}")
             yield gr.update(), gr.update()
@@ -91,8 +110,8 @@ def build_tab(runs_root: Path, targets: list[str], model_for: Callable[[str | No
             stopped["page"] = True
 
     def refresh(left: str | None, right: str | None) -> tuple[Any, Any]:
-        names = choices(runs_root, targets)
-        return gr.update(choices=names, value=left), gr.update(choices=names, value=right)
+        names = choices(runs_root, targets)  # the choices only: values sent back could undo a newer follow
+        return gr.update(choices=names), gr.update(choices=names)
 
     first = choices(runs_root, targets)
     with gr.Row():

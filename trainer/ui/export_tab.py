@@ -44,9 +44,9 @@ def run_export(args: list[str], token: str) -> Iterator[str]:
             assert process.stdout is not None
             for line in process.stdout:
                 text += line.replace(token.strip(), "***") if token.strip() else line
-                yield text
+                yield child.final_lines(text)
         ended = "done" if process.returncode == 0 else f"failed (exit code {process.returncode}): the message is above"
-        yield text + f"\nExport {ended}.\n"
+        yield child.final_lines(text) + f"\n\nExport {ended}.\n"
 
 
 def build_tab(runs_root: Path) -> tuple[Any, Callable[[str | None], Any]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import re
 import shlex
@@ -18,6 +19,7 @@ from trainer.errors import UserError
 from trainer.runs import RunDir, background, spill
 from trainer.runs.listing import list_runs
 from trainer.ui import child
+from trainer.ui.loss_chart import loss_figure
 
 PACKING = ("profile's", "on", "off")
 STATE_WORDS = {"interrupted": "stopped", "running": "training"}
@@ -26,14 +28,38 @@ GOES_ON = "it goes on when this page or the UI closes (its output below, and in 
 starting = threading.Lock()  # one Start or Resume at a time in this UI: the holder check and the launch go together
 
 
+# The number fields and the settings they show: the profile's value until changed
+NUMBERS = ("train.max_steps", "train.epochs", "train.learning_rate", "lora.r", "lora.alpha", "model.max_seq_length")
+
+
 def run_options(profile: str, model: str, dataset: str, data_format: str, learning_rate: float | None,
                 lora_r: float | None, lora_alpha: float | None, max_seq_length: float | None, packing: str,
                 extra: str) -> list[str]:
-    """The options `train` and `data` share, for the fields filled in; an empty field keeps the profile's value."""
+    """The options `train` and `data` share, for the fields filled in; an empty field, or one that shows the
+    profile's value, keeps the profile's value."""
     sets = {"train.learning_rate": learning_rate or None, "lora.r": whole(lora_r), "lora.alpha": whole(lora_alpha),
             "model.max_seq_length": whole(max_seq_length),
             "train.packing": {"on": "true", "off": "false"}.get(packing)}
+    own = profile_numbers(profile)
+    sets = {key: None if own.get(key) == value else value for key, value in sets.items()}
     return commands.run_options(profile, model, dataset, data_format, sets, shlex.split(extra or ""))
+
+
+def changed_length(profile: str, steps: float | None, passes: float | None) -> tuple[float | None, float | None]:
+    """Max steps and epochs as the command gives them: those equal to the profile's left out."""
+    own = profile_numbers(profile)
+    return (None if steps == own.get("train.max_steps") else steps,
+            None if passes == own.get("train.epochs") else passes)
+
+
+@functools.lru_cache(maxsize=32)
+def profile_numbers(profile: str) -> dict[str, float]:
+    """The profile's values of the number fields ({} for a profile that does not load: its error is shown)."""
+    try:
+        config, _ = profiles.resolve(profile or "auto")
+    except UserError:
+        return {}
+    return {key: getattr(getattr(config, key.split(".")[0]), key.split(".")[1]) for key in NUMBERS}
 
 
 def whole(value: float | None) -> int | None:
@@ -93,13 +119,28 @@ def check_data(options: list[str]) -> str:
 def plan_text(args: list[str]) -> str:
     """What `--dry-run` tells before the start: the settings fitted to the card and the model, the memory of a
     worst-case batch against the card's, the time per epoch of this data; or why it cannot train."""
+    error, plan = dry_run(args)
+    return error_text(error) if error is not None else plan
+
+
+def dry_run(args: list[str]) -> tuple[UserError | None, str]:
+    """`train ARGS --dry-run` in a child: the CLI's own checks before a start (settings, data, the model's family),
+    as the UserError it ended with, else None and the plan it told."""
     with tempfile.TemporaryDirectory(prefix="trainer-ui-") as folder:
         error_file = Path(folder) / "error.json"
         result = cli([*args, "--dry-run"], timeout_s=300, error_file=error_file)
         error = commands.read_error(error_file)
+    if error is None and result.returncode != 0:  # not a UserError: a bug, and its output says which
+        said = (result.stdout + result.stderr).strip()
+        error = UserError(f"the check before the start ended with exit code {result.returncode}: {said[-500:]}")
     if error is not None:
-        return error_text(error)
-    said = " ".join(result.stdout.split())  # the console wrapped it at its width
+        return error, ""
+    return None, told_plan(result.stdout)
+
+
+def told_plan(stdout: str) -> str:
+    """The plan line of a dry run's output, as markdown."""
+    said = " ".join(stdout.split())  # the console wrapped it at its width
     fitted = re.search(r"; ((?:fitted|the profile's settings): .*?) Resolved configuration", said)
     plan = re.search(r"Plan: (.*?) Dry run: stopped", said)
     if plan is None:  # not a UserError: a bug, and its output says which
@@ -124,7 +165,8 @@ def launch(args: list[str], runs_root: Path) -> str:
 
 
 def status_text(run: RunDir | None) -> str:
-    """`run-id: training, step N/M, ...` / stopped / completed, from the run directory and its process."""
+    """`run-id: training, step N/M, loss L` / stopped / completed, from the run directory and its process (its times
+    are in the progress line beneath, with their units)."""
     if run is None:
         return "No run yet: fill in the settings and press Start."
     info = run.info()
@@ -132,10 +174,6 @@ def status_text(run: RunDir | None) -> str:
     text = f"{run.path.name}: {STATE_WORDS.get(state, state)}, step {info['step']}"
     if info["loss"] is not None:
         text += f", loss {info['loss']}"
-    if info["elapsed"]:
-        text += f", elapsed {info['elapsed']}"
-    if info["eta"]:
-        text += f", ETA {info['eta']}"
     if state == "starting":
         text += " (loading the model and data)"
     elif state == "interrupted":
@@ -149,10 +187,47 @@ def status_text(run: RunDir | None) -> str:
 
 
 def log_tail(run: RunDir | None) -> str:
+    """The last lines of the run's train.log, progress bars as the terminal shows them last."""
     if run is None or not run.log_file.exists():
         return ""
-    lines = run.log_file.read_text(encoding="utf-8", errors="replace").splitlines()
-    return "\n".join(lines[-LOG_LINES:])
+    return child.final_lines(run.log_file.read_text(encoding="utf-8", errors="replace"), LOG_LINES)
+
+
+def duration(seconds: float) -> str:
+    """A duration with its units, as people say it: 42 s, 3 min 5 s, 1 h 12 min."""
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds} s" if seconds else f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+
+
+def progress_html(run: RunDir | None) -> str:
+    """The run's progress as a bar: step of steps, elapsed, ETA, average tokens/s and peak memory so far."""
+    if run is None:
+        return ""
+    info, metrics = run.info(), run.read_metrics()
+    steps = [m for m in metrics if "loss" in m]
+    done, _, total = info["step"].partition("/")
+    share = int(done) / int(total) if total.isdigit() and int(total) else 0.0
+    facts = [f"step {info['step']}"]
+    if steps and steps[-1].get("elapsed_s") is not None:
+        elapsed = steps[-1]["elapsed_s"]
+        facts.append(f"elapsed {duration(elapsed)}")
+        if info["state"] == "running" and int(done) > 0 and share:
+            facts.append(f"ETA {duration(elapsed / int(done) * (int(total) - int(done)))}")
+    speeds = [m["tokens_per_s"] for m in steps if m.get("tokens_per_s")]
+    if speeds:
+        facts.append(f"{sum(speeds) / len(speeds):,.0f} tokens/s (average)")
+    memory = [m["memory_gb"] for m in steps if m.get("memory_gb") is not None]
+    if memory:
+        facts.append(f"memory {max(memory):.2f} GB (peak)")
+    return (f'<div id="train-progress-bar" style="display:flex; align-items:center; gap:12px">'
+            f'<progress value="{share:.4f}" max="1" style="flex:1; height:14px"></progress>'
+            f'<span>{" · ".join(facts)}</span></div>')
 
 
 def about(key: str) -> str:
@@ -174,21 +249,20 @@ def error_text(e: UserError) -> str:
     return f"**Error:** {e.message}" + (f"  \n{e.hint}" if e.hint else "")
 
 
-def build_tab(runs_root: Path) -> None:
-    """The Train tab's fields, buttons and events, inside the caller's `gr.Tab`."""
+def current_run(runs_root: Path) -> str | None:
+    """The run a page opens on: the one training now (after a restart of the UI too), else the newest."""
+    found = list_runs(runs_root)
+    busy = background.holder(found)
+    return busy.path.name if busy is not None else next((r.path.name for r in found), None)
+
+
+def build_tab(runs_root: Path, current: Any) -> Any:
+    """The Train tab's fields, buttons and events, inside the caller's `gr.Tab`; `current` (a gr.State) holds the
+    page's current run, which Start and Resume set and the run picker follows and sets. Returns the run picker."""
     import gradio as gr
 
     def runs() -> list[str]:
         return [r.path.name for r in list_runs(runs_root)]
-
-    def shown_run(picked: str | None) -> str | None:
-        """The run training now (after a restart of the UI too), else the one picked, else the newest."""
-        found = list_runs(runs_root)
-        busy = background.holder(found)
-        if busy is not None:
-            return busy.path.name
-        names = [r.path.name for r in found]
-        return picked if picked in names else (names[0] if names else None)
 
     def run_of(name: str | None) -> RunDir | None:
         return RunDir(runs_root / name) if name and (runs_root / name).is_dir() else None
@@ -207,20 +281,23 @@ def build_tab(runs_root: Path) -> None:
         upload = gr.File(label="…or upload a data file (.jsonl .json .csv .parquet)", elem_id="train-upload",
                          file_types=[".jsonl", ".json", ".csv", ".parquet"], height=160, scale=1)
     with gr.Row():
-        max_steps = gr.Number(None, label="Max steps (0: epochs, or the profile's)", precision=0,
+        own = profile_numbers("auto")
+        max_steps = gr.Number(own.get("train.max_steps"), label="Max steps (0: epochs)", precision=0,
                               info=about("train.max_steps"), elem_id="train-max-steps")
-        epochs = gr.Number(None, label="Epochs (when max steps is 0)", info=about("train.epochs"),
+        epochs = gr.Number(own.get("train.epochs"), label="Epochs (when max steps is 0)", info=about("train.epochs"),
                            elem_id="train-epochs")
-        learning_rate = gr.Number(None, label="Learning rate (0: the profile's)", info=about("train.learning_rate"),
-                                  elem_id="train-learning-rate")
-        lora_r = gr.Number(None, label="LoRA r (0: the profile's)", precision=0, info=about("lora.r"),
+        learning_rate = gr.Number(own.get("train.learning_rate"), label="Learning rate",
+                                  info=about("train.learning_rate"), elem_id="train-learning-rate")
+        lora_r = gr.Number(own.get("lora.r"), label="LoRA r", precision=0, info=about("lora.r"),
                            elem_id="train-lora-r")
-        lora_alpha = gr.Number(None, label="LoRA alpha (0: the profile's)", precision=0, info=about("lora.alpha"),
+        lora_alpha = gr.Number(own.get("lora.alpha"), label="LoRA alpha", precision=0, info=about("lora.alpha"),
                                elem_id="train-lora-alpha")
-        max_seq_length = gr.Number(None, label="max_seq_length (0: the profile's)", precision=0,
+        max_seq_length = gr.Number(own.get("model.max_seq_length"), label="max_seq_length", precision=0,
                                    info=about("model.max_seq_length"), elem_id="train-max-seq-length")
         packing = gr.Radio(list(PACKING), value="profile's", label="Packing", info=about("train.packing"),
                            elem_id="train-packing")
+    gr.Markdown("The numbers are the profile's until you change one: only what you change is passed as a setting "
+                "(the command below shows it; an empty field keeps the profile's).", elem_id="train-numbers-note")
     extra = gr.Textbox(label="Other settings (KEY=VALUE ..., as --set)", placeholder="e.g. eval_size=0 "
                        "save_every_steps=10", elem_id="train-settings")
     with gr.Accordion("Every setting (for Other settings)", open=False):
@@ -235,14 +312,17 @@ def build_tab(runs_root: Path) -> None:
         resume = gr.Button("Resume", elem_id="train-resume")
     plan = gr.Markdown("The plan (memory and time per epoch on the card) comes with Check data.", elem_id="train-plan")
     message = gr.Markdown(elem_id="train-message")
+    data_view = gr.HTML(elem_id="train-data", max_height=420)  # under Check data: what it found, where it is asked
     with gr.Row():
-        run_pick = gr.Dropdown(runs(), value=shown_run(None), label="Run (Stop and Resume act on it)",
+        run_pick = gr.Dropdown(runs(), value=None, label="Run (Stop and Resume act on it; the other tabs follow it)",
                                elem_id="train-run", scale=1)
-        status = gr.Markdown(status_text(run_of(shown_run(None))), elem_id="train-status")
-    log = gr.Textbox(label="Its output (train.log)", lines=8, max_lines=8, interactive=False, autoscroll=True,
-                     elem_id="train-log")
-    data_view = gr.HTML(elem_id="train-data")
+        status = gr.Markdown(status_text(None), elem_id="train-status")
+    progress = gr.HTML(elem_id="train-progress")
+    chart = gr.Plot(label="Its loss by optimizer step", elem_id="train-chart", visible=False)
+    log = gr.Textbox(label="Its output (train.log, the last lines)", lines=8, max_lines=8, interactive=False,
+                     autoscroll=True, elem_id="train-log")
     timer = gr.Timer(2)
+    drawn = gr.State(None)  # the chart this page shows: (run, its metrics' time)
 
     fields = [profile, model, dataset, upload, data_format, learning_rate, lora_r, lora_alpha, max_seq_length,
               packing, extra]
@@ -250,8 +330,8 @@ def build_tab(runs_root: Path) -> None:
     def options_of(profile: str, model: str, dataset: str, upload: str | None, *rest: Any) -> list[str]:
         return run_options(profile, model, keep_upload(upload, runs_root) or dataset, *rest)
 
-    def train_args(steps: float | None, passes: float | None, *values: Any) -> list[str]:
-        return commands.train_args(options_of(*values), steps, passes)
+    def train_args(steps: float | None, passes: float | None, *values: Any, detach: bool = True) -> list[str]:
+        return commands.train_args(options_of(*values), *changed_length(values[0], steps, passes), detach=detach)
 
     def show_command(steps: float | None, passes: float | None, *values: Any) -> str:
         return commands.command_line(train_args(steps, passes, *values))
@@ -260,18 +340,27 @@ def build_tab(runs_root: Path) -> None:
         return check_data(options_of(*values))
 
     def on_plan(steps: float | None, passes: float | None, *values: Any) -> str:
-        return plan_text(commands.train_args(options_of(*values), steps, passes, detach=False))
+        return plan_text(train_args(steps, passes, *values, detach=False))
 
-    def on_start(steps: float | None, passes: float | None, *values: Any) -> tuple[str, Any]:
+    def on_start(steps: float | None, passes: float | None, *values: Any) -> tuple[str, Any, str | None]:
+        """The CLI's checks first (a dry run: settings, data, model), then the start: a mistake is refused here, in
+        place, and makes no run."""
         try:
+            commands.one_training_at_a_time(runs_root)
+            error, told = dry_run(train_args(steps, passes, *values, detach=False))
+            if error is not None:
+                return f"Not started: {error_text(error)}", gr.update(), gr.update()
             path = commands.run_path(runs_root, values[0])
             launch([*train_args(steps, passes, *values), "--run-dir", str(path)], runs_root)
         except UserError as e:
-            return error_text(e), gr.update()
-        return f"Started `{path.name}` in the background: {GOES_ON}", gr.update(choices=runs(), value=path.name)
+            return error_text(e), gr.update(), gr.update()
+        return f"Started `{path.name}` in the background: {GOES_ON}", told, path.name
 
     def on_stop(name: str | None) -> str:
-        run = run_of(shown_run(name))
+        run = run_of(name)
+        busy = background.holder(list_runs(runs_root))
+        if busy is not None and (run is None or run.state() not in ("running", "starting")):
+            run = busy  # the run that trains, when the one shown does not
         try:
             if run is None:
                 raise UserError("no run to stop", "Start one first.")
@@ -281,31 +370,49 @@ def build_tab(runs_root: Path) -> None:
         return (f"Asked `{run.path.name}` (pid {pid}) to stop as Ctrl+C does: it finishes this step, saves a "
                 "checkpoint and stops.")
 
-    def on_resume(name: str | None, steps: float | None, passes: float | None) -> tuple[str, Any]:
+    def on_resume(name: str | None, profile: str, steps: float | None, passes: float | None) -> tuple[str, Any]:
         run = run_of(name)
+        steps, passes = changed_length(profile, steps, passes)  # the fields still on the profile's: the run's own
         try:
             if run is None:
                 raise UserError("no run to resume", "Pick a stopped run above.")
             launch(commands.resume_args(run.path, steps, passes), runs_root)
         except UserError as e:
             return error_text(e), gr.update()
-        return f"Resuming `{run.path.name}` in the background: {GOES_ON}", gr.update(choices=runs(),
-                                                                                     value=run.path.name)
+        return f"Resuming `{run.path.name}` in the background: {GOES_ON}", run.path.name
 
-    def refresh(picked: str | None) -> tuple[Any, str, str]:
-        name = shown_run(picked)
+    def refresh(name: str | None, drawn: tuple | None) -> tuple[Any, str, str, str, Any, tuple | None]:
+        """The current run's line, progress, log and chart (the chart redrawn only when its metrics changed)."""
         run = run_of(name)
-        return gr.update(choices=runs(), value=name), status_text(run), log_tail(run)
+        now = (name, run.metrics.stat().st_mtime if run is not None and run.metrics.exists() else 0.0)
+        if drawn == now:
+            figure = gr.update()
+        else:  # no run yet: no empty axes
+            figure = gr.update(value=loss_figure([run], 0.0), visible=True) if run else gr.update(visible=False)
+        return (gr.update(choices=runs(), value=name), status_text(run), progress_html(run), log_tail(run), figure,
+                now)
 
+    shown = [run_pick, status, progress, log, chart, drawn]
+    to_bottom = ("() => requestAnimationFrame(() => { const box = document.querySelector('#train-log textarea'); "
+                 "if (box) box.scrollTop = box.scrollHeight; })")  # hidden tabs too: autoscroll misses those
     inputs = [max_steps, epochs, *fields]
     for field in inputs:
         field.change(show_command, inputs, command, show_progress="hidden")
-    profile.change(profile_reason, profile, reason).then(on_plan, inputs, plan, show_progress="hidden")
+    numbers = [max_steps, epochs, learning_rate, lora_r, lora_alpha, max_seq_length]
+    profile.change(profile_reason, profile, reason).then(
+        lambda name: [profile_numbers(name).get(key) for key in NUMBERS], profile, numbers).then(
+        on_plan, inputs, plan, show_progress="hidden")
     for field in (model, dataset, extra):  # typed: the plan once the field is left, not at every key
         field.blur(on_plan, inputs, plan, show_progress="hidden")
     check.click(on_check, fields, data_view).then(on_plan, inputs, plan, show_progress="hidden")
-    start.click(on_start, inputs, [message, run_pick]).then(refresh, run_pick, [run_pick, status, log])
-    stop.click(on_stop, run_pick, message).then(refresh, run_pick, [run_pick, status, log])
-    resume.click(on_resume, [run_pick, max_steps, epochs], [message, run_pick]).then(
-        refresh, run_pick, [run_pick, status, log])
-    timer.tick(refresh, run_pick, [run_pick, status, log], show_progress="hidden")
+    watch = ("(said) => { if ((said || '').startsWith('Started') || (said || '').startsWith('Resuming')) "
+             "document.querySelector('#train-run')?.scrollIntoView({block: 'start'}); }")
+    start.click(on_start, inputs, [message, plan, current]).then(None, message, None, js=watch)
+    stop.click(on_stop, run_pick, message).then(refresh, [current, drawn], shown)
+    resume.click(on_resume, [run_pick, profile, max_steps, epochs], [message, current]).then(
+        None, message, None, js=watch)  # started: the page goes to where it is watched
+    run_pick.input(lambda name: name, run_pick, current)
+    current.change(refresh, [current, drawn], shown, show_progress="hidden").then(None, None, None, js=to_bottom)
+    timer.tick(refresh, [current, drawn], shown, show_progress="hidden")
+    log.change(None, None, None, js=to_bottom)
+    return run_pick
