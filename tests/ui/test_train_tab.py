@@ -1,16 +1,11 @@
-"""The Train tab's words, in process: durations with units, a progress line from a run's metrics, tqdm output as
+"""The Train tab's words, in process: a progress line from a run's metrics, tqdm output as
 the terminal leaves it, and the number fields passing only what differs from the profile."""
 
 from __future__ import annotations
 
 from tests.ui.test_loss_chart import run_with
 from trainer.ui.child import final_lines
-from trainer.ui.train_tab import changed_length, duration, progress_html, run_options
-
-
-def test_durations_say_their_units():
-    assert [duration(s) for s in (7, 60, 61, 14 * 60, 3600, 4321)] == [
-        "7 s", "1 min", "1 min 1 s", "14 min", "1 h", "1 h 12 min"]
+from trainer.ui.train_tab import changed_length, progress_html, run_options
 
 
 def test_a_progress_bar_redrawn_shows_its_last_drawing_and_the_last_lines_are_kept():

@@ -15,6 +15,7 @@ from typing import Any
 
 from trainer import commands, profiles
 from trainer.config import settings
+from trainer.console import duration
 from trainer.errors import UserError
 from trainer.runs import RunDir, background, spill
 from trainer.runs.listing import list_runs
@@ -191,18 +192,6 @@ def log_tail(run: RunDir | None) -> str:
     if run is None or not run.log_file.exists():
         return ""
     return child.final_lines(run.log_file.read_text(encoding="utf-8", errors="replace"), LOG_LINES)
-
-
-def duration(seconds: float) -> str:
-    """A duration with its units, as people say it: 42 s, 3 min 5 s, 1 h 12 min."""
-    seconds = round(seconds)
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes} min {seconds} s" if seconds else f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
 
 
 def progress_html(run: RunDir | None) -> str:
