@@ -100,6 +100,6 @@ def check_against_run(source: merge.Source, kind: str, name: str, cache_dir: str
                   f"as the run's in {result['same_first_token']:.0%} of {result['prompts_from']} (at least "
                   f"{low_first:.0%} for {kind}), whole answer in {result['same_answer']:.0%} (at least "
                   f"{low_whole:.0%}); its template renders {result['template_same_tokens']} of {result['prompts']} "
-                  f"prompts to the run's tokens; it stops where the run stops in {result['stops_where_run_stops']} "
-                  f"of {result['run_stops']}")
+                  f"prompts to the run's tokens; it ends where the run ends (the same answer) in "
+                  f"{result['stops_where_run_stops']} of {result['run_stops']}")
     return result

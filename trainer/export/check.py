@@ -109,14 +109,17 @@ def check(source: Source, gguf: Path, kind: str, modelfile: str, cache_dir: str)
     specials = [t for t in tokenizer.all_special_tokens if len(t) > 1]
     pairs = list(zip(ours, theirs["answers"], strict=True))
     n = len(pairs)
+    ended = [(a, b) for a, b in pairs if a["stopped"] and b["ids"][:len(a["ids"])] == a["ids"]]
     first = sum(bool(a["ids"][:1]) and a["ids"][:1] == b["ids"][:1] for a, b in pairs) / n
     whole = sum(a["ids"] == b["ids"] for a, b in pairs) / n
     record = {"prompts": n, "prompts_from": came_from, "reference": what, "max_new_tokens": MAX_NEW_TOKENS,
               "same_first_token": round(first, 3), "same_answer": round(whole, 3),
               "thresholds": dict(zip(("same_first_token", "same_answer"), AGREE[kind], strict=True)),
               "template_same_tokens": sum(a["prompt_ids"] == b["prompt_ids"] for a, b in pairs),
-              "stops_where_run_stops": sum(b["stopped"] for a, b in pairs if a["stopped"]),
-              "run_stops": sum(a["stopped"] for a in ours),
+              # where the GGUF said what the run said before the run's end of turn, it must end there too (an
+              # answer that went another way may end elsewhere: a quantized file's does)
+              "stops_where_run_stops": sum(b["stopped"] and b["ids"] == a["ids"] for a, b in ended),
+              "run_stops": len(ended),
               "answers": [{"run": a["text"], "gguf": b["text"]} for a, b in pairs]}
     differs = []
     if not theirs["template"]:
@@ -127,8 +130,9 @@ def check(source: Source, gguf: Path, kind: str, modelfile: str, cache_dir: str)
                        f"tokens than the run's tokenizer ({len(bad['prompt_ids'])} tokens, e.g. the first prompt that "
                        "differs)")
     if record["stops_where_run_stops"] < record["run_stops"]:
-        differs.append(f"the run ends {record['run_stops']} answers at its end-of-turn token, the GGUF only "
-                       f"{record['stops_where_run_stops']} (a runaway answer in Ollama)")
+        differs.append(f"the GGUF says what the run says in {record['run_stops']} answers the run ends at its "
+                       f"end-of-turn token, but ends only {record['stops_where_run_stops']} of them there (a runaway "
+                       "answer in Ollama)")
     leaked = [t for b in theirs["answers"] for t in specials if t in b["text"]]
     if leaked:
         differs.append(f"template text in the GGUF's answers: {sorted(set(leaked))}")
