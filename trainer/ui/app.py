@@ -109,15 +109,18 @@ def build(targets: list[str], runs_root: Path, cache_dir: str) -> Any:
         kept = [name for name in picked or [] if name in names] or [n for n in [current] if n in names] or names[:1]
         return rows, gr.update(choices=names, value=kept), gr.update(choices=choices()), to_export(exporting, current)
 
+    def has_adapter(name: str | None) -> bool:
+        return bool(name) and (runs_root / name / "adapter").is_dir()
+
     def to_export(exporting: str | None, current: str | None) -> Any:
         """The Export tab's picker: the current run once it has an adapter (a run picked there is the current run)."""
-        return exportable(current if current and (runs_root / current / "adapter").is_dir() else exporting)
+        return exportable(current if has_adapter(current) else exporting)
 
     def follow(current: str | None, chatting: str | None, picked: list[str] | None, left: str | None,
                right: str | None) -> tuple[Any, ...]:
         """Every tab on the page's current run: the Chat and Compare pickers and the Export tab's when it has an
         adapter, the Runs chart's picks (added to them)."""
-        ready = bool(current) and (runs_root / current / "adapter").is_dir()
+        ready = has_adapter(current)
         if not current:
             return gr.update(), gr.update(), gr.update(), gr.update(), gr.update()
         names = choices()
