@@ -60,13 +60,13 @@ def prompts_of(source: Source) -> tuple[list[list[dict[str, str]]], str]:
     return found or fixed, "held-out rows" if len(split.eval) else "the run's first rows (it held none out)"
 
 
-def reference(source: Source, cache_dir: str, prompts: list[list[dict[str, str]]]) -> tuple[list[dict[str, Any]], str]:
+def reference(source: Source, cache_dir: str, prompts: list[list[dict[str, str]]],
+              tokenizer: Any) -> tuple[list[dict[str, Any]], str]:
     """The run's greedy answers: base + adapter in float32 on the CPU; where the base is stored quantized, the merged
     16-bit model, which the merge checked against base + adapter."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
-    tokenizer = AutoTokenizer.from_pretrained(source.adapter)
     base_dir = weights.folder_of(weights.describe(str(source.run.path))[0], cache_dir)
     model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
     what = "base + adapter"
@@ -98,13 +98,13 @@ def check(source: Source, gguf: Path, kind: str, modelfile: str, cache_dir: str)
     """The GGUF at `gguf` against the trained run; the record, or CheckFailed naming what differs."""
     from transformers import AutoTokenizer
 
+    tokenizer = AutoTokenizer.from_pretrained(source.adapter)  # the run's, with its chat template
     prompts, came_from = prompts_of(source)
-    ours, what = reference(source, cache_dir, prompts)
+    ours, what = reference(source, cache_dir, prompts, tokenizer)
     with tempfile.TemporaryDirectory() as tmp:
         asked = Path(tmp) / "prompts.json"
         asked.write_text(json.dumps({"prompts": prompts, "max_new_tokens": MAX_NEW_TOKENS}), encoding="utf-8")
         theirs = llama_child.run("answers", str(gguf), str(asked))
-    tokenizer = AutoTokenizer.from_pretrained(source.adapter)
     eot = tokenizer.convert_ids_to_tokens(stop_token_ids(tokenizer)[0])
     specials = [t for t in tokenizer.all_special_tokens if len(t) > 1]
     pairs = list(zip(ours, theirs["answers"], strict=True))
