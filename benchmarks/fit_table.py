@@ -37,20 +37,27 @@ MODELS = ("unsloth/Llama-3.2-1B-Instruct-bnb-4bit", "unsloth/Llama-3.2-3B-Instru
           "unsloth/gemma-3-4b-it-bnb-4bit", "unsloth/mistral-7b-instruct-v0.3-bnb-4bit",
           "unsloth/Phi-4-mini-instruct-bnb-4bit")
 # The random-init shape folders of benchmarks/gpu_models.py that a fitted GPU run trained, by model id.
-MEASURED_AS = {"llama-3.1-8B-random": MODELS[2], "llama-3.2-3B-random": MODELS[1], "qwen3-4B-random": MODELS[3],
-               "phi-4-mini-random": MODELS[7], "gemma-3-4B-random": MODELS[5]}
+# Mistral's shape there has Llama's 128,256-token vocabulary (the tokenizer the host has), not Mistral's 32,768: its
+# peaks are not Mistral 7B's, and are left out.
+MEASURED_AS = {"llama-3.2-1B-random": MODELS[0], "llama-3.2-3B-random": MODELS[1], "llama-3.1-8B-random": MODELS[2],
+               "qwen3-4B-random": MODELS[3], "qwen3-8B-random": MODELS[4], "gemma-3-4B-random": MODELS[5],
+               "phi-4-mini-random": MODELS[7]}
 
 
-def measured() -> dict[tuple[str, str], tuple[float, tuple]]:
-    """(profile, model id) -> peak reserved GB of the fitted runs on the GPU, and their settings (`trained`)."""
+def measured() -> dict[tuple[str, str, tuple], dict[str, float]]:
+    """(model id, dtype, settings as `trained` gives them) -> {the profile a fitted run on the GPU ran for: its peak
+    reserved GB}. A peak holds for every card whose fit chose the same settings in the same dtype: the runs
+    were capped at the card's budget, not confined to its SMs, so the card's speed does not enter."""
     found = {}
     for path in sorted((ROOT / "benchmarks" / "results" / "memory").glob("*fitted*.jsonl")):
         for line in path.read_text().splitlines():
             record = json.loads(line)
             profile = record["point"].rsplit("-fitted-", 1)[-1]
             model = MEASURED_AS.get(record["model"]["folder"])
-            if model and record.get("exit_code") == 0 and record.get("peak_reserved_gb"):
-                found[(profile, model)] = (record["peak_reserved_gb"], trained(record["resolved"]))
+            if model and record.get("exit_code") == 0 and record.get("peak_reserved_gb") and \
+                    record.get("engine", "unsloth") == "unsloth":
+                key = (model, record["resolved"]["dtype"], trained(record["resolved"]))
+                found.setdefault(key, {})[profile] = record["peak_reserved_gb"]
     return found
 
 
@@ -79,7 +86,7 @@ def emulated() -> dict[tuple[str, str], tuple[float, float | None, tuple]]:
     return found
 
 
-def row(card: str, model: str, peaks: dict[tuple[str, str], tuple[float, tuple]],
+def row(card: str, model: str, peaks: dict[tuple[str, str, tuple], dict[str, float]],
         speeds: dict[tuple[str, str], tuple[float, float | None, tuple]]) -> str:
     """One card and model; a measurement only where it holds for the settings fitted now."""
     short = model.split("/")[-1].removesuffix("-bnb-4bit")
@@ -101,14 +108,18 @@ def row(card: str, model: str, peaks: dict[tuple[str, str], tuple[float, tuple]]
     hours = FINETOME_ROWS * TOKENS_PER_ROW / speed / 3600
     now = trained({"micro_batch_size": t.micro_batch_size, "max_seq_length": config.model.max_seq_length,
                    "gradient_checkpointing": t.gradient_checkpointing})
-    seen = peaks[(card, model)][0] if peaks.get((card, model), (0, ()))[1] == now else None
+    runs = peaks.get((model, config.model.dtype, now), {})
+    measured_for = card if card in runs else next(iter(runs), card)  # the card's own run, else another's
+    seen = f"{runs[measured_for]:.2f}" if runs else ""
+    if runs and measured_for != card:
+        seen += f" (as {measured_for})"
     ran = ""
     if speeds.get((card, model), (0, 0, ()))[2] == now:
         fitted, notebook, _ = speeds[(card, model)]
         ran = (f"{fitted:,.0f} tok/s ({speed:,.0f} told, {speed / fitted - 1:+.0%}); notebook "
                + (f"{notebook:,.0f} ({fitted / notebook:.2f}x)" if notebook else "not measured"))
     return (f"| {card} | {short} | {settings} | {peak:.1f} of {budget(config).gb:g} | "
-            f"{f'{seen:.2f}' if seen else ''} | {hours:.1f} h | {ran} |")
+            f"{seen} | {hours:.1f} h | {ran} |")
 
 
 def table() -> str:
