@@ -103,3 +103,9 @@ def gemma3_dir() -> Path:
 def qwen3_tokenizer_dir() -> Path:
     """The real Qwen3 tokenizer (Qwen's BPE, special tokens and chat template with thinking blocks)."""
     return models.qwen3_tokenizer(CACHE_DIR)
+
+
+@pytest.fixture(scope="session")
+def mistral_tokenizer_dir() -> Path:
+    """Mistral 7B v0.3's real tokenizer (SentencePiece, [INST] control tokens) with its chat template less tools."""
+    return models.mistral_tokenizer(CACHE_DIR)

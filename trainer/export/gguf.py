@@ -47,6 +47,14 @@ OLLAMA_TEMPLATES = {
         '{{ else if eq .Role "assistant" }}<start_of_turn>model\n{{ .Content }}<end_of_turn>\n'
         '{{ end }}{{ end }}<start_of_turn>model\n',
         ["<end_of_turn>", "<start_of_turn>"]),
+    # Mistral 7B v0.3's template without tools: no system turn, the system prompt opens the last user turn when that
+    # is the last message; an answer is " " + content + </s>. The <s> llama.cpp adds itself.
+    "mistral": (
+        '{{- range $i, $m := .Messages }}{{- if eq .Role "user" }}'
+        '{{- if and $.System (eq (len (slice $.Messages $i)) 1) }}[INST] {{ $.System }}\n\n{{ .Content }}[/INST]'
+        '{{- else }}[INST] {{ .Content }}[/INST]{{- end }}'
+        '{{- else if eq .Role "assistant" }} {{ .Content }}</s>{{- end }}{{- end }}',
+        ["</s>", "[INST]"]),
 }
 
 
@@ -254,8 +262,8 @@ def generate(path: Path) -> str:
 
 
 def chat_format(merged: Path) -> str | None:
-    """Which Ollama template renders this model's chat template: llama3, chatml, gemma, or None (unknown: Mistral's
-    and Phi's, whose Jinja template the GGUF carries for Ollama to read)."""
+    """Which Ollama template renders this model's chat template: llama3, chatml, gemma, mistral, or None (unknown:
+    Phi's, whose Jinja template the GGUF carries for Ollama to read)."""
     files = [merged / "chat_template.jinja", merged / "tokenizer_config.json"]
     text = "".join(f.read_text(encoding="utf-8") for f in files if f.is_file())
     if "<|start_header_id|>" in text:
@@ -264,6 +272,8 @@ def chat_format(merged: Path) -> str | None:
         return "chatml"
     if "<start_of_turn>" in text:
         return "gemma"
+    if "[INST]" in text:
+        return "mistral"
     return None
 
 
