@@ -158,6 +158,8 @@ def build_unpaired(config: Config, data: Unpaired, tokenizer: PreTrainedTokenize
         if line:
             console.print(f"[yellow]{line.replace(' rows', ' answers')}[/]")
     prepared = Prepared(*unpaired.build(config, data, tokenizer, parts.train, parts.eval))
+    within = f"labelled answers to train on (within max_seq_length={config.model.max_seq_length})"
+    prepared.problem = too_few_rows(config, prepared.stats["train_rows"], within) or prepared.problem
     if prepared.problem is not None and check:
         raise prepared.problem
     return prepared

@@ -182,7 +182,6 @@ def build(config: Config, data: Unpaired, tokenizer: PreTrainedTokenizerBase, tr
     import datasets
 
     from trainer.data.render import check_tokenizer
-    from trainer.data.stage import too_few_rows
 
     check_tokenizer(tokenizer, needs_template=True)
     rows: dict[str, list[Any]] = {"prompt": [], "completion": [], "label": list(data.labels)}
@@ -223,9 +222,8 @@ def build(config: Config, data: Unpaired, tokenizer: PreTrainedTokenizerBase, tr
         part = tokens[train_at]
         stats.update({f"{side}_tokens_min": int(part.min()), f"{side}_tokens_median": float(np.median(part)),
                       f"{side}_tokens_max": int(part.max())})
-    problem = too_few_rows(config, len(trained), "labelled answers to train on (within max_seq_length="
-                           f"{max_length})")
-    if problem is None and 0 in (stats["desirable"], stats["undesirable"]):
+    problem = None
+    if trained and 0 in (stats["desirable"], stats["undesirable"]):
         kind = "true" if stats["desirable"] else "false"
         problem = UserError(f"the {len(trained)} answers that train are all marked {kind} (of {len(data)} in "
                             f"{config.data.dataset}, {data.desirable} true): KTO needs both kinds in what it trains",

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from trl import KTOTrainer
 
-from trainer.train.methods.kto import MIN_MICRO_BATCH
 from trainer.train.preference_trainer import OutOfMemoryStops
 
 
@@ -18,4 +17,8 @@ class KTORunTrainer(OutOfMemoryStops, KTOTrainer):
 
     samples = "labelled answer(s)"
     each = ""
-    fewest_per_pass = MIN_MICRO_BATCH
+
+    @property
+    def fewest_per_pass(self) -> int:
+        """TRL refuses one answer a pass where its loss has the KL term (methods/kto.py refuses it first)."""
+        return 2 if self.calculate_KL else 1
