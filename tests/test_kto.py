@@ -74,7 +74,7 @@ def test_data_shows_the_answers_their_labels_and_what_is_too_few(shared_tiny_lla
     assert "Fields read: messages, label; not used: none" in out
     assert "train answer 1, marked" in out
     assert "train answers 3 (2 true, 1 false), eval answers 0" in out
-    assert "Cannot train on these answers:" in out and "has 3 labelled answers to train on" in out
+    assert "Too few answers to train on:" in out and "has 3 labelled answers to train on" in out
 
 
 def test_one_label_and_one_answer_a_pass_are_exit_2_before_anything_is_written(tmp_path):

@@ -125,7 +125,7 @@ def show_unpaired(config: Config, n: int, data: Unpaired, tokenizer: Any, prepar
     console.print(f"Over max_seq_length ({max_length}): {s['rows_over_max_length']} answers truncated (prompt + "
                   f"answer cut to {max_length} tokens keeping its start: the end of the answer is not trained), "
                   f"{s['rows_dropped']} dropped (the prompt alone fills {max_length} tokens)")
-    show_problem(prepared.problem, "answers", "Cannot train on these {what}")
+    show_problem(prepared.problem, "answers")
 
 
 def show_fields(read: list[str], unused: list[str]) -> None:
@@ -140,9 +140,9 @@ def show_date(config: Config, tokenizer: object) -> None:
                       "(fixed, so every start and resume tokenizes alike; --set date_string=... to change it)")
 
 
-def show_problem(problem: UserError | None, what: str, why: str = "Too few {what} to train on") -> None:
+def show_problem(problem: UserError | None, what: str) -> None:
     if problem is not None:
-        console.print(f"[bold red]{why.format(what=what)}:[/] {escape(problem.message)}\n"
+        console.print(f"[bold red]Too few {what} to train on:[/] {escape(problem.message)}\n"
                       f"[yellow]fix:[/] {escape(problem.hint)}")
 
 

@@ -157,9 +157,14 @@ def build_unpaired(config: Config, data: Unpaired, tokenizer: PreTrainedTokenize
     for line in (parts.note, parts.capped):
         if line:
             console.print(f"[yellow]{line.replace(' rows', ' answers')}[/]")
-    prepared = Prepared(*unpaired.build(config, data, tokenizer, parts.train, parts.eval))
+    train, eval_ds, stats = unpaired.build(config, data, tokenizer, parts.train, parts.eval)
     within = f"labelled answers to train on (within max_seq_length={config.model.max_seq_length})"
-    prepared.problem = too_few_rows(config, prepared.stats["train_rows"], within) or prepared.problem
+    prepared = Prepared(train, eval_ds, stats, too_few_rows(config, stats["train_rows"], within))
+    if stats["train_rows"] and 0 in (stats["desirable"], stats["undesirable"]):
+        kind = "true" if stats["desirable"] else "false"
+        console.print(f"[yellow]The {stats['train_rows']} answers that train are all marked {kind} ({data.desirable} "
+                      f"of the {len(data)} in {config.data.dataset} are true): this run learns nothing from the other "
+                      "kind (--set max_steps=0 trains every row)[/]")
     if prepared.problem is not None and check:
         raise prepared.problem
     return prepared

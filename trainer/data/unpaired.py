@@ -173,12 +173,11 @@ def load(dataset: str, split: str, skip_invalid: bool) -> Unpaired:
 
 
 def build(config: Config, data: Unpaired, tokenizer: PreTrainedTokenizerBase, train_at: list[int],
-          eval_at: list[int]) -> tuple[datasets.Dataset | None, datasets.Dataset | None, dict[str, Any],
-                                       UserError | None]:
+          eval_at: list[int]) -> tuple[datasets.Dataset | None, datasets.Dataset | None, dict[str, Any]]:
     """The answers at `train_at` and `eval_at` as TRL's standard unpaired rows (prompt and completion text as the
-    chat template renders them, preferences.as_text; label), their token lengths, and why they can't train, if so.
-    An answer whose prompt alone fills max_seq_length is dropped, as TRL's KTO drops it; a longer one is cut to
-    max_seq_length keeping its start, by TRL's collator."""
+    chat template renders them, preferences.as_text; label) and their token lengths. An answer whose prompt alone
+    fills max_seq_length is dropped, as TRL's KTO drops it; a longer one is cut to max_seq_length keeping its start,
+    by TRL's collator."""
     import datasets
 
     from trainer.data.render import check_tokenizer
@@ -222,10 +221,4 @@ def build(config: Config, data: Unpaired, tokenizer: PreTrainedTokenizerBase, tr
         part = tokens[train_at]
         stats.update({f"{side}_tokens_min": int(part.min()), f"{side}_tokens_median": float(np.median(part)),
                       f"{side}_tokens_max": int(part.max())})
-    problem = None
-    if trained and 0 in (stats["desirable"], stats["undesirable"]):
-        kind = "true" if stats["desirable"] else "false"
-        problem = UserError(f"the {len(trained)} answers that train are all marked {kind} (of {len(data)} in "
-                            f"{config.data.dataset}, {data.desirable} true): KTO needs both kinds in what it trains",
-                            "Train more steps (--set max_steps=0 trains every row), or add rows of the other label.")
-    return train, eval_ds, stats, problem
+    return train, eval_ds, stats

@@ -61,7 +61,7 @@ class KTO:
             "dropped (the prompt alone fills it)"
         )
         if stats["eval_rows"] and config.train.eval_every_steps:
-            console.print(f"Eval loss and rewards on {stats['eval_rows']} held-out answers {eval_cadence(config)[0]}")
+            console.print(f"Eval loss on {stats['eval_rows']} held-out answers {eval_cadence(config)[0]}")
 
     def trainer_args(self, config: Config, job: ranks.Job, gpu: system.Gpu | None, run: RunDir,
                      has_eval: bool) -> Any:
