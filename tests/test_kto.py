@@ -4,6 +4,7 @@ train with and files of one label are exit 2 before anything is written."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -100,3 +101,36 @@ def test_a_profiles_preference_settings_train_twice_the_answers_a_pass_in_half_t
     assert (dpo.train.micro_batch_size, dpo.train.grad_accum_steps) == (1, 8)
     assert (kto.train.micro_batch_size, kto.train.grad_accum_steps) == (2, 4)
     assert kto.model.max_seq_length == dpo.model.max_seq_length == 1024
+
+
+def test_train_rows_of_one_label_are_said_with_the_fix(shared_tiny_llama, tmp_path, capsys):
+    """A file of both labels whose few rows that train (max_steps) hold one: a warning, not a refusal (TRL trains such
+    batches; bench's few steps on generated pairs met it)."""
+    from trainer import weights
+    from trainer.data import stage
+
+    path = tmp_path / "kto.jsonl"
+
+    def write(labels: list[bool]) -> None:
+        path.write_text("".join(json.dumps({"prompt": f"{i} + {i}?", "completion": str(2 * i), "label": label}) + "\n"
+                                for i, label in enumerate(labels)))
+
+    def built(steps: int) -> tuple[dict, str]:
+        config, _ = resolve("cpu", ["method=kto", "micro_batch_size=2", "grad_accum_steps=1", f"max_steps={steps}",
+                                    f"model.name={shared_tiny_llama}", f"dataset={path}"])
+        data = methods.of(config).load(config)
+        tokenizer = weights.load_tokenizer(config.model.name, config.run.cache_dir)
+        capsys.readouterr()
+        return stage.build_unpaired(config, data, tokenizer).stats, " ".join(capsys.readouterr().out.split())
+
+    write([i % 2 == 0 for i in range(8)])
+    config, _ = resolve("cpu", ["method=kto", "micro_batch_size=2", "grad_accum_steps=1", "max_steps=1",
+                                f"dataset={path}"])
+    first = stage.split(methods.of(config).load(config), config).train  # the 2 rows one step trains (seeded)
+    write([i in first for i in range(8)])  # those two true, the other six false: the same order
+    stats, out = built(1)
+    assert (stats["desirable"], stats["undesirable"]) == (2, 0)
+    assert (f"The 2 answers that train are all marked true (2 of the 8 in {path} are true): this run learns nothing "
+            "from the other kind (--set max_steps=0 trains every row)") in out
+    stats, out = built(0)
+    assert (stats["desirable"], stats["undesirable"]) == (2, 6) and "all marked" not in out
