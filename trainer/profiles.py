@@ -28,10 +28,6 @@ def profiles_dir() -> Path:
 PROFILES_DIR = profiles_dir()
 VRAM_SLACK = 0.9  # cards report a little less than their label (an "8 GB" RTX 3070 shows 7.8 GiB)
 PREFERENCE = "preference"  # a profile's table of settings for train.method dpo, orpo and kto
-# KTO trains answers, not pairs, and its KL term needs two a pass (train/methods/kto.py). Two answers a pass train two
-# sequences with a gradient, as one pair does (each answer's KL sequence is scored without one; not measured on a card
-# yet): the table's pairs a pass become twice as many answers, in half the accumulation.
-ANSWERS_PER_PAIR = {"kto": 2}
 KEEP_WHOLE = ("name", "model")  # `trainer profiles`: never wrapped
 COPIED = ("model.name", "model.from_run", "data.dataset", "run.run_dir", "run.runs_root", "run.cache_dir")  # whole
 DROP_ORDER = ("card", "seq len", "batch x accum", "dtype")  # dropped in this order when the terminal is too narrow
@@ -102,8 +98,10 @@ def fit_settings(config: Config, own: dict[str, Any], choice: Choice, given: set
 
 
 def in_answers(preference: dict[str, Any], own: dict[str, Any], method: str) -> dict[str, Any]:
-    """A [preference] table's settings (over the profile's `own`) for `method`: its pairs a pass as answers where the
-    method trains answers."""
+    """A [preference] table's settings (over the profile's `own`) for `method`: where the method trains answers (KTO),
+    its pairs a pass as twice as many answers, in half the accumulation (fit.choose.ANSWERS_PER_PAIR says why)."""
+    from trainer.fit.choose import ANSWERS_PER_PAIR
+
     scale = ANSWERS_PER_PAIR.get(method, 1)
     if scale == 1 or "train.micro_batch_size" not in preference:
         return preference
