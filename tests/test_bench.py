@@ -189,9 +189,11 @@ def test_mfu_counts_the_model_flops_of_the_real_tokens_against_the_slice():
 
 
 def test_preference_records_count_the_reference_forward_and_state_no_finetome_epoch():
-    sft, dpo, orpo = (emulated_record(3000.0, method=m) for m in ("sft", "dpo", "orpo"))
+    sft, dpo, orpo, kto = (emulated_record(3000.0, method=m) for m in ("sft", "dpo", "orpo", "kto"))
     assert cards.mfu(dpo) == pytest.approx(1.5 * cards.mfu(sft))  # policy forward + backward, and the reference's
     assert cards.mfu(orpo) == pytest.approx(cards.mfu(sft))  # ORPO has no reference model
+    # KTO: the answer's forward + backward, the reference's forward of it, and the KL sequence's two forwards
+    assert cards.mfu(kto) == pytest.approx(2.5 * cards.mfu(sft))
     estimate = cards.card_estimate(dpo)
     assert estimate["tokens_per_s"] == cards.card_estimate(sft)["tokens_per_s"] and estimate["finetome_epoch_h"] is None
     notebook = emulated_record(1500.0, method="dpo", config="notebook")

@@ -265,7 +265,7 @@ def test_set_help_and_train_help_list_every_setting_from_the_schema():
     train_help = run_cli("train", "--help").stdout
     for key in SETTINGS:
         assert key in listing.stdout and key in train_help
-    assert "sft|dpo|orpo, default sft" in listing.stdout and "int >= 1, default 2" in listing.stdout
+    assert "sft|dpo|orpo|kto, default sft" in listing.stdout and "int >= 1, default 2" in listing.stdout
     assert SETTINGS["train.learning_rate"].help in " ".join(listing.stdout.split())
 
 

@@ -124,7 +124,8 @@ def test_choices_and_bounds_come_from_the_schema():
     actions = {a.dest: a for p in cli.parser()._subparsers._group_actions[0].choices.values() for a in p._actions}
     assert tuple(actions["format"].choices) == settings.choices("data.format") == ("auto", "sharegpt", "openai",
                                                                                     "alpaca", "text")
-    assert tuple(actions["method"].choices) == settings.choices("train.method") == ("sft", "dpo", "orpo")
+    assert tuple(actions["method"].choices) == settings.choices("train.method") == ("sft", "dpo", "orpo",
+                                                                                        "kto")
     assert all(s.help for s in SETTINGS.values())
     for key, s in SETTINGS.items():
         if s.choices and s.kind is str:

@@ -43,7 +43,8 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument("--dataset", help="Hub id, local .jsonl/.json/.csv/.parquet file, or 'sample'")
         p.add_argument("--format", choices=settings.choices("data.format"), help=settings.help_of("data.format"))
         p.add_argument("--method", choices=settings.choices("train.method"),
-                       help="sft (default): conversations; dpo or orpo: preference pairs (prompt, chosen, rejected)")
+                       help="sft (default): conversations; dpo or orpo: preference pairs (prompt, chosen, rejected); "
+                       "kto: answers labelled true or false")
         add_set(p, "override any setting, e.g. --set learning_rate=1e-4 (repeatable)")
 
     train = sub.add_parser("train", help="fine-tune (the default command)", epilog=settings.listing(),
@@ -115,9 +116,9 @@ def parser() -> argparse.ArgumentParser:
                        help="also measure the profile with these settings (repeatable)")
     bench.add_argument("--steps", type=int, default=30, help="optimizer steps per configuration (default 30)")
     bench.add_argument("--data", help="finetome-like (generated; the default), pairs-like (generated pairs; the "
-                       "default for --method dpo and orpo), sample or a file")
+                       "default for --method dpo, orpo and kto, which unpairs them), sample or a file")
     bench.add_argument("--method", choices=settings.choices("train.method"), default="sft",
-                       help="what every configuration trains: sft (default), dpo or orpo (against the recipe of "
+                       help="what every configuration trains: sft (default), dpo, orpo or kto (against the recipe of "
                        "Unsloth's DPO and ORPO notebooks)")
     add_set(bench, "applied to every configuration, e.g. --set vram_cap_gb=8")
     bench.add_argument("--emulate", metavar="CARD", choices=("rtx2060s", "rtx3070", "quadro-rtx5000"),

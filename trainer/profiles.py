@@ -27,7 +27,7 @@ def profiles_dir() -> Path:
 
 PROFILES_DIR = profiles_dir()
 VRAM_SLACK = 0.9  # cards report a little less than their label (an "8 GB" RTX 3070 shows 7.8 GiB)
-PREFERENCE = "preference"  # a profile's table of settings for train.method dpo and orpo
+PREFERENCE = "preference"  # a profile's table of settings for train.method dpo, orpo and kto
 KEEP_WHOLE = ("name", "model")  # `trainer profiles`: never wrapped
 COPIED = ("model.name", "model.from_run", "data.dataset", "run.run_dir", "run.runs_root", "run.cache_dir")  # whole
 DROP_ORDER = ("card", "seq len", "batch x accum", "dtype")  # dropped in this order when the terminal is too narrow
@@ -56,7 +56,7 @@ def resolve(
     layers = [(str(choice.path), own), ("auto-detection", choice.overrides)]
     config = build([*layers, *user], choice.name)
     if config.train.method != "sft" and preference:  # the profile's [preference] settings, under what was given
-        layers.insert(1, (f"{choice.path} [{PREFERENCE}]", preference))
+        layers.insert(1, (f"{choice.path} [{PREFERENCE}]", in_answers(preference, own, config.train.method)))
         config = build([*layers, *user], choice.name)
     if not config.hardware.vram_gb or not fit:
         return config, choice.reason
@@ -95,6 +95,19 @@ def fit_settings(config: Config, own: dict[str, Any], choice: Choice, given: set
     changed = {key: value for key, value in fit.settings.items() if current.get(key) != value}
     warning = choose.check(shape, room.gb, fit.settings, given) if given & set(choose.KEYS) else None
     return changed, f"budget {room.why}; {fit.why}" + (f" [yellow]({warning})[/]" if warning else "")
+
+
+def in_answers(preference: dict[str, Any], own: dict[str, Any], method: str) -> dict[str, Any]:
+    """A [preference] table's settings (over the profile's `own`) for `method`: where the method trains answers (KTO),
+    its pairs a pass as twice as many answers, in half the accumulation (fit.choose.ANSWERS_PER_PAIR says why)."""
+    from trainer.fit.choose import ANSWERS_PER_PAIR
+
+    scale = ANSWERS_PER_PAIR.get(method, 1)
+    if scale == 1 or "train.micro_batch_size" not in preference:
+        return preference
+    accum = preference.get("train.grad_accum_steps", own.get("train.grad_accum_steps", 1))
+    return {**preference, "train.micro_batch_size": preference["train.micro_batch_size"] * scale,
+            "train.grad_accum_steps": max(1, accum // scale)}
 
 
 def names() -> list[str]:

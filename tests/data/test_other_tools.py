@@ -68,11 +68,12 @@ def test_alpaca_history_and_sharegpt_system_are_read_not_dropped():
 
 
 def test_kto_labels_are_refused_naming_the_field_and_the_method():
+    """A label on a later row than the first (the first row's refuses the file: tests/data/test_unpaired.py)."""
+    row = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]}
     with pytest.raises(UserError) as e:
-        formats.convert(read("llamafactory_kto_en_demo.json"))
-    assert e.value.message.startswith(f"row 1 of {FILES / 'llamafactory_kto_en_demo.json'}: the field 'label' marks "
-                                      "each answer good or bad")
-    assert "--method kto" in e.value.hint and "not supported yet" in e.value.hint
+        formats.convert(Table("f", [row, {**row, "label": False}]), skip_invalid=True)
+    assert e.value.message.startswith("row 2 of f: the field 'label' marks each answer good or bad")
+    assert e.value.hint.startswith("Add --method kto to train on the answers marked good and bad")
 
 
 def trained_spans(tokenizer, ids: list[int], mask: list[int]) -> list[str]:
@@ -273,7 +274,9 @@ def test_sft_data_given_as_pairs_says_to_leave_out_the_method():
     (["--dataset", str(FILES / "llamafactory_mllm_demo.json")],
      [f"row 1 of {FILES / 'llamafactory_mllm_demo.json'}: the field 'images' holds media: this is vision data; this "
       "tool trains text models"]),
-    (["--dataset", str(FILES / "llamafactory_kto_en_demo.json")], ["the field 'label'", "--method kto"]),
+    (["--dataset", str(FILES / "llamafactory_kto_en_demo.json")], ["is KTO data (its first row's 'label'",
+                                                                    "Add --method kto"]),
+    (["--dataset", str(FILES / "trl_unpaired_standard.jsonl")], ["is KTO data", "Add --method kto"]),
     (["--method", "dpo", "--dataset", str(FILES / "openai_vision.jsonl")], ["is not preference data"]),
 ])
 def test_the_cli_refuses_by_name_before_any_model_is_read(args, fragments):
@@ -341,7 +344,7 @@ def test_a_mapping_that_names_no_field_or_hides_one_is_refused():
 def test_kto_data_given_as_pairs_names_kto():
     with pytest.raises(UserError, match="holds unpaired answers marked good or bad by 'label'") as e:
         preferences.convert(read("llamafactory_kto_en_demo.json"))
-    assert e.value.hint == "--method kto (TRL's KTOTrainer) is not supported yet."
+    assert e.value.hint == "Train them with --method kto (TRL's KTOTrainer)."
 
 
 def test_an_empty_tools_field_is_no_tool_use():

@@ -101,13 +101,17 @@ def test_the_transformers_engine_is_fitted_with_its_own_checkpointing_and_memory
     assert "fitted: 1 row(s) of 2048 tokens a pass, gradient checkpointing (on): about 6.0 of 7.0 GB" in said
 
 
-def test_preference_pairs_are_fitted_with_their_logits(config_folders):
+@pytest.mark.parametrize(("method", "fitted"), [
+    ("dpo", "1 pair(s) of 768 tokens a side a pass"),
+    ("kto", "2 answer(s) of 768 tokens a pass"),  # KTO's KL term needs two; they are predicted as one pair
+])
+def test_preference_pairs_are_fitted_with_their_logits(config_folders, method, fitted):
     """DPO on an 8 GB card: the profile's 1,024 tokens a side do not fit a Qwen3 4B pair; 768 do."""
-    result = run_cli("--profile", "rtx3070", "--model", str(config_folders["qwen3-4B"]), "--method", "dpo",
+    result = run_cli("--profile", "rtx3070", "--model", str(config_folders["qwen3-4B"]), "--method", method,
                      "--dataset", "sample", "--dry-run")
     said = " ".join(result.stdout.split())
     assert result.returncode == 0, said
-    assert "fitted: 1 pair(s) of 768 tokens a side a pass, gradient checkpointing (unsloth)" in said
+    assert f"fitted: {fitted}, gradient checkpointing (unsloth)" in said
 
 
 def test_a_family_we_do_not_train_is_refused_before_the_start(tmp_path):

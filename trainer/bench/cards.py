@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from trainer.data.synthetic import TOKENS_PER_ROW
-from trainer.runs.speed import LLAMA_32_SHAPES, epoch_hours, flops_per_token
+from trainer.runs.speed import LLAMA_32_SHAPES, SCORING_PASSES, epoch_hours, flops_per_token
 
 
 @dataclass(frozen=True)
@@ -65,8 +65,6 @@ COMPUTE_SHARE = 0.85
 # Model FLOPs count the work a step needs, not what it does: a forward and a backward to the activations (LoRA
 # leaves the 4-bit weights without gradients). Recomputing the forward (gradient checkpointing) is not counted.
 MODEL_PASSES = 2
-# DPO scores each pair with the reference model too (the adapter disabled): one more forward, without a backward.
-REFERENCE_PASSES = {"dpo": 1}
 SHARE, REST = f"{COMPUTE_SHARE:.0%}", f"{1 - COMPUTE_SHARE:.0%}"
 ESTIMATE = (
     f"Card estimate: the card's GPU work takes the slice's x ({SHARE} x slice/card matmul TFLOPS + {REST} x "
@@ -94,7 +92,7 @@ def mfu(record: dict[str, Any]) -> float | None:
     numbers, shape, emulation = record.get("numbers", {}), record.get("shape"), record.get("emulation")
     if not (shape and emulation and numbers.get("tokens_per_s")):
         return None
-    passes = MODEL_PASSES + REFERENCE_PASSES.get(record.get("method", "sft"), 0)
+    passes = MODEL_PASSES + SCORING_PASSES.get(record.get("method", "sft"), 0)
     per_token = flops_per_token(shape, numbers.get("tokens_per_row", TOKENS_PER_ROW), passes)
     return numbers["tokens_per_s"] * per_token / (emulation["slice_matmul_tflops"] * 1e12)
 

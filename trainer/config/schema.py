@@ -14,7 +14,7 @@ LLAMA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
 DATE_STRING = "26 Jul 2024"  # Meta's Llama 3 template's own date when it has no clock
 
 Engine = Literal["auto", "unsloth", "transformers"]
-Method = Literal["sft", "dpo", "orpo"]
+Method = Literal["sft", "dpo", "orpo", "kto"]
 Dtype = Literal["auto", "bfloat16", "float16", "float32"]
 Bias = Literal["none", "all", "lora_only"]
 Scheduler = Literal["linear", "cosine", "constant", "constant_with_warmup"]
@@ -87,9 +87,12 @@ class LoraConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     method: Method = setting("sft", "sft: conversations; dpo, orpo: preference pairs (prompt, chosen, rejected), "
-                             "TRL's DPOTrainer and ORPOTrainer")
-    beta: float = setting(0.1, "dpo: how far from the reference model; orpo: the odds ratio's weight (TRL's beta)",
-                          above=0)
+                             "TRL's DPOTrainer and ORPOTrainer; kto: answers labelled good or bad, TRL's KTOTrainer")
+    beta: float = setting(0.1, "dpo, kto: how far from the reference model; orpo: the odds ratio's weight (TRL's "
+                          "beta)", above=0)
+    desirable_weight: float = setting(1.0, "kto: the loss weight of answers labelled true (raise it when they are "
+                                      "fewer than the false ones)", above=0)
+    undesirable_weight: float = setting(1.0, "kto: the loss weight of answers labelled false", above=0)
     micro_batch_size: int = setting(2, "rows per forward pass", at_least=1)
     grad_accum_steps: int = setting(4, "micro-batches per optimizer step", at_least=1)
     learning_rate: float = setting(2e-4, "peak learning rate", above=0, below=1,

@@ -6,8 +6,9 @@ assistant message `{"role": "assistant", "content": "", "tool_calls": [{"type": 
 `{"type": "function", "function": {...}}` (Examples.tools). An assistant message with OpenAI's `weight: 0` carries
 `"train": False` (render.py leaves it out of the mask).
 
-A field that would change what a row means and that this tool cannot train (images, a KTO label, a weight other than
-0 or 1) is refused with its name, never dropped: training without it would teach something else.
+A field that would change what a row means and that this tool cannot train (images; a KTO label, but with --method
+kto; a weight other than 0 or 1) is refused with its name, never dropped: training without it would teach something
+else.
 """
 
 from __future__ import annotations
@@ -112,21 +113,30 @@ def filled(value: Any) -> bool:
     return bool(value)
 
 
-def check_row_fields(row: dict[str, Any], reads_tools: bool = False) -> None:
+def check_row_fields(row: dict[str, Any], reads_tools: bool = False, reads_labels: bool = False) -> None:
     """Refuse the row-level fields that change what a row means and that the format reading `row` does not train:
-    tools, unless it `reads_tools`."""
+    tools, unless it `reads_tools`; KTO's labels, unless it `reads_labels` (unpaired.py)."""
     for name in MEDIA_FIELDS:
         if filled(row.get(name)):
             raise Unsupported(f"the field '{name}' holds media: {VISION}", VISION_HINT)
     for name in TOOL_FIELDS:
         if filled(row.get(name)) and not reads_tools:
             raise Unsupported(f"the field '{name}' defines tools, and {NO_TOOLS}", TOOLS_HINT)
-    for name in LABEL_FIELDS:
-        if isinstance(row.get(name), bool) or str(row.get(name)).lower() in ("true", "false"):
-            raise Unsupported(
-                f"the field '{name}' marks each answer good or bad (KTO's unpaired data): SFT would train the bad "
-                "answers as targets", "--method kto (TRL's KTOTrainer) is not supported yet; to train on the good "
-                f"answers only, keep the rows whose '{name}' is true and remove the field.")
+    name = labelled(row)
+    if name and not reads_labels:
+        raise Unsupported(f"the field '{name}' marks each answer good or bad (KTO's unpaired data): SFT would train "
+                          "the bad answers as targets", label_hint(name))
+
+
+def labelled(row: dict[str, Any]) -> str | None:
+    """The field of `row` that marks its answer good or bad (KTO's label), if it has one."""
+    return next((name for name in LABEL_FIELDS
+                 if isinstance(row.get(name), bool) or str(row.get(name)).lower() in ("true", "false")), None)
+
+
+def label_hint(name: str) -> str:
+    return (f"Add --method kto to train on the answers marked good and bad (TRL's KTOTrainer); or, for SFT on the "
+            f"good answers only, keep the rows whose '{name}' is true and remove the field.")
 
 
 def check_message_fields(message: dict[str, Any], role: str | None, what: str) -> None:
@@ -187,12 +197,16 @@ def preference_fields(row: dict[str, Any]) -> tuple[str, str] | None:
 
 
 def not_preference_data(row: dict[str, Any], source: str) -> None:
-    """SFT refuses a preference file by name, with the flag that trains it (no skip_invalid_rows: every row would
-    fail)."""
+    """SFT refuses a preference or KTO file by name, with the flag that trains it (no skip_invalid_rows: every row
+    would fail)."""
     pair = preference_fields(row)
     if pair:
         raise UserError(f"{source} is preference data (its first row has '{pair[0]}' and '{pair[1]}'), and SFT trains "
                         "on conversations", "Add --method dpo (or --method orpo) to train on the pairs.")
+    name = labelled(row)
+    if name:  # before the format is told: TRL's prompt/completion/label has no format of conversations
+        raise UserError(f"{source} is KTO data (its first row's '{name}' marks the answer good or bad), and SFT would "
+                        "train the bad answers as targets", label_hint(name))
 
 
 # A file's own names for a prompt and an answer (TRL's prompt/completion, Q&A sets), offered as data.columns.

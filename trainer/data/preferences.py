@@ -82,7 +82,7 @@ def detect(row: dict[str, Any], source: str) -> str:
         label = next((f for f in formats.LABEL_FIELDS if f in row), None)
         if label:
             raise UserError(f"{source} holds unpaired answers marked good or bad by '{label}' (KTO's data), not "
-                            "preference pairs", "--method kto (TRL's KTOTrainer) is not supported yet.")
+                            "preference pairs", "Train them with --method kto (TRL's KTOTrainer).")
         raise UserError(f"{source} is not preference data: its first row has the fields {found}",
                         "A preference row needs 'chosen' and 'rejected' (TRL's standard or conversational format, "
                         "LLaMA-Factory's with 'conversations'), 'chosen_messages' and 'rejected_messages', or "
@@ -90,11 +90,11 @@ def detect(row: dict[str, Any], source: str) -> str:
                         "rejected answer train with SFT: leave out --method.")
     if "prompt" not in row and any(f in row for f in PROMPT_FIELDS):
         return "llamafactory"
-    chosen = _parsed(row["chosen"])
+    chosen = parsed(row["chosen"])
     return "conversational" if isinstance(chosen, list) or isinstance(row.get("prompt"), list) else "standard"
 
 
-def _parsed(value: Any) -> Any:
+def parsed(value: Any) -> Any:
     """CSV cells carry message lists as JSON text."""
     if isinstance(value, str) and value.lstrip().startswith("["):
         try:
@@ -104,8 +104,8 @@ def _parsed(value: Any) -> Any:
     return value
 
 
-def _messages(value: Any, what: str) -> Messages:
-    value = _parsed(value)
+def read_messages(value: Any, what: str) -> Messages:
+    value = parsed(value)
     if isinstance(value, str):
         raise InvalidRow(f"'{what}' is text that is not a JSON list of messages")
     if not isinstance(value, list) or not value:
@@ -131,13 +131,13 @@ def _text(value: Any, what: str) -> str:
     return formats.content_text(value, what)
 
 
-def _answer(value: Any, what: str) -> str:
+def read_answer(value: Any, what: str) -> str:
     """An explicit prompt's answer: text, one assistant message, or a list holding one."""
-    value = _parsed(value)
+    value = parsed(value)
     if isinstance(value, dict):
         value = [value]
     if isinstance(value, list):
-        messages = _messages(value, what)
+        messages = read_messages(value, what)
         if len(messages) != 1 or messages[0]["role"] != "assistant":
             raise InvalidRow(f"'{what}' must be one assistant answer to the prompt")
         return messages[0]["content"]
@@ -154,9 +154,9 @@ def from_standard(row: dict[str, Any]) -> tuple[Messages, str, str]:
 def from_conversational(row: dict[str, Any], names: tuple[str, str] = ("chosen", "rejected")
                         ) -> tuple[Messages, str, str]:
     if "prompt" in row and row["prompt"] is not None:
-        prompt = _messages(row["prompt"], "prompt")
-        return prompt, _answer(row["chosen"], "chosen"), _answer(row["rejected"], "rejected")
-    chosen, rejected = _messages(row["chosen"], names[0]), _messages(row["rejected"], names[1])
+        prompt = read_messages(row["prompt"], "prompt")
+        return prompt, read_answer(row["chosen"], "chosen"), read_answer(row["rejected"], "rejected")
+    chosen, rejected = read_messages(row["chosen"], names[0]), read_messages(row["rejected"], names[1])
     for what, messages in zip(names, (chosen, rejected), strict=True):
         if messages[-1]["role"] != "assistant":
             raise InvalidRow(f"'{what}' does not end with an assistant answer")
@@ -175,17 +175,18 @@ def from_llamafactory(row: dict[str, Any]) -> tuple[Messages, str, str]:
         prompt = [{"role": "user", "content": f"{text}\n\n{extra}" if isinstance(extra, str) and extra.strip()
                    else text}]
     else:
-        prompt = _messages(row[name], name)
-    return formats.with_system(prompt, row), _answer(row["chosen"], "chosen"), _answer(row["rejected"], "rejected")
+        prompt = read_messages(row[name], name)
+    return (formats.with_system(prompt, row), read_answer(row["chosen"], "chosen"),
+            read_answer(row["rejected"], "rejected"))
 
 
 def from_openai(row: dict[str, Any]) -> tuple[Messages, str, str]:
-    given = _parsed(row["input"])
+    given = parsed(row["input"])
     if not isinstance(given, dict) or "messages" not in given:
         raise InvalidRow("'input' must be an object with 'messages' (OpenAI's DPO format)")
     formats.check_row_fields(given)  # its `tools`
-    prompt = _messages(given["messages"], "input.messages")
-    return prompt, _answer(row["preferred_output"], "preferred_output"), _answer(row["non_preferred_output"],
+    prompt = read_messages(given["messages"], "input.messages")
+    return prompt, read_answer(row["preferred_output"], "preferred_output"), read_answer(row["non_preferred_output"],
                                                                                  "non_preferred_output")
 
 

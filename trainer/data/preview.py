@@ -1,5 +1,5 @@
-"""`trainer data`: rendered examples with the trained tokens highlighted, or preference pairs, and token-length
-statistics; each training method (train/methods/) reads and builds its data, then shows it here."""
+"""`trainer data`: rendered examples with the trained tokens highlighted, preference pairs or KTO's labelled answers,
+and token-length statistics; each training method (train/methods/) reads and builds its data, then shows it here."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from trainer.data.formats import Examples
 from trainer.data.preferences import Pairs
 from trainer.data.render import ControlTokens, encode
 from trainer.data.stage import Prepared
+from trainer.data.unpaired import Unpaired
 from trainer.errors import UserError
 
 # How the caller loads a model's tokenizer (weights.load_tokenizer: name, cache folder); passed in, so that data/ stays
@@ -96,6 +97,35 @@ def show_pairs(config: Config, n: int, pairs: Pairs, tokenizer: Any, prepared: P
                   f"prompt + answer, cut to {max_length} tokens keeping its start: the end of the answer is not "
                   f"trained), {s['rows_dropped']} dropped (the prompt alone fills {max_length} tokens)")
     show_problem(prepared.problem, "pairs")
+
+
+def show_unpaired(config: Config, n: int, data: Unpaired, tokenizer: Any, prepared: Prepared) -> None:
+    """KTO's labelled answers as TRL gets them: the rendered prompt, then the answer marked true or false, with their
+    tokens; the labels counted; and how many are longer than max_seq_length, and what happens to them."""
+    console.print(f"{config.data.dataset}: {len(data)} labelled answers ({data.desirable} marked true, "
+                  f"{len(data) - data.desirable} false), format {data.format}, for KTO, tokenizer of "
+                  f"{config.model.name}")
+    show_fields(data.fields_read, data.fields_unused)
+    show_date(config, tokenizer)
+    rows = prepared.train if prepared.train is not None else []
+    for i in range(min(n, len(rows))):
+        row = rows[i]
+        prompt = len(tokenizer(row["prompt"])["input_ids"])
+        answer = len(tokenizer(row["prompt"] + row["completion"])["input_ids"]) - prompt
+        mark, style = ("true", "bold green") if row["label"] else ("false", "bold red")
+        text = Text(row["prompt"], style="dim")
+        text.append(f"\n[{mark}]\n", style="bold").append(row["completion"], style=style)
+        console.print(Panel(text, title=f"train answer {i + 1}, marked {mark}: prompt {prompt}, answer {answer} tokens",
+                            subtitle="[dim]prompt[/] / [bold green]true[/] / [bold red]false[/]"))
+    s, max_length = prepared.stats, config.model.max_seq_length
+    sides = "; ".join(f"{side} min {s[f'{side}_tokens_min']}, median {s[f'{side}_tokens_median']:.0f}, max "
+                      f"{s[f'{side}_tokens_max']}" for side in ("prompt", "completion"))
+    console.print(f"train answers {s['train_rows']} ({s['desirable']} true, {s['undesirable']} false), eval answers "
+                  f"{s['eval_rows']}; tokens per answer: {sides}; prompt + answer: max {s['tokens_max']}")
+    console.print(f"Over max_seq_length ({max_length}): {s['rows_over_max_length']} answers truncated (prompt + "
+                  f"answer cut to {max_length} tokens keeping its start: the end of the answer is not trained), "
+                  f"{s['rows_dropped']} dropped (the prompt alone fills {max_length} tokens)")
+    show_problem(prepared.problem, "answers")
 
 
 def show_fields(read: list[str], unused: list[str]) -> None:

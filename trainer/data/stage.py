@@ -1,5 +1,6 @@
 """The data stage: read rows, convert them to one format, split train/eval, and tokenize with assistant masks (from
-the token cache when it has them); or split preference pairs and render them as TRL's preference rows."""
+the token cache when it has them); or split preference pairs (or KTO's labelled answers) and render them as TRL's
+preference (or unpaired) rows."""
 
 from __future__ import annotations
 
@@ -13,10 +14,11 @@ from rich.markup import escape
 
 from trainer.config import Config
 from trainer.console import console
-from trainer.data import cache, formats, preferences, sources, tokens
+from trainer.data import cache, formats, preferences, sources, tokens, unpaired
 from trainer.data.formats import Examples
 from trainer.data.preferences import Pairs
 from trainer.data.render import check_tokenizer, check_tools
+from trainer.data.unpaired import Unpaired
 from trainer.errors import UserError
 
 if TYPE_CHECKING:
@@ -56,7 +58,7 @@ def load_rows(config: Config) -> Examples:
     return formats.convert(table, config.data.format, config.data.skip_invalid_rows)
 
 
-def split(examples: Examples | Pairs, config: Config) -> Split:
+def split(examples: Examples | Pairs | Unpaired, config: Config) -> Split:
     """A deterministic shuffle (seeded) and hold-out of at most a fifth of the rows (none below MIN_ROWS_FOR_EVAL)
     that leaves at least one optimizer step's rows to train on, then only as many train rows as max_steps can
     consume."""
@@ -96,12 +98,12 @@ def split(examples: Examples | Pairs, config: Config) -> Split:
 CHARACTERS_PER_TOKEN = 6  # more than English text takes per token with Llama's or SmolLM2's vocabulary (about 4)
 
 
-def rows_for_steps(examples: Examples | Pairs, order: list[int], config: Config) -> int:
+def rows_for_steps(examples: Examples | Pairs | Unpaired, order: list[int], config: Config) -> int:
     """How many rows of `order` max_steps optimizer steps can use: one per row of a step, or, when packing, enough
     conversations to fill that many rows of max_seq_length tokens, estimated from their characters so that the
     estimate errs towards more rows. A conversation longer than a row is cut to one row: it fills no more."""
     rows = config.train.max_steps * rows_per_step(config)
-    if not config.train.packing or isinstance(examples, Pairs):
+    if not config.train.packing or not isinstance(examples, Examples):
         return rows
     row = config.model.max_seq_length * CHARACTERS_PER_TOKEN
     needed = rows * row
@@ -142,6 +144,27 @@ def build_pairs(config: Config, pairs: Pairs, tokenizer: PreTrainedTokenizerBase
         if line:
             console.print(f"[yellow]{line.replace(' rows', ' pairs')}[/]")
     prepared = Prepared(*preferences.build(config, pairs, tokenizer, parts.train, parts.eval))
+    if prepared.problem is not None and check:
+        raise prepared.problem
+    return prepared
+
+
+def build_unpaired(config: Config, data: Unpaired, tokenizer: PreTrainedTokenizerBase, check: bool = True
+                   ) -> Prepared:
+    """Split KTO's labelled answers as rows are split, then TRL's standard unpaired rows (unpaired.build), which TRL
+    tokenizes. With check=False, answers too few to train on are no error (Prepared.problem says so)."""
+    parts = split(data, config)
+    for line in (parts.note, parts.capped):
+        if line:
+            console.print(f"[yellow]{line.replace(' rows', ' answers')}[/]")
+    train, eval_ds, stats = unpaired.build(config, data, tokenizer, parts.train, parts.eval)
+    within = f"labelled answers to train on (within max_seq_length={config.model.max_seq_length})"
+    prepared = Prepared(train, eval_ds, stats, too_few_rows(config, stats["train_rows"], within))
+    if stats["train_rows"] and 0 in (stats["desirable"], stats["undesirable"]):
+        kind = "true" if stats["desirable"] else "false"
+        console.print(f"[yellow]The {stats['train_rows']} answers that train are all marked {kind} ({data.desirable} "
+                      f"of the {len(data)} in {config.data.dataset} are true): this run learns nothing from the other "
+                      "kind (--set max_steps=0 trains every row)[/]")
     if prepared.problem is not None and check:
         raise prepared.problem
     return prepared

@@ -24,6 +24,10 @@ KEYS = ("train.gradient_checkpointing", "train.micro_batch_size", "model.max_seq
 # packed rows (about 12 FineTome conversations, the Unsloth notebook's 8); pairs: the profiles' and Unsloth's DPO
 # notebook's 8. Pairs are never trained without checkpointing (their logits are whole: the profiles' [preference]).
 STEP_ROWS = {"rows": 4, "pairs": 8}
+# KTO trains answers, not pairs, and its KL term needs two a pass (train/methods/kto.py). An answer is one sequence
+# with a gradient (its KL term's sequence is scored without one): two answers a pass are predicted as one pair, and a
+# step takes as many answers as it would pairs. Not measured on a card yet.
+ANSWERS_PER_PAIR = {"kto": 2}
 
 
 @dataclass(frozen=True)
@@ -34,9 +38,11 @@ class Fit:
     why: str  # one line
 
 
-def tokens_per_pass(micro_batch_size: int, max_seq_length: int, max_tokens_per_pass: int, pairs: bool) -> int:
-    """A worst-case pass: every row max_seq_length tokens (a pair: two of them), split at max_tokens_per_pass."""
-    tokens = micro_batch_size * max_seq_length * (2 if pairs else 1)
+def tokens_per_pass(micro_batch_size: int, max_seq_length: int, max_tokens_per_pass: int, pairs: bool,
+                    answers_per_pair: int = 1) -> int:
+    """A worst-case pass: every row max_seq_length tokens (a pair: two of them; KTO's answers: a pair's worth of
+    `answers_per_pair`), split at max_tokens_per_pass."""
+    tokens = micro_batch_size * max_seq_length * (2 if pairs else 1) // answers_per_pair
     return min(tokens, max_tokens_per_pass) if max_tokens_per_pass else tokens
 
 
@@ -47,9 +53,11 @@ def predict(shape: Shape, settings: dict[str, Any]) -> float:
     checkpointing = settings["train.gradient_checkpointing"]
     if checkpointing == "auto":  # the engine's own choice (engines.policy.AUTO)
         checkpointing = "off" if engine == "unsloth" else "on"
-    pairs = settings.get("train.method", "sft") != "sft"
+    method = settings.get("train.method", "sft")
     tokens = tokens_per_pass(settings["train.micro_batch_size"], settings["model.max_seq_length"],
-                             settings.get("train.max_tokens_per_pass", 0), pairs)
+                             settings.get("train.max_tokens_per_pass", 0), method != "sft",
+                             ANSWERS_PER_PAIR.get(method, 1))
+    pairs = method != "sft"
     return memory.peak_gb(shape, tokens, checkpointing, settings.get("lora.r", 16), pairs, engine,
                           settings.get("model.dtype", "bfloat16"))
 
@@ -60,6 +68,7 @@ def choose(shape: Shape, budget_gb: float, current: dict[str, Any], given: set[s
     the user gave (`given` keys of `current`); the step's rows kept near STEP_ROWS by gradient accumulation unless
     given."""
     longest = current["model.max_seq_length"]
+    per_pair = ANSWERS_PER_PAIR.get(current.get("train.method", "sft"), 1)  # KTO's answers a pair's pass holds
     plain = current.get("engine") == "transformers"  # torch's checkpointing alone, and always (memory.TRANSFORMERS)
     tried = []
     for margin in (MARGIN, TIGHT_MARGIN):
@@ -69,7 +78,8 @@ def choose(shape: Shape, budget_gb: float, current: dict[str, Any], given: set[s
             checkpointing = "on" if plain else checkpointing
             # "auto" is off on the unsloth engine and on for plain transformers, which needs it (engines.policy.AUTO)
             settings = {**current, "train.gradient_checkpointing": "auto" if checkpointing == "off" else checkpointing,
-                        "train.micro_batch_size": micro, "model.max_seq_length": min(seq or longest, longest)}
+                        "train.micro_batch_size": micro * per_pair,
+                        "model.max_seq_length": min(seq or longest, longest)}
             settings = {**settings, **{key: current[key] for key in given if key in current}}  # the user's win
             peak = predict(shape, settings)
             tried.append(peak)
@@ -77,7 +87,7 @@ def choose(shape: Shape, budget_gb: float, current: dict[str, Any], given: set[s
                 if "train.grad_accum_steps" not in given:
                     rows = STEP_ROWS["pairs" if pairs else "rows"]
                     settings["train.grad_accum_steps"] = max(1, rows * longest // (
-                        micro * settings["model.max_seq_length"]))
+                        settings["train.micro_batch_size"] * settings["model.max_seq_length"]))
                 said = why(settings, current, peak, budget_gb, pairs)
                 if margin == TIGHT_MARGIN:
                     said += (f" [yellow](tight: within the estimate's error; if one row runs out of memory, --set "
@@ -94,8 +104,9 @@ def why(settings: dict[str, Any], current: dict[str, Any], peak: float, budget: 
     checkpointing = settings["train.gradient_checkpointing"]
     how = ("no gradient checkpointing" if checkpointing in ("off", "auto")
            else f"gradient checkpointing ({checkpointing})")
-    rows = "pair(s)" if pairs else "row(s)"
-    side = " a side" if pairs else ""
+    answers = ANSWERS_PER_PAIR.get(settings.get("train.method", "sft"), 1) > 1
+    rows = "answer(s)" if answers else "pair(s)" if pairs else "row(s)"
+    side = " a side" if pairs and not answers else ""
     line = (f"fitted: {settings['train.micro_batch_size']} {rows} of {settings['model.max_seq_length']} tokens{side} a "
             f"pass, {how}: about {peak:.1f} of {budget:.1f} GB on worst-case rows")
     if settings["model.max_seq_length"] < current["model.max_seq_length"]:

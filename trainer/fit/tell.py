@@ -11,6 +11,7 @@ from trainer.config import Config
 from trainer.fit import choose, estimate
 from trainer.fit.budget import Budget
 from trainer.fit.shape import shape_of
+from trainer.runs.speed import SCORING_PASSES
 
 CHARS_PER_TOKEN = 4.0  # English text in these tokenizers, where the tokenizer cannot be read here
 SAMPLE_ROWS = 200  # rows tokenized to learn the data's characters per token
@@ -33,7 +34,11 @@ def settings_of(config: Config, engine: str = "unsloth") -> dict[str, Any]:
 
 
 def texts_of(data: Any) -> list[str]:
-    """Each row's text: a conversation's messages, a plain text, or a pair's prompt and both answers."""
+    """Each row's text: a conversation's messages, a plain text, a pair's prompt and both answers, or a prompt and
+    its labelled answer (KTO)."""
+    if hasattr(data, "completions"):
+        return [" ".join(m["content"] for m in prompt) + answer
+                for prompt, answer in zip(data.prompts, data.completions, strict=True)]
     if hasattr(data, "chosen"):
         return [" ".join(m["content"] for m in prompt) + chosen + rejected
                 for prompt, chosen, rejected in zip(data.prompts, data.chosen, data.rejected, strict=True)]
@@ -96,8 +101,8 @@ def prediction(config: Config, data: Any, budget: Budget, engine: str = "unsloth
             checkpointing = "on"
         speed = estimate.tokens_per_s(shape, hw.tflops, hw.compute_capability, checkpointing, tokens / len(data),
                                       config.model.dtype)
-        if config.train.method == "dpo":  # the reference model's forward: one more pass of three
-            speed *= 2 / 3
+        # the scoring passes without a backward (DPO's reference, KTO's reference and KL term): 2 passes of 3, of 5
+        speed *= 2 / (2 + SCORING_PASSES.get(config.train.method, 0))
         told |= {"epoch_tokens": tokens, "tokens_per_s": round(speed), "epoch_h": round(tokens / speed / 3600, 2)}
     return told
 

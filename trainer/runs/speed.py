@@ -123,6 +123,12 @@ def parameters(shape: dict[str, int]) -> int:
     return shape["layers"] * per_layer + shape["vocab"] * h
 
 
+# Forward passes without a backward per trained token, besides the training's own, by train.method: DPO scores each
+# pair with the reference (the adapter disabled); KTO scores the answer with the reference, and the KL term's
+# mismatched sequence (about as long) with the model and the reference.
+SCORING_PASSES = {"dpo": 1, "kto": 3}
+
+
 def passes_per_token(gradient_checkpointing: str) -> int:
     """Forward-sized passes per trained token: forward and backward to the activations (LoRA leaves the 4-bit weights
     without gradients), and the forward again where gradient checkpointing recomputes it."""

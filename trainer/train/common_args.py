@@ -1,5 +1,6 @@
 """The Trainer's own fields (transformers' TrainingArguments) of a run, whatever it trains: every method's TRL config
-(SFTConfig, DPOConfig, ORPOConfig: train/methods/) starts from them. One field per line, each with its reason."""
+(SFTConfig, DPOConfig, ORPOConfig, KTOConfig: train/methods/) starts from them. One field per line, each with its
+reason."""
 
 from __future__ import annotations
 

@@ -22,6 +22,10 @@ class OutOfMemoryStops(RunTrainerMixin):
     """A step that runs out of GPU memory stops the run with a checkpoint of the last completed step and the fixes
     (a pair cannot be split into smaller passes as SFT's rows are)."""
 
+    samples = "preference pair(s)"
+    each = " a side"  # what max_seq_length cuts: each sequence of a pair
+    fewest_per_pass = 1  # KTO's KL term needs two answers a pass
+
     def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> Any:
         try:
             return super().training_step(model, inputs, num_items_in_batch)
@@ -30,16 +34,18 @@ class OutOfMemoryStops(RunTrainerMixin):
         free_gpu_memory()
         self._save_checkpoint(model, trial=None)
         train, fixes = self.config.train, ["close other programs that use the GPU"]
-        if train.micro_batch_size > 1:
-            fixes.append("train one pair per pass (--set micro_batch_size=1, and grad_accum_steps "
-                         f"{train.micro_batch_size * train.grad_accum_steps} for the same pairs per step)")
+        fewest = self.fewest_per_pass
+        if train.micro_batch_size > fewest:
+            accum = max(1, train.micro_batch_size * train.grad_accum_steps // fewest)
+            fixes.append(f"train {fewest} per pass (--set micro_batch_size={fewest}, and grad_accum_steps "
+                         f"{accum} for the same number per step)")
         if train.gradient_checkpointing == "off":
             fixes.append("turn gradient checkpointing on (--set gradient_checkpointing=unsloth)")
         if self.config.model.max_seq_length > 256:
             fixes.append(f"train shorter pairs (--set max_seq_length={self.config.model.max_seq_length // 2})")
         hint = ", ".join(fixes[:-1]) + " or " + fixes[-1]
-        raise UserError(f"out of GPU memory: {train.micro_batch_size} preference pair(s) of up to "
-                        f"{self.config.model.max_seq_length} tokens a side do not fit in what is free on the GPU "
+        raise UserError(f"out of GPU memory: {train.micro_batch_size} {self.samples} of up to "
+                        f"{self.config.model.max_seq_length} tokens{self.each} do not fit in what is free on the GPU "
                         f"(checkpoint-{self.state.global_step} saved)",
                         f"{hint[0].upper()}{hint[1:]}; then continue with: {self.run.resume_command}")
 

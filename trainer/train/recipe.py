@@ -1,5 +1,5 @@
 """The training recipe, top to bottom: set up (data, engine, model, tokens, run directory), fit, finish; what differs
-between methods (SFT, DPO, ORPO) the run's method says (train/methods/)."""
+between methods (SFT, DPO, ORPO, KTO) the run's method says (train/methods/)."""
 
 from __future__ import annotations
 
@@ -38,12 +38,12 @@ class Setup:
 def main(config: Config, job: ranks.Job, profile_reason: str, resume_from: Path | None = None) -> RunDir:
     """Train with `config` (continuing from a checkpoint when given) and return the finished run directory.
 
-    Supports: SFT, DPO and ORPO (train.method), each a Method of train/methods/ that reads, builds and describes its
-    data and makes its TRL trainer; the unsloth engine (NVIDIA GPU) or plain transformers + PEFT (GPU in 4-bit, or the
-    CPU); LoRA on a 4-bit or full-precision base; packing, padding-free and length-grouped batches; micro-batches run
-    as passes of at most max_tokens_per_pass tokens, again in smaller ones after running out of GPU memory; eval loss
-    on a held-out set; checkpoints written aside and renamed, resume from one bit-exact; Ctrl+C/SIGTERM finish the step
-    and checkpoint; a memory cap and the card's attention kernels (emulated cards); experiment trackers; a job of
+    Supports: SFT, DPO, ORPO and KTO (train.method), each a Method of train/methods/ that reads, builds and describes
+    its data and makes its TRL trainer; the unsloth engine (NVIDIA GPU) or plain transformers + PEFT (GPU in 4-bit, or
+    the CPU); LoRA on a 4-bit or full-precision base; packing, padding-free and length-grouped batches; micro-batches
+    run as passes of at most max_tokens_per_pass tokens, again in smaller ones after running out of GPU memory; eval
+    loss on a held-out set; checkpoints written aside and renamed, resume from one bit-exact; Ctrl+C/SIGTERM finish the
+    step and checkpoint; a memory cap and the card's attention kernels (emulated cards); experiment trackers; a job of
     several processes (`job`, trainer/distributed/), in which every rank runs this and rank 0 alone prints and writes
     the run.
 

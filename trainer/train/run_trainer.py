@@ -1,4 +1,4 @@
-"""What every TRL trainer of a run does, whatever it trains (SFT, DPO, ORPO): checkpoints written aside and renamed
+"""What every TRL trainer of a run does, whatever it trains (SFT, DPO, ORPO, KTO): checkpoints written aside and renamed
 into place, optimizer state loaded per process on the CPU, real tokens counted on the GPU and read when logging.
 
 A mixin before the TRL trainer in the bases: `class SFTRunTrainer(RunTrainerMixin, SFTTrainer)`.

@@ -34,14 +34,7 @@ class Preference:
 
     def load(self, config: Config) -> Pairs:
         """The pairs of data.dataset; "sample" is the bundled pairs. Refuses a format of conversations and packing."""
-        if config.data.format != "auto":
-            raise UserError(f"data.format = {config.data.format} is a format of conversations, and "
-                            f"train.method = {self.name} trains on preference pairs",
-                            "Leave the format out (auto): preference pairs are detected as TRL's standard or "
-                            "conversational format.")
-        if config.train.packing:
-            raise UserError(f"train.packing packs conversations for SFT; train.method = {self.name} trains "
-                            "each pair as its own rows", "Leave packing off (--set packing=false).")
+        refuse_sft_settings(config, "preference pairs", "each pair")
         return preferences.load(config.data.dataset, config.data.split, config.data.skip_invalid_rows)
 
     def build(self, config: Config, pairs: Pairs, tokenizer: PreTrainedTokenizerBase,
@@ -66,6 +59,17 @@ class Preference:
         pairs = self.load(config)
         tokenizer = weights.load_tokenizer(config.model.name, config.run.cache_dir)
         preview.show_pairs(config, n, pairs, tokenizer, self.build(config, pairs, tokenizer, check=False))
+
+
+def refuse_sft_settings(config: Config, samples: str, each: str) -> None:
+    """A format of conversations and packing are SFT's: a method that trains `samples` refuses them."""
+    if config.data.format != "auto":
+        raise UserError(f"data.format = {config.data.format} is a format of conversations, and "
+                        f"train.method = {config.train.method} trains on {samples}",
+                        f"Leave the format out (auto): {samples} are detected by their fields.")
+    if config.train.packing:
+        raise UserError(f"train.packing packs conversations for SFT; train.method = {config.train.method} trains "
+                        f"{each} as its own rows", "Leave packing off (--set packing=false).")
 
 
 class DPO(Preference):
