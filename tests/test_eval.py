@@ -177,6 +177,7 @@ def test_a_local_lm_eval_task_scores_the_base_and_the_tuned_model(trained_run, s
     the base and the adapter with its peft= argument; the task's data file is found beside it."""
     import lm_eval
     from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
 
     task = local_task(tmp_path / "task")
     result = run_cli("eval", str(trained_run), "-n", "1", "--max-new-tokens", "4", "--tasks", str(task))
@@ -188,7 +189,8 @@ def test_a_local_lm_eval_task_scores_the_base_and_the_tuned_model(trained_run, s
     for name, peft in (("base", None), ("tuned", str(trained_run / "adapter"))):
         lm = HFLM(pretrained=str(shared_tiny_llama), peft=peft, device="cpu", dtype="float32", batch_size=8)
         with contextlib.chdir(task.parent):
-            own = lm_eval.simple_evaluate(lm, tasks=[str(task)], log_samples=False, bootstrap_iters=0)
+            own = lm_eval.simple_evaluate(lm, tasks=[str(task)], log_samples=False, bootstrap_iters=0,
+                                          task_manager=TaskManager(include_defaults=False))
         assert found[name]["acc,none"] == own["results"]["capitals"]["acc,none"], name
         assert math.isclose(found[name]["brier_score,none"], own["results"]["capitals"]["brier_score,none"],
                             rel_tol=1e-4), (name, found[name], own["results"]["capitals"])

@@ -53,7 +53,8 @@ def load(spec: str) -> dict[str, Any]:
     try:
         # a task file's data_files are found beside it, wherever the command runs
         with contextlib.chdir(path.resolve().parent) if is_file else contextlib.nullcontext(), quiet_bars():
-            manager = TaskManager()  # lm-eval's index of its tasks: a few seconds, done once
+            # lm-eval's index of its own tasks takes seconds: a task file does without (its include: files beside it)
+            manager = TaskManager(include_defaults=not is_file)
             return {**manager.load([str(path.resolve()) if is_file else spec]), "manager": manager}
     except KeyError:
         raise UserError(f"lm-eval knows no task {spec!r}", "Check the name (lm-eval ls tasks lists them), or give a "

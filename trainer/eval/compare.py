@@ -127,7 +127,7 @@ def data_key(dataset: Any) -> str:
     """The held-out rows' tokens and masks, as one hash: another split, template or tokenizer is another loss."""
     if dataset is None:
         return ""
-    return parts.key({"input_ids": dataset["input_ids"], "labels": dataset["labels"]})
+    return parts.key({"input_ids": list(dataset["input_ids"]), "labels": list(dataset["labels"])})
 
 
 def loss_of(model: Any, dataset: Any) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from trainer.runs import write_atomic
 
 
 def key(depends: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(depends, sort_keys=True, default=str).encode()).hexdigest()[:24]
+    return hashlib.sha256(json.dumps(depends, sort_keys=True).encode()).hexdigest()[:24]
 
 
 def fingerprint(folder: Path | None) -> dict[str, Any]:
