@@ -66,9 +66,11 @@ def main(target: str, cache_dir: str, prompts: int, checks_file: str | None, max
             with tuned.model.disable_adapter() if name == "base" and other is None else contextlib.nullcontext():
                 result: dict[str, Any] = {}
                 if prepared.eval is not None:
-                    with saved.stage(f"{label}: held-out loss", 1) as step:
+                    batches = math.ceil(len(prepared.eval) / heldout.BATCH_ROWS)
+                    with saved.stage(f"{label}: held-out loss", batches) as step:
                         result |= step.part(depends | {"part": "loss", "rows": held_out},
-                                            lambda model=model: loss_of(model.model, prepared.eval))
+                                            lambda model=model, step=step: loss_of(model.model, prepared.eval,
+                                                                                   step.advance), batches)
                 with saved.stage(f"{label}: answers to {len(asked)} held-out prompts", len(asked)) as step:
                     result["answers"] = [step.part(depends | {"part": "answer", "messages": p.messages,
                                                               "max_new_tokens": max_new_tokens},
@@ -82,7 +84,7 @@ def main(target: str, cache_dir: str, prompts: int, checks_file: str | None, max
                             done = step.part(depends | {"part": "benchmark", **benchmarks.identity(spec, found, limit)},
                                              lambda found=found, model=model, step=step: benchmarks.run(
                                                  model.model, model.tokenizer, found, limit, step.grow, step.advance),
-                                             units=0)
+                                             units=None)
                         result["benchmarks"] |= done["metrics"]
                         samples |= done["samples"]
                 results[name] = result
@@ -130,8 +132,8 @@ def data_key(dataset: Any) -> str:
     return parts.key({"input_ids": list(dataset["input_ids"]), "labels": list(dataset["labels"])})
 
 
-def loss_of(model: Any, dataset: Any) -> dict[str, Any]:
-    loss, tokens = heldout.loss(model, dataset)
+def loss_of(model: Any, dataset: Any, advance: Any) -> dict[str, Any]:
+    loss, tokens = heldout.loss(model, dataset, advance)
     return {"loss": round(loss, 4), "perplexity": round(math.exp(min(loss, 50)), 3), "tokens": tokens}
 
 

@@ -28,26 +28,29 @@ def fingerprint(folder: Path | None) -> dict[str, Any]:
 
 
 class Stage:
-    """One bar: `units` of work, each done by `part` (or driven from inside one, as a benchmark's requests)."""
+    """One bar: `units` of work, done by `part`s (each a unit, or counting its own units as it goes)."""
 
     def __init__(self, parts: Parts, label: str, units: int) -> None:
-        self.parts, self.label, self.units, self.reused, self.started = parts, label, units, 0, time.monotonic()
+        self.parts, self.label, self.units, self.done = parts, label, units, 0
+        self.reused, self.started = 0, time.monotonic()
         self.task = parts.progress.add_task(label, total=units)
 
-    def part(self, depends: dict[str, Any], compute: Callable[[], Any], units: int = 1) -> Any:
-        """The saved result for `depends`, or `compute()`'s, saved before it is returned."""
+    def part(self, depends: dict[str, Any], compute: Callable[[], Any], units: int | None = 1) -> Any:
+        """The saved result for `depends`, or `compute()`'s, saved before it is returned. `compute` may move the bar
+        itself (`advance`); it stands at `units` more once it returns (None: where `compute` left it)."""
         path = self.parts.folder / f"{key(depends)}.json"
         if path.is_file():
             self.reused += 1
             self.parts.reused += 1
             # a saved part leaves the bar instead of filling it: the ETA is the pace of the work still to do
-            self.grow(-units)
+            self.grow(-(units or 0))
             return json.loads(path.read_text(encoding="utf-8"))["result"]
+        start = self.done
         result = compute()
         self.parts.folder.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, json.dumps({"depends": depends, "result": result}, default=str) + "\n")
+        write_atomic(path, json.dumps({"depends": depends, "result": result}) + "\n")
         self.parts.saved += 1
-        self.advance(units)
+        self.advance(start + units - self.done if units is not None else 0)
         return result
 
     def grow(self, units: int) -> None:
@@ -55,7 +58,8 @@ class Stage:
         self.parts.progress.update(self.task, total=self.units)
 
     def advance(self, units: int) -> None:
-        self.parts.progress.advance(self.task, units)
+        self.done += units
+        self.parts.progress.update(self.task, completed=self.done)
 
     def end(self) -> None:
         self.parts.progress.remove_task(self.task)
