@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,9 +37,11 @@ def main(target: str, cache_dir: str, prompts: int, checks_file: str | None, max
     config = run.read_config()
     heldout.check_method(config, target)
     checks = user_checks.read(Path(checks_file)) if checks_file else []  # every file problem before the model loads
+    loaded: dict[str, Benchmark] = {}
     if tasks:
         console.print(f"Reading the benchmarks' data: {', '.join(tasks)}...")
-        loaded = {spec: benchmarks.load(spec) for spec in tasks}  # a task that cannot download fails here
+        # a task that cannot download fails here, before any model loads
+        loaded = {spec: Benchmark(benchmarks.load(spec), limit) for spec in tasks}
     rows = stage.load_rows(config)  # the run's rows, read as it read them
     asked = heldout.prompts(config, rows, prompts)
     tuned = chat.load(str(path), cache_dir)
@@ -53,7 +56,6 @@ def main(target: str, cache_dir: str, prompts: int, checks_file: str | None, max
     if prepared.eval is None:
         console.print("[yellow]The run held out no rows for eval (eval_size=0): no loss to compare.[/]")
     settings = chat.GenerationSettings(temperature=0, max_new_tokens=max_new_tokens)
-    held_out = data_key(prepared.eval)
     identities = {"tuned": model_identity(str(path)), "base": model_identity(against) if other else
                   {"model": tuned.base_name}}
     results: dict[str, Any] = {}
@@ -61,33 +63,10 @@ def main(target: str, cache_dir: str, prompts: int, checks_file: str | None, max
     with parts.saved_under(folder / "parts") as saved:
         for name in ("tuned", "base"):
             model = other if name == "base" and other is not None else tuned
-            label = "tuned" if name == "tuned" else against if other else "base"
-            depends = {"model": identities[name]}
             with tuned.model.disable_adapter() if name == "base" and other is None else contextlib.nullcontext():
-                result: dict[str, Any] = {}
-                if prepared.eval is not None:
-                    batches = math.ceil(len(prepared.eval) / heldout.BATCH_ROWS)
-                    with saved.stage(f"{label}: held-out loss", batches) as step:
-                        result |= step.part(depends | {"part": "loss", "rows": held_out},
-                                            lambda model=model, step=step: loss_of(model.model, prepared.eval,
-                                                                                   step.advance), batches)
-                with saved.stage(f"{label}: answers to {len(asked)} held-out prompts", len(asked)) as step:
-                    result["answers"] = [step.part(depends | {"part": "answer", "messages": p.messages,
-                                                              "max_new_tokens": max_new_tokens},
-                                                   lambda p=p, model=model: answer(chat, model, p.messages, settings))
-                                         for p in asked]
-                result["checks"] = user_checks.score(checks, result["answers"], [p.reference for p in asked])
-                if tasks:
-                    result["benchmarks"], samples = {}, {}
-                    for spec, found in loaded.items():
-                        with saved.stage(f"{label}: {benchmarks.label(found)} (lm-eval requests)", 0) as step:
-                            done = step.part(depends | {"part": "benchmark", **benchmarks.identity(spec, found, limit)},
-                                             lambda found=found, model=model, step=step: benchmarks.run(
-                                                 model.model, model.tokenizer, found, limit, step.grow, step.advance),
-                                             units=None)
-                        result["benchmarks"] |= done["metrics"]
-                        samples |= done["samples"]
-                results[name] = result
+                results[name] = evaluate(saved.stage, "tuned" if name == "tuned" else against if other else "base",
+                                         model, {"model": identities[name]}, prepared.eval, asked, settings, checks,
+                                         loaded)
         if ask is not None:
             with saved.stage(f"the judge: {len(asked)} pairs of answers, in both orders", len(asked)) as step:
                 verdicts = [step.part({"part": "judge", "judge": judge_name, "prompt": p.messages,
@@ -103,6 +82,7 @@ def main(target: str, cache_dir: str, prompts: int, checks_file: str | None, max
               "held_out_rows": len(prepared.eval) if prepared.eval is not None else 0,
               "prompts": [{"messages": p.messages, "reference": p.reference} for p in asked], "models": results}
     if tasks:
+        samples = {name: count for spec in loaded.values() for name, count in spec.samples.items()}
         report["benchmarks"] = {"tasks": list(tasks), "limit": limit, "lm_eval": benchmarks.version(),
                                 "samples": samples}
     write_atomic(folder / "eval.json", json.dumps(report, indent=2) + "\n")
@@ -112,6 +92,44 @@ def main(target: str, cache_dir: str, prompts: int, checks_file: str | None, max
     console.print(summary(report))
     console.print(f"Report: {folder / 'report.md'} (every number: {folder / 'eval.json'})")
     return folder / "report.md"
+
+
+@dataclass
+class Benchmark:
+    tasks: dict[str, Any]  # what benchmarks.load built
+    limit: int | None
+    samples: dict[str, int] = field(default_factory=dict)  # the examples each of its tasks ran
+
+
+def evaluate(stages: Any, label: str, model: Any, depends: dict[str, Any], held_out: Any, asked: list[heldout.Prompt],
+             settings: Any, checks: list[user_checks.Check], loaded: dict[str, Benchmark]) -> dict[str, Any]:
+    """One model as it is now (its adapter on or off): held-out loss, answers, checks, benchmarks; each part from
+    RUN/eval/parts where saved, else done and saved there."""
+    from trainer.serve import chat
+
+    result: dict[str, Any] = {}
+    if held_out is not None:
+        batches = math.ceil(len(held_out) / heldout.BATCH_ROWS)
+        with stages(f"{label}: held-out loss", batches) as step:
+            result |= step.part(depends | {"part": "loss", "rows": data_key(held_out)},
+                                lambda: loss_of(model.model, held_out, step.advance), batches)
+    with stages(f"{label}: answers to {len(asked)} held-out prompts", len(asked)) as step:
+        result["answers"] = [step.part(depends | {"part": "answer", "messages": p.messages,
+                                                  "max_new_tokens": settings.max_new_tokens},
+                                       lambda p=p: answer(chat, model, p.messages, settings)) for p in asked]
+    result["checks"] = user_checks.score(checks, result["answers"], [p.reference for p in asked])
+    if loaded:
+        result["benchmarks"] = {}
+    for spec, benchmark in loaded.items():
+        with stages(f"{label}: {benchmarks.label(benchmark.tasks)} (lm-eval requests)", 0) as step:
+            done = step.part(depends | {"part": "benchmark", **benchmarks.identity(spec, benchmark.tasks,
+                                                                                   benchmark.limit)},
+                             lambda benchmark=benchmark, step=step: benchmarks.run(
+                                 model.model, model.tokenizer, benchmark.tasks, benchmark.limit, step.grow,
+                                 step.advance), units=None)
+        result["benchmarks"] |= done["metrics"]
+        benchmark.samples |= done["samples"]
+    return result
 
 
 def model_identity(target: str) -> dict[str, Any]:
