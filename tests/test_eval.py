@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import re
 import shutil
 import signal
 import subprocess
@@ -233,10 +234,13 @@ def test_ctrl_c_stops_an_eval_and_the_rerun_goes_on_without_redoing_finished_par
     kept = {path.name: path.stat().st_mtime_ns for path in parts.glob("*.json")}
     assert 3 <= len(kept) < 14 and not (run / "eval" / "eval.json").exists()  # 2 losses and 12 answers in all
 
-    resumed = run_cli(*command)
+    resumed = run_cli(*command, env={"FORCE_COLOR": "1"})  # rich draws its bars as on a terminal
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert {name: (parts / name).stat().st_mtime_ns for name in kept} == kept  # reused, not written again
     assert len(list(parts.glob("*.json"))) == 14 and "saved earlier" in resumed.stdout
+    drawn = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", resumed.stdout)
+    assert re.search(r"base: answers to 6 held-out prompts \S+ [0-6]/6 \d:\d\d:\d\d ETA", drawn), drawn
+    assert re.search(r"ETA \d:\d\d:\d\d", drawn), drawn  # an estimate, once the work has a pace
     first = json.loads((run / "eval" / "eval.json").read_text())["models"]
     assert len(first["tuned"]["answers"]) == len(first["base"]["answers"]) == 6
 
