@@ -53,9 +53,11 @@ def load(spec: str) -> dict[str, Any]:
     try:
         # a task file's data_files are found beside it, wherever the command runs
         with contextlib.chdir(path.resolve().parent) if is_file else contextlib.nullcontext(), quiet_bars():
-            # lm-eval's index of its own tasks takes seconds: a task file does without (its include: files beside it)
-            manager = TaskManager(include_defaults=not is_file)
-            return {**manager.load([str(path.resolve()) if is_file else spec]), "manager": manager}
+            # lm-eval's index of its own tasks takes seconds: a task file does without, with the task files beside
+            # it indexed instead (a group file names them, an include: reads them)
+            manager = TaskManager(include_path=str(path.resolve().parent) if is_file else None,
+                                  include_defaults=not is_file)
+            return {**manager.load([name_in(manager, path) if is_file else spec]), "manager": manager}
     except KeyError:
         raise UserError(f"lm-eval knows no task {spec!r}", "Check the name (lm-eval ls tasks lists them), or give a "
                         "YAML task file's path ending in .yaml.") from None
@@ -69,6 +71,13 @@ def load(spec: str) -> dict[str, Any]:
                         "file: a YAML with dataset_path: json and data_files (docs/evaluation.md).") from None
 
 
+def name_in(manager: Any, path: Path) -> str:
+    """The name lm-eval's index gives the task or group a YAML file holds (a group loads by its name only)."""
+    found = path.resolve()
+    return next((name for name, entry in manager.task_index.items()
+                 if entry.yaml_path is not None and Path(entry.yaml_path).resolve() == found), str(found))
+
+
 def unreachable(error: BaseException) -> bool:
     """Whether `error` says the Hub (or the network) could not be reached, rather than something else of the disk."""
     from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
@@ -79,15 +88,19 @@ def unreachable(error: BaseException) -> bool:
 
 
 def identity(spec: str, loaded: dict[str, Any], limit: int | None) -> dict[str, Any]:
-    """What a benchmark's result depends on besides the model: the task (its file's text, its data's fingerprints),
-    lm-eval's version and the limit."""
+    """What a benchmark's result depends on besides the model: the task (for a task file, the task files and Python
+    beside it, which it may include or name; its data's fingerprints), lm-eval's version and the limit."""
     path = Path(spec)
-    tasks = loaded["tasks"]
     data = {name: {split: getattr(part, "_fingerprint", "") for split, part in (task.dataset or {}).items()}
-            for name, task in sorted(tasks.items()) if getattr(task, "dataset", None) is not None}
-    text = path.read_bytes() if path.suffix in (".yaml", ".yml") else b""
-    return {"task": spec, "file": hashlib.sha256(text).hexdigest() if text else "", "data": data,
-            "lm_eval": version(), "limit": limit}
+            for name, task in sorted(loaded["tasks"].items()) if getattr(task, "dataset", None) is not None}
+    files = ""
+    if path.suffix in (".yaml", ".yml"):
+        digest = hashlib.sha256()
+        for found in sorted(path.resolve().parent.iterdir()):
+            if found.suffix in (".yaml", ".yml", ".py"):
+                digest.update(found.name.encode() + b"\0" + found.read_bytes() + b"\0")
+        files = digest.hexdigest()
+    return {"task": spec, "files": files, "data": data, "lm_eval": version(), "limit": limit}
 
 
 def tops(loaded: dict[str, Any]) -> list[Any]:
