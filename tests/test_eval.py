@@ -170,6 +170,8 @@ def local_task(folder: Path) -> Path:
                                                                "answer": answer}) + "\n"
                                                    for country, choices, answer in CAPITALS))
     (folder / "capitals.yaml").write_text(TASK)
+    # a group of the tasks beside it, by name
+    (folder / "geo.yaml").write_text("group: geo\ntask:\n  - capitals\naggregate_metric_list:\n  - metric: acc\n")
     return folder / "capitals.yaml"
 
 
@@ -181,11 +183,15 @@ def test_a_local_lm_eval_task_scores_the_base_and_the_tuned_model(trained_run, s
     from lm_eval.tasks import TaskManager
 
     task = local_task(tmp_path / "task")
-    result = run_cli("eval", str(trained_run), "-n", "1", "--max-new-tokens", "4", "--tasks", str(task))
+    group = task.parent / "geo.yaml"
+    result = run_cli("eval", str(trained_run), "-n", "1", "--max-new-tokens", "4", "--tasks", f"{task},{group}")
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads((trained_run / "eval" / "eval.json").read_text())
-    assert report["benchmarks"]["tasks"] == [str(task)] and report["benchmarks"]["samples"] == {"capitals": 4}
+    assert report["benchmarks"]["tasks"] == [str(task), str(group)]
+    assert report["benchmarks"]["samples"] == {"capitals": 4}
     found = {name: report["models"][name]["benchmarks"]["capitals"] for name in ("base", "tuned")}
+    for name in ("base", "tuned"):  # the group of one task: its mean is the task's
+        assert report["models"][name]["benchmarks"]["geo"] == {"acc,none": found[name]["acc,none"]}
     assert found["base"]["brier_score,none"] != found["tuned"]["brier_score,none"]  # the adapter was on, then off
     for name, peft in (("base", None), ("tuned", str(trained_run / "adapter"))):
         lm = HFLM(pretrained=str(shared_tiny_llama), peft=peft, device="cpu", dtype="float32", batch_size=8)
