@@ -58,9 +58,9 @@ def load(spec: str) -> dict[str, Any]:
             manager = TaskManager(include_path=str(path.resolve().parent) if is_file else None,
                                   include_defaults=not is_file)
             return {**manager.load([name_in(manager, path) if is_file else spec]), "manager": manager}
-    except KeyError:
-        raise UserError(f"lm-eval knows no task {spec!r}", "Check the name (lm-eval ls tasks lists them), or give a "
-                        "YAML task file's path ending in .yaml.") from None
+    except KeyError as e:
+        raise UserError(f"lm-eval cannot find task {spec!r} ({e})", "Check the name (lm-eval ls tasks lists them), or "
+                        "give a YAML task file's path ending in .yaml.") from None
     except FileNotFoundError as e:
         raise UserError(f"task {spec}: {e}", "A task file's data_files are found relative to its folder.") from None
     except (ConnectionError, OSError) as e:
