@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import re
+import shutil
+import signal
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import run_cli
+from tests.helpers import ROOT, Output, cli_command, run_cli, start, wait_for
 from trainer.runs import RunDir
 
 pytestmark = pytest.mark.slow
@@ -137,3 +142,117 @@ def test_a_judge_endpoint_that_does_not_answer_is_exit_2(trained_run):
                      "http://127.0.0.1:9/v1")
     said = " ".join(result.stdout.split())
     assert result.returncode == 2 and "did not answer a chat completion" in said and "Traceback" not in said, said
+
+
+CAPITALS = [("France", ["Paris", "Lyon", "Nice", "Lille"], 0), ("Italy", ["Milan", "Rome", "Turin", "Naples"], 1),
+            ("Spain", ["Seville", "Valencia", "Madrid", "Bilbao"], 2),
+            ("Germany", ["Hamburg", "Munich", "Cologne", "Berlin"], 3)]
+TASK = """task: capitals
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: capitals.jsonl
+test_split: test
+output_type: multiple_choice
+doc_to_text: "Question: What is the capital of {{country}}?\\nAnswer:"
+doc_to_choice: "{{choices}}"
+doc_to_target: answer
+metric_list:
+  - metric: acc
+  - metric: brier_score
+"""
+
+
+def local_task(folder: Path) -> Path:
+    """lm-eval's YAML task over a JSONL file beside it: four multiple-choice questions, offline."""
+    folder.mkdir()
+    (folder / "capitals.jsonl").write_text("".join(json.dumps({"country": country, "choices": choices,
+                                                               "answer": answer}) + "\n"
+                                                   for country, choices, answer in CAPITALS))
+    (folder / "capitals.yaml").write_text(TASK)
+    # a group of the tasks beside it, by name
+    (folder / "geo.yaml").write_text("group: geo\ntask:\n  - capitals\naggregate_metric_list:\n  - metric: acc\n")
+    return folder / "capitals.yaml"
+
+
+def test_a_local_lm_eval_task_scores_the_base_and_the_tuned_model(trained_run, shared_tiny_llama, tmp_path):
+    """Through lm-eval's Python API on the models eval loaded: the numbers are those lm-eval gives on its own, loading
+    the base and the adapter with its peft= argument; the task's data file is found beside it."""
+    import lm_eval
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+
+    task = local_task(tmp_path / "task")
+    group = task.parent / "geo.yaml"
+    result = run_cli("eval", str(trained_run), "-n", "1", "--max-new-tokens", "4", "--tasks", f"{task},{group}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads((trained_run / "eval" / "eval.json").read_text())
+    assert report["benchmarks"]["tasks"] == [str(task), str(group)]
+    assert report["benchmarks"]["samples"] == {"capitals": 4}
+    found = {name: report["models"][name]["benchmarks"]["capitals"] for name in ("base", "tuned")}
+    for name in ("base", "tuned"):  # the group of one task: its mean is the task's
+        assert report["models"][name]["benchmarks"]["geo"] == {"acc,none": found[name]["acc,none"]}
+    assert found["base"]["brier_score,none"] != found["tuned"]["brier_score,none"]  # the adapter was on, then off
+    for name, peft in (("base", None), ("tuned", str(trained_run / "adapter"))):
+        lm = HFLM(pretrained=str(shared_tiny_llama), peft=peft, device="cpu", dtype="float32", batch_size=8)
+        with contextlib.chdir(task.parent):
+            own = lm_eval.simple_evaluate(lm, tasks=[str(task)], log_samples=False, bootstrap_iters=0,
+                                          task_manager=TaskManager(include_defaults=False))
+        assert found[name]["acc,none"] == own["results"]["capitals"]["acc,none"], name
+        assert math.isclose(found[name]["brier_score,none"], own["results"]["capitals"]["brier_score,none"],
+                            rel_tol=1e-4), (name, found[name], own["results"]["capitals"])
+    assert f"| capitals brier_score | {found['base']['brier_score,none']:.4g} |" in (
+        trained_run / "eval" / "report.md").read_text()
+
+
+def test_tasks_without_the_lm_eval_extra_name_the_install(tmp_path):
+    command, env = cli_command("eval", str(tmp_path), "--tasks", "mmlu")
+    # lm_eval as a Python without it finds it: not importable
+    hidden = ["-c", "import sys; sys.modules['lm_eval'] = None; from trainer.cli import main; sys.exit(main())"]
+    result = subprocess.run([command[0], *hidden, *command[3:]], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=120)
+    said = " ".join(result.stdout.split())
+    assert result.returncode == 2 and 'pip install -e ".[lm-eval]"' in said and "Traceback" not in said, said
+
+
+def test_a_task_whose_data_is_on_the_unreachable_hub_says_so_before_any_model_loads(trained_run):
+    result = run_cli("eval", str(trained_run), "--tasks", "hellaswag", env={"HF_HUB_OFFLINE": "1"})
+    said = " ".join(result.stdout.split())
+    assert result.returncode == 2 and "Traceback" not in said, said
+    assert "task hellaswag could not download its data: the Hugging Face Hub is out of reach" in said
+    assert "local task file" in said and "Evaluating" not in said and "tuned:" not in said
+
+
+def test_ctrl_c_stops_an_eval_and_the_rerun_goes_on_without_redoing_finished_parts(trained_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    shutil.rmtree(run / "eval", ignore_errors=True)
+    parts = run / "eval" / "parts"
+    command = ("eval", str(run), "-n", "6", "--max-new-tokens", "48")
+    process = start(*command)
+    output = Output(process)
+    wait_for(lambda: len(list(parts.glob("*.json"))) >= 3, process)  # the loss and two answers of the tuned model
+    process.send_signal(signal.SIGINT)
+    process.wait(timeout=120)
+    said = " ".join(output.whole().split())
+    assert process.returncode == 130, said
+    assert "Eval stopped:" in said and "run the same command again to go on from there" in said
+    kept = {path.name: path.stat().st_mtime_ns for path in parts.glob("*.json")}
+    assert 3 <= len(kept) < 14 and not (run / "eval" / "eval.json").exists()  # 2 losses and 12 answers in all
+
+    resumed = run_cli(*command, env={"FORCE_COLOR": "1"})  # rich draws its bars as on a terminal
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert {name: (parts / name).stat().st_mtime_ns for name in kept} == kept  # reused, not written again
+    assert len(list(parts.glob("*.json"))) == 14 and "saved earlier" in resumed.stdout
+    drawn = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", resumed.stdout)
+    assert re.search(r"base: answers to 6 held-out prompts \S+ [0-6]/6 \d:\d\d:\d\d ETA", drawn), drawn
+    assert re.search(r"ETA \d:\d\d:\d\d", drawn), drawn  # an estimate, once the work has a pace
+    first = json.loads((run / "eval" / "eval.json").read_text())["models"]
+    assert len(first["tuned"]["answers"]) == len(first["base"]["answers"]) == 6
+
+    # another answer length: the answers again, the losses kept
+    again = run_cli("eval", str(run), "-n", "6", "--max-new-tokens", "8")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert len(list(parts.glob("*.json"))) == 14 + 12
+    second = json.loads((run / "eval" / "eval.json").read_text())["models"]
+    assert second["tuned"]["loss"] == first["tuned"]["loss"] and second["base"]["loss"] == first["base"]["loss"]

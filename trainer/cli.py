@@ -88,6 +88,10 @@ def parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--judge-url", metavar="URL", help="an OpenAI-compatible endpoint (up to /v1) as the judge; "
                           "its key from $TRAINER_JUDGE_API_KEY")
     evaluate.add_argument("--judge-model", default="judge", help="the model name the endpoint is asked for")
+    evaluate.add_argument("--tasks", metavar="TASK,...", type=lambda text: tuple(filter(None, text.split(","))),
+                          default=(), help="benchmarks through lm-evaluation-harness (the lm-eval extra): task names "
+                          "(mmlu,gsm8k) or YAML task files")
+    evaluate.add_argument("--limit", type=int, metavar="N", help="at most N examples of each task (a quick look)")
     chat = sub.add_parser("chat", help="chat in the terminal with a run, an adapter folder or a model")
     chat.add_argument("target", help="run directory, adapter/checkpoint folder, model folder or Hub id")
     chat.add_argument("--temperature", type=float, default=0.7, help="0: greedy (default 0.7)")
@@ -229,9 +233,14 @@ def run(args: argparse.Namespace, argv: list[str], world: cfg.World) -> int:
 
         if args.judge and args.judge_url:
             raise UserError("--judge and --judge-url both name a judge", "Keep one.")
+        if args.tasks:
+            from trainer.eval import benchmarks
+
+            benchmarks.version()  # the extra is there, before anything loads
         ask = (judge.local(Path(args.judge)) if args.judge
                else judge.endpoint(args.judge_url, args.judge_model, cfg.judge_api_key()) if args.judge_url else None)
-        compare.main(args.target, cfg.cache_dir(), args.prompts, args.checks, args.max_new_tokens, args.against, ask)
+        compare.main(args.target, cfg.cache_dir(), args.prompts, args.checks, args.max_new_tokens, args.against, ask,
+                     judge.identity(args.judge, args.judge_url, args.judge_model), args.tasks, args.limit)
     elif args.command == "ui":
         from trainer.ui import app
 

@@ -3,6 +3,7 @@ their reference answers (for the answers)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,15 +41,18 @@ def prompts(config: Config, rows: Any, n: int) -> list[Prompt]:
     return found
 
 
-def loss(model: Any, dataset: Any, batch_rows: int = 4) -> tuple[float, int]:
+BATCH_ROWS = 4
+
+
+def loss(model: Any, dataset: Any, advance: Callable[[int], None] = lambda batches: None) -> tuple[float, int]:
     """Mean loss per trained token of `model` on a tokenized dataset (input_ids, labels with -100 where no loss
-    applies), and how many tokens it is over."""
+    applies), and how many tokens it is over; `advance` counts its batches of BATCH_ROWS rows."""
     import torch
 
     total, count = 0.0, 0
     device = next(model.parameters()).device
-    for start in range(0, len(dataset), batch_rows):
-        rows = dataset[start:start + batch_rows]
+    for start in range(0, len(dataset), BATCH_ROWS):
+        rows = dataset[start:start + BATCH_ROWS]
         ids, labels = padded(rows["input_ids"], 0), padded(rows["labels"], -100)
         mask = padded([[1] * len(s) for s in rows["input_ids"]], 0)
         with torch.inference_mode():
@@ -58,6 +62,7 @@ def loss(model: Any, dataset: Any, batch_rows: int = 4) -> tuple[float, int]:
                                                    targets.reshape(-1), ignore_index=-100, reduction="sum")
         total += float(losses)
         count += int((targets != -100).sum())
+        advance(1)
     if not count:
         raise UserError("the held-out rows have no trained tokens", "Train with eval_size > 0 on conversations.")
     return total / count, count

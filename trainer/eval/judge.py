@@ -50,6 +50,14 @@ def compare(ask: Ask, prompt: str, reference: str, tuned: str, against: str) -> 
     return Verdict(winner, (first.strip(), second.strip()))
 
 
+def identity(gguf: str | None, url: str | None, model: str) -> str:
+    """Which judge gave a verdict (its file as it is now, or its endpoint and model): another judge judges anew."""
+    if gguf:
+        found = Path(gguf).resolve()  # judge.local has found it
+        return f"{found} {found.stat().st_size} {found.stat().st_mtime_ns}"
+    return f"{url} {model}" if url else ""
+
+
 def local(path: Path) -> Ask:
     """A GGUF file through llama.cpp (the gguf extra), greedy."""
     try:

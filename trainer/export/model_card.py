@@ -8,6 +8,7 @@ from typing import Any
 
 from trainer import weights
 from trainer.export.merge import Source
+from trainer.runs import eval_table
 
 
 def license_of(base_name: str, base_dir: str) -> str:
@@ -37,15 +38,7 @@ def evaluation(run: Any) -> str:
     if not path.is_file():
         return ""
     report = json.loads(path.read_text(encoding="utf-8"))
-    base, tuned = report["models"]["base"], report["models"]["tuned"]
-    rows = [(label, base[key], tuned[key]) for key, label in (("loss", "held-out loss (lower is better)"),
-                                                             ("perplexity", "perplexity")) if key in tuned]
-    rows += [(f"check: {name}", f"{base['checks'][name]:.0%}", f"{share:.0%}")
-             for name, share in tuned["checks"].items()]
-    judge = report["models"].get("judge")
-    if judge:
-        rows.append(("judge (wins / ties / losses)", "", f"{judge['wins']} / {judge['ties']} / {judge['losses']}"))
-    table = "\n".join(f"| {what} | {a} | {b} |" for what, a, b in rows)
+    table = "\n".join(f"| {what} | {a} | {b} |" for what, a, b in eval_table.numbers(report))
     return (f"\n## Evaluation\n\n`trainer eval` on {report['held_out_rows']} held-out rows and "
             f"{len(report['prompts'])} prompts the training never saw, against {report['against']} "
             f"({report['date'][:10]}):\n\n"
