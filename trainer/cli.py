@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from rich.markup import escape
 
@@ -14,9 +14,7 @@ from trainer import config as cfg
 from trainer.config import Launch, settings
 from trainer.console import console
 from trainer.errors import Stopped, UserError
-
-if TYPE_CHECKING:
-    from trainer.runs import RunDir
+from trainer.runs import RunDir
 
 COMMANDS = ("train", "profiles", "data", "chat", "eval", "ui", "serve", "bench", "export", "doctor", "runs")
 
@@ -309,20 +307,25 @@ def train(args: argparse.Namespace, argv: list[str], world: cfg.World) -> int:
         return launch.main(argv, how, config.run.rank_timeout_s)
     elif how.resuming:
         run = run_to_resume(args, given)
-        if not world.launched:  # a job's processes: their launcher checked
-            commands.one_training_at_a_time(run.path.parent, run.path)
-        saved = run.read_config()
-        asked, _ = profiles.resolve(str(run.config), args.settings, given)
-        planned = resume.plan(run, saved, asked, how.resume_from, world)
-        if planned is not None:
-            config, checkpoint = planned
-            recipe.main(config, ranks.start(world, config.run.rank_timeout_s), f"resuming {run.path}",
-                        resume_from=checkpoint)
+        with run.user_error_recorded(world.rank == 0):  # "failed: <the error>" in the run, not "died"
+            if not world.launched:  # a job's processes: their launcher checked
+                commands.one_training_at_a_time(run.path.parent, run.path)
+            saved = run.read_config()
+            asked, _ = profiles.resolve(str(run.config), args.settings, given)
+            planned = resume.plan(run, saved, asked, how.resume_from, world)
+            if planned is not None:
+                config, checkpoint = planned
+                recipe.main(config, ranks.start(world, config.run.rank_timeout_s), f"resuming {run.path}",
+                            resume_from=checkpoint)
     else:
         config, reason = profiles.resolve(args.profile, args.settings, given)
-        if not world.launched:
-            commands.one_training_at_a_time(*commands.where_it_trains(config))
-        recipe.main(config, ranks.start(world, config.run.rank_timeout_s), reason)
+        # a run folder made before it trains (--detach's), or once made: a UserError ends it as "failed: <the error>"
+        recorded = (RunDir(Path(config.run.run_dir)).user_error_recorded(world.rank == 0, profile=config.profile)
+                    if config.run.run_dir else contextlib.nullcontext())
+        with recorded:
+            if not world.launched:
+                commands.one_training_at_a_time(*commands.where_it_trains(config))
+            recipe.main(config, ranks.start(world, config.run.rank_timeout_s), reason)
     return 0
 
 

@@ -94,6 +94,8 @@ def follow(run: RunDir, poll_s: float = 0.5) -> int:
                       f"Continue it with: {escape(run.resume_command)}")
     elif state == "failed":
         console.print(f"[red]Run {escape(run.path.name)} failed[/]: {escape(str(status.get('error', '?')))}")
+        if status.get("hint"):
+            console.print(f"[yellow]fix:[/] {escape(status['hint'])}")
     else:
         console.print(f"[yellow]Run {escape(run.path.name)} was stopped[/] at step {status.get('step', '?')}; "
                       f"continue with: {escape(run.resume_command)}")

@@ -14,7 +14,7 @@ from trainer.ui import compare_tab, export_tab, train_tab
 from trainer.ui.loss_chart import loss_figure
 
 # The Runs table: a run's info() key and its column header
-RUN_COLUMNS = {"run": "Run", "profile": "Profile", "state": "State", "step": "Step", "elapsed": "Elapsed",
+RUN_COLUMNS = {"run": "Run", "profile": "Profile", "state_text": "State", "step": "Step", "elapsed": "Elapsed",
                "eta": "ETA", "loss": "Loss", "eval_loss": "Eval loss", "tokens_per_s": "Tokens/s",
                "adapter": "Adapter", "merged": "Merged export"}
 

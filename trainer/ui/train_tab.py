@@ -175,12 +175,15 @@ def status_text(run: RunDir | None) -> str:
     text = f"{run.path.name}: {STATE_WORDS.get(state, state)}, step {info['step']}"
     if info["loss"] is not None:
         text += f", loss {info['loss']}"
-    if state == "starting":
+    if state == "failed":  # the cause first: "failed: <the error>", then its fix
+        status = run.read_status()
+        text = f"{run.path.name}: {info['state_text']}" + (f"  \nfix: {status['hint']}" if status.get("hint") else "")
+        text += f"  \n(at step {info['step']}" + (f"; checkpoint {info['checkpoint']}: Resume continues from it)"
+                                                  if info["checkpoint"] else ")")
+    elif state == "starting":
         text += " (loading the model and data)"
     elif state == "interrupted":
         text += f"; checkpoint {info['checkpoint']}: Resume continues from it" if info["checkpoint"] else ""
-    elif state == "failed":
-        text += f": {run.read_status().get('error', '?')}"
     elif state == "died":
         text += f": its process is gone (see {run.log_file})"
     slow = spill.recorded(run.read_metrics())
