@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.helpers import ROOT, Output, assert_user_error, cli_command, run_cli
+from tests.helpers import ROOT, Output, assert_user_error, cli_command, long_prompts, run_cli
 from trainer.runs import RunDir
 
 
@@ -192,14 +192,6 @@ def test_resume_from_a_checkpoint_in_the_background(shared_tiny_llama, tmp_path,
     assert "resuming from checkpoint-3" in (run_dir / "train.log").read_text()
     assert RunDir(run_dir).read_status()["steps"] == 6
     assert [m["step"] for m in RunDir(run_dir).read_metrics()] == list(range(1, 7))
-
-
-def long_prompts(path: Path, rows: int = 8) -> Path:
-    """Rows the dry run reads fine whose answers all lie beyond max_seq_length=64: the run fails once tokenized."""
-    row = {"messages": [{"role": "user", "content": "Tell me about this. " * 100},
-                        {"role": "assistant", "content": "It is long."}]}
-    path.write_text("".join(json.dumps(row) + "\n" for _ in range(rows)))
-    return path
 
 
 @pytest.mark.slow

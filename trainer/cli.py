@@ -259,10 +259,12 @@ def run(args: argparse.Namespace, argv: list[str], world: cfg.World) -> int:
         return export.main(args.run_dir, cfg.cache_dir(), args.merged_16bit, args.gguf, args.push, args.private,
                            args.adapter_only, args.token_file, check_gguf=not args.no_check)
     elif args.command == "data":
+        from trainer.data import preview
         from trainer.train import methods
 
         config = profiles.resolve(args.profile, args.settings, flags(args))[0]
-        methods.of(config).preview(config, args.n)
+        with preview.facts_to(cfg.preview_file()):  # a front end running this command draws them
+            methods.of(config).preview(config, args.n)
     else:
         return train(args, argv, world)
     return 0

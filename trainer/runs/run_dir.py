@@ -155,13 +155,18 @@ class RunDir:
         return json.loads(self.launch.read_text(encoding="utf-8")) if self.launch.exists() else {}
 
     def state(self) -> str:
-        """The status file's state, checked against the processes: `starting` while a detached run loads, `died`
-        when the process that should be running is gone (killed, crashed) without recording how it ended."""
+        """The status file's state, checked against the processes: `starting` while a detached run loads, `stopping`
+        from a stop request until its process is gone, `finishing` from its last record until then; `died` when the
+        process that should be running is gone (killed, crashed) without recording how it ended."""
         status, launch = self.read_status(), self.read_launch()
         state = status.get("state", "unknown")
         if launch and is_alive(launch):
             ours = launch["pid"] in (status.get("pid"), status.get("launcher_pid"))  # --gpus: rank 0's launcher
-            return "running" if state == "running" and ours else "starting"
+            if ours and state == "running":
+                return "stopping" if self.stop_request.exists() else "running"
+            if ours and state in FINAL_STATES:  # recorded how it ended; its process is still on its way out
+                return "stopping" if state == "interrupted" else "finishing"
+            return "starting"
         if state == "running" and not is_alive(status):
             return "died"
         if launch and status.get("updated", "") < launch["launched"]:
