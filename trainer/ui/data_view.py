@@ -57,8 +57,8 @@ def html(facts: dict[str, Any]) -> str:
              f"<code>{escape(facts['model'])}</code></div>",
              f"<div style=\"color:#6b7280\">Fields read: {escape(', '.join(facts['fields_read']) or 'none')}; not "
              f"used: {escape(', '.join(facts['fields_unused']) or 'none')}</div>"]
-    cells = "".join(f'<td style="padding:2px 14px 2px 0; border:none"><span style="color:#6b7280">{escape(name)}</span><br>'
-                    f"<b>{escape(str(value))}</b></td>" for name, value in facts["counts"].items())
+    cells = "".join(f'<td style="padding:2px 14px 2px 0; border:none"><span style="color:#6b7280">{escape(name)}'
+                    f"</span><br><b>{escape(str(value))}</b></td>" for name, value in facts["counts"].items())
     parts.append(f'<table id="data-counts" style="margin:6px 0; border:none; width:auto"><tr>{cells}</tr></table>')
     if facts["problem"]:
         problem = facts["problem"]

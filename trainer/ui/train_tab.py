@@ -420,10 +420,12 @@ def build_tab(runs_root: Path, current: Any) -> Any:
     shown_from = {"model.name": model, "data.dataset": dataset, **dict(zip(NUMBERS, numbers, strict=True))}
 
     def on_profile(name: str, model_now: str, dataset_now: str, before: str) -> list[Any]:
-        """The numbers on the new profile's values; the model and dataset too unless they are your own setting."""
+        """The numbers on the new profile's values, the model too unless it is your own; the dataset stays (your data
+        is not the profile's to change), its label saying whose it is."""
         new, old = profile_numbers(name), profile_numbers(before)
-        kept = {"model.name": model_now, "data.dataset": dataset_now}
-        values = {key: kept[key] if kept.get(key) not in (None, "", old.get(key)) else new.get(key) for key in LABELS}
+        values = {key: model_now if key == "model.name" and model_now not in (None, "", old.get(key))
+                  else new.get(key) for key in LABELS}
+        values["data.dataset"] = dataset_now
         return [name, *(gr.update(value=values[key], label=origin_label(key, name, values[key])) for key in LABELS)]
 
     last_profile = gr.State("auto")  # the profile the fields were filled from
