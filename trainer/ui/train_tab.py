@@ -46,7 +46,7 @@ def run_options(profile: str, model: str, dataset: str, data_format: str, learni
     sets = {"train.learning_rate": learning_rate or None, "lora.r": whole(lora_r), "lora.alpha": whole(lora_alpha),
             "model.max_seq_length": whole(max_seq_length),
             "train.packing": {"on": "true", "off": "false"}.get(packing)}
-    own = profile_numbers(profile)
+    own = profile_values(profile)
     sets = {key: None if own.get(key) == value else value for key, value in sets.items()}
     model = "" if (model or "").strip() == own.get("model.name") else model  # the profile's: no flag
     return commands.run_options(profile, model, dataset, data_format, sets, shlex.split(extra or ""))
@@ -54,13 +54,13 @@ def run_options(profile: str, model: str, dataset: str, data_format: str, learni
 
 def changed_length(profile: str, steps: float | None, passes: float | None) -> tuple[float | None, float | None]:
     """Max steps and epochs as the command gives them: those equal to the profile's left out."""
-    own = profile_numbers(profile)
+    own = profile_values(profile)
     return (None if steps == own.get("train.max_steps") else steps,
             None if passes == own.get("train.epochs") else passes)
 
 
 @functools.lru_cache(maxsize=32)
-def profile_numbers(profile: str) -> dict[str, Any]:
+def profile_values(profile: str) -> dict[str, Any]:
     """The profile's values of the fields that show settings ({} for a profile that does not load: its error is
     shown)."""
     try:
@@ -72,7 +72,7 @@ def profile_numbers(profile: str) -> dict[str, Any]:
 
 def origin_label(key: str, profile: str, value: Any) -> str:
     """A field's label with where its value comes from: the profile, or your setting (beside the profile's)."""
-    own = profile_numbers(profile).get(key)
+    own = profile_values(profile).get(key)
     name = profiles.locate(profile or "auto").name if own is not None else profile
     if value in (None, "") or value == own:
         return f"{LABELS[key]} · from the profile {name}"
@@ -87,8 +87,7 @@ def whole(value: float | None) -> int | None:
 def cli(args: list[str], timeout_s: float = 600, error_file: Path | None = None,
         preview_file: Path | None = None) -> subprocess.CompletedProcess:
     """The real CLI in a child process (from this UI's folder, with its environment), as a terminal would run it."""
-    return subprocess.run(**child.child(args, False, error_file, preview_file), capture_output=True,
-                          timeout=timeout_s)
+    return subprocess.run(**child.child(args, error_file, preview_file), capture_output=True, timeout=timeout_s)
 
 
 def profile_reason(profile: str) -> str:
@@ -278,7 +277,7 @@ def build_tab(runs_root: Path, current: Any) -> Any:
         profile = gr.Dropdown(["auto", *profiles.names()], value="auto", label="Profile", elem_id="train-profile",
                               scale=1)
         reason = gr.Markdown(profile_reason("auto"), elem_id="train-profile-reason")
-    own = profile_numbers("auto")
+    own = profile_values("auto")
 
     def labelled(key: str) -> dict[str, Any]:
         return {"value": own.get(key), "label": origin_label(key, "auto", own.get(key))}
@@ -422,7 +421,7 @@ def build_tab(runs_root: Path, current: Any) -> Any:
     def on_profile(name: str, model_now: str, dataset_now: str, before: str) -> list[Any]:
         """The numbers on the new profile's values, the model too unless it is your own; the dataset stays (your data
         is not the profile's to change), its label saying whose it is."""
-        new, old = profile_numbers(name), profile_numbers(before)
+        new, old = profile_values(name), profile_values(before)
         values = {key: model_now if key == "model.name" and model_now not in (None, "", old.get(key))
                   else new.get(key) for key in LABELS}
         values["data.dataset"] = dataset_now
