@@ -95,9 +95,15 @@ def test_train_stop_resume_and_export_from_the_page(browser, shared_tiny_llama, 
         assert shown["y"] - (check["y"] + check["height"]) < 250, (check, shown)  # beside the button, not far below
 
         page.click("#train-start")
-        wait_until(page, lambda: re.search(r"training, step \d+/500", status(page)) and step_of(page) >= 2, 300)
+        # the status says what happens (the check, then the new run at once), Gradio's own timers hidden in it
+        page.wait_for_selector("#train-status >> text=A new run: checking before the start", timeout=30_000)
+        for box in ("#train-status", "#train-message"):
+            trackers = page.locator(f"{box} [data-testid=status-tracker]")
+            assert all("hide" in (t.get_attribute("class") or "").split() for t in trackers.all()), box
+        page.wait_for_selector("#train-message >> text=Started", timeout=120_000)
         (run,) = [p for p in root.iterdir() if p.name != "uploads"]
-        assert run.name in status(page)
+        wait_until(page, lambda: run.name in status(page), 5)
+        wait_until(page, lambda: re.search(r"training, step \d+/500", status(page)) and step_of(page) >= 2, 300)
         assert page.locator("#train-run input").input_value() == run.name
 
         # where you train is where you watch: progress with units, the chart growing, the log's last line in view
@@ -150,7 +156,9 @@ def test_train_stop_resume_and_export_from_the_page(browser, shared_tiny_llama, 
         page.get_by_role("tab", name="Train").click()
         wait_until(page, lambda: run.name in status(page) and "training, step" in status(page), 60)
         page.click("#train-stop")
-        wait_until(page, lambda: "stopped, step" in status(page), 180)
+        said: list[str] = []  # what the status line says until it has stopped: never "starting" on the way
+        wait_until(page, lambda: said.append(status(page)) or "stopped, step" in said[-1], 180)
+        assert not [line for line in said if "starting" in line], said
         stopped = step_of(page)
         assert (run / "checkpoints" / f"checkpoint-{stopped}").is_dir()
         assert f"checkpoint checkpoint-{stopped}" in status(page)

@@ -30,10 +30,15 @@ SPEAK_LAST_REPLY = """(history, on) => {
 }"""
 
 
+CELL_CHARS = 70  # a longer cell (a failed run's cause) is cut: the Train tab's status line has it whole
+
+
 def cell(value: Any) -> Any:
-    """A table cell as people read it: yes/no, not true/false; nothing for no value."""
+    """A table cell as people read it: yes/no, not true/false; nothing for no value; a long text cut short."""
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if isinstance(value, str) and len(value) > CELL_CHARS:
+        return value[: CELL_CHARS - 1] + "…"
     return "" if value is None else value
 
 
@@ -186,7 +191,7 @@ def build(targets: list[str], runs_root: Path, cache_dir: str) -> Any:
             export_run, exportable = export_tab.build_tab(runs_root)
         with gr.Tab("Runs") as runs_page:
             table = gr.Dataframe(headers=list(RUN_COLUMNS.values()), label=f"Runs in {runs_root}", elem_id="runs",
-                                 interactive=False, wrap=True)  # a failed run's cause is read whole
+                                 interactive=False)
             with gr.Row():
                 run_pick = gr.Dropdown(label="Loss curves of runs", choices=[], multiselect=True, elem_id="run-pick",
                                        scale=3)

@@ -441,7 +441,8 @@ def build_tab(runs_root: Path, current: Any) -> Any:
              "document.querySelector('#train-run')?.scrollIntoView({block: 'start'}); }")
     # the status lines say what happens; Gradio's own "processing | 2.7s" and queue count stay out of them
     checking = "Checking the settings, the data and the model before the start (as `--dry-run`)…"
-    start.click(lambda: checking, None, message, show_progress="hidden").then(
+    start.click(lambda: (checking, "A new run: checking before the start…"), None, [message, status],
+                show_progress="hidden").then(
         on_start, inputs, [message, plan, current], show_progress="hidden").then(
         on_started, current, shown, show_progress="hidden").then(None, message, None, js=watch)
     stop.click(on_stop, run_pick, message, show_progress="hidden").then(
