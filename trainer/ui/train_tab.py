@@ -369,8 +369,8 @@ def build_tab(runs_root: Path, current: Any) -> Any:
         return f"Started `{path.name}` in the background: {GOES_ON}", told, path.name
 
     def on_started(name: str | None) -> tuple[Any, ...]:
-        """The page's current run at once (not the old run's line until the next tick)."""
-        return refresh(name, None)
+        """The page's current run at once (not the old run's line until the next tick); the timer's turn again."""
+        return (*refresh(name, None), False)
 
     def on_stop(name: str | None) -> str:
         run = run_of(name)
@@ -409,7 +409,12 @@ def build_tab(runs_root: Path, current: Any) -> Any:
         return (gr.update(choices=runs(), value=name), status_text(run), progress_html(run), log_tail(run), figure,
                 now)
 
+    def tick(name: str | None, drawn: tuple | None, checking: bool) -> tuple[Any, ...]:
+        """refresh, except while Start checks: the status says so until the new run is there."""
+        return tuple(gr.update() for _ in shown) if checking else refresh(name, drawn)
+
     shown = [run_pick, status, progress, log, chart, drawn]
+    checking_now = gr.State(False)  # Start is checking: the timer leaves the status line to it
     to_bottom = ("() => requestAnimationFrame(() => { const box = document.querySelector('#train-log textarea'); "
                  "if (box) box.scrollTop = box.scrollHeight; })")  # hidden tabs too: autoscroll misses those
     inputs = [max_steps, epochs, *fields]
@@ -441,17 +446,17 @@ def build_tab(runs_root: Path, current: Any) -> Any:
              "document.querySelector('#train-run')?.scrollIntoView({block: 'start'}); }")
     # the status lines say what happens; Gradio's own "processing | 2.7s" and queue count stay out of them
     checking = "Checking the settings, the data and the model before the start (as `--dry-run`)…"
-    start.click(lambda: (checking, "A new run: checking before the start…"), None, [message, status],
-                show_progress="hidden").then(
-        on_start, inputs, [message, plan, current], show_progress="hidden").then(
-        on_started, current, shown, show_progress="hidden").then(None, message, None, js=watch)
+    start.click(lambda: (checking, "A new run: checking before the start…", True), None,
+                [message, status, checking_now], show_progress="hidden").then(
+        on_start, inputs, [message, plan, current], show_progress="hidden").then(  # then: also after an error
+        on_started, current, [*shown, checking_now], show_progress="hidden").then(None, message, None, js=watch)
     stop.click(on_stop, run_pick, message, show_progress="hidden").then(
         refresh, [current, drawn], shown, show_progress="hidden")
     resume.click(on_resume, [run_pick, profile, max_steps, epochs], [message, current], show_progress="hidden").then(
-        on_started, current, shown, show_progress="hidden").then(
+        on_started, current, [*shown, checking_now], show_progress="hidden").then(
         None, message, None, js=watch)  # started: the page goes to where it is watched
     run_pick.input(lambda name: name, run_pick, current)
     current.change(refresh, [current, drawn], shown, show_progress="hidden").then(None, None, None, js=to_bottom)
-    timer.tick(refresh, [current, drawn], shown, show_progress="hidden")
+    timer.tick(tick, [current, drawn, checking_now], shown, show_progress="hidden")
     log.change(None, None, None, js=to_bottom)
     return run_pick
