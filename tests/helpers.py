@@ -3,6 +3,7 @@ these from here, never from another test file."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -78,6 +79,14 @@ def assert_user_error(result, *fragments):
     assert "Traceback" not in out
     for fragment in fragments:
         assert fragment in out, out
+
+
+def long_prompts(path: Path, rows: int = 8) -> Path:
+    """Rows the dry run reads fine whose answers all lie beyond max_seq_length=64: the run fails once tokenized."""
+    row = {"messages": [{"role": "user", "content": "Tell me about this. " * 100},
+                        {"role": "assistant", "content": "It is long."}]}
+    path.write_text("".join(json.dumps(row) + "\n" for _ in range(rows)))
+    return path
 
 
 def losses(run_dir: Path) -> list[float]:

@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.helpers import ROOT, Output, assert_user_error, cli_command, run_cli
+from tests.helpers import ROOT, Output, assert_user_error, cli_command, long_prompts, run_cli
 from trainer.runs import RunDir
 
 
@@ -192,3 +192,24 @@ def test_resume_from_a_checkpoint_in_the_background(shared_tiny_llama, tmp_path,
     assert "resuming from checkpoint-3" in (run_dir / "train.log").read_text()
     assert RunDir(run_dir).read_status()["steps"] == 6
     assert [m["step"] for m in RunDir(run_dir).read_metrics()] == list(range(1, 7))
+
+
+@pytest.mark.slow
+def test_a_user_error_after_the_start_is_failed_with_its_cause_not_died(shared_tiny_llama, tmp_path, detached_runs):
+    run_dir = tmp_path / "runs" / "long-prompts"
+    detached_runs.append(run_dir)
+    args = ["--profile", "cpu", "--model", str(shared_tiny_llama), "--dataset", str(long_prompts(tmp_path / "d.jsonl")),
+            "--max-steps", "3", "--set", "eval_size=0", "--set", "max_seq_length=64", "--run-dir", str(run_dir)]
+    assert run_cli(*args, "--dry-run").returncode == 0  # what the UI's Start checks first passes
+    started = run_cli(*args, "--detach", cwd=tmp_path)
+    assert started.returncode == 0, started.stdout
+    wait_until(lambda: RunDir(run_dir).state() in ("failed", "died"), 300, "the run to end")
+    status = RunDir(run_dir).read_status()
+    assert RunDir(run_dir).state() == "failed", status
+    assert status["error"].startswith("only 0 training rows have an answer within max_seq_length=64"), status
+    assert "--set max_seq_length=128" in status["hint"] and status["profile"] == "cpu", status
+    listing = run_cli("runs", "--runs-root", str(tmp_path / "runs"), env={"COLUMNS": "400"})
+    assert "failed: only 0 training rows" in table_row(listing.stdout, "long-prompts"), listing.stdout
+    follow = run_cli("runs", "--follow", str(run_dir))
+    assert "Run long-prompts failed: only 0 training rows" in " ".join(follow.stdout.split()), follow.stdout
+    assert "fix: Raise max_seq_length" in " ".join(follow.stdout.split()), follow.stdout

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from rich.markup import escape
 
@@ -14,9 +14,7 @@ from trainer import config as cfg
 from trainer.config import Launch, settings
 from trainer.console import console
 from trainer.errors import Stopped, UserError
-
-if TYPE_CHECKING:
-    from trainer.runs import RunDir
+from trainer.runs import RunDir
 
 COMMANDS = ("train", "profiles", "data", "chat", "eval", "ui", "serve", "bench", "export", "doctor", "runs")
 
@@ -271,10 +269,12 @@ def run(args: argparse.Namespace, argv: list[str], world: cfg.World) -> int:
         return export.main(args.run_dir, cfg.cache_dir(), args.merged_16bit, args.gguf, args.push, args.private,
                            args.adapter_only, args.token_file, check_gguf=not args.no_check)
     elif args.command == "data":
+        from trainer.data import preview
         from trainer.train import methods
 
         config = profiles.resolve(args.profile, args.settings, flags(args))[0]
-        methods.of(config).preview(config, args.n)
+        with preview.facts_to(cfg.preview_file()):  # a front end running this command draws them
+            methods.of(config).preview(config, args.n)
     else:
         return train(args, argv, world)
     return 0
@@ -319,20 +319,25 @@ def train(args: argparse.Namespace, argv: list[str], world: cfg.World) -> int:
         return launch.main(argv, how, config.run.rank_timeout_s)
     elif how.resuming:
         run = run_to_resume(args, given)
-        if not world.launched:  # a job's processes: their launcher checked
-            commands.one_training_at_a_time(run.path.parent, run.path)
-        saved = run.read_config()
-        asked, _ = profiles.resolve(str(run.config), args.settings, given)
-        planned = resume.plan(run, saved, asked, how.resume_from, world)
-        if planned is not None:
-            config, checkpoint = planned
-            recipe.main(config, ranks.start(world, config.run.rank_timeout_s), f"resuming {run.path}",
-                        resume_from=checkpoint)
+        with run.user_error_recorded(world.rank == 0):  # "failed: <the error>" in the run, not "died"
+            if not world.launched:  # a job's processes: their launcher checked
+                commands.one_training_at_a_time(run.path.parent, run.path)
+            saved = run.read_config()
+            asked, _ = profiles.resolve(str(run.config), args.settings, given)
+            planned = resume.plan(run, saved, asked, how.resume_from, world)
+            if planned is not None:
+                config, checkpoint = planned
+                recipe.main(config, ranks.start(world, config.run.rank_timeout_s), f"resuming {run.path}",
+                            resume_from=checkpoint)
     else:
         config, reason = profiles.resolve(args.profile, args.settings, given)
-        if not world.launched:
-            commands.one_training_at_a_time(*commands.where_it_trains(config))
-        recipe.main(config, ranks.start(world, config.run.rank_timeout_s), reason)
+        # a run folder made before it trains (--detach's), or once made: a UserError ends it as "failed: <the error>"
+        recorded = (RunDir(Path(config.run.run_dir)).user_error_recorded(world.rank == 0, profile=config.profile)
+                    if config.run.run_dir else contextlib.nullcontext())
+        with recorded:
+            if not world.launched:
+                commands.one_training_at_a_time(*commands.where_it_trains(config))
+            recipe.main(config, ranks.start(world, config.run.rank_timeout_s), reason)
     return 0
 
 

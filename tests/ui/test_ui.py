@@ -102,6 +102,7 @@ def test_chat_compare_and_runs_in_a_browser(browser, runs_root, shared_tiny_llam
                         "2", "--set", "eval_size=0", "--run-dir", str(runs_root / "later-run"))
         assert later.returncode == 0, later.stdout
         wait_until(page, lambda: "later-run" in page.inner_text("#runs"), 30)
+        page.get_by_role("tab", name="Chat").click()
         page.locator("#model-picker input").click()
         page.get_by_role("option", name="later-run", exact=True).wait_for(timeout=10_000)
         page.keyboard.press("Escape")
@@ -133,7 +134,7 @@ def follows_the_current_run(browser, url: str) -> None:
     """A page opened now is on the newest run in every tab; a run picked in the Train tab is followed by the others."""
     page = browser.new_page(viewport={"width": 1280, "height": 1000})
     page.goto(url)
-    pickers = {"#train-run": "Train", "#export-run": "Export", "#model-picker": None, "#compare-right": "Compare"}
+    pickers = {"#train-run": "Train", "#export-run": "Export", "#model-picker": "Chat", "#compare-right": "Compare"}
 
     seen: list[dict[str, str]] = []
 

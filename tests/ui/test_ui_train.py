@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from tests.helpers import ARTIFACTS, serve_ui, wait_until
+from tests.helpers import ARTIFACTS, long_prompts, serve_ui, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -63,7 +63,13 @@ def test_train_stop_resume_and_export_from_the_page(browser, shared_tiny_llama, 
         assert "fits: about 5.6 of 7.0 GB" in page.inner_text("#train-plan")
         choose(page, "train-profile", "cpu")
         page.wait_for_selector("#train-plan >> text=the CPU demo", timeout=120_000)
+        # one model field, the base model to train, and each field says where its value comes from
+        assert page.locator("#model-picker").is_hidden()  # Chat's picker lives in the Chat tab
+        assert page.input_value("#train-model textarea") == "HuggingFaceTB/SmolLM2-135M-Instruct"
+        assert "from the profile cpu" in page.inner_text("#train-model")
         page.fill("#train-model textarea", str(shared_tiny_llama))
+        wait_until(page, lambda: "your setting (the profile's: HuggingFaceTB" in page.inner_text("#train-model"), 30)
+        assert "from the profile cpu" in page.inner_text("#train-learning-rate")
         page.fill("#train-max-steps input", "500")
         page.fill("#train-settings textarea", "eval_size=8 eval_every_steps=10")
         page.press("#train-settings textarea", "Tab")
@@ -73,15 +79,31 @@ def test_train_stop_resume_and_export_from_the_page(browser, shared_tiny_llama, 
         assert page.input_value(command).startswith("python -m trainer train --profile cpu --model ")
         assert page.input_value(command).endswith("--detach")
 
-        # the data check is `trainer data`'s: rows, tokens per row, trained share, the first examples
+        # the data check is `trainer data`'s, as HTML beside its button: counts, warnings, the first examples with
+        # their roles and the trained spans highlighted
         page.click("#train-check")
-        page.wait_for_selector("#train-data >> text=trained tokens:", timeout=120_000)
-        assert "train example 1" in page.inner_text("#train-data")
+        page.wait_for_selector("#data-counts >> text=trained tokens", timeout=120_000)
+        preview = page.inner_text("#train-data")
+        assert "train example 1" in preview and "train rows" in preview, preview
+        assert "eval: 8 of 320 rows held out" in page.inner_text("#data-warnings")
+        trained = page.locator("#train-data .data-example").first.locator(".dp-trained")
+        assert trained.count() >= 1 and trained.first.inner_text().strip(), preview
+        assert "rgb(209, 250, 229)" in trained.first.evaluate("e => getComputedStyle(e).backgroundColor")
+        roles = page.locator("#train-data .data-example").first.locator(".dp-role").all_inner_texts()
+        assert {"user", "assistant"} <= {r.lower() for r in roles}, roles
+        check, shown = (page.locator(f"#{i}").bounding_box() for i in ("train-check", "train-data"))
+        assert shown["y"] - (check["y"] + check["height"]) < 250, (check, shown)  # beside the button, not far below
 
         page.click("#train-start")
-        wait_until(page, lambda: re.search(r"training, step \d+/500", status(page)) and step_of(page) >= 2, 300)
+        # the status says what happens (the check, then the new run at once), Gradio's own timers hidden in it
+        page.wait_for_selector("#train-status >> text=A new run: checking before the start", timeout=30_000)
+        for box in ("#train-status", "#train-message"):
+            trackers = page.locator(f"{box} [data-testid=status-tracker]")
+            assert all("hide" in (t.get_attribute("class") or "").split() for t in trackers.all()), box
+        page.wait_for_selector("#train-message >> text=Started", timeout=120_000)
         (run,) = [p for p in root.iterdir() if p.name != "uploads"]
-        assert run.name in status(page)
+        wait_until(page, lambda: run.name in status(page), 5)
+        wait_until(page, lambda: re.search(r"training, step \d+/500", status(page)) and step_of(page) >= 2, 300)
         assert page.locator("#train-run input").input_value() == run.name
 
         # where you train is where you watch: progress with units, the chart growing, the log's last line in view
@@ -134,7 +156,9 @@ def test_train_stop_resume_and_export_from_the_page(browser, shared_tiny_llama, 
         page.get_by_role("tab", name="Train").click()
         wait_until(page, lambda: run.name in status(page) and "training, step" in status(page), 60)
         page.click("#train-stop")
-        wait_until(page, lambda: "stopped, step" in status(page), 180)
+        said: list[str] = []  # what the status line says until it has stopped: never "starting" on the way
+        wait_until(page, lambda: said.append(status(page)) or "stopped, step" in said[-1], 180)
+        assert not [line for line in said if "starting" in line], said
         stopped = step_of(page)
         assert (run / "checkpoints" / f"checkpoint-{stopped}").is_dir()
         assert f"checkpoint checkpoint-{stopped}" in status(page)
@@ -174,7 +198,7 @@ def test_train_stop_resume_and_export_from_the_page(browser, shared_tiny_llama, 
         stop_ui(server)
 
 
-def test_bad_settings_get_the_cli_message(browser, tmp_path):
+def test_bad_settings_get_the_cli_message(browser, tmp_path, shared_tiny_llama, detached_runs):
     root = tmp_path / "runs"
     server, url = serve_ui("--runs-root", str(root))
     try:
@@ -204,5 +228,21 @@ def test_bad_settings_get_the_cli_message(browser, tmp_path):
         assert not [p for p in root.glob("*") if p.name != "uploads"] if root.exists() else True
         assert "No run yet" in status(page)
         page.screenshot(path=str(ARTIFACTS / "ui-train-error.png"), full_page=True)
+
+        # data the check passes whose answers all lie beyond max_seq_length: the run fails once it has tokenized,
+        # and says so with the cause and the fix (not "died")
+        page.fill("#train-model textarea", str(shared_tiny_llama))
+        page.fill("#train-dataset textarea", str(long_prompts(tmp_path / "long.jsonl")))
+        page.fill("#train-max-seq-length input", "64")
+        page.fill("#train-settings textarea", "eval_size=0")
+        page.press("#train-settings textarea", "Tab")
+        page.click("#train-start")
+        page.wait_for_selector("#train-message >> text=Started", timeout=120_000)
+        detached_runs.extend(p for p in root.glob("*") if p.is_dir() and p.name != "uploads")
+        wait_until(page, lambda: "failed: only 0 training rows have an answer within max_seq_length=64" in status(page),
+                   300)
+        assert "died" not in status(page) and "fix: Raise max_seq_length" in status(page), status(page)
+        page.get_by_role("tab", name="Runs").click()
+        wait_until(page, lambda: "failed: only 0 training rows" in page.inner_text("#runs"), 30)
     finally:
         stop_ui(server)

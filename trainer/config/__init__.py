@@ -7,6 +7,7 @@ from trainer.config.environment import (
     cache_dir,
     error_file,
     judge_api_key,
+    preview_file,
     records_dir,
     serve_api_key,
     tracker_environment,
@@ -35,5 +36,6 @@ __all__ = [
     "DATE_STRING", "FORMATS", "KEYS", "LLAMA_TARGETS", "METHODS", "SDPA_BACKENDS", "SETTINGS", "TRACKERS", "Config",
     "DataConfig", "HardwareConfig", "Launch", "LoraConfig", "ModelConfig", "RunConfig", "TrackerEnvironment",
     "TrainConfig", "World", "build", "cache_dir", "check", "coerce", "error_file", "flatten_toml", "from_toml",
-    "full_key", "judge_api_key", "parse_set", "records_dir", "serve_api_key", "tracker_environment", "ui_auth", "world",
+    "full_key", "judge_api_key", "parse_set", "preview_file", "records_dir", "serve_api_key", "tracker_environment",
+    "ui_auth", "world",
 ]

@@ -26,6 +26,12 @@ def error_file() -> Path | None:
     return Path(value) if value else None
 
 
+def preview_file() -> Path | None:
+    """$TRAINER_PREVIEW_FILE: where `trainer data` writes what it shows as JSON too (the UI draws it as HTML)."""
+    value = os.environ.get("TRAINER_PREVIEW_FILE")
+    return Path(value) if value else None
+
+
 def ui_auth(value: str | None) -> tuple[str, str] | None:
     """Basic auth for `trainer ui`: --auth user:pass, else $TRAINER_UI_AUTH, else none."""
     value = value or os.environ.get("TRAINER_UI_AUTH")

@@ -94,6 +94,8 @@ def follow(run: RunDir, poll_s: float = 0.5) -> int:
                       f"Continue it with: {escape(run.resume_command)}")
     elif state == "failed":
         console.print(f"[red]Run {escape(run.path.name)} failed[/]: {escape(str(status.get('error', '?')))}")
+        if status.get("hint"):
+            console.print(f"[yellow]fix:[/] {escape(status['hint'])}")
     else:
         console.print(f"[yellow]Run {escape(run.path.name)} was stopped[/] at step {status.get('step', '?')}; "
                       f"continue with: {escape(run.resume_command)}")
@@ -126,7 +128,7 @@ def show_new_output(run: RunDir, position: int | None) -> int:
     return len(metrics)
 
 
-LIVE_STATES = ("running", "starting")
+LIVE_STATES = ("running", "starting", "stopping", "finishing")  # a process that holds the GPU
 
 
 def holder(runs: list[RunDir]) -> RunDir | None:
@@ -138,7 +140,7 @@ def stop(run: RunDir) -> int:
     """Ask the run to stop as Ctrl+C does: it finishes its step, saves a checkpoint and records `interrupted`
     (train.callbacks.GracefulStop). A stop request in the run directory, and on Linux and macOS also SIGINT (which
     reaches a run still loading). Returns the pid asked."""
-    if run.state() not in LIVE_STATES:
+    if run.state() not in ("running", "starting"):  # a second request while it stops would abort it (2x Ctrl+C)
         raise UserError(f"run {run.path.name} is not training (it is {run.state()})", "Nothing to stop.")
     launch, status = run.read_launch(), run.read_status()
     record = launch if launch and is_alive(launch) else status  # a run started in a terminal has no launch record

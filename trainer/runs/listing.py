@@ -40,7 +40,7 @@ def show(root: Path) -> None:
         console.print(f"No runs under {root}/ yet. Start one with: python -m trainer (--detach: in the background)")
         return
     infos = [run.info() for run in runs]
-    rows = [[i["run"], i["profile"], i["state"], i["step"], "" if i["loss"] is None else f"{i['loss']:.4f}",
+    rows = [[i["run"], i["profile"], i["state_text"], i["step"], "" if i["loss"] is None else f"{i['loss']:.4f}",
              "" if i["tokens_per_s"] is None else f"{i['tokens_per_s']:,.0f}", i["checkpoint"] or "",
              ", ".join(i["exports"])] for i in infos]
     table = Table(title=f"Runs in {root}/")

@@ -121,7 +121,23 @@ class RunDir:
             raise
         except BaseException as e:
             if write:
-                self.set_status("failed", **facts, error=f"{type(e).__name__}: {e}")
+                self.set_status("failed", **facts, **failure(e))
+            raise
+
+    @contextlib.contextmanager
+    def user_error_recorded(self, write: bool, **facts: Any) -> Iterator[None]:
+        """A UserError that ends this run, recorded in its status (where `write`: rank 0, and the folder exists: a
+        detached run's is made before it loads) as `failed` with the message and its fix, whenever it comes (loading
+        the model, tokenizing, a resume refused): the run reads "failed: <the error>", not "died". The facts of the
+        status before (profile, step of a stopped run) stay."""
+        try:
+            yield
+        except UserError as e:
+            before = self.read_status() if self.status.exists() else {}
+            if write and is_run_dir(self.path) and not (before.get("state") == "failed"
+                                                         and before.get("pid") == os.getpid()):  # fit's record stays
+                kept = {k: before[k] for k in ("profile", "engine", "step") if k in before}
+                self.set_status("failed", **{**kept, **facts}, **failure(e))
             raise
 
     def read_status(self) -> dict[str, Any]:
@@ -139,13 +155,18 @@ class RunDir:
         return json.loads(self.launch.read_text(encoding="utf-8")) if self.launch.exists() else {}
 
     def state(self) -> str:
-        """The status file's state, checked against the processes: `starting` while a detached run loads, `died`
-        when the process that should be running is gone (killed, crashed) without recording how it ended."""
+        """The status file's state, checked against the processes: `starting` while a detached run loads, `stopping`
+        from a stop request until its process is gone, `finishing` from its last record until then; `died` when the
+        process that should be running is gone (killed, crashed) without recording how it ended."""
         status, launch = self.read_status(), self.read_launch()
         state = status.get("state", "unknown")
         if launch and is_alive(launch):
             ours = launch["pid"] in (status.get("pid"), status.get("launcher_pid"))  # --gpus: rank 0's launcher
-            return "running" if state == "running" and ours else "starting"
+            if ours and state == "running":
+                return "stopping" if self.stop_request.exists() else "running"
+            if ours and state in FINAL_STATES:  # recorded how it ended; its process is still on its way out
+                return "stopping" if state == "interrupted" else "finishing"
+            return "starting"
         if state == "running" and not is_alive(status):
             return "died"
         if launch and status.get("updated", "") < launch["launched"]:
@@ -200,6 +221,7 @@ class RunDir:
             "run": self.path.name,
             "profile": status.get("profile") or self.read_launch().get("profile", "?"),
             "state": state,
+            "state_text": f"failed: {status.get('error', '?')}" if state == "failed" else state,  # with its cause
             "step": f"{steps[-1]['step'] if steps else 0}/{max_steps}",
             "elapsed": duration(elapsed) if elapsed is not None else None,
             "eta": eta,  # running runs only: the time left at the pace so far
@@ -211,6 +233,14 @@ class RunDir:
             "checkpoint": self.last_checkpoint(),
             "exports": self.exports(),
         }
+
+
+def failure(e: BaseException) -> dict[str, str]:
+    """How an exception that ended a run is recorded in its status: a UserError's message and fix as the user reads
+    them; anything else (a bug) with its type."""
+    if isinstance(e, UserError):
+        return {"error": e.message, **({"hint": e.hint} if e.hint else {})}
+    return {"error": f"{type(e).__name__}: {e}"}
 
 
 def mean_tokens_per_s(steps: list[dict[str, Any]]) -> float | None:

@@ -212,6 +212,8 @@ class GracefulStop(TrainerCallback):
     def __exit__(self, *exc: object) -> None:
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
+        # kept until the training ends: the run reads `stopping` (RunDir.state) through the checkpoint's save
+        self.request.unlink(missing_ok=True)
 
     def handle(self, signum: int, frame: Any) -> None:
         if self.signal is not None:
@@ -225,7 +227,6 @@ class GracefulStop(TrainerCallback):
             self.signal = signal.SIGINT  # as Ctrl+C
             console.print("[yellow]Stop requested: saving a checkpoint of this step[/]")
         if self.signal is not None:
-            self.request.unlink(missing_ok=True)
             control.should_save = True
             control.should_training_stop = True
         elif state.global_step >= state.max_steps:

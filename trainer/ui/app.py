@@ -14,7 +14,7 @@ from trainer.ui import compare_tab, export_tab, train_tab
 from trainer.ui.loss_chart import loss_figure
 
 # The Runs table: a run's info() key and its column header
-RUN_COLUMNS = {"run": "Run", "profile": "Profile", "state": "State", "step": "Step", "elapsed": "Elapsed",
+RUN_COLUMNS = {"run": "Run", "profile": "Profile", "state_text": "State", "step": "Step", "elapsed": "Elapsed",
                "eta": "ETA", "loss": "Loss", "eval_loss": "Eval loss", "tokens_per_s": "Tokens/s",
                "adapter": "Adapter", "merged": "Merged export"}
 
@@ -30,10 +30,15 @@ SPEAK_LAST_REPLY = """(history, on) => {
 }"""
 
 
+CELL_CHARS = 70  # a longer cell (a failed run's cause) is cut: the Train tab's status line has it whole
+
+
 def cell(value: Any) -> Any:
-    """A table cell as people read it: yes/no, not true/false; nothing for no value."""
+    """A table cell as people read it: yes/no, not true/false; nothing for no value; a long text cut short."""
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if isinstance(value, str) and len(value) > CELL_CHARS:
+        return value[: CELL_CHARS - 1] + "…"
     return "" if value is None else value
 
 
@@ -156,11 +161,12 @@ def build(targets: list[str], runs_root: Path, cache_dir: str) -> Any:
         gr.Markdown("# trainer: train, follow, chat with and export your fine-tune")
         first = choices()
         current = gr.State(None)  # the page's current run: the newest, the one just started, or the one picked
-        target = gr.Dropdown(first, value=first[0] if first else None, allow_custom_value=True,
-                             elem_id="model-picker",
-                             label="Model: a run directory, an adapter folder, or a model folder / Hub id")
-        status = gr.Markdown(elem_id="model-status")
         with gr.Tab("Chat"):
+            # what Chat (and Compare's "base model") talk to; the Train tab's base model is the page's one model field
+            target = gr.Dropdown(first, value=first[0] if first else None, allow_custom_value=True,
+                                 elem_id="model-picker",
+                                 label="Chat with: a run, an adapter folder, or a model folder / Hub id")
+            status = gr.Markdown(elem_id="model-status")
             chatbot = gr.Chatbot(label="Conversation", height=420, elem_id="chatbot")
             message = gr.Textbox(label="Message", placeholder="Type a message and press Enter", elem_id="message")
             with gr.Row():
@@ -196,10 +202,12 @@ def build(targets: list[str], runs_root: Path, cache_dir: str) -> Any:
             drawn = gr.State(None)  # the chart this page shows: (run, its metrics' time)
 
         tables = ([run_pick, export_run, current], [table, run_pick, target, export_run])
-        app.load(opened, None, [current, target]).then(select, target, status).then(runs_table, *tables)
+        quiet = {"show_progress": "hidden"}  # status lines and tables say what happens, without Gradio's timers
+        app.load(opened, None, [current, target], **quiet).then(select, target, status, **quiet).then(
+            runs_table, *tables, **quiet)
         current.change(follow, [current, target, run_pick, *compare_pickers],
-                       [target, export_run, run_pick, *compare_pickers])
-        target.change(select, target, status)
+                       [target, export_run, run_pick, *compare_pickers], **quiet)
+        target.change(select, target, status, **quiet)
         for picker in (target, export_run):  # a run picked in any tab is the page's current run
             picker.input(run_named, picker, current)
         replies = [event(respond, [message, chatbot, target, *options], [message, chatbot])
@@ -211,7 +219,7 @@ def build(targets: list[str], runs_root: Path, cache_dir: str) -> Any:
         stop.click(None, None, None, cancels=replies, js="() => { window.speechSynthesis?.cancel(); }")
         clear.click(lambda: [], None, chatbot, cancels=replies)
         compare_page.select(refresh_compare, compare_pickers, compare_pickers)  # new runs and checkpoints
-        timer.tick(runs_table, *tables).then(
+        timer.tick(runs_table, *tables, **quiet).then(
             loss_plot, [run_pick, smoothing, drawn], [plot, drawn], show_progress="hidden")
         # A tab's parts exist in the page once it is opened: what was sent before, they never showed.
         export_page.select(to_export, [export_run, current], export_run)

@@ -11,14 +11,15 @@ from typing import Any
 WIDTH = 110  # the child's terminal width: what the page's output boxes show unwrapped
 
 
-def child(args: list[str], color: bool = False, error_file: Path | None = None) -> dict[str, Any]:
+def child(args: list[str], error_file: Path | None = None, preview_file: Path | None = None) -> dict[str, Any]:
     """The subprocess arguments that run `python -m trainer ARGS`; a UserError it ends with is written to
-    `error_file` as JSON (commands.read_error reads it), so the page never parses the printed text."""
+    `error_file` as JSON (commands.read_error reads it), and what `trainer data` shows to `preview_file`, so the page
+    never parses the printed text."""
     env = {**os.environ, "COLUMNS": str(WIDTH), "PYTHONUNBUFFERED": "1"}
-    if color:
-        env.update(FORCE_COLOR="1", TERM="xterm-256color")
     if error_file is not None:
         env["TRAINER_ERROR_FILE"] = str(error_file)
+    if preview_file is not None:
+        env["TRAINER_PREVIEW_FILE"] = str(preview_file)
     return {"args": [sys.executable, "-m", "trainer", *args], "env": env, "stdin": subprocess.DEVNULL, "text": True}
 
 

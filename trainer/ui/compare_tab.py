@@ -12,6 +12,7 @@ from typing import Any
 
 from trainer.errors import UserError
 from trainer.runs.listing import list_runs
+from trainer.runs.run_dir import is_run_dir
 from trainer.serve import chat
 
 BASE = "base model (of the other side)"
@@ -39,6 +40,22 @@ def sides(runs_root: Path, targets: list[str], left: str | None, right: str | No
     if run is None or names_run(right, runs_root / run):
         return gr.update(choices=names, value=left), gr.update(choices=names, value=right)
     return gr.update(choices=names, value=BASE), gr.update(choices=names, value=run)
+
+
+def eval_report(runs_root: Path, choice: str | None) -> str:
+    """The eval report `trainer eval` wrote for the run a picker's choice names (RUN/eval/report.md, as Markdown),
+    or how to make one."""
+    choice = choice or ""
+    found = [path for path in (Path(choice), runs_root / choice.partition("/")[0]) if is_run_dir(path)]
+    if not found:  # the base model, a Hub id: no run
+        return "Pick a run on the right to see its eval report here."
+    run = found[0]  # a run by its folder or id; RUN/checkpoint-N: its run
+    folder = run / "eval"
+    if not (folder / "report.md").is_file():
+        return (f"No eval report for `{run.name}` yet: `python -m trainer eval {run}` writes one (its tuned model "
+                "against the base model on the run's held-out rows: loss, and the answers side by side).")
+    report = (folder / "report.md").read_text(encoding="utf-8")
+    return f"From `trainer eval` (every number: `{folder / 'eval.json'}`)\n\n{report}"
 
 
 def names_run(choice: str | None, run: Path) -> bool:
@@ -123,6 +140,9 @@ def build_tab(runs_root: Path, targets: list[str], model_for: Callable[[str | No
     with gr.Row():
         left_out = gr.Textbox(label="Left's answer", lines=10, elem_id="left-answer")
         right_out = gr.Textbox(label="Right's answer", lines=10, elem_id="right-answer")
+    with gr.Accordion("Eval report of the run on the right (trainer eval)", open=True):
+        report = gr.Markdown(eval_report(runs_root, right.value), elem_id="compare-eval-report", max_height=480)
     # a new click cancels the answers still streaming for the old prompt
     button.click(compare, [prompt, left, right, picked, *options], [left_out, right_out], concurrency_limit=2)
+    right.change(lambda choice: eval_report(runs_root, choice), right, report, show_progress="hidden")
     return refresh, [left, right]

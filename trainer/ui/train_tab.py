@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-import io
+import json
 import re
 import shlex
 import shutil
@@ -19,11 +19,11 @@ from trainer.console import duration
 from trainer.errors import UserError
 from trainer.runs import RunDir, background, spill
 from trainer.runs.listing import list_runs
-from trainer.ui import child
+from trainer.ui import child, data_view
 from trainer.ui.loss_chart import loss_figure
 
 PACKING = ("profile's", "on", "off")
-STATE_WORDS = {"interrupted": "stopped", "running": "training"}
+STATE_WORDS = {"interrupted": "stopped", "running": "training", "stopping": "stopping (saving a checkpoint)"}
 LOG_LINES = 12
 GOES_ON = "it goes on when this page or the UI closes (its output below, and in its train.log)."
 starting = threading.Lock()  # one Start or Resume at a time in this UI: the holder check and the launch go together
@@ -31,6 +31,11 @@ starting = threading.Lock()  # one Start or Resume at a time in this UI: the hol
 
 # The number fields and the settings they show: the profile's value until changed
 NUMBERS = ("train.max_steps", "train.epochs", "train.learning_rate", "lora.r", "lora.alpha", "model.max_seq_length")
+# Every field that shows a setting, and its label (to which where its value comes from is added)
+LABELS = {"model.name": "Base model to train (Hub id or folder)", "data.dataset": "Dataset: a file, a Hub id or sample",
+          "train.max_steps": "Max steps (0: epochs)", "train.epochs": "Epochs (when max steps is 0)",
+          "train.learning_rate": "Learning rate", "lora.r": "LoRA r", "lora.alpha": "LoRA alpha",
+          "model.max_seq_length": "max_seq_length"}
 
 
 def run_options(profile: str, model: str, dataset: str, data_format: str, learning_rate: float | None,
@@ -41,26 +46,37 @@ def run_options(profile: str, model: str, dataset: str, data_format: str, learni
     sets = {"train.learning_rate": learning_rate or None, "lora.r": whole(lora_r), "lora.alpha": whole(lora_alpha),
             "model.max_seq_length": whole(max_seq_length),
             "train.packing": {"on": "true", "off": "false"}.get(packing)}
-    own = profile_numbers(profile)
+    own = profile_values(profile)
     sets = {key: None if own.get(key) == value else value for key, value in sets.items()}
+    model = "" if (model or "").strip() == own.get("model.name") else model  # the profile's: no flag
     return commands.run_options(profile, model, dataset, data_format, sets, shlex.split(extra or ""))
 
 
 def changed_length(profile: str, steps: float | None, passes: float | None) -> tuple[float | None, float | None]:
     """Max steps and epochs as the command gives them: those equal to the profile's left out."""
-    own = profile_numbers(profile)
+    own = profile_values(profile)
     return (None if steps == own.get("train.max_steps") else steps,
             None if passes == own.get("train.epochs") else passes)
 
 
 @functools.lru_cache(maxsize=32)
-def profile_numbers(profile: str) -> dict[str, float]:
-    """The profile's values of the number fields ({} for a profile that does not load: its error is shown)."""
+def profile_values(profile: str) -> dict[str, Any]:
+    """The profile's values of the fields that show settings ({} for a profile that does not load: its error is
+    shown)."""
     try:
         config, _ = profiles.resolve(profile or "auto")
     except UserError:
         return {}
-    return {key: getattr(getattr(config, key.split(".")[0]), key.split(".")[1]) for key in NUMBERS}
+    return {key: getattr(getattr(config, key.split(".")[0]), key.split(".")[1]) for key in LABELS}
+
+
+def origin_label(key: str, profile: str, value: Any) -> str:
+    """A field's label with where its value comes from: the profile, or your setting (beside the profile's)."""
+    own = profile_values(profile).get(key)
+    name = profiles.locate(profile or "auto").name if own is not None else profile
+    if value in (None, "") or value == own:
+        return f"{LABELS[key]} · from the profile {name}"
+    return f"{LABELS[key]} · your setting (the profile's: {own})"
 
 
 def whole(value: float | None) -> int | None:
@@ -68,21 +84,10 @@ def whole(value: float | None) -> int | None:
     return int(value) if value else None
 
 
-def cli(args: list[str], color: bool = False, timeout_s: float = 600,
-        error_file: Path | None = None) -> subprocess.CompletedProcess:
+def cli(args: list[str], timeout_s: float = 600, error_file: Path | None = None,
+        preview_file: Path | None = None) -> subprocess.CompletedProcess:
     """The real CLI in a child process (from this UI's folder, with its environment), as a terminal would run it."""
-    return subprocess.run(**child.child(args, color, error_file), capture_output=True, timeout=timeout_s)
-
-
-def as_html(output: str) -> str:
-    """The CLI's colored output (trained tokens bold green, context dim) as HTML."""
-    from rich.console import Console
-    from rich.text import Text
-
-    console = Console(record=True, width=child.WIDTH, file=io.StringIO(), force_terminal=True)
-    console.print(Text.from_ansi(output))
-    return console.export_html(inline_styles=True, code_format=(
-        '<pre style="white-space: pre-wrap; font-size: 12px; line-height: 1.35">{code}</pre>'))
+    return subprocess.run(**child.child(args, error_file, preview_file), capture_output=True, timeout=timeout_s)
 
 
 def profile_reason(profile: str) -> str:
@@ -112,9 +117,18 @@ def keep_upload(upload: str | None, runs_root: Path) -> str | None:
 
 
 def check_data(options: list[str]) -> str:
-    """`trainer data`: rows, tokens per row, trained share, the first examples; or its error, as HTML."""
-    result = cli(["data", *options, "-n", "2"], color=True)
-    return as_html(result.stdout + result.stderr)
+    """`trainer data`'s facts (counts, warnings, the first examples with their roles and trained spans), or its
+    error, as HTML."""
+    with tempfile.TemporaryDirectory(prefix="trainer-ui-") as folder:
+        error_file, preview_file = Path(folder) / "error.json", Path(folder) / "preview.json"
+        result = cli(["data", *options, "-n", "2"], error_file=error_file, preview_file=preview_file)
+        error = commands.read_error(error_file)
+        facts = json.loads(preview_file.read_text(encoding="utf-8")) if preview_file.is_file() else None
+    if facts is not None:
+        return data_view.html(facts)
+    if error is not None:
+        return data_view.error_html(error)
+    return data_view.output_html(result.stdout + result.stderr)
 
 
 def plan_text(args: list[str]) -> str:
@@ -175,12 +189,15 @@ def status_text(run: RunDir | None) -> str:
     text = f"{run.path.name}: {STATE_WORDS.get(state, state)}, step {info['step']}"
     if info["loss"] is not None:
         text += f", loss {info['loss']}"
-    if state == "starting":
+    if state == "failed":  # the cause first: "failed: <the error>", then its fix
+        status = run.read_status()
+        text = f"{run.path.name}: {info['state_text']}" + (f"  \nfix: {status['hint']}" if status.get("hint") else "")
+        text += f"  \n(at step {info['step']}" + (f"; checkpoint {info['checkpoint']}: Resume continues from it)"
+                                                  if info["checkpoint"] else ")")
+    elif state == "starting":
         text += " (loading the model and data)"
     elif state == "interrupted":
         text += f"; checkpoint {info['checkpoint']}: Resume continues from it" if info["checkpoint"] else ""
-    elif state == "failed":
-        text += f": {run.read_status().get('error', '?')}"
     elif state == "died":
         text += f": its process is gone (see {run.log_file})"
     slow = spill.recorded(run.read_metrics())
@@ -260,33 +277,41 @@ def build_tab(runs_root: Path, current: Any) -> Any:
         profile = gr.Dropdown(["auto", *profiles.names()], value="auto", label="Profile", elem_id="train-profile",
                               scale=1)
         reason = gr.Markdown(profile_reason("auto"), elem_id="train-profile-reason")
+    own = profile_values("auto")
+
+    def labelled(key: str) -> dict[str, Any]:
+        return {"value": own.get(key), "label": origin_label(key, "auto", own.get(key))}
+
     with gr.Row():
-        model = gr.Textbox(label="Model (Hub id or folder; empty: the profile's)", elem_id="train-model", scale=3)
+        model = gr.Textbox(**labelled("model.name"), elem_id="train-model", scale=3)
         data_format = gr.Dropdown(list(settings.choices("data.format")), value="auto", label="Format",
                                   info=settings.help_of("data.format"), elem_id="train-format", scale=1)
     with gr.Row():
-        dataset = gr.Textbox(label="Dataset: a file, a Hub id or sample (empty: the profile's)", value="sample",
-                             elem_id="train-dataset", scale=3)
+        dataset = gr.Textbox(**labelled("data.dataset"), elem_id="train-dataset", scale=3)
         upload = gr.File(label="…or upload a data file (.jsonl .json .csv .parquet)", elem_id="train-upload",
                          file_types=[".jsonl", ".json", ".csv", ".parquet"], height=160, scale=1)
+        with gr.Column(scale=1, min_width=170):
+            check = gr.Button("Check data", elem_id="train-check")
+            gr.Markdown("Reads the data as training will: counts, warnings, and the first examples with the trained "
+                        "spans highlighted (shown below).", elem_id="train-check-note")
+    # beside Check data, before the numbers: what it found, where the data is chosen
+    data_view = gr.HTML(elem_id="train-data", max_height=520, visible=False)
     with gr.Row():
-        own = profile_numbers("auto")
-        max_steps = gr.Number(own.get("train.max_steps"), label="Max steps (0: epochs)", precision=0,
-                              info=about("train.max_steps"), elem_id="train-max-steps")
-        epochs = gr.Number(own.get("train.epochs"), label="Epochs (when max steps is 0)", info=about("train.epochs"),
-                           elem_id="train-epochs")
-        learning_rate = gr.Number(own.get("train.learning_rate"), label="Learning rate",
-                                  info=about("train.learning_rate"), elem_id="train-learning-rate")
-        lora_r = gr.Number(own.get("lora.r"), label="LoRA r", precision=0, info=about("lora.r"),
-                           elem_id="train-lora-r")
-        lora_alpha = gr.Number(own.get("lora.alpha"), label="LoRA alpha", precision=0, info=about("lora.alpha"),
+        max_steps = gr.Number(**labelled("train.max_steps"), precision=0, info=about("train.max_steps"),
+                              elem_id="train-max-steps")
+        epochs = gr.Number(**labelled("train.epochs"), info=about("train.epochs"), elem_id="train-epochs")
+        learning_rate = gr.Number(**labelled("train.learning_rate"), info=about("train.learning_rate"),
+                                  elem_id="train-learning-rate")
+        lora_r = gr.Number(**labelled("lora.r"), precision=0, info=about("lora.r"), elem_id="train-lora-r")
+        lora_alpha = gr.Number(**labelled("lora.alpha"), precision=0, info=about("lora.alpha"),
                                elem_id="train-lora-alpha")
-        max_seq_length = gr.Number(own.get("model.max_seq_length"), label="max_seq_length", precision=0,
-                                   info=about("model.max_seq_length"), elem_id="train-max-seq-length")
+        max_seq_length = gr.Number(**labelled("model.max_seq_length"), precision=0, info=about("model.max_seq_length"),
+                                   elem_id="train-max-seq-length")
         packing = gr.Radio(list(PACKING), value="profile's", label="Packing", info=about("train.packing"),
                            elem_id="train-packing")
-    gr.Markdown("The numbers are the profile's until you change one: only what you change is passed as a setting "
-                "(the command below shows it; an empty field keeps the profile's).", elem_id="train-numbers-note")
+    gr.Markdown("The fields show the profile's values until you change one: only what you change is passed as a "
+                "setting (the command below shows it; an empty field keeps the profile's).",
+                elem_id="train-numbers-note")
     extra = gr.Textbox(label="Other settings (KEY=VALUE ..., as --set)", placeholder="e.g. eval_size=0 "
                        "save_every_steps=10", elem_id="train-settings")
     with gr.Accordion("Every setting (for Other settings)", open=False):
@@ -295,13 +320,11 @@ def build_tab(runs_root: Path, current: Any) -> Any:
     command = gr.Textbox(commands.command_line(first), label="The same from a terminal", interactive=False,
                          buttons=["copy"], elem_id="train-command")
     with gr.Row():
-        check = gr.Button("Check data", elem_id="train-check")
         start = gr.Button("Start", variant="primary", elem_id="train-start")
         stop = gr.Button("Stop", variant="stop", elem_id="train-stop")
         resume = gr.Button("Resume", elem_id="train-resume")
     plan = gr.Markdown("The plan (memory and time per epoch on the card) comes with Check data.", elem_id="train-plan")
     message = gr.Markdown(elem_id="train-message")
-    data_view = gr.HTML(elem_id="train-data", max_height=420)  # under Check data: what it found, where it is asked
     with gr.Row():
         run_pick = gr.Dropdown(runs(), value=None, label="Run (Stop and Resume act on it; the other tabs follow it)",
                                elem_id="train-run", scale=1)
@@ -325,8 +348,8 @@ def build_tab(runs_root: Path, current: Any) -> Any:
     def show_command(steps: float | None, passes: float | None, *values: Any) -> str:
         return commands.command_line(train_args(steps, passes, *values))
 
-    def on_check(*values: Any) -> str:
-        return check_data(options_of(*values))
+    def on_check(*values: Any) -> Any:
+        return gr.update(value=check_data(options_of(*values)), visible=True)
 
     def on_plan(steps: float | None, passes: float | None, *values: Any) -> str:
         return plan_text(train_args(steps, passes, *values, detach=False))
@@ -344,6 +367,10 @@ def build_tab(runs_root: Path, current: Any) -> Any:
         except UserError as e:
             return error_text(e), gr.update(), gr.update()
         return f"Started `{path.name}` in the background: {GOES_ON}", told, path.name
+
+    def on_started(name: str | None) -> tuple[Any, ...]:
+        """The page's current run at once (not the old run's line until the next tick); the timer's turn again."""
+        return (*refresh(name, None), False)
 
     def on_stop(name: str | None) -> str:
         run = run_of(name)
@@ -376,32 +403,60 @@ def build_tab(runs_root: Path, current: Any) -> Any:
         now = (name, run.metrics.stat().st_mtime if run is not None and run.metrics.exists() else 0.0)
         if drawn == now:
             figure = gr.update()
-        else:  # no run yet: no empty axes
-            figure = gr.update(value=loss_figure([run], 0.0), visible=True) if run else gr.update(visible=False)
+        else:  # no run yet, or no step logged: no empty axes
+            drawable = run is not None and run.metrics.exists()
+            figure = gr.update(value=loss_figure([run], 0.0), visible=True) if drawable else gr.update(visible=False)
         return (gr.update(choices=runs(), value=name), status_text(run), progress_html(run), log_tail(run), figure,
                 now)
 
+    def tick(name: str | None, drawn: tuple | None, checking: bool) -> tuple[Any, ...]:
+        """refresh, except while Start checks: the status says so until the new run is there."""
+        return tuple(gr.update() for _ in shown) if checking else refresh(name, drawn)
+
     shown = [run_pick, status, progress, log, chart, drawn]
+    checking_now = gr.State(False)  # Start is checking: the timer leaves the status line to it
     to_bottom = ("() => requestAnimationFrame(() => { const box = document.querySelector('#train-log textarea'); "
                  "if (box) box.scrollTop = box.scrollHeight; })")  # hidden tabs too: autoscroll misses those
     inputs = [max_steps, epochs, *fields]
     for field in inputs:
         field.change(show_command, inputs, command, show_progress="hidden")
     numbers = [max_steps, epochs, learning_rate, lora_r, lora_alpha, max_seq_length]
+    shown_from = {"model.name": model, "data.dataset": dataset, **dict(zip(NUMBERS, numbers, strict=True))}
+
+    def on_profile(name: str, model_now: str, dataset_now: str, before: str) -> list[Any]:
+        """The numbers on the new profile's values, the model too unless it is your own; the dataset stays (your data
+        is not the profile's to change), its label saying whose it is."""
+        new, old = profile_values(name), profile_values(before)
+        values = {key: model_now if key == "model.name" and model_now not in (None, "", old.get(key))
+                  else new.get(key) for key in LABELS}
+        values["data.dataset"] = dataset_now
+        return [name, *(gr.update(value=values[key], label=origin_label(key, name, values[key])) for key in LABELS)]
+
+    last_profile = gr.State("auto")  # the profile the fields were filled from
     profile.change(profile_reason, profile, reason).then(
-        lambda name: [profile_numbers(name).get(key) for key in NUMBERS], profile, numbers).then(
+        on_profile, [profile, model, dataset, last_profile], [last_profile, *shown_from.values()]).then(
         on_plan, inputs, plan, show_progress="hidden")
+    for key, field in shown_from.items():  # each says where its value comes from, as it changes
+        field.change(functools.partial(lambda key, name, value: gr.update(label=origin_label(key, name, value)), key),
+                     [profile, field], field, show_progress="hidden")
     for field in (model, dataset, extra):  # typed: the plan once the field is left, not at every key
         field.blur(on_plan, inputs, plan, show_progress="hidden")
     check.click(on_check, fields, data_view).then(on_plan, inputs, plan, show_progress="hidden")
     watch = ("(said) => { if ((said || '').startsWith('Started') || (said || '').startsWith('Resuming')) "
              "document.querySelector('#train-run')?.scrollIntoView({block: 'start'}); }")
-    start.click(on_start, inputs, [message, plan, current]).then(None, message, None, js=watch)
-    stop.click(on_stop, run_pick, message).then(refresh, [current, drawn], shown)
-    resume.click(on_resume, [run_pick, profile, max_steps, epochs], [message, current]).then(
+    # the status lines say what happens; Gradio's own "processing | 2.7s" and queue count stay out of them
+    checking = "Checking the settings, the data and the model before the start (as `--dry-run`)…"
+    start.click(lambda: (checking, "A new run: checking before the start…", True), None,
+                [message, status, checking_now], show_progress="hidden").then(
+        on_start, inputs, [message, plan, current], show_progress="hidden").then(  # then: also after an error
+        on_started, current, [*shown, checking_now], show_progress="hidden").then(None, message, None, js=watch)
+    stop.click(on_stop, run_pick, message, show_progress="hidden").then(
+        refresh, [current, drawn], shown, show_progress="hidden")
+    resume.click(on_resume, [run_pick, profile, max_steps, epochs], [message, current], show_progress="hidden").then(
+        on_started, current, [*shown, checking_now], show_progress="hidden").then(
         None, message, None, js=watch)  # started: the page goes to where it is watched
     run_pick.input(lambda name: name, run_pick, current)
     current.change(refresh, [current, drawn], shown, show_progress="hidden").then(None, None, None, js=to_bottom)
-    timer.tick(refresh, [current, drawn], shown, show_progress="hidden")
+    timer.tick(tick, [current, drawn, checking_now], shown, show_progress="hidden")
     log.change(None, None, None, js=to_bottom)
     return run_pick
