@@ -9,6 +9,9 @@ import re
 import shutil
 import signal
 import subprocess
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -223,36 +226,74 @@ def test_a_task_whose_data_is_on_the_unreachable_hub_says_so_before_any_model_lo
     assert "local task file" in said and "Evaluating" not in said and "tuned:" not in said
 
 
+def judge_server(answered_at_once: int) -> tuple[ThreadingHTTPServer, threading.Event, list[str]]:
+    """An OpenAI-compatible judge on 127.0.0.1 that answers `answered_at_once` requests, then holds each further one
+    until the event is set, and then answers it after 0.3 s: an eval is caught mid-judge whatever the machine's pace,
+    and its rerun's judging lasts long enough for its bar to be drawn with an ETA."""
+    released, asked = threading.Event(), []
+
+    class Judge(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            asked.append(self.path)
+            if len(asked) > answered_at_once:
+                released.wait(300)
+                time.sleep(0.3)
+            body = json.dumps({"choices": [{"message": {"content": "tie: the same"}}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            with contextlib.suppress(OSError):  # the eval stopped while this reply was held
+                self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Judge)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, released, asked
+
+
 def test_ctrl_c_stops_an_eval_and_the_rerun_goes_on_without_redoing_finished_parts(trained_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(trained_run, run)
     shutil.rmtree(run / "eval", ignore_errors=True)
     parts = run / "eval" / "parts"
-    command = ("eval", str(run), "-n", "6", "--max-new-tokens", "48")
-    process = start(*command)
-    output = Output(process)
-    wait_for(lambda: len(list(parts.glob("*.json"))) >= 3, process)  # the loss and two answers of the tuned model
-    process.send_signal(signal.SIGINT)
-    process.wait(timeout=120)
-    said = " ".join(output.whole().split())
-    assert process.returncode == 130, said
-    assert "Eval stopped:" in said and "run the same command again to go on from there" in said
-    kept = {path.name: path.stat().st_mtime_ns for path in parts.glob("*.json")}
-    assert 3 <= len(kept) < 14 and not (run / "eval" / "eval.json").exists()  # 2 losses and 12 answers in all
+    server, released, asked = judge_server(answered_at_once=2)  # the first prompt's two orders
+    try:
+        command = ("eval", str(run), "-n", "6", "--max-new-tokens", "48", "--judge-url",
+                   f"http://127.0.0.1:{server.server_port}/v1")
+        process = start(*command)
+        output = Output(process)
+        # 2 losses, 12 answers and the first prompt's verdict saved; the eval waits on the second prompt's judge
+        wait_for(lambda: len(asked) >= 3 and len(list(parts.glob("*.json"))) >= 15, process)
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=120)
+        said = " ".join(output.whole().split())
+        assert process.returncode == 130, said
+        assert "Eval stopped:" in said and "run the same command again to go on from there" in said
+        kept = {path.name: path.stat().st_mtime_ns for path in parts.glob("*.json")}
+        assert len(kept) == 15 and not (run / "eval" / "eval.json").exists()
 
-    resumed = run_cli(*command, env={"FORCE_COLOR": "1"})  # rich draws its bars as on a terminal
+        released.set()
+        resumed = run_cli(*command, env={"FORCE_COLOR": "1"})  # rich draws its bars as on a terminal
+    finally:
+        released.set()
+        server.shutdown()
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert {name: (parts / name).stat().st_mtime_ns for name in kept} == kept  # reused, not written again
-    assert len(list(parts.glob("*.json"))) == 14 and "saved earlier" in resumed.stdout
+    assert len(list(parts.glob("*.json"))) == 14 + 6 and "(1 saved earlier)" in resumed.stdout
+    assert "(6 saved earlier)" in resumed.stdout and len(asked) == 2 + 1 + 10  # the held request, then the rest
     drawn = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", resumed.stdout)
-    assert re.search(r"base: answers to 6 held-out prompts \S+ [0-6]/6 \d:\d\d:\d\d ETA", drawn), drawn
+    assert re.search(r"the judge: 6 pairs of answers, in both orders \S+ [0-6]/6 \d:\d\d:\d\d ETA", drawn), drawn
     assert re.search(r"ETA \d:\d\d:\d\d", drawn), drawn  # an estimate, once the work has a pace
     first = json.loads((run / "eval" / "eval.json").read_text())["models"]
     assert len(first["tuned"]["answers"]) == len(first["base"]["answers"]) == 6
 
-    # another answer length: the answers again, the losses kept
+    # another answer length, without the judge: the answers again, the losses kept
     again = run_cli("eval", str(run), "-n", "6", "--max-new-tokens", "8")
     assert again.returncode == 0, again.stdout + again.stderr
-    assert len(list(parts.glob("*.json"))) == 14 + 12
+    assert len(list(parts.glob("*.json"))) == 20 + 12
     second = json.loads((run / "eval" / "eval.json").read_text())["models"]
     assert second["tuned"]["loss"] == first["tuned"]["loss"] and second["base"]["loss"] == first["base"]["loss"]
