@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -33,7 +34,11 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600,
 def start(*cli_args: str) -> subprocess.Popen:
     """The real CLI in a subprocess that runs on while the test watches it."""
     command, env = cli_command(*cli_args)
-    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # Ctrl+C reaches it as in a terminal, also where this test session runs as a background job (a shell starts those
+    # with SIGINT ignored, and Python keeps an ignored SIGINT ignored).
+    reset = (lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)) if os.name == "posix" else None
+    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=reset)
 
 
 def wait_for(condition, process: subprocess.Popen, timeout: float = 300) -> None:
