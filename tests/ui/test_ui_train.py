@@ -3,6 +3,7 @@ page survives its own restart; the Runs chart grows while a run trains; the Expo
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -216,10 +217,35 @@ def test_bad_settings_get_the_cli_message(browser, tmp_path, shared_tiny_llama, 
         page.click("#train-check")
         page.wait_for_selector("#train-data >> text=error", timeout=120_000)
         assert "Traceback" not in page.inner_text("#train-data")
+        assert not page.locator("#train-data-fix").is_visible()  # a missing file: no setting mends it
 
-        # with the learning rate mended, the dataset's typo: Start runs the CLI's checks first, refuses in place
+        # a file with its own field names: the check offers the mapping, one click applies it and checks again
         page.fill("#train-learning-rate input", "")
         page.press("#train-learning-rate input", "Tab")
+        qa = tmp_path / "qa.jsonl"
+        qa.write_text("".join(json.dumps({"question": f"What is {i} + 1?", "answer": f"{i + 1}."}) + "\n"
+                              for i in range(12)))
+        page.fill("#train-dataset textarea", str(qa))
+        page.fill("#train-settings textarea", "eval_size=0")
+        page.press("#train-settings textarea", "Tab")
+        page.click("#train-check")
+        page.wait_for_selector("#train-data >> text=cannot tell the format", timeout=120_000)
+        fix = page.locator("#train-data-fix")
+        assert fix.inner_text() == "Use columns=question:instruction,answer:output (in Other settings) and check again"
+        page.screenshot(path=str(ARTIFACTS / "ui-train-columns-offer.png"),
+                        clip={"x": 0, "y": 300, "width": 1280, "height": 400})
+        fix.click()
+        page.wait_for_selector("#data-counts >> text=trained tokens", timeout=120_000)
+        assert page.input_value("#train-settings textarea") == "eval_size=0 columns=question:instruction,answer:output"
+        assert "--set columns=question:instruction,answer:output" in page.input_value("#train-command textarea")
+        assert re.search(r"What is \d+ \+ 1\?", page.inner_text("#train-data")) and not fix.is_visible()
+        wait_until(page, lambda: "the CPU demo" in page.inner_text("#train-plan"), 120)  # the plan checked again too
+        page.screenshot(path=str(ARTIFACTS / "ui-train-columns.png"), full_page=True)
+
+        # with the learning rate mended, the dataset's typo: Start runs the CLI's checks first, refuses in place
+        page.fill("#train-dataset textarea", str(tmp_path / "missing.jsonl"))
+        page.fill("#train-settings textarea", "")
+        page.press("#train-settings textarea", "Tab")
         page.click("#train-start")
         page.wait_for_selector("#train-message >> text=missing.jsonl", timeout=120_000)
         message = page.inner_text("#train-message")

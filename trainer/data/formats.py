@@ -219,15 +219,17 @@ def detect_format(row: dict[str, Any], source: str) -> str:
         if all(f in row for f in fields):
             return name
     found = ", ".join(sorted(row)) or "none"
+    columns = columns_for(row)
     raise UserError(
         f"cannot tell the format of {source}: its first row has the fields {found}",
         "Expected 'conversations' (ShareGPT), 'messages' (OpenAI), 'instruction' + 'output' (Alpaca) or 'text'; "
-        f"rename the fields, pass --format, or map them: {columns_for(row)}.",
+        f"rename the fields, pass --format, or map them: --set columns={columns}.",
+        setting="" if "YOUR_" in columns else f"columns={columns}",
     )
 
 
 def columns_for(row: dict[str, Any]) -> str:
-    """The data.columns setting that reads this row's prompt and answer fields as Alpaca's: each side by its name, or,
+    """The data.columns value that reads this row's prompt and answer fields as Alpaca's: each side by its name, or,
     in a row of two fields, the other one; a placeholder for a side it cannot tell."""
     lower = {str(name).lower(): str(name) for name in row}
     prompt = next((lower[n] for n in PROMPT_NAMES if n in lower), None)
@@ -237,7 +239,7 @@ def columns_for(row: dict[str, Any]) -> str:
         prompt, answer = prompt or other, answer or other
     pairs = [f"{prompt or 'YOUR_PROMPT_FIELD'}:instruction"] if prompt != "instruction" else []
     pairs += [f"{answer or 'YOUR_ANSWER_FIELD'}:output"] if answer != "output" else []
-    return f"--set columns={','.join(pairs)}"
+    return ",".join(pairs)
 
 
 def rename_columns(table: Table, columns: tuple[str, ...]) -> Table:

@@ -116,19 +116,25 @@ def keep_upload(upload: str | None, runs_root: Path) -> str | None:
     return str(kept)
 
 
-def check_data(options: list[str]) -> str:
+def check_data(options: list[str]) -> tuple[str, str]:
     """`trainer data`'s facts (counts, warnings, the first examples with their roles and trained spans), or its
-    error, as HTML."""
+    error, as HTML; and the setting (KEY=VALUE) the error says would fix it, or ""."""
     with tempfile.TemporaryDirectory(prefix="trainer-ui-") as folder:
         error_file, preview_file = Path(folder) / "error.json", Path(folder) / "preview.json"
         result = cli(["data", *options, "-n", "2"], error_file=error_file, preview_file=preview_file)
         error = commands.read_error(error_file)
         facts = json.loads(preview_file.read_text(encoding="utf-8")) if preview_file.is_file() else None
     if facts is not None:
-        return data_view.html(facts)
+        return data_view.html(facts), ""
     if error is not None:
-        return data_view.error_html(error)
-    return data_view.output_html(result.stdout + result.stderr)
+        return data_view.error_html(error), error.setting
+    return data_view.output_html(result.stdout + result.stderr), ""
+
+
+def with_setting(extra: str, setting: str) -> str:
+    """Other settings with `setting` (KEY=VALUE) in, in place of the same key's value if it had one."""
+    key = setting.split("=", 1)[0]
+    return shlex.join([*(item for item in shlex.split(extra or "") if item.split("=", 1)[0] != key), setting])
 
 
 def plan_text(args: list[str]) -> str:
@@ -296,6 +302,8 @@ def build_tab(runs_root: Path, current: Any) -> Any:
                         "spans highlighted (shown below).", elem_id="train-check-note")
     # beside Check data, before the numbers: what it found, where the data is chosen
     data_view = gr.HTML(elem_id="train-data", max_height=520, visible=False)
+    fix = gr.Button(visible=False, elem_id="train-data-fix", size="sm")  # the setting the error names, to apply
+    fix_setting = gr.State("")
     with gr.Row():
         max_steps = gr.Number(**labelled("train.max_steps"), precision=0, info=about("train.max_steps"),
                               elem_id="train-max-steps")
@@ -348,8 +356,11 @@ def build_tab(runs_root: Path, current: Any) -> Any:
     def show_command(steps: float | None, passes: float | None, *values: Any) -> str:
         return commands.command_line(train_args(steps, passes, *values))
 
-    def on_check(*values: Any) -> Any:
-        return gr.update(value=check_data(options_of(*values)), visible=True)
+    def on_check(*values: Any) -> tuple[Any, Any, str]:
+        shown, setting = check_data(options_of(*values))
+        offer = gr.update(value=f"Use {setting} (in Other settings) and check again", visible=True) if setting \
+            else gr.update(visible=False)
+        return gr.update(value=shown, visible=True), offer, setting
 
     def on_plan(steps: float | None, passes: float | None, *values: Any) -> str:
         return plan_text(train_args(steps, passes, *values, detach=False))
@@ -441,7 +452,9 @@ def build_tab(runs_root: Path, current: Any) -> Any:
                      [profile, field], field, show_progress="hidden")
     for field in (model, dataset, extra):  # typed: the plan once the field is left, not at every key
         field.blur(on_plan, inputs, plan, show_progress="hidden")
-    check.click(on_check, fields, data_view).then(on_plan, inputs, plan, show_progress="hidden")
+    check.click(on_check, fields, [data_view, fix, fix_setting]).then(on_plan, inputs, plan, show_progress="hidden")
+    fix.click(with_setting, [extra, fix_setting], extra).then(
+        on_check, fields, [data_view, fix, fix_setting]).then(on_plan, inputs, plan, show_progress="hidden")
     watch = ("(said) => { if ((said || '').startsWith('Started') || (said || '').startsWith('Resuming')) "
              "document.querySelector('#train-run')?.scrollIntoView({block: 'start'}); }")
     # the status lines say what happens; Gradio's own "processing | 2.7s" and queue count stay out of them
