@@ -11,6 +11,7 @@ from rich.markup import escape
 
 from trainer import commands, profiles
 from trainer import config as cfg
+from trainer.bench.cards import CARDS
 from trainer.config import Launch, settings
 from trainer.console import console
 from trainer.errors import Stopped, UserError
@@ -123,7 +124,7 @@ def parser() -> argparse.ArgumentParser:
                        help="what every configuration trains: sft (default), dpo, orpo or kto (against the recipe of "
                        "Unsloth's DPO and ORPO notebooks)")
     add_set(bench, "applied to every configuration, e.g. --set vram_cap_gb=8")
-    bench.add_argument("--emulate", metavar="CARD", choices=("rtx2060s", "rtx3070", "quadro-rtx5000"),
+    bench.add_argument("--emulate", metavar="CARD", choices=tuple(CARDS),
                        help="run on a share of the GPU sized like this card (CUDA MPS), with its usable memory and "
                        "dtype; the profile defaults to the card's")
     bench.add_argument("--platform", choices=("linux", "windows"), default="linux",
