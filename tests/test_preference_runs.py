@@ -170,3 +170,18 @@ def test_an_adapter_only_push_of_a_dpo_run_leaves_the_reference_copy_out(sft_the
     files = hub.repos["alice/dpo-adapter"]["files"]
     assert {"adapter_config.json", "adapter_model.safetensors", "README.md"} <= set(files)
     assert not [name for name in files if name.startswith("ref/")], sorted(files)
+
+
+def test_kto_from_an_sft_run_starts_where_it_ended(sft_then_dpo, tmp_path):
+    """KTO --from an SFT run: the SFT adapter is both where training starts and the frozen reference, so the first
+    step scores the policy against itself: every log ratio 0, the loss 1 - sigmoid(0) = 0.5, the margin 0."""
+    sft, _ = sft_then_dpo
+    kto = tmp_path / "kto"
+    result = run_cli("--profile", "cpu", "--method", "kto", "--from", str(sft), "--max-steps", "2",
+                     "--set", "eval_size=0", "--set", "learning_rate=3e-2", "--run-dir", str(kto))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"Starting from the adapter of {sft.resolve()}" in result.stdout.replace("\n", "")
+    assert all((tensors(kto / "adapter" / "ref")[k] == v).all() for k, v in tensors(sft / "adapter").items())
+    first = steps(kto)[0]
+    assert first["loss"] == pytest.approx(0.5, abs=1e-6), first
+    assert first.get("reward_margin") in (None, 0), first
