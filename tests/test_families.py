@@ -215,6 +215,41 @@ def test_a_tiny_qwen3_with_the_real_tokenizer_trains_on_multi_turn_rows_and_chat
     assert "model>" in chat.stdout
 
 
+@pytest.mark.slow
+def test_a_tiny_mistral_trains_chats_and_exports_a_gguf_that_tokenizes_as_it_trained(mistral_tokenizer_dir, tmp_path):
+    """No Mistral weights are on PyPI: random weights of the Mistral architecture, Mistral 7B v0.3's real SentencePiece
+    tokenizer and [INST] template. llama.cpp would put a space after every special token ("[INST]", "▁▁", "What"
+    where the run trained "[INST]", "▁What"); the GGUF says it must not, and the export's check finds the same
+    tokens."""
+    import gguf
+    import llama_cpp
+    from transformers import AutoTokenizer
+
+    model = models.random_mistral(mistral_tokenizer_dir, tmp_path / "tiny-mistral")
+    run_dir = tmp_path / "run"
+    result = run_cli("--profile", "cpu", "--model", str(model), "--dataset", "sample", "--max-steps", "2",
+                     "--set", "eval_size=0", "--set", "max_seq_length=256", "--run-dir", str(run_dir))
+    assert result.returncode == 0, result.stdout + result.stderr
+    chat = chat_session(str(run_dir), "Hello\n/exit\n", "--temperature", "0", "--max-new-tokens", "4")
+    assert chat.returncode == 0 and "model>" in chat.stdout, chat.stdout + chat.stderr
+
+    result = run_cli("export", str(run_dir), "--gguf", "f16")
+    assert result.returncode == 0, result.stdout + result.stderr
+    check = json.loads((run_dir / "export.json").read_text())["gguf_f16"]["check"]
+    assert check["template_same_tokens"] == check["prompts"] == 6, check
+    path = run_dir / "gguf" / "model-f16.gguf"
+    fields = gguf.GGUFReader(path).fields
+    assert fields["tokenizer.ggml.model"].contents() == "llama"
+    assert fields["tokenizer.ggml.add_space_prefix"].contents() is False
+    vocab = llama_cpp.Llama(str(path), vocab_only=True, verbose=False)
+    tokenizer = AutoTokenizer.from_pretrained(run_dir / "merged")
+    for text in ["<s>[INST] What is the capital?[/INST] Paris.</s>[INST] And  of Spain?[/INST]",
+                 "[INST] Ünïcödé ñ 日本語 🤖\n\tdef f(x):\n    return x[/INST]"]:
+        assert vocab.tokenize(text.encode(), add_bos=False, special=True) == tokenizer(
+            text, add_special_tokens=False)["input_ids"], text
+    assert 'PARAMETER stop "</s>"' in (run_dir / "gguf" / "Modelfile").read_text()
+
+
 # Ollama renders a Modelfile's TEMPLATE with Go's text/template; this program does the same with the conversation.
 GO_RENDER = """package main
 

@@ -7,6 +7,8 @@ import json
 import time
 from typing import Any, Literal, get_args
 
+from rich.markup import escape
+
 from trainer.console import console
 from trainer.errors import UserError
 from trainer.export import merge, model_card
@@ -72,7 +74,7 @@ def main(run_dir: str, cache_dir: str, merged_16bit: bool = False, gguf: str | N
         console.print(f"[bold red]The {gguf} GGUF differs from the trained run[/] (kept, with the details in "
                       f"{source.run.path / 'export.json'}):")
         for line in differs:
-            console.print(f"  - {line}")
+            console.print(f"  - {escape(line)}")
         console.print("[yellow]fix:[/] export f16 or q8_0 to see whether the quantization is the cause; a template "
                       "or stop-token difference is a bug worth reporting with the run's config.toml. "
                       + ("Nothing was pushed. " if push else "") + "--no-check skips this check.")

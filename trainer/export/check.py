@@ -106,7 +106,10 @@ def check(source: Source, gguf: Path, kind: str, modelfile: str, cache_dir: str)
         asked.write_text(json.dumps({"prompts": prompts, "max_new_tokens": MAX_NEW_TOKENS}), encoding="utf-8")
         theirs = llama_child.run("answers", str(gguf), str(asked))
     eot = tokenizer.convert_ids_to_tokens(stop_token_ids(tokenizer)[0])
-    specials = [t for t in tokenizer.all_special_tokens if len(t) > 1]
+    # the template's own special tokens (a reply that writes "[INST]" or "<|im_start|>" went on into the next turn);
+    # not the unused control tokens of a vocabulary such as Mistral's 771
+    rendered = tokenizer.apply_chat_template([*prompts[0], {"role": "assistant", "content": "x"}], tokenize=False)
+    specials = [t for t in tokenizer.all_special_tokens if len(t) > 1 and (t in rendered or t == eot)]
     pairs = list(zip(ours, theirs["answers"], strict=True))
     n = len(pairs)
     ended = [(a, b) for a, b in pairs if a["stopped"] and b["ids"][:len(a["ids"])] == a["ids"]]

@@ -111,10 +111,13 @@ def export(merged: Path, out_dir: Path, kind: str, cache_dir: str) -> dict[str, 
     f16 = staged if kind == "f16" else out_dir / ".model-f16.gguf.tmp"
     try:
         started = time.perf_counter()
+        tokenizer = json.loads((merged / "tokenizer.json").read_text(encoding="utf-8"))
+        # Mistral's: llama.cpp must be told not to add a space after special tokens (convert_child says why)
+        run = ["-m", "trainer.export.convert_child"] if sentencepiece_prefix(tokenizer) else []
         with tempfile.TemporaryDirectory(dir=out_dir, prefix=".convert-") as tmp:
             source = converter_input(merged, Path(tmp))
-            result = subprocess.run([sys.executable, str(script), str(source), "--outfile", str(f16), "--outtype",
-                                     "f16"], capture_output=True, text=True)
+            result = subprocess.run([sys.executable, *run, str(script), str(source), "--outfile", str(f16),
+                                     "--outtype", "f16"], capture_output=True, text=True)
         if result.returncode != 0:
             raise RuntimeError(f"llama.cpp's converter failed on {merged}:\n{result.stderr[-3000:]}")
         convert_s = time.perf_counter() - started
@@ -181,9 +184,10 @@ def converter_input(merged: Path, tmp: Path) -> Path:
         tokenizer["decoder"] = {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True}
         (tmp / "tokenizer.json").write_text(json.dumps(tokenizer, ensure_ascii=False), encoding="utf-8")
         return tmp
-    if is_gemma_sentencepiece(tokenizer) and not (merged / "tokenizer.model").is_file():
+    dummy_prefix = sentencepiece_prefix(tokenizer)
+    if dummy_prefix is not None and not (merged / "tokenizer.model").is_file():
         link_all_but(merged, tmp, "tokenizer.model", "tokenizer_config.json")
-        (tmp / "tokenizer.model").write_bytes(sentencepiece_model(tokenizer))
+        (tmp / "tokenizer.model").write_bytes(sentencepiece_model(tokenizer, dummy_prefix))
         # The converter types the added tokens from tokenizer_config.json's list (transformers 5 keeps it in
         # tokenizer.json alone): without it, Gemma's newline runs and HTML tags would not be matched whole.
         config = json.loads((merged / "tokenizer_config.json").read_text(encoding="utf-8"))
@@ -203,23 +207,33 @@ def link_all_but(source: Path, view: Path, *names: str) -> None:
                 shutil.copy2(item, view / item.name)
 
 
-def is_gemma_sentencepiece(tokenizer: dict[str, Any]) -> bool:
-    """A SentencePiece BPE vocabulary without a dummy prefix, as Gemma's tokenizer.json holds it: spaces become ▁,
-    nothing is split before the merges, bytes fall back to <0xNN>."""
+def sentencepiece_prefix(tokenizer: dict[str, Any]) -> bool | None:
+    """Whether tokenizer.json holds a SentencePiece BPE vocabulary (spaces become ▁, bytes fall back to <0xNN>), and
+    if so whether it puts a ▁ before the text (a dummy prefix): Gemma's has none (a normalizer replaces spaces,
+    nothing splits before the merges); Mistral's and Llama 2's have one (a Metaspace pre-tokenizer that prepends ▁).
+    None: not SentencePiece."""
     model, normalizer = tokenizer.get("model", {}), tokenizer.get("normalizer") or {}
-    return (model.get("type") == "BPE" and bool(model.get("byte_fallback")) and not tokenizer.get("pre_tokenizer")
-            and normalizer.get("type") == "Replace" and normalizer.get("content") == "\u2581"
-            and normalizer.get("pattern", {}).get("String") == " ")
+    pre = tokenizer.get("pre_tokenizer") or {}
+    if model.get("type") != "BPE" or not model.get("byte_fallback"):
+        return None
+    if not pre and normalizer.get("type") == "Replace" and normalizer.get("content") == "\u2581" \
+            and normalizer.get("pattern", {}).get("String") == " ":
+        return False
+    if pre.get("type") == "Metaspace" and pre.get("replacement") == "\u2581" and not normalizer:
+        return pre.get("prepend_scheme") in ("first", "always")
+    return None
 
 
-def sentencepiece_model(tokenizer: dict[str, Any]) -> bytes:
-    """Gemma's tokenizer.model (SentencePiece's ModelProto) rebuilt from its tokenizer.json.
+def sentencepiece_model(tokenizer: dict[str, Any], dummy_prefix: bool) -> bytes:
+    """tokenizer.model (SentencePiece's ModelProto) rebuilt from a SentencePiece vocabulary's tokenizer.json (Gemma's,
+    Mistral's).
 
-    llama.cpp's converter reads a Gemma vocabulary only from tokenizer.model; without one it takes tokenizer.json for
-    a GPT-2 byte-level vocabulary and the GGUF splits text wrongly. transformers 5 no longer writes tokenizer.model
-    when it saves a tokenizer, so the merged model has none. SentencePiece's BPE merges the adjacent pair whose union
-    scores highest; tokenizer.json ranks its merges by the same scores (transformers built them from those), so each
-    piece scores minus the rank of its first merge, and SentencePiece splits text as tokenizer.json does.
+    llama.cpp's converter reads such a vocabulary right only from tokenizer.model; without one it takes tokenizer.json
+    for a GPT-2 byte-level vocabulary (Gemma) or scores its pieces as it finds them (Mistral: "▁What" split into "▁"
+    and "What"), and the GGUF splits text wrongly. transformers 5 no longer writes tokenizer.model when it saves a
+    tokenizer, so the merged model has none. SentencePiece's BPE merges the adjacent pair whose union scores highest;
+    tokenizer.json ranks its merges by the same scores (transformers built them from those), so each piece scores
+    minus the rank of its first merge, and SentencePiece splits text as tokenizer.json does.
     """
     from sentencepiece import sentencepiece_model_pb2 as spm
 
@@ -235,19 +249,19 @@ def sentencepiece_model(tokenizer: dict[str, Any]) -> bytes:
     proto.trainer_spec.vocab_size = len(model["vocab"])
     proto.trainer_spec.byte_fallback = True
     proto.normalizer_spec.name = "identity"
-    proto.normalizer_spec.add_dummy_prefix = False
+    proto.normalizer_spec.add_dummy_prefix = dummy_prefix
     proto.normalizer_spec.remove_extra_whitespaces = False
     proto.normalizer_spec.escape_whitespaces = True
     ids = model["vocab"]
     proto.trainer_spec.bos_id, proto.trainer_spec.eos_id, proto.trainer_spec.pad_id = (
-        ids.get(name, -1) for name in ("<bos>", "<eos>", "<pad>"))
+        ids.get(gemma, ids.get(llama, -1)) for gemma, llama in (("<bos>", "<s>"), ("<eos>", "</s>"), ("<pad>", "")))
     for piece, i in sorted(model["vocab"].items(), key=lambda item: item[1]):
         entry = proto.pieces.add()
         entry.piece, entry.score, entry.type = piece, -float(rank.get(piece, 0)), kind.NORMAL
         if piece == model.get("unk_token"):
             entry.type = kind.UNKNOWN
             proto.trainer_spec.unk_id = i
-        elif i in added:  # <bos>, <start_of_turn> (control); newline runs, HTML tags (matched whole)
+        elif i in added:  # <bos>, <start_of_turn>, [INST] (control); Gemma's newline runs, HTML tags (matched whole)
             entry.type, entry.score = (kind.CONTROL if added[i]["special"] else kind.USER_DEFINED), -1000.0
             entry.piece = piece if added[i]["special"] else piece.replace(" ", "\u2581")
         elif len(piece) == 6 and piece.startswith("<0x") and piece.endswith(">"):
