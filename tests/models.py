@@ -249,6 +249,26 @@ def random_mistral(tokenizer_dir: Path, out: Path) -> Path:
     return out
 
 
+def random_gemma3_with_images(tokenizer_dir: Path, out: Path) -> Path:
+    """A random-init Gemma3ForConditionalGeneration (Gemma 3 4B's kind: a language model and an image encoder), tiny,
+    with the real Gemma 3 tokenizer of `tokenizer_dir`."""
+    import torch
+    from transformers import AutoTokenizer, Gemma3Config, Gemma3ForConditionalGeneration
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    config = Gemma3Config(
+        text_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                         num_key_value_heads=1, head_dim=16, vocab_size=len(tokenizer)),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                           image_size=28, patch_size=14),
+        mm_tokens_per_image=1, bos_token_id=tokenizer.bos_token_id, eos_token_id=[1, 106],
+        pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(0)
+    Gemma3ForConditionalGeneration(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
 def random_qwen3(tokenizer_dir: Path, out: Path) -> Path:
     """A random-init 2-layer Qwen3ForCausalLM with the real Qwen3 tokenizer (no Qwen3 weights are on PyPI)."""
     import torch

@@ -216,6 +216,21 @@ def test_a_tiny_qwen3_with_the_real_tokenizer_trains_on_multi_turn_rows_and_chat
 
 
 @pytest.mark.slow
+def test_a_gemma3_that_reads_images_too_gets_adapters_on_its_language_model_only(gemma3_dir, tmp_path):
+    """Gemma 3 4B and up carry an image encoder whose attention layers are named as the language model's; text
+    training gives them no adapter (the transformers engine; unsloth's own filter is not run here)."""
+    from safetensors.torch import load_file
+
+    model = models.random_gemma3_with_images(gemma3_dir, tmp_path / "tiny-gemma3-images")
+    run_dir = tmp_path / "run"
+    result = run_cli("--profile", "cpu", "--model", str(model), "--dataset", "sample", "--max-steps", "1",
+                     "--set", "eval_size=0", "--set", "max_seq_length=128", "--run-dir", str(run_dir))
+    assert result.returncode == 0, result.stdout + result.stderr
+    adapted = {key.split(".lora_")[0] for key in load_file(run_dir / "adapter" / "adapter_model.safetensors")}
+    assert len(adapted) == 2 * 7 and all(".language_model.layers." in key for key in adapted), sorted(adapted)
+
+
+@pytest.mark.slow
 def test_a_tiny_mistral_trains_chats_and_exports_a_gguf_that_tokenizes_as_it_trained(mistral_tokenizer_dir, tmp_path):
     """No Mistral weights are on PyPI: random weights of the Mistral architecture, Mistral 7B v0.3's real SentencePiece
     tokenizer and [INST] template. llama.cpp would put a space after every special token ("[INST]", "▁▁", "What"

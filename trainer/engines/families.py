@@ -8,6 +8,7 @@ does (the end-of-turn token, where the system turn goes, thinking blocks) is rea
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from trainer.config import LLAMA_TARGETS
 from trainer.errors import UserError
@@ -58,3 +59,14 @@ def lora_targets(name: str, kind: str, asked: tuple[str, ...]) -> tuple[str, ...
     (Llama-named) default, what the user set otherwise. A family we do not support is refused."""
     family = family_of(name, kind)
     return family.targets if asked == LLAMA_TARGETS else asked
+
+
+# The image side of a model that reads images too (Gemma 3 4B and up): its encoder's attention layers are named as the
+# language model's (q_proj, k_proj, v_proj), so the targets alone would give them adapters, for text that never
+# reaches them. PEFT's exclude_modules (a regex over the module's full name).
+IMAGE_SIDE = r".*\.(vision_tower|vision_model|multi_modal_projector)\..*"
+
+
+def lora_excluded(config: Any) -> str | None:
+    """The modules no adapter goes to: a model's image side, where its config has one (text is what trainer trains)."""
+    return IMAGE_SIDE if getattr(config, "vision_config", None) is not None else None

@@ -56,6 +56,7 @@ def load(config: Config, gpu: Gpu | None) -> tuple[Any, Any]:
         lora_alpha=config.lora.alpha,
         lora_dropout=config.lora.dropout,
         target_modules=list(targets),
+        exclude_modules=families.lora_excluded(model.config),
         bias=config.lora.bias,
         use_rslora=config.lora.use_rslora,
         task_type="CAUSAL_LM",
