@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from tests.ui.test_loss_chart import run_with
 from trainer.ui.child import final_lines
-from trainer.ui.train_tab import changed_length, progress_html, run_options
+from trainer.ui.train_tab import changed_length, progress_html, run_options, split_settings, with_setting
 
 
 def test_a_progress_bar_redrawn_shows_its_last_drawing_and_the_last_lines_are_kept():
@@ -33,3 +33,11 @@ def test_fields_on_the_profiles_values_pass_no_setting():
         "train.packing=false"]
     assert changed_length("cpu", 40, 1.0) == (None, None)
     assert changed_length("cpu", 500, 1.0) == (500, None)
+
+
+def test_other_settings_keep_windows_paths_and_quoted_values():
+    text = r'cache_dir=C:\Users\me\runs "run_name=my run" eval_size=0'
+    assert split_settings(text) == [r"cache_dir=C:\Users\me\runs", "run_name=my run", "eval_size=0"]
+    mapped = with_setting(text, "eval_size=8")
+    assert mapped == r'cache_dir=C:\Users\me\runs "run_name=my run" eval_size=8'
+    assert split_settings(mapped) == [r"cache_dir=C:\Users\me\runs", "run_name=my run", "eval_size=8"]

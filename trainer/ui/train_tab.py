@@ -49,7 +49,15 @@ def run_options(profile: str, model: str, dataset: str, data_format: str, learni
     own = profile_values(profile)
     sets = {key: None if own.get(key) == value else value for key, value in sets.items()}
     model = "" if (model or "").strip() == own.get("model.name") else model  # the profile's: no flag
-    return commands.run_options(profile, model, dataset, data_format, sets, shlex.split(extra or ""))
+    return commands.run_options(profile, model, dataset, data_format, sets, split_settings(extra))
+
+
+def split_settings(text: str | None) -> list[str]:
+    """Other settings as KEY=VALUE items: split at spaces, quotes group ("name=a b"), and a backslash is a character
+    (Windows paths: cache_dir=C:\\Users\\me), not an escape as in a POSIX shell."""
+    lexer = shlex.shlex(text or "", posix=True)
+    lexer.whitespace_split, lexer.escape = True, ""
+    return list(lexer)
 
 
 def changed_length(profile: str, steps: float | None, passes: float | None) -> tuple[float | None, float | None]:
@@ -134,7 +142,8 @@ def check_data(options: list[str]) -> tuple[str, str]:
 def with_setting(extra: str, setting: str) -> str:
     """Other settings with `setting` (KEY=VALUE) in, in place of the same key's value if it had one."""
     key = setting.split("=", 1)[0]
-    return shlex.join([*(item for item in shlex.split(extra or "") if item.split("=", 1)[0] != key), setting])
+    items = [*(item for item in split_settings(extra) if item.split("=", 1)[0] != key), setting]
+    return " ".join(f'"{item}"' if any(c.isspace() for c in item) else item for item in items)
 
 
 def plan_text(args: list[str]) -> str:
