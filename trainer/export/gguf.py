@@ -112,8 +112,10 @@ def export(merged: Path, out_dir: Path, kind: str, cache_dir: str) -> dict[str, 
     try:
         started = time.perf_counter()
         tokenizer = json.loads((merged / "tokenizer.json").read_text(encoding="utf-8"))
-        # Mistral's: llama.cpp must be told not to add a space after special tokens (convert_child says why)
-        run = ["-m", "trainer.export.convert_child"] if sentencepiece_prefix(tokenizer) else []
+        # Mistral's ▁ before the start of the text only: llama.cpp must be told not to put one after each special token
+        # (convert_child says why); a vocabulary that puts it everywhere ("always") is what llama.cpp does already
+        first_only = sentencepiece_prefix(tokenizer) and tokenizer["pre_tokenizer"].get("prepend_scheme") == "first"
+        run = ["-m", "trainer.export.convert_child"] if first_only else []
         with tempfile.TemporaryDirectory(dir=out_dir, prefix=".convert-") as tmp:
             source = converter_input(merged, Path(tmp))
             result = subprocess.run([sys.executable, *run, str(script), str(source), "--outfile", str(f16),
