@@ -319,6 +319,21 @@ def test_fields_with_other_names_train_after_one_setting(tmp_path):
     assert examples.fingerprint != sources.read(str(path)).fingerprint  # cached tokens follow the mapping
 
 
+def test_preference_and_labelled_files_map_their_fields_too(tmp_path):
+    from trainer.data import preferences, unpaired
+
+    pairs_file, labelled_file = tmp_path / "pairs.jsonl", tmp_path / "labelled.jsonl"
+    pairs_file.write_text(json.dumps({"question": "2 + 2?", "good": "4", "bad": "5"}) + "\n")
+    labelled_file.write_text("".join(json.dumps({"question": "2 + 2?", "reply": reply, "ok": ok}) + "\n"
+                                     for reply, ok in (("5", False), ("4", True))))
+    pairs = preferences.load(str(pairs_file), "train", False, ("question:prompt", "good:chosen", "bad:rejected"))
+    assert (pairs.prompts, pairs.chosen, pairs.rejected) == ([[{"role": "user", "content": "2 + 2?"}]], ["4"], ["5"])
+    answers = unpaired.load(str(labelled_file), "train", False, ("question:prompt", "reply:completion", "ok:label"))
+    assert (answers.completions, answers.labels) == (["5", "4"], [False, True])
+    with pytest.raises(UserError, match="data.columns maps 'query'"):
+        preferences.load(str(pairs_file), "train", False, ("query:prompt",))
+
+
 @pytest.mark.parametrize("row, hint", [
     ({"prompt": "p", "completion": "c"}, "--set columns=prompt:instruction,completion:output"),
     ({"instruction": "i", "response": "r"}, "--set columns=response:output"),
@@ -330,6 +345,8 @@ def test_the_unknown_fields_error_fills_the_setting_in_with_the_files_names(row,
     with pytest.raises(UserError) as e:
         formats.convert(Table("f", [row]))
     assert e.value.hint.endswith(f"or map them: {hint}.")
+    # what a front end offers to apply (the UI's Check data): only a mapping with no placeholder left to fill
+    assert e.value.setting == ("" if "YOUR_" in hint else hint.removeprefix("--set "))
 
 
 def test_a_mapping_that_names_no_field_or_hides_one_is_refused():

@@ -233,9 +233,10 @@ def convert(table: Table, fmt: str = "auto", skip_invalid: bool = False) -> Pair
     return pairs
 
 
-def load(dataset: str, split: str, skip_invalid: bool) -> Pairs:
-    """The pairs of `dataset`; "sample" is the bundled preference sample."""
-    return convert(sources.read(str(SAMPLE) if dataset == "sample" else dataset, split), skip_invalid=skip_invalid)
+def load(dataset: str, split: str, skip_invalid: bool, columns: tuple[str, ...] = ()) -> Pairs:
+    """The pairs of `dataset`, its fields renamed by data.columns; "sample" is the bundled preference sample."""
+    table = sources.read(str(SAMPLE) if dataset == "sample" else dataset, split)
+    return convert(formats.rename_columns(table, columns), skip_invalid=skip_invalid)
 
 
 def as_text(tokenizer: PreTrainedTokenizerBase, prompt: Messages, answer: str, date_string: str) -> tuple[str, str]:

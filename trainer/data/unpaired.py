@@ -167,9 +167,11 @@ def from_pairs(pairs: preferences.Pairs) -> Unpaired:
                     skipped=pairs.skipped, fields_read=pairs.fields_read, fields_unused=pairs.fields_unused)
 
 
-def load(dataset: str, split: str, skip_invalid: bool) -> Unpaired:
-    """The labelled answers of `dataset`; "sample" is the bundled preference pairs, unpaired."""
-    return convert(sources.read(str(preferences.SAMPLE) if dataset == "sample" else dataset, split), skip_invalid)
+def load(dataset: str, split: str, skip_invalid: bool, columns: tuple[str, ...] = ()) -> Unpaired:
+    """The labelled answers of `dataset`, its fields renamed by data.columns; "sample" is the bundled preference pairs,
+    unpaired."""
+    table = sources.read(str(preferences.SAMPLE) if dataset == "sample" else dataset, split)
+    return convert(formats.rename_columns(table, columns), skip_invalid)
 
 
 def build(config: Config, data: Unpaired, tokenizer: PreTrainedTokenizerBase, train_at: list[int],

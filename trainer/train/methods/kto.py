@@ -46,7 +46,8 @@ class KTO:
                             f"{MIN_MICRO_BATCH} answers a pass",
                             f"Use --set micro_batch_size={MIN_MICRO_BATCH} --set grad_accum_steps={accum} "
                             f"({MIN_MICRO_BATCH * accum} answers a step).")
-        return unpaired.load(config.data.dataset, config.data.split, config.data.skip_invalid_rows)
+        data = config.data
+        return unpaired.load(data.dataset, data.split, data.skip_invalid_rows, data.columns)
 
     def build(self, config: Config, answers: Unpaired, tokenizer: PreTrainedTokenizerBase,
               check: bool = True) -> data.Prepared:

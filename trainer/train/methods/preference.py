@@ -35,7 +35,8 @@ class Preference:
     def load(self, config: Config) -> Pairs:
         """The pairs of data.dataset; "sample" is the bundled pairs. Refuses a format of conversations and packing."""
         refuse_sft_settings(config, "preference pairs", "each pair")
-        return preferences.load(config.data.dataset, config.data.split, config.data.skip_invalid_rows)
+        data = config.data
+        return preferences.load(data.dataset, data.split, data.skip_invalid_rows, data.columns)
 
     def build(self, config: Config, pairs: Pairs, tokenizer: PreTrainedTokenizerBase,
               check: bool = True) -> data.Prepared:
