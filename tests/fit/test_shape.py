@@ -8,16 +8,35 @@ import pytest
 
 from benchmarks.gpu_models import SHAPES
 from trainer.errors import UserError
+from trainer.fit import memory
 from trainer.fit.shape import from_config, known, shape_of
 
 
-@pytest.mark.parametrize("name", ["1B", "3B", "8B", "qwen3-4B", "qwen3-8B", "gemma3-4B", "mistral-7B", "phi4-mini"])
+@pytest.mark.parametrize("name", ["1B", "3B", "8B", "qwen3-4B", "qwen3-8B", "gemma3-4B-images", "mistral-7B",
+                                  "phi4-mini"])
 def test_the_offline_shapes_are_the_published_configs(name):
     """KNOWN (what a plan uses with no network) against benchmarks/gpu_models.py's copies of the published
-    config.json files."""
-    source = SHAPES[name].source
-    published = from_config({"model_type": SHAPES[name].family, **SHAPES[name].config})
-    assert known(source) == published
+    config.json files (Gemma 3 4B's with its image encoder)."""
+    assert known(SHAPES[name].source) == from_config(SHAPES[name].published())
+
+
+def test_an_image_encoder_is_counted_as_transformers_builds_it():
+    """Gemma 3 4B's image encoder and projector: their parameters as transformers makes them (on the meta device,
+    nothing allocated), all of which the memory model holds in 16 bits."""
+    import torch
+    from transformers import Gemma3Config, Gemma3ForConditionalGeneration
+
+    published = SHAPES["gemma3-4B-images"].published()
+    with torch.device("meta"):
+        model = Gemma3ForConditionalGeneration(Gemma3Config(text_config=published["text_config"],
+                                                            vision_config=published["vision_config"]))
+    image_side = sum(p.numel() for name, p in model.named_parameters()
+                     if ".vision_tower." in f".{name}" or ".multi_modal_projector." in f".{name}")
+    shape = from_config(published)
+    assert shape.image_parameters == image_side
+    text_alone = from_config(published["text_config"])
+    assert shape.billions == text_alone.billions  # never run: no FLOPs
+    assert memory.start_gb(shape, 16) - memory.start_gb(text_alone, 16) == pytest.approx(2 * image_side / 2**30)
 
 
 def test_gemma_3s_multimodal_config_gives_its_text_model():

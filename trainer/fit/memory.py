@@ -14,9 +14,10 @@ from trainer.fit.shape import Shape
 
 GB = 2**30
 LORA_BYTES = 4  # the adapter trains in float32
-# At the start of training: 16-bit embeddings and LM head, 4-bit layers (0.5 byte a weight) with their quantization
-# state, the adapter. QUANT_STATE: what the measured start (metrics.jsonl's memory_at_start_gb) has beyond the
-# weights' own bytes, per 4-bit weight (absmax and double quantization, bitsandbytes' NF4), fitted like the rest.
+# At the start of training: 16-bit embeddings and LM head (and an image encoder, where the model has one), 4-bit layers
+# (0.5 byte a weight) with their quantization state, the adapter. QUANT_STATE: what the measured start (metrics.jsonl's
+# memory_at_start_gb) has beyond the weights' own bytes, per 4-bit weight (absmax and double quantization,
+# bitsandbytes' NF4), fitted like the rest.
 QUANT_STATE_BYTES = 0.02
 # What a token stores per layer for the backward pass when nothing is recomputed (bf16 elements): the normed inputs of
 # attention and MLP, q/k/v and attention's output, the MLP's gate, up and their product. Each family's kernels keep
@@ -67,7 +68,7 @@ def start_gb(shape: Shape, lora_r: int, engine: str = "unsloth") -> float:
     quantized = shape.quantized_parameters
     embedding = 2 + (2 * TRANSFORMERS_EXTRA_EMBEDDING if engine == "transformers" else 0)
     return (embedding * shape.embedding_parameters + quantized * (0.5 + QUANT_STATE_BYTES)
-            + LORA_BYTES * shape.lora_parameters(lora_r)) / GB
+            + 2 * shape.image_parameters + LORA_BYTES * shape.lora_parameters(lora_r)) / GB
 
 
 def features(shape: Shape, tokens: int, checkpointing: str) -> dict[str, float]:

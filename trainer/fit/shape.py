@@ -4,7 +4,7 @@ its memory and FLOPs depend on, and which family it is."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ class Shape:
     head_dim: int
     vocab: int
     tied: bool  # the LM head is the embedding
+    image_parameters: int = 0  # an image encoder and its projector beside the language model, kept in 16 bits
 
     @property
     def q_dim(self) -> int:
@@ -57,20 +58,42 @@ class Shape:
 
 
 def from_config(c: dict[str, Any]) -> Shape:
-    """The text model's shape from a config.json's fields (Gemma 3's multimodal config nests it in text_config)."""
+    """The text model's shape from a config.json's fields (Gemma 3's multimodal config nests it in text_config), and
+    the size of the image encoder beside it."""
     text = c.get("text_config") or c
     heads = text["num_attention_heads"]
     family = text.get("model_type") or c.get("model_type", "")
     return Shape(SAME_LAYERS.get(family, family), text["hidden_size"], text["intermediate_size"],
                  text["num_hidden_layers"], heads, text.get("num_key_value_heads") or heads,
                  text.get("head_dim") or text["hidden_size"] // heads, text["vocab_size"],
-                 bool(c.get("tie_word_embeddings", text.get("tie_word_embeddings", True))))
+                 bool(c.get("tie_word_embeddings", text.get("tie_word_embeddings", True))),
+                 image_parameters(c.get("vision_config"), text["hidden_size"]))
+
+
+def image_parameters(vision: dict[str, Any] | None, text_hidden: int) -> int:
+    """A SigLIP image encoder's parameters (Gemma 3 4B and up; transformers' SiglipVisionConfig defaults where a
+    field is absent) and the projection into the language model. The text training never runs it, but it is loaded:
+    unsloth keeps it in 16 bits (unsloth_zoo's SKIP_QUANTIZATION_MODULES), as Unsloth's 4-bit checkpoints do."""
+    if not vision:
+        return 0
+    h, i = vision.get("hidden_size", 768), vision.get("intermediate_size", 3072)
+    patch, channels = vision.get("patch_size", 16), vision.get("num_channels", 3)
+    positions = (vision.get("image_size", 224) // patch) ** 2
+    layer = 4 * (h * h + h) + 2 * h * i + i + h + 4 * h  # attention, MLP, two layer norms
+    head = layer - h if vision.get("vision_use_head", True) else 0  # the pooling head: a probe, attention, MLP
+    embeddings = channels * patch * patch * h + h + positions * h
+    projector = h + h * text_hidden  # a norm, then the projection
+    return embeddings + vision.get("num_hidden_layers", 12) * layer + head + 2 * h + projector
 
 
 def _llama(hidden: int, intermediate: int, layers: int, heads: int, kv_heads: int, head_dim: int, vocab: int,
            tied: bool, family: str = "llama") -> Shape:
     return Shape(family, hidden, intermediate, layers, heads, kv_heads, head_dim, vocab, tied)
 
+
+# Gemma 3 4B, 12B and 27B's image encoder, as published in their config.json's vision_config.
+GEMMA3_SIGLIP = {"hidden_size": 1152, "intermediate_size": 4304, "num_hidden_layers": 27, "patch_size": 14,
+                 "image_size": 896, "vision_use_head": False}
 
 # Published config.json numbers of models users name, so a plan needs no download (benchmarks/gpu_models.py builds
 # the same shapes on the CUDA host). Unsloth's pre-quantized checkpoints have their base model's shape.
@@ -81,7 +104,8 @@ KNOWN = {
     "Meta-Llama-3.1-8B": _llama(4096, 14336, 32, 32, 8, 128, 128256, False),
     "Qwen3-4B": _llama(2560, 9728, 36, 32, 8, 128, 151936, True, "qwen3"),
     "Qwen3-8B": _llama(4096, 12288, 36, 32, 8, 128, 151936, False, "qwen3"),
-    "gemma-3-4b": _llama(2560, 10240, 34, 8, 4, 256, 262208, True, "gemma3_text"),
+    "gemma-3-4b": replace(_llama(2560, 10240, 34, 8, 4, 256, 262208, True, "gemma3_text"),
+                          image_parameters=image_parameters(GEMMA3_SIGLIP, 2560)),
     "Mistral-7B": _llama(4096, 14336, 32, 32, 8, 128, 32768, False, "mistral"),
     "Phi-4-mini": _llama(3072, 8192, 32, 24, 8, 128, 200064, True, "phi3"),
 }
