@@ -26,6 +26,8 @@
 # PARALLEL (4; each child capped at a 1/PARALLEL share of 90% of the GPU's memory) and WAVES change it; MPS=1 runs
 # the children under an MPS daemon started here, each on 100/PARALLEL % of the SMs.
 export PYTHONUNBUFFERED=1
+# Several invocations in one device call add to one archive of records (the last one's comes back).
+if [ -f "$OUT/records.tgz" ]; then tar xzf "$OUT/records.tgz" -C "$OUT" && rm "$OUT/records.tgz"; fi
 if [ ! -d /tmp/models/llama-3.2-3B-random ]; then . benchmarks/gpu_setup.sh 1B 3B > "$OUT/setup.log" 2>&1; fi
 export PYTHONPATH="/tmp/site:$PWD" HF_HUB_OFFLINE=1 TRAINER_GPU_MODELS=/tmp/models TRAINER_RECORDS_DIR=$OUT/records
 M1=$TRAINER_GPU_MODELS/llama-3.2-1B-random M3=$TRAINER_GPU_MODELS/llama-3.2-3B-random
