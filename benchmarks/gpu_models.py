@@ -125,6 +125,8 @@ def build(name: str, tokenizer_dir: Path, out_dir: Path, tiny: bool = False) -> 
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    if shape.vision:
+        tokenizer = with_image_tokens(tokenizer)
     settings = {**shape.config, **TINY} if tiny else dict(shape.config)
     settings["vocab_size"] = max(settings["vocab_size"], len(tokenizer))
     config_class, model_class = (getattr(transformers, n) for n in FAMILIES[shape.family])
@@ -132,7 +134,9 @@ def build(name: str, tokenizer_dir: Path, out_dir: Path, tiny: bool = False) -> 
                pad_token_id=tokenizer.pad_token_id)
     if shape.vision:
         vision = {**shape.vision, **TINY_VISION} if tiny else shape.vision
-        config = config_class(text_config={**settings, **ids}, vision_config=vision, initializer_range=0.02, **ids)
+        images = {f"{name}_index": tokenizer.convert_tokens_to_ids(token) for name, token in IMAGE_TOKENS.items()}
+        config = config_class(text_config={**settings, **ids}, vision_config=vision, initializer_range=0.02, **ids,
+                              **images)
     else:
         config = config_class(initializer_range=0.02, **ids, **settings)
     torch.manual_seed(0)
@@ -142,8 +146,30 @@ def build(name: str, tokenizer_dir: Path, out_dir: Path, tiny: bool = False) -> 
     staged = out.with_name(out.name + ".partial")  # a folder is complete or absent: a killed build leaves none
     model.to(torch.bfloat16 if device == "cuda" else torch.float32).save_pretrained(staged)
     tokenizer.save_pretrained(staged)
+    if shape.vision:  # a processor, as a multimodal checkpoint has (unsloth loads one)
+        transformers.Gemma3Processor(image_processor=transformers.Gemma3ImageProcessor(), tokenizer=tokenizer,
+                                     chat_template=tokenizer.chat_template).save_pretrained(staged)
     os.replace(staged, out)
     return out
+
+
+# Gemma 3's image tokens, by the names its processor reads from the tokenizer (and its config's `*_index`).
+IMAGE_TOKENS = {"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>", "image_token": "<image_soft_token>"}
+
+
+def with_image_tokens(tokenizer: Any) -> Any:
+    """The tokenizer with Gemma 3's image tokens added and named as its tokenizer_config.json names them."""
+    import tempfile
+
+    from transformers import AutoTokenizer
+
+    tokenizer.add_special_tokens({"additional_special_tokens": list(IMAGE_TOKENS.values())})
+    with tempfile.TemporaryDirectory() as folder:
+        tokenizer.save_pretrained(folder)
+        path = Path(folder) / "tokenizer_config.json"
+        settings = json.loads(path.read_text())
+        path.write_text(json.dumps({**settings, "extra_special_tokens": IMAGE_TOKENS}))
+        return AutoTokenizer.from_pretrained(folder)
 
 
 def main(argv: list[str]) -> int:

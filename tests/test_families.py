@@ -230,6 +230,24 @@ def test_a_gemma3_that_reads_images_too_gets_adapters_on_its_language_model_only
     assert len(adapted) == 2 * 7 and all(".language_model.layers." in key for key in adapted), sorted(adapted)
 
 
+def test_the_unsloth_engine_takes_a_multimodal_processors_tokenizer(smol_llama_tokenizer_dir, tmp_path):
+    """unsloth loads a checkpoint with an image encoder with its processor: training takes the processor's tokenizer,
+    chat template included (the processor is what benchmarks/gpu_models.py saves beside Gemma 3 4B's shape)."""
+    from transformers import AutoProcessor, AutoTokenizer
+
+    from benchmarks import gpu_models
+    from trainer.engines.unsloth_engine import text_tokenizer
+
+    folder = gpu_models.build("gemma3-4B-images", smol_llama_tokenizer_dir, tmp_path, tiny=True)
+    processor = AutoProcessor.from_pretrained(folder)
+    tokenizer = text_tokenizer(processor)
+    assert tokenizer is processor.tokenizer and not hasattr(tokenizer, "image_processor")
+    ids = tokenizer.apply_chat_template([{"role": "user", "content": "Hi"}], tokenize=True)
+    assert len(ids) > 1
+    plain = AutoTokenizer.from_pretrained(smol_llama_tokenizer_dir)
+    assert text_tokenizer(plain) is plain
+
+
 @pytest.mark.slow
 def test_a_tiny_mistral_trains_chats_and_exports_a_gguf_that_tokenizes_as_it_trained(mistral_tokenizer_dir, tmp_path):
     """No Mistral weights are on PyPI: random weights of the Mistral architecture, Mistral 7B v0.3's real SentencePiece

@@ -24,8 +24,12 @@ def test_each_shape_builds_scaled_down_and_runs_a_forward(name, smol_llama_token
     folder = gpu_models.build(name, smol_llama_tokenizer_dir, tmp_path, tiny=True)
     shape = gpu_models.SHAPES[name]
     config = json.loads((folder / "config.json").read_text())
-    if shape.vision:  # a multimodal checkpoint: the text model nested, an image encoder beside it
+    if shape.vision:  # a multimodal checkpoint: the text model nested, an image encoder beside it, a processor
+        from transformers import AutoProcessor
+
         assert config["model_type"] == "gemma3" and config["vision_config"]["num_hidden_layers"] == 1
+        processor = AutoProcessor.from_pretrained(folder)
+        assert processor.image_token_id == config["boi_token_index"] and processor.tokenizer.chat_template
         config = config["text_config"]
     assert config["model_type"] == shape.family.replace("gemma3", "gemma3_text").removesuffix("-images")
     assert (config["hidden_size"], config["num_hidden_layers"]) == (64, 2)

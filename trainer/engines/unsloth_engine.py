@@ -40,6 +40,7 @@ def load(config: Config, gpu: Gpu | None) -> tuple[Any, Any]:
     except OSError as e:
         raise UserError(f"could not load model '{config.model.name}': {e}",
                         "Check the id or path and your network (HF_TOKEN for gated models).") from None
+    tokenizer = text_tokenizer(tokenizer)
     targets = families.lora_targets(config.model.name, model.config.model_type, config.lora.target_modules)
     if config.model.from_run:
         # The run's adapter, trained further (train/from_run.py checked that it fits): as unsloth 2026.10.7 loads an
@@ -61,3 +62,15 @@ def load(config: Config, gpu: Gpu | None) -> tuple[Any, Any]:
         init_lora_weights="loftq" if config.lora.use_loftq else True,
     )
     return model, tokenizer
+
+
+def text_tokenizer(loaded: Any) -> Any:
+    """What unsloth loaded beside the model, as the text tokenizer: a multimodal checkpoint (Gemma 3 4B and up) comes
+    with its processor (an image processor and a tokenizer), whose tokenizer is what text training uses."""
+    if not hasattr(loaded, "image_processor") or not hasattr(loaded, "tokenizer"):
+        return loaded
+    tokenizer = loaded.tokenizer
+    if not getattr(tokenizer, "chat_template", None) and getattr(loaded, "chat_template", None):
+        tokenizer.chat_template = loaded.chat_template
+    return tokenizer
+
