@@ -73,4 +73,3 @@ def text_tokenizer(loaded: Any) -> Any:
     if not getattr(tokenizer, "chat_template", None) and getattr(loaded, "chat_template", None):
         tokenizer.chat_template = loaded.chat_template
     return tokenizer
-
