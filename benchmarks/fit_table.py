@@ -48,10 +48,11 @@ MEASURED_AS = {"llama-3.2-1B-random": MODELS[0], "llama-3.2-3B-random": MODELS[1
 TEXT_ALONE = {"gemma-3-4B-random"}
 
 
-def measured() -> dict[tuple[str, str, tuple], dict[str, str]]:
+def measured() -> dict[tuple[str, str, tuple], dict[str, tuple[float, bool]]]:
     """(model id, dtype, settings as `trained` gives them) -> {the profile a fitted run on the GPU ran for: its peak
-    reserved GB, as the table says it}. A peak holds for every card whose fit chose the same settings in the same
-    dtype: the runs were capped at the card's budget, not confined to its SMs, so the card's speed does not enter."""
+    reserved GB, and whether the run was of the text model alone}. A peak holds for every card whose fit chose the
+    same settings in the same dtype: the runs were capped at the card's budget, not confined to its SMs, so the card's
+    speed does not enter."""
     found = {}
     for path in sorted((ROOT / "benchmarks" / "results" / "memory").glob("*fitted*.jsonl")):
         for line in path.read_text().splitlines():
@@ -62,10 +63,9 @@ def measured() -> dict[tuple[str, str, tuple], dict[str, str]]:
                     record.get("engine", "unsloth") == "unsloth":
                 key = (model, record["resolved"]["dtype"], trained(record["resolved"]))
                 alone = record["model"]["folder"] in TEXT_ALONE
-                if alone and profile in found.get(key, {}):
-                    continue  # the whole model's run of the same settings
-                found.setdefault(key, {})[profile] = f"{record['peak_reserved_gb']:.2f}" + \
-                    (" (text model alone)" if alone else "")
+                if alone and not found.get(key, {}).get(profile, (0, True))[1]:
+                    continue  # the whole model's run of the same settings is kept
+                found.setdefault(key, {})[profile] = (record["peak_reserved_gb"], alone)
     return found
 
 
@@ -94,7 +94,7 @@ def emulated() -> dict[tuple[str, str], tuple[float, float | None, tuple]]:
     return found
 
 
-def row(card: str, model: str, peaks: dict[tuple[str, str, tuple], dict[str, str]],
+def row(card: str, model: str, peaks: dict[tuple[str, str, tuple], dict[str, tuple[float, bool]]],
         speeds: dict[tuple[str, str], tuple[float, float | None, tuple]]) -> str:
     """One card and model; a measurement only where it holds for the settings fitted now."""
     short = model.split("/")[-1].removesuffix("-bnb-4bit")
@@ -118,9 +118,11 @@ def row(card: str, model: str, peaks: dict[tuple[str, str, tuple], dict[str, str
                    "gradient_checkpointing": t.gradient_checkpointing})
     runs = peaks.get((model, config.model.dtype, now), {})
     measured_for = card if card in runs else next(iter(runs), card)  # the card's own run, else another's
-    seen = runs[measured_for] if runs else ""
-    if runs and measured_for != card:
-        seen += f" (as {measured_for})"
+    seen = ""
+    if runs:
+        gb, alone = runs[measured_for]
+        said = ([f"as {measured_for}"] if measured_for != card else []) + (["text model alone"] if alone else [])
+        seen = f"{gb:.2f}" + (f" ({', '.join(said)})" if said else "")
     ran = ""
     if speeds.get((card, model), (0, 0, ()))[2] == now:
         fitted, notebook, _ = speeds[(card, model)]
