@@ -63,7 +63,8 @@ def measured() -> dict[tuple[str, str, tuple], dict[str, tuple[float, bool]]]:
                     record.get("engine", "unsloth") == "unsloth":
                 key = (model, record["resolved"]["dtype"], trained(record["resolved"]))
                 alone = record["model"]["folder"] in TEXT_ALONE
-                if alone and not found.get(key, {}).get(profile, (0, True))[1]:
+                kept = found.get(key, {}).get(profile)
+                if alone and kept and not kept[1]:
                     continue  # the whole model's run of the same settings is kept
                 found.setdefault(key, {})[profile] = (record["peak_reserved_gb"], alone)
     return found
