@@ -188,7 +188,8 @@ def main(argv: list[str]) -> int:
             failed.append(name)
             continue
         facts = json.loads((out / "config.json").read_text())
-        print(out, facts["model_type"], f"vocabulary {facts['vocab_size']}", flush=True)
+        vocabulary = facts.get("vocab_size") or facts["text_config"]["vocab_size"]  # a multimodal config nests it
+        print(out, facts["model_type"], f"vocabulary {vocabulary}", flush=True)
     if failed:
         print(f"not built: {', '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0

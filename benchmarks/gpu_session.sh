@@ -99,7 +99,10 @@ speed() {  # speed:CARD:SHAPE
   local card shape folder
   IFS=: read -r _ card shape <<< "$1"
   folder=$(python3 benchmarks/gpu_models.py "$TRAINER_GPU_MODELS" "$shape" | cut -d' ' -f1)
-  TRAINER_RECORDS_DIR=$OUT/records bench --model "$folder" --emulate "$card" --engines unsloth --steps "${STEPS:-6}"
+  # BENCH_ARGS (e.g. "--config nopack:packing=false") in place of the built-in tuned and notebook configurations
+  # shellcheck disable=SC2086
+  TRAINER_RECORDS_DIR=$OUT/records bench --model "$folder" --emulate "$card" ${BENCH_ARGS:---engines unsloth} \
+    --steps "${STEPS:-6}"
 }
 bench() { echo "== $(date +%T) bench $*"; timeout "${T:-500}" python3 -m trainer bench "$@"; echo "== $(date +%T) rc=$?"; }
 for what in "$@"; do
