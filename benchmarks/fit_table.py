@@ -128,7 +128,8 @@ def row(card: str, model: str, peaks: dict[tuple[str, str, tuple], dict[str, tup
     if speeds.get((card, model), (0, 0, ()))[2] == now:
         fitted, notebook, _ = speeds[(card, model)]
         epoch = FINETOME_ROWS * TOKENS_PER_ROW / fitted / 3600
-        ran = (f"{fitted:,.0f} tok/s, {epoch:.1f} h an epoch ({speed:,.0f} told, {speed / fitted - 1:+.0%}); notebook "
+        off = round(speed / fitted - 1, 2) + 0  # + 0: a rounded -0.0 prints as +0%
+        ran = (f"{fitted:,.0f} tok/s, {epoch:.1f} h an epoch ({speed:,.0f} told, {off:+.0%}); notebook "
                + (f"{notebook:,.0f} ({fitted / notebook:.2f}x)" if notebook else "not measured"))
     return (f"| {card} | {short} | {settings} | {peak:.1f} of {budget(config).gb:g} | "
             f"{seen} | {hours:.1f} h | {ran} |")
