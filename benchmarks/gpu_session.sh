@@ -13,6 +13,10 @@
 #   T=200 bash benchmarks/gpu_session.sh transformers   peaks of the transformers engine (the fallback), 1B and 3B
 #   bash benchmarks/gpu_session.sh speed:rtx3070:qwen3-4B   bench --emulate CARD on a shape (tuned against the
 #            notebook recipe, STEPS steps each, default 6): the measured speed beside the predicted one
+#            (a 1B about 1.7 min of the call, a 3B-4B 2.5-5 min: Phi-4-mini and Gemma 3 load slowly, an 8B 3.5 min)
+#   T=400 STEPS=4 BENCH_ARGS="--config asis:packing=true --config nopack:packing=false --config
+#            cudnn:cudnn_attention=true" bash benchmarks/gpu_session.sh speed:rtx3070:phi4-mini   which setting makes
+#            Phi-4-mini 0.74x the notebook recipe (docs/any-model.md), not run yet
 #
 # memory: peak memory of worst-case batches (benchmarks/memory_sweep.py, its quick grid: 4 points a shape) for the 8
 # shapes of benchmarks/gpu_models.py, for the memory model of issue 32. Expected: about 9 minutes unbounded, so T
