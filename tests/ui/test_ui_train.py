@@ -222,6 +222,7 @@ def test_bad_settings_get_the_cli_message(browser, tmp_path, shared_tiny_llama, 
         # a file with its own field names: the check offers the mapping, one click applies it and checks again
         page.fill("#train-learning-rate input", "")
         page.press("#train-learning-rate input", "Tab")
+        wait_until(page, lambda: not page.inner_text("#train-message").strip(), 30)  # the refusal was of the old rate
         qa = tmp_path / "qa.jsonl"
         qa.write_text("".join(json.dumps({"question": f"What is {i} + 1?", "answer": f"{i + 1}."}) + "\n"
                               for i in range(12)))

@@ -438,8 +438,14 @@ def build_tab(runs_root: Path, current: Any) -> Any:
     to_bottom = ("() => requestAnimationFrame(() => { const box = document.querySelector('#train-log textarea'); "
                  "if (box) box.scrollTop = box.scrollHeight; })")  # hidden tabs too: autoscroll misses those
     inputs = [max_steps, epochs, *fields]
+
+    def refusal_gone(said: str | None) -> Any:
+        """Start's refusal was of the fields as they were: a change to any of them takes it away."""
+        return "" if (said or "").startswith(("Not started", "**Error:**")) else gr.update()
+
     for field in inputs:
         field.change(show_command, inputs, command, show_progress="hidden")
+        field.change(refusal_gone, message, message, show_progress="hidden")
     numbers = [max_steps, epochs, learning_rate, lora_r, lora_alpha, max_seq_length]
     shown_from = {"model.name": model, "data.dataset": dataset, **dict(zip(NUMBERS, numbers, strict=True))}
 
