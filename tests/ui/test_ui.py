@@ -95,6 +95,7 @@ def test_chat_compare_and_runs_in_a_browser(browser, runs_root, shared_tiny_llam
         runs = page.inner_text("#runs")
         assert "completed" in runs and "3/3" in runs and "Eval loss" in runs and "Tokens/s" in runs, runs
         assert "yes" in runs and "true" not in runs.lower().split()
+        page.locator("#loss-chart .js-plotly-plot .scatterlayer .trace").first.wait_for(timeout=30_000)  # drawn
         page.screenshot(path=str(ARTIFACTS / "ui-runs.png"), full_page=True)
 
         # A run that finishes while the page is open shows in the table and the model picker, without a reload
