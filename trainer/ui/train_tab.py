@@ -374,14 +374,15 @@ def build_tab(runs_root: Path, current: Any) -> Any:
     def on_plan(steps: float | None, passes: float | None, *values: Any) -> str:
         return plan_text(train_args(steps, passes, *values, detach=False))
 
-    def on_start(steps: float | None, passes: float | None, *values: Any) -> tuple[str, Any, str | None]:
+    def on_start(planned: str, steps: float | None, passes: float | None, *values: Any) -> tuple[str, Any, str | None]:
         """The CLI's checks first (a dry run: settings, data, model), then the start: a mistake is refused here, in
-        place, and makes no run."""
+        place, and makes no run (said once: the plan may already say it)."""
         try:
             commands.one_training_at_a_time(runs_root)
             error, told = dry_run(train_args(steps, passes, *values, detach=False))
             if error is not None:
-                return f"Not started: {error_text(error)}", gr.update(), gr.update()
+                said = "the plan above says why." if planned == error_text(error) else error_text(error)
+                return f"Not started: {said}", gr.update(), gr.update()
             path = commands.run_path(runs_root, values[0])
             launch([*train_args(steps, passes, *values), "--run-dir", str(path)], runs_root)
         except UserError as e:
@@ -439,13 +440,14 @@ def build_tab(runs_root: Path, current: Any) -> Any:
                  "if (box) box.scrollTop = box.scrollHeight; })")  # hidden tabs too: autoscroll misses those
     inputs = [max_steps, epochs, *fields]
 
-    def refusal_gone(said: str | None) -> Any:
-        """Start's refusal was of the fields as they were: a change to any of them takes it away."""
-        return "" if (said or "").startswith(("Not started", "**Error:**")) else gr.update()
+    def on_field(said: str | None, *values: Any) -> tuple[str, Any]:
+        """The command for the fields as they are now; Start's refusal was of the fields as they were, so a change to
+        any of them takes it away."""
+        refused = (said or "").startswith(("Not started", "**Error:**"))
+        return show_command(*values), "" if refused else gr.update()
 
     for field in inputs:
-        field.change(show_command, inputs, command, show_progress="hidden")
-        field.change(refusal_gone, message, message, show_progress="hidden")
+        field.change(on_field, [message, *inputs], [command, message], show_progress="hidden")
     numbers = [max_steps, epochs, learning_rate, lora_r, lora_alpha, max_seq_length]
     shown_from = {"model.name": model, "data.dataset": dataset, **dict(zip(NUMBERS, numbers, strict=True))}
 
@@ -476,7 +478,7 @@ def build_tab(runs_root: Path, current: Any) -> Any:
     checking = "Checking the settings, the data and the model before the start (as `--dry-run`)…"
     start.click(lambda: (checking, "A new run: checking before the start…", True), None,
                 [message, status, checking_now], show_progress="hidden").then(
-        on_start, inputs, [message, plan, current], show_progress="hidden").then(  # then: also after an error
+        on_start, [plan, *inputs], [message, plan, current], show_progress="hidden").then(  # then: also after an error
         on_started, current, [*shown, checking_now], show_progress="hidden").then(None, message, None, js=watch)
     stop.click(on_stop, run_pick, message, show_progress="hidden").then(
         refresh, [current, drawn], shown, show_progress="hidden")
