@@ -17,9 +17,10 @@
 #   bash benchmarks/gpu_session.sh speed:rtx3070:qwen3-4B   bench --emulate CARD on a shape (tuned against the
 #            notebook recipe, STEPS steps each, default 6): the measured speed beside the predicted one
 #            (a 1B about 1.7 min of the call, a 3B-4B 2.5-5 min: Phi-4-mini and Gemma 3 load slowly, an 8B 3.5 min)
-#   T=400 STEPS=4 BENCH_ARGS="--config asis:packing=true --config nopack:packing=false --config
-#            cudnn:cudnn_attention=true" bash benchmarks/gpu_session.sh speed:rtx3070:phi4-mini   which setting makes
-#            Phi-4-mini 0.74x the notebook recipe (docs/any-model.md), not run yet
+#   T=430 STEPS=4 BENCH_ARGS="--config notebook --config nopack:packing=false --config
+#            nopack-cudnn:packing=false,cudnn_attention=true" bash benchmarks/gpu_session.sh speed:rtx3070:phi4-mini
+#            which setting makes Phi-4-mini 0.74x the notebook recipe (docs/any-model.md), with each configuration's
+#            attention_calls printed; not run yet (2026-12-07: eleven calls got no machine)
 #
 # memory: peak memory of worst-case batches (benchmarks/memory_sweep.py, its quick grid: 4 points a shape) for the 8
 # shapes of benchmarks/gpu_models.py, for the memory model of issue 32. Expected: about 9 minutes unbounded, so T
@@ -110,6 +111,12 @@ speed() {  # speed:CARD:SHAPE
   # shellcheck disable=SC2086
   TRAINER_RECORDS_DIR=$OUT/records bench --model "$folder" --emulate "$card" ${BENCH_ARGS:---engines unsloth} \
     --steps "${STEPS:-6}"
+  # how Unsloth ran attention over packed rows, per configuration (a family on transformers' modeling path)
+  cat "$OUT"/records/*.jsonl 2>/dev/null | python3 -c 'import json, sys
+for line in sys.stdin:
+    r = json.loads(line)
+    if r.get("model", "").endswith(sys.argv[1]):
+        print("attention", r.get("session"), r["config"], r.get("attention_calls"))' "$(basename "$folder")"
 }
 bench() { echo "== $(date +%T) bench $*"; timeout "${T:-500}" python3 -m trainer bench "$@"; echo "== $(date +%T) rc=$?"; }
 for what in "$@"; do

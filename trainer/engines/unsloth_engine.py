@@ -14,6 +14,17 @@ from trainer.runs.run_dir import RunDir
 from trainer.system import Gpu
 
 CHECKPOINTING = {"unsloth": "unsloth", "on": True, "off": False}
+PACKED_ATTENTION = "unsloth.utils.hf_packed_attention"  # packed or padding-free rows on transformers' modeling path
+
+
+def packed_attention_calls() -> dict[str, int] | None:
+    """How Unsloth ran attention over packed (or padding-free) rows of a family it loads through transformers'
+    modeling code (Phi, Gemma 3): its counters of varlen-kernel calls ("fast") and of calls left to SDPA over the dense
+    mask ("fallback"); None where that code never loaded (no unsloth, or its own Llama kernels only)."""
+    import sys
+
+    module = sys.modules.get(PACKED_ATTENTION)
+    return dict(module.HF_PACKED_ATTENTION_STATS) if module is not None else None
 
 
 def load(config: Config, gpu: Gpu | None) -> tuple[Any, Any]:

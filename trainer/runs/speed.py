@@ -62,13 +62,16 @@ def epoch_hours(tokens_per_s: float) -> float:
 
 
 def write_run_benchmark(run: RunDir, config: Config, engine: str, sdpa_backends: tuple[str, ...],
-                        world_size: int = 1, predicted: dict[str, Any] | None = None) -> dict[str, Any]:
+                        world_size: int = 1, predicted: dict[str, Any] | None = None,
+                        attention_calls: dict[str, int] | None = None) -> dict[str, Any]:
     """The run's own benchmark.json: its numbers (tokens summed over the processes of a job of `world_size`), the
     environment, the settings, the engine that ran and the attention kernels it was allowed (`sdpa_backends`, as the
-    engines decided them: this record only writes them down), and what was `predicted` before the start."""
+    engines decided them: this record only writes them down), how the engine's attention ran where it counts that
+    (`attention_calls`), and what was `predicted` before the start."""
     summary = summarize(run)
     record = {**environment(), **settings_of(config, sdpa_backends), "engine": engine, "world_size": world_size,
-              "numbers": summary, **({"predicted": predicted} if predicted else {})}
+              "numbers": summary, **({"attention_calls": attention_calls} if attention_calls else {}),
+              **({"predicted": predicted} if predicted else {})}
     write_atomic(run.benchmark, json.dumps(record, indent=2) + "\n")
     return summary
 

@@ -12,7 +12,7 @@ from trainer import data, engines, system, weights
 from trainer.config import Config, tracker_environment
 from trainer.console import config_summary, console
 from trainer.distributed import ranks
-from trainer.engines import attention, policy
+from trainer.engines import attention, policy, unsloth_engine
 from trainer.errors import Stopped
 from trainer.fit import budget
 from trainer.runs import RunDir, checkpoints, loss_plot, speed, write_atomic
@@ -181,7 +181,9 @@ def finish(setup: Setup, job: ranks.Job, trainer: Any) -> None:
         return
     run, config = setup.run, setup.config
     run.set_status("completed", profile=config.profile, engine=setup.engine, steps=trainer.state.global_step)
-    numbers = speed.write_run_benchmark(run, config, setup.engine, attention.enabled(config), job.size, setup.told)
+    calls = unsloth_engine.packed_attention_calls() if setup.engine == "unsloth" else None
+    numbers = speed.write_run_benchmark(run, config, setup.engine, attention.enabled(config), job.size, setup.told,
+                                        calls)
     console.print(f"[green]Done.[/] LoRA adapter: {run.adapter}  loss plot: {run.plot}")
     if numbers.get("tokens_per_s"):
         console.print(f"Speed: {numbers['steps_per_min']} steps/min, {numbers['tokens_per_s']:,.0f} real tokens/s, "
