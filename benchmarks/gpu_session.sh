@@ -17,10 +17,12 @@
 #   bash benchmarks/gpu_session.sh speed:rtx3070:qwen3-4B   bench --emulate CARD on a shape (tuned against the
 #            notebook recipe, STEPS steps each, default 6): the measured speed beside the predicted one
 #            (a 1B about 1.7 min of the call, a 3B-4B 2.5-5 min: Phi-4-mini and Gemma 3 load slowly, an 8B 3.5 min)
-#   T=430 STEPS=4 BENCH_ARGS="--config notebook --config nopack:packing=false --config
-#            nopack-cudnn:packing=false,cudnn_attention=true" bash benchmarks/gpu_session.sh speed:rtx3070:phi4-mini
-#            which setting makes Phi-4-mini 0.74x the notebook recipe (docs/any-model.md), with each configuration's
-#            attention_calls printed; not run yet (2026-12-07: eleven calls got no machine)
+#   T=430 STEPS=4 BENCH_ARGS="--engines unsloth --config padded:pad_to_multiple_of=64" bash
+#            benchmarks/gpu_session.sh speed:rtx3070:phi4-mini   Phi-4-mini's fitted settings (rows now unpadded,
+#            trainer/fit/choose.py UNSLOTH_KERNELS), the notebook recipe, and the fitted settings as they were (rows
+#            padded to 64: 0.74x the notebook, docs/any-model.md), with each configuration's attention_calls printed
+#            (expected: "fallback" for every call of the padded rows, "fast" for the others); not run yet
+#            (2026-12-07: eleven calls of one session got no machine, the next had no device time left)
 #
 # memory: peak memory of worst-case batches (benchmarks/memory_sweep.py, its quick grid: 4 points a shape) for the 8
 # shapes of benchmarks/gpu_models.py, for the memory model of issue 32. Expected: about 9 minutes unbounded, so T

@@ -11,6 +11,7 @@ import pytest
 
 from benchmarks.gpu_models import SHAPES
 from tests.helpers import ROOT, run_cli
+from trainer import profiles
 from trainer.fit import memory
 from trainer.fit.shape import from_config
 
@@ -79,6 +80,18 @@ def test_a_dry_run_plans_each_family_on_each_card_from_its_config_alone(config_f
     else:
         assert "Traceback" not in said and "fix: Pick a smaller model" in said
         assert "It fits the 16 GB cards' profiles: a4000, quadro-rtx5000, t4." in said
+
+
+@pytest.mark.parametrize(("name", "padded"), [("phi4-mini", 0), ("gemma3-4B-images", 0), ("qwen3-4B", 64)])
+def test_rows_are_left_unpadded_where_unsloth_runs_the_family_through_transformers(config_folders, name, padded):
+    """Phi-3 and Gemma 3 get Unsloth's varlen attention over packed rows only where the rows are not padded
+    (trainer/fit/choose.py UNSLOTH_KERNELS); Qwen3 keeps the profile's padding to 64, and what the user sets wins."""
+    model = {"model.name": str(config_folders[name])}
+    config, said = profiles.resolve("rtx3070", flags=model)
+    assert config.train.pad_to_multiple_of == padded
+    assert ("rows not padded to a multiple of 64" in said) == (padded == 0), said
+    config, said = profiles.resolve("rtx3070", ["pad_to_multiple_of=64"], model)
+    assert config.train.pad_to_multiple_of == 64 and "not padded" not in said, said
 
 
 def test_the_transformers_engines_coefficients_predict_its_measured_peaks_within_ten_percent():

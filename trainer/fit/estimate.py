@@ -21,7 +21,9 @@ MFU = {"off": {"ampere": (0.58, 0.58), "turing": (0.49, 0.58)},
 # Phi-4-mini (phi3) in bfloat16 ran at 0.55 of this estimate (RTX 3070 emulated, the fitted 2 packed rows with
 # Unsloth's checkpointing: 492 card tokens/s against 887; two calls of 5 and 6 steps, H200, 2026-12-06 late), and at
 # 0.74x the notebook recipe in the same session: Unsloth loads it through its generic transformers path, not its own
-# Llama-like kernels. Not measured in float16 nor on another card.
+# Llama-like kernels. Those rows were padded to a multiple of 64, which sends that path's attention to SDPA over a
+# dense mask (fit/choose.py UNSLOTH_KERNELS); the fit no longer pads them, not measured since. Not measured in float16
+# nor on another card.
 SLOWER = {("gemma3_text", "float16"): 0.104, ("phi3", "bfloat16"): 0.555}
 SMALL_B, LARGE_B = 3.0, 8.0
 # Dense 16-bit tensor TFLOPS (fp32 accumulation) per SM at boost clock, by compute capability, for a card without a
