@@ -30,8 +30,8 @@ STEP_ROWS = {"rows": 4, "pairs": 8}
 ANSWERS_PER_PAIR = {"kto": 2}
 # The families Unsloth trains with its own attention kernels (its loader's dispatch, 2026.10.7). Gemma 3 and Phi-3 run
 # transformers' modeling code, where Unsloth gives packed (or padding-free) rows its varlen kernel only where their
-# lengths fill the row (unsloth/utils/hf_packed_attention.py): a row padded to a multiple of 64 sends every attention
-# call to SDPA over a dense mask of the whole row. Their SFT rows are left unpadded.
+# lengths fill the row (unsloth/utils/hf_packed_attention.py): a row padded to a multiple of 64 sends its attention
+# calls to SDPA over a dense mask of the whole row. Their SFT rows are left unpadded.
 UNSLOTH_KERNELS = ("llama", "mistral", "qwen3")
 
 
@@ -93,7 +93,9 @@ def choose(shape: Shape, budget_gb: float, current: dict[str, Any], given: set[s
                     rows = STEP_ROWS["pairs" if pairs else "rows"]
                     settings["train.grad_accum_steps"] = max(1, rows * longest // (
                         settings["train.micro_batch_size"] * settings["model.max_seq_length"]))
-                said = why(settings, current, peak, budget_gb, pairs) + unpad(shape, settings, given)
+                unpadded, note = unpad(shape, settings, given)
+                settings |= unpadded
+                said = why(settings, current, peak, budget_gb, pairs) + note
                 if margin == TIGHT_MARGIN:
                     said += (f" [yellow](tight: within the estimate's error; if one row runs out of memory, --set "
                              f"max_seq_length={settings['model.max_seq_length'] * 3 // 4})[/]")
@@ -105,17 +107,16 @@ def choose(shape: Shape, budget_gb: float, current: dict[str, Any], given: set[s
                     "GPU.")
 
 
-def unpad(shape: Shape, settings: dict[str, Any], given: set[str]) -> str:
-    """Rows left unpadded (train.pad_to_multiple_of=0 in `settings`) where Unsloth runs the family's attention through
-    transformers (UNSLOTH_KERNELS), and what to say of it; "" where nothing changes."""
+def unpad(shape: Shape, settings: dict[str, Any], given: set[str]) -> tuple[dict[str, Any], str]:
+    """Rows left unpadded ({"train.pad_to_multiple_of": 0}) where Unsloth runs the family's attention through
+    transformers (UNSLOTH_KERNELS), and what to say of it; nothing where the padding stays."""
     key = "train.pad_to_multiple_of"
     padded = settings.get(key, 0)
     if (not padded or key in given or shape.family in UNSLOTH_KERNELS or settings.get("engine") != "unsloth"
             or settings.get("train.method", "sft") != "sft"):
-        return ""
-    settings[key] = 0
-    return (f"; rows not padded to a multiple of {padded} (Unsloth's varlen attention for {shape.family} needs "
-            "rows filled to the end)")
+        return {}, ""
+    return {key: 0}, (f"; rows not padded to a multiple of {padded} (Unsloth's varlen attention for {shape.family} "
+                      "needs rows filled to the end)")
 
 
 def why(settings: dict[str, Any], current: dict[str, Any], peak: float, budget: float, pairs: bool = False) -> str:
