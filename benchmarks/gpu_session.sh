@@ -17,8 +17,8 @@
 #   bash benchmarks/gpu_session.sh speed:rtx3070:qwen3-4B   bench --emulate CARD on a shape (tuned against the
 #            notebook recipe, STEPS steps each, default 6): the measured speed beside the predicted one
 #            (a 1B about 1.7 min of the call, a 3B-4B 2.5-5 min: Phi-4-mini and Gemma 3 load slowly, an 8B 3.5 min)
-#   bash benchmarks/gpu_session.sh attention   a tiny Phi-3's attention_calls with rows unpadded and padded to 64
-#            (expected: "fast" calls only, and "fallback" calls only); not run yet
+#   T=200 TESTS="varlen" bash benchmarks/gpu_session.sh tests   Phi-3's and Gemma 3's fitted packed rows take
+#            Unsloth's varlen attention, no call to SDPA over a dense mask (the families' code at a tiny size); not run
 #   T=430 STEPS=4 BENCH_ARGS="--engines unsloth --config padded:pad_to_multiple_of=64" bash
 #            benchmarks/gpu_session.sh speed:rtx3070:phi4-mini   Phi-4-mini's fitted settings (rows now unpadded,
 #            trainer/fit/choose.py UNSLOTH_KERNELS), the notebook recipe, and the fitted settings as they were (rows
@@ -122,25 +122,6 @@ for line in sys.stdin:
     if r.get("model", "").endswith(sys.argv[1]):
         print("attention", r.get("session"), r["config"], r.get("attention_calls"))' "$(basename "$folder")"
 }
-# How Unsloth runs attention over packed rows of a family on transformers' modeling path: a tiny random Phi-3 (the
-# family's code at gpu_models.py's TINY size) trained 4 steps on the bundled sample with the rtx3070 profile, rows
-# unpadded and padded to 64 side by side (about 2 minutes with the host's setup); benchmark.json's attention_calls.
-attention() {
-  local model pad
-  model=$(python3 -c "from pathlib import Path; from benchmarks.gpu_models import build
-print(build('phi4-mini', Path('.gpu/llama-3.2-tokenizer'), Path('$TRAINER_GPU_MODELS'), tiny=True))" | tail -1)
-  for pad in 0 64; do
-    (timeout 150 python3 -m trainer --profile rtx3070 --model "$model" --dataset sample --max-steps 4 \
-       --set pad_to_multiple_of=$pad --run-dir "/tmp/attention-pad$pad" > "$OUT/attention-pad$pad.log" 2>&1
-     echo "pad $pad rc=$?") &
-  done
-  wait
-  for pad in 0 64; do
-    python3 -c 'import json, sys; r = json.load(open(sys.argv[1]))
-print("pad", r["pad_to_multiple_of"], "attention", r.get("attention_calls"), "tokens/s", r["numbers"].get("tokens_per_s"))' \
-      "/tmp/attention-pad$pad/benchmark.json" || tail -5 "$OUT/attention-pad$pad.log"
-  done
-}
 bench() { echo "== $(date +%T) bench $*"; timeout "${T:-500}" python3 -m trainer bench "$@"; echo "== $(date +%T) rc=$?"; }
 for what in "$@"; do
   case $what in
@@ -156,7 +137,6 @@ for what in "$@"; do
     fitted) fitted ;;
     transformers) transformers_peaks ;;
     speed:*) speed "$what" ;;
-    attention) attention ;;
     tests) echo "== $(date +%T) tests $TESTS"; timeout "${T:-560}" python3 -m pytest -q -p no:cacheprovider tests/gpu -k "$TESTS" -rA ;;
   esac 2>&1 | tee -a "$OUT/${what//:/-}.log"
 done
