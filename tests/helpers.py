@@ -79,11 +79,13 @@ def chat_session(target: str, typed: str, *options: str) -> subprocess.Completed
 
 
 def assert_user_error(result, *fragments):
+    """Exit 2, no traceback, and each fragment in what was said, wherever the terminal's width wrapped its lines."""
     out = result.stdout + result.stderr
     assert result.returncode == 2, out
     assert "Traceback" not in out
+    said = " ".join(out.split())
     for fragment in fragments:
-        assert fragment in out, out
+        assert " ".join(fragment.split()) in said, out
 
 
 def long_prompts(path: Path, rows: int = 8) -> Path:
