@@ -78,7 +78,7 @@ def trained(settings: dict) -> tuple:
 
 def emulated() -> dict[tuple[str, str], tuple[float, float | None, tuple]]:
     """(profile, model id) -> the fitted settings' real tokens/s on the emulated card, the notebook recipe's of the
-    same session (None where it did not finish), and the settings (`trained`'s and the padding), from the newest
+    same session (None where it did not finish), and the settings (`trained`'s and the packing), from the newest
     `bench --emulate` session of that model since the fit exists (its records say what was predicted)."""
     found: dict[tuple[str, str], tuple[float, float | None, tuple]] = {}
     sessions: dict[str, dict[str, dict]] = {}
@@ -91,7 +91,7 @@ def emulated() -> dict[tuple[str, str], tuple[float, float | None, tuple]]:
         if speed:
             other = card_estimate(notebook) if notebook else None
             found[(tuned["profile"], model)] = (speed["tokens_per_s"], other["tokens_per_s"] if other else None,
-                                                (*trained(tuned), tuned.get("pad_to_multiple_of", 0)))
+                                                (*trained(tuned), tuned.get("packing", True)))
     return found
 
 
@@ -111,7 +111,8 @@ def row(card: str, model: str, peaks: dict[tuple[str, str, tuple], dict[str, tup
     peak = choose.predict(shape, settings_of(config))  # the unsloth engine: a card's profile plans for it
     t = config.train
     checkpointing = {"auto": "none", "unsloth": "Unsloth's"}.get(t.gradient_checkpointing, t.gradient_checkpointing)
-    settings = f"{t.micro_batch_size} x {config.model.max_seq_length}, accum {t.grad_accum_steps}, {checkpointing}"
+    settings = (f"{t.micro_batch_size} x {config.model.max_seq_length}{'' if t.packing else ' unpacked'}, "
+                f"accum {t.grad_accum_steps}, {checkpointing}")
     speed = estimate.tokens_per_s(shape, config.hardware.tflops, config.hardware.compute_capability,
                                   t.gradient_checkpointing, TOKENS_PER_ROW, config.model.dtype)
     hours = FINETOME_ROWS * TOKENS_PER_ROW / speed / 3600
@@ -126,13 +127,13 @@ def row(card: str, model: str, peaks: dict[tuple[str, str, tuple], dict[str, tup
         seen = f"{gb:.2f}" + (f" ({', '.join(said)})" if said else "")
     ran = ""
     if speeds.get((card, model), (0, 0, ()))[2][:3] == now:
-        fitted, notebook, (*_, padded) = speeds[(card, model)]
+        fitted, notebook, (*_, packed) = speeds[(card, model)]
         epoch = FINETOME_ROWS * TOKENS_PER_ROW / fitted / 3600
         off = round(speed / fitted - 1, 2) + 0  # + 0: a rounded -0.0 prints as +0%
         ran = (f"{fitted:,.0f} tok/s, {epoch:.1f} h an epoch ({speed:,.0f} told, {off:+.0%}); notebook "
                + (f"{notebook:,.0f} ({fitted / notebook:.2f}x)" if notebook else "not measured"))
-        if padded != t.pad_to_multiple_of:  # the fit has changed the rows' padding since (choose.UNSLOTH_KERNELS)
-            ran = f"rows padded to {padded} then: {ran}"
+        if packed != t.packing:  # the fit has stopped packing the family's rows since (choose.UNSLOTH_KERNELS)
+            ran = f"packed rows then: {ran}"
     return (f"| {card} | {short} | {settings} | {peak:.1f} of {budget(config).gb:g} | "
             f"{seen} | {hours:.1f} h | {ran} |")
 

@@ -17,14 +17,12 @@
 #   bash benchmarks/gpu_session.sh speed:rtx3070:qwen3-4B   bench --emulate CARD on a shape (tuned against the
 #            notebook recipe, STEPS steps each, default 6): the measured speed beside the predicted one
 #            (a 1B about 1.7 min of the call, a 3B-4B 2.5-5 min: Phi-4-mini and Gemma 3 load slowly, an 8B 3.5 min)
-#   T=200 TESTS="varlen" bash benchmarks/gpu_session.sh tests   Phi-3's and Gemma 3's fitted packed rows take
-#            Unsloth's varlen attention, no call to SDPA over a dense mask (the families' code at a tiny size); not run
-#   T=430 STEPS=4 BENCH_ARGS="--engines unsloth --config padded:pad_to_multiple_of=64" bash
-#            benchmarks/gpu_session.sh speed:rtx3070:phi4-mini   Phi-4-mini's fitted settings (rows now unpadded,
-#            trainer/fit/choose.py UNSLOTH_KERNELS), the notebook recipe, and the fitted settings as they were (rows
-#            padded to 64: 0.74x the notebook, docs/any-model.md), with each configuration's attention_calls printed
-#            (expected: "fallback" for every call of the padded rows, "fast" for the others); not run yet
-#            (2026-12-07: eleven calls of one session got no machine, the next had no device time left)
+#   T=250 STEPS=4 bash benchmarks/gpu_session.sh speed:rtx3070:phi4-mini   the 2026-12-07 call: Phi-4-mini's fitted
+#            rows, one conversation each (trainer/fit/choose.py UNPACKED), against the notebook recipe (the call before
+#            it measured the packed rows, with --config padded:pad_to_multiple_of=64: Unsloth's attention_calls
+#            counted none on them)
+#   T=400 STEPS=4 bash benchmarks/gpu_session.sh speed:rtx3070:gemma3-4B   Gemma 3's notebook on the RTX 3070: not
+#            measured yet (in 240 s of T, the 2026-12-07 call did not finish the tuned configuration's 4 steps)
 #
 # memory: peak memory of worst-case batches (benchmarks/memory_sweep.py, its quick grid: 4 points a shape) for the 8
 # shapes of benchmarks/gpu_models.py, for the memory model of issue 32. Expected: about 9 minutes unbounded, so T

@@ -8,8 +8,6 @@ from __future__ import annotations
 import math
 import os
 
-import pytest
-
 from tests.gpu.conftest import record
 from tests.helpers import run_cli
 from trainer.runs import RunDir, speed
@@ -192,33 +190,3 @@ def test_gemma3_with_its_image_encoder_trains_the_language_model_alone(tmp_path)
                rows="worst case: every row max_seq_length tokens", adapted_modules=len(names),
                adapted_on_the_image_side=len(image_side), peak_reserved_gb=peak, predicted_peak_gb=predicted,
                output_tail=out[-2500:] if not passed else None)
-
-
-@pytest.mark.parametrize("shape", ["phi4-mini", "gemma3-4B"])
-def test_packed_rows_of_a_family_on_transformers_code_take_unsloths_varlen_attention(shape, tmp_path):
-    """Unsloth runs Phi-3 and Gemma 3 through transformers' modeling code, where packed rows get its varlen attention
-    only if their lengths fill the row: the settings fitted for them (packed, unpadded: trainer/fit/choose.py
-    UNSLOTH_KERNELS) send no attention call to SDPA over a dense mask. The family's code at a tiny size."""
-    import json
-
-    from benchmarks import gpu_models
-    from tests.gpu.conftest import BUILT, TOKENIZER
-
-    model = gpu_models.build(shape, TOKENIZER, BUILT if BUILT.is_dir() else tmp_path / "models", tiny=True)
-    run = RunDir(tmp_path / "run")
-    result = train(model, run.path, "--profile", "rtx3070", "--dataset", "sample", "--max-steps", "3",
-                   "--set", "engine=unsloth")
-    out = result.stdout + result.stderr
-    benchmark = json.loads(run.benchmark.read_text()) if run.benchmark.is_file() else {}
-    calls = benchmark.get("attention_calls")
-    passed = False
-    try:
-        assert result.returncode == 0, out[-3000:]
-        assert "rows not padded to a multiple of 64" in " ".join(out.split()), out[:3000]
-        assert benchmark["packing"] and benchmark["pad_to_multiple_of"] == 0, benchmark
-        assert calls is not None and calls["fast"] > 0 and calls["fallback"] == 0, calls
-        passed = True
-    finally:
-        record(f"packed-attention-{shape}-unsloth", run, passed, profile="rtx3070", engine="unsloth",
-               model=f"{shape} family code at a tiny size (benchmarks/gpu_models.py TINY), random",
-               attention_calls=calls, output_tail=out[-2500:] if not passed else None)

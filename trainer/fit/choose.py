@@ -28,11 +28,13 @@ STEP_ROWS = {"rows": 4, "pairs": 8}
 # with a gradient (its KL term's sequence is scored without one): two answers a pass are predicted as one pair, and a
 # step takes as many answers as it would pairs. Not measured on a card yet.
 ANSWERS_PER_PAIR = {"kto": 2}
-# The families Unsloth trains with its own attention kernels (its loader's dispatch, 2026.10.7). Gemma 3 and Phi-3 run
-# transformers' modeling code, where Unsloth gives packed (or padding-free) rows its varlen kernel only where their
-# lengths fill the row (unsloth/utils/hf_packed_attention.py): a row padded to a multiple of 64 sends its attention
-# calls to SDPA over a dense mask of the whole row. Their SFT rows are left unpadded.
-UNSLOTH_KERNELS = ("llama", "mistral", "qwen3")
+# Families whose packed rows train slower than the Unsloth notebook's rows of one conversation each: Phi-3 (Phi-4-mini
+# on an emulated RTX 3070, 2026-12-07: packed 0.69-0.71x the notebook, padded to 64 or not; one a row 1.08x,
+# docs/any-model.md). Unsloth runs it through transformers' modeling code, not its own kernels; so does Gemma 3, whose
+# packed rows ran 1.25x the estimate there (its notebook not measured), and stay packed. SFT rows of these families are
+# not packed, and a step takes the notebook's 8 conversations.
+UNPACKED = ("phi3",)
+UNPACKED_STEP = 8
 
 
 @dataclass(frozen=True)
@@ -93,8 +95,8 @@ def choose(shape: Shape, budget_gb: float, current: dict[str, Any], given: set[s
                     rows = STEP_ROWS["pairs" if pairs else "rows"]
                     settings["train.grad_accum_steps"] = max(1, rows * longest // (
                         settings["train.micro_batch_size"] * settings["model.max_seq_length"]))
-                unpadded, note = unpad(shape, settings, given)
-                settings |= unpadded
+                unpacked, note = unpack(shape, settings, given)
+                settings |= unpacked
                 said = why(settings, current, peak, budget_gb, pairs) + note
                 if margin == TIGHT_MARGIN:
                     said += (f" [yellow](tight: within the estimate's error; if one row runs out of memory, --set "
@@ -107,16 +109,17 @@ def choose(shape: Shape, budget_gb: float, current: dict[str, Any], given: set[s
                     "GPU.")
 
 
-def unpad(shape: Shape, settings: dict[str, Any], given: set[str]) -> tuple[dict[str, Any], str]:
-    """Rows left unpadded ({"train.pad_to_multiple_of": 0}) where Unsloth runs the family's attention through
-    transformers (UNSLOTH_KERNELS), and what to say of it; nothing where the padding stays."""
-    key = "train.pad_to_multiple_of"
-    padded = settings.get(key, 0)
-    if (not padded or key in given or shape.family in UNSLOTH_KERNELS or settings.get("engine") != "unsloth"
-            or settings.get("train.method", "sft") != "sft"):
+def unpack(shape: Shape, settings: dict[str, Any], given: set[str]) -> tuple[dict[str, Any], str]:
+    """Rows of one conversation each, unpadded as in the notebook, a step of UNPACKED_STEP of them, for SFT of the
+    families whose packed rows train slower on Unsloth (UNPACKED); and what to say of it. Nothing where packing
+    stays."""
+    if (not settings.get("train.packing") or "train.packing" in given or shape.family not in UNPACKED
+            or settings.get("engine") != "unsloth" or settings.get("train.method", "sft") != "sft"):
         return {}, ""
-    return {key: 0}, (f"; rows not padded to a multiple of {padded} (Unsloth's varlen attention for {shape.family} "
-                      "needs rows filled to the end)")
+    change = {"train.packing": False} | ({} if "train.pad_to_multiple_of" in given else {"train.pad_to_multiple_of": 0})
+    if "train.grad_accum_steps" not in given:
+        change["train.grad_accum_steps"] = max(1, UNPACKED_STEP // settings["train.micro_batch_size"])
+    return change, f"; one conversation a row, not packed (packed rows of {shape.family} train slower on Unsloth)"
 
 
 def why(settings: dict[str, Any], current: dict[str, Any], peak: float, budget: float, pairs: bool = False) -> str:

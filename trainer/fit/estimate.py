@@ -18,13 +18,12 @@ MFU = {"off": {"ampere": (0.58, 0.58), "turing": (0.49, 0.58)},
 # Measured far from the rest: Gemma 3 in float16 (a Turing card) ran at a tenth of this estimate (Quadro RTX 5000
 # emulated, 4B, 299 real tokens/s against 2,872; one session of 4 steps, 2026-12-06): Unsloth keeps Gemma 3's
 # activations in float32 there, where they overflow float16. The cause of all of the slowdown is not established.
-# Phi-4-mini (phi3) in bfloat16 ran at 0.55 of this estimate (RTX 3070 emulated, the fitted 2 packed rows with
-# Unsloth's checkpointing: 492 card tokens/s against 887; two calls of 5 and 6 steps, H200, 2026-12-06 late), and at
-# 0.74x the notebook recipe in the same session: Unsloth loads it through its generic transformers path, not its own
-# Llama-like kernels. Those rows were padded to a multiple of 64, which sends that path's attention to SDPA over a
-# dense mask (fit/choose.py UNSLOTH_KERNELS); the fit no longer pads them, not measured since. Not measured in float16
-# nor on another card.
-SLOWER = {("gemma3_text", "float16"): 0.104, ("phi3", "bfloat16"): 0.555}
+# Phi-4-mini (phi3) in bfloat16, one conversation a row as the fit now trains it (fit/choose.py UNSLOTH_KERNELS), ran
+# at 0.89 of this estimate (RTX 3070 emulated, Unsloth's checkpointing: 794 card tokens/s against 888; one session of
+# 4 steps, H100, 2026-12-07), 1.08x the notebook recipe; packed, it ran at 0.55 (two sessions, 2026-12-06 and -07).
+# Unsloth loads it through its generic transformers path, not its own Llama-like kernels. Not measured in float16 nor
+# on another card.
+SLOWER = {("gemma3_text", "float16"): 0.104, ("phi3", "bfloat16"): 0.89}
 SMALL_B, LARGE_B = 3.0, 8.0
 # Dense 16-bit tensor TFLOPS (fp32 accumulation) per SM at boost clock, by compute capability, for a card without a
 # profile: GeForce rates (the RTX 2060 Super's 28.7 over 34 SMs, the RTX 3070's 40.6 over 46, the RTX 4090's 165
