@@ -7,23 +7,23 @@ from trainer.fit.shape import Shape
 from trainer.runs.speed import flops_per_token
 
 # MFU on the card (model FLOPs of the real tokens per second over the card's dense 16-bit TFLOPS; recomputation not
-# counted), for models of up to 3B and of 8B, linear between. Up to 3B: packed runs on emulated cards
-# (benchmarks/results/nvidia-h200.jsonl, 2026-12-03; nvidia-h100-80gb-hbm3.jsonl, 2026-11-24): no checkpointing 0.58
-# on the RTX 3070 (Ampere), 0.48-0.51 on the Turing cards; with Unsloth's checkpointing 0.31-0.33. 8B: emulated runs
-# of the fitted settings (benchmarks/results/nvidia-h100-80gb-hbm3.jsonl, 2026-12-06; docs/any-model.md's table): the
-# Quadro RTX 5000 without checkpointing 0.58 (the estimate within 10%) and with Unsloth's 0.39 (within 1%), the RTX
-# 3070 with Unsloth's 0.446 (from 0.39, which was 12% slow). Qwen3 4B on the RTX 3070 ran 18% faster than this says.
+# counted), for models of up to 3B and of 8B, linear between. Without checkpointing, up to 3B: packed runs on emulated
+# cards (benchmarks/results/nvidia-h200.jsonl, 2026-12-03; nvidia-h100-80gb-hbm3.jsonl, 2026-11-24): 0.58 on the RTX
+# 3070 (Ampere), 0.48-0.51 on the Turing cards; 8B: the Quadro RTX 5000 0.58 (the estimate within 10%). With
+# Unsloth's checkpointing: the fitted settings (2 packed rows a pass) of the 4B models on the RTX 3070 ran at 0.42
+# (Qwen3) and 0.43 (Gemma 3), the 8B at 0.446 (nvidia-h100-80gb-hbm3.jsonl and nvidia-h200.jsonl, 2026-12-06; one row
+# of 1B or 3B a pass, 2026-12-03: 0.31-0.33); on the Turing cards the 3B's one row 0.31, Qwen3 4B's two 0.34, the
+# 8B's 0.39 (within 1%).
 MFU = {"off": {"ampere": (0.58, 0.58), "turing": (0.49, 0.58)},
-       "checkpointing": {"ampere": (0.32, 0.446), "turing": (0.31, 0.39)}}
+       "checkpointing": {"ampere": (0.42, 0.446), "turing": (0.31, 0.39)}}
 # Measured far from the rest: Gemma 3 in float16 (a Turing card) ran at a tenth of this estimate (Quadro RTX 5000
 # emulated, 4B, 299 real tokens/s against 2,872; one session of 4 steps, 2026-12-06): Unsloth keeps Gemma 3's
 # activations in float32 there, where they overflow float16. The cause of all of the slowdown is not established.
-# Phi-4-mini (phi3) in bfloat16, one conversation a row as the fit now trains it (fit/choose.py UNSLOTH_KERNELS), ran
-# at 0.89 of this estimate (RTX 3070 emulated, Unsloth's checkpointing: 794 card tokens/s against 888; one session of
-# 4 steps, H100, 2026-12-07), 1.08x the notebook recipe; packed, it ran at 0.55 (two sessions, 2026-12-06 and -07).
-# Unsloth loads it through its generic transformers path, not its own Llama-like kernels. Not measured in float16 nor
-# on another card.
-SLOWER = {("gemma3_text", "float16"): 0.104, ("phi3", "bfloat16"): 0.89}
+# Phi-4-mini (phi3) in bfloat16, one conversation a row as the fit now trains it (fit/choose.py UNPACKED), ran at 0.72
+# of this estimate (RTX 3070 emulated, Unsloth's checkpointing: MFU 0.30, 794 card tokens/s; one session of 4 steps,
+# H100, 2026-12-07), 1.08x the notebook recipe; packed, at 0.19 (two sessions, 2026-12-06 and -07). Unsloth loads it
+# through its generic transformers path, not its own Llama-like kernels. Not measured in float16 nor on another card.
+SLOWER = {("gemma3_text", "float16"): 0.104, ("phi3", "bfloat16"): 0.72}
 SMALL_B, LARGE_B = 3.0, 8.0
 # Dense 16-bit tensor TFLOPS (fp32 accumulation) per SM at boost clock, by compute capability, for a card without a
 # profile: GeForce rates (the RTX 2060 Super's 28.7 over 34 SMs, the RTX 3070's 40.6 over 46, the RTX 4090's 165
