@@ -132,7 +132,7 @@ def row(card: str, model: str, peaks: dict[tuple[str, str, tuple], dict[str, tup
         off = round(speed / fitted - 1, 2) + 0  # + 0: a rounded -0.0 prints as +0%
         ran = (f"{fitted:,.0f} tok/s, {epoch:.1f} h an epoch ({speed:,.0f} told, {off:+.0%}); notebook "
                + (f"{notebook:,.0f} ({fitted / notebook:.2f}x)" if notebook else "not measured"))
-        if packed != t.packing:  # the fit has stopped packing the family's rows since (choose.UNSLOTH_KERNELS)
+        if packed != t.packing:  # the fit has stopped packing the family's rows since (choose.UNPACKED)
             ran = f"packed rows then: {ran}"
     return (f"| {card} | {short} | {settings} | {peak:.1f} of {budget(config).gb:g} | "
             f"{seen} | {hours:.1f} h | {ran} |")

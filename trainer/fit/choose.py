@@ -31,8 +31,8 @@ ANSWERS_PER_PAIR = {"kto": 2}
 # Families whose packed rows train slower than the Unsloth notebook's rows of one conversation each: Phi-3 (Phi-4-mini
 # on an emulated RTX 3070, 2026-12-07: packed 0.69-0.71x the notebook, padded to 64 or not; one a row 1.08x,
 # docs/any-model.md). Unsloth runs it through transformers' modeling code, not its own kernels; so does Gemma 3, whose
-# packed rows ran 1.25x the estimate there (its notebook not measured), and stay packed. SFT rows of these families are
-# not packed, and a step takes the notebook's 8 conversations.
+# packed rows ran at the MFU of Qwen3's there (0.43 and 0.42; its notebook not measured), and stay packed. SFT rows
+# of these families are not packed, and a step takes the notebook's 8 conversations.
 UNPACKED = ("phi3",)
 UNPACKED_STEP = 8
 

@@ -21,8 +21,9 @@ MFU = {"off": {"ampere": (0.58, 0.58), "turing": (0.49, 0.58)},
 # activations in float32 there, where they overflow float16. The cause of all of the slowdown is not established.
 # Phi-4-mini (phi3) in bfloat16, one conversation a row as the fit now trains it (fit/choose.py UNPACKED), ran at 0.72
 # of this estimate (RTX 3070 emulated, Unsloth's checkpointing: MFU 0.30, 794 card tokens/s; one session of 4 steps,
-# H100, 2026-12-07), 1.08x the notebook recipe; packed, at 0.19 (two sessions, 2026-12-06 and -07). Unsloth loads it
-# through its generic transformers path, not its own Llama-like kernels. Not measured in float16 nor on another card.
+# H100, 2026-12-07), 1.08x the notebook recipe; packed, at an MFU of 0.19 (two sessions, 2026-12-06 and -07).
+# Unsloth loads it through its generic transformers path, not its own Llama-like kernels. Not measured in float16
+# nor on another card.
 SLOWER = {("gemma3_text", "float16"): 0.104, ("phi3", "bfloat16"): 0.72}
 SMALL_B, LARGE_B = 3.0, 8.0
 # Dense 16-bit tensor TFLOPS (fp32 accumulation) per SM at boost clock, by compute capability, for a card without a
