@@ -222,7 +222,8 @@ def test_report_shows_emulated_sessions_with_mfu_and_the_card_estimate(tmp_path)
     session = {"gpu": "NVIDIA H100 80GB HBM3", "session": "2026-11-24T10:00:00+00:00", "profile": "rtx3070",
                "data": "finetome-like", "steps_asked": 30, "vram_cap_gb": 7.0, "dtype": "bfloat16", "versions": {}}
     records = [emulated_record(2000.0, config="notebook", **session),
-               emulated_record(7000.0, tflops=40.6 * 1.4, gbs=448 * 1.4, config="tuned", **session),
+               emulated_record(7000.0, tflops=40.6 * 1.4, gbs=448 * 1.4, config="tuned", micro_batch_size=2,
+                               packing=False, **session),
                {**emulated_record(1000.0, config="transformers", **session), "engine": "transformers"},
                {"gpu": "NVIDIA H100 80GB HBM3", "session": "2026-11-23T10:00:00+00:00", "config": "tuned",
                 "engine": "unsloth", "numbers": {"tokens_per_s": 30000.0, "steps_per_min": 90.0,
@@ -236,6 +237,7 @@ def test_report_shows_emulated_sessions_with_mfu_and_the_card_estimate(tmp_path)
     assert "| 3.50x | 7.00x |" in tuned and "| 5,000 |" in tuned
     assert f"| {cards.mfu(records[1]):.0%} |" in tuned
     assert "| tuned | unsloth | 30,000 | - | - | 90 |" in text  # a whole-GPU session keeps its own columns
+    assert "- `tuned`: the profile as is (micro_batch_size=2, packing=false)" in text  # what the fit chose
 
 
 def test_estimates_are_checked_against_what_users_report_on_the_card(tmp_path):

@@ -157,6 +157,11 @@ def report(results: Path = RESULTS) -> str:
     return "\n".join(lines)
 
 
+# A configuration without options trained with the profile's settings (fitted to the model): those that decide speed.
+AS_IS = ("micro_batch_size", "grad_accum_steps", "max_seq_length", "packing", "pad_to_multiple_of",
+         "gradient_checkpointing")
+
+
 def session_section(session: str, rows: list[dict[str, Any]]) -> list[str]:
     first = rows[0]
     method = first.get("method", "sft")
@@ -176,9 +181,16 @@ def session_section(session: str, rows: list[dict[str, Any]]) -> list[str]:
         lines += ["", "Several GPUs (`bench --gpus`, real tokens summed over the GPUs):", ""]
         lines += markdown_table(SCALING, scaling_rows(rows))
     lines += ["", "Settings:", ""]
-    lines += [f"- `{r['config']}`: {', '.join(r.get('options') or ['the profile as is'])}"
+    lines += [f"- `{r['config']}`: {', '.join(r.get('options') or [as_is(r)])}"
               + (f". {r['note']}" if r.get("note") else "") for r in rows]
     return lines + [""]
+
+
+def as_is(record: dict[str, Any]) -> str:
+    """"the profile as is (micro_batch_size=2, ..., packing=true)": what the profile and its fit trained with."""
+    shown = [f"{key}={str(record[key]).lower() if isinstance(record[key], bool) else record[key]}"
+             for key in AS_IS if key in record]
+    return f"the profile as is ({', '.join(shown)})" if shown else "the profile as is"
 
 
 def model_text(record: dict[str, Any]) -> str:
