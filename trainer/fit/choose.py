@@ -22,8 +22,9 @@ CANDIDATES = (("off", 2, None), ("off", 1, None), ("unsloth", 2, None), ("unslot
 KEYS = ("train.gradient_checkpointing", "train.micro_batch_size", "model.max_seq_length")
 # Rows of max_seq_length tokens an optimizer step takes, where the user did not say: the named profiles' 2 x 2
 # packed rows (about 12 FineTome conversations, the Unsloth notebook's 8); pairs: the profiles' and Unsloth's DPO
-# notebook's 8. Pairs are never trained without checkpointing (their logits are whole: the profiles' [preference]).
-STEP_ROWS = {"rows": 4, "pairs": 8}
+# notebook's 8; rows of one conversation each (UNPACKED): the Unsloth notebook's 8. Pairs are never trained without
+# checkpointing (their logits are whole: the profiles' [preference]).
+STEP_ROWS = {"rows": 4, "pairs": 8, "conversations": 8}
 # KTO trains answers, not pairs, and its KL term needs two a pass (train/methods/kto.py). An answer is one sequence
 # with a gradient (its KL term's sequence is scored without one): two answers a pass are predicted as one pair, and a
 # step takes as many answers as it would pairs. Not measured on a card yet.
@@ -32,9 +33,8 @@ ANSWERS_PER_PAIR = {"kto": 2}
 # on an emulated RTX 3070, 2026-12-07: packed 0.69-0.71x the notebook, padded to 64 or not; one a row 1.08x,
 # docs/any-model.md). Unsloth runs it through transformers' modeling code, not its own kernels; so does Gemma 3, whose
 # packed rows ran at the MFU of Qwen3's there (0.43 and 0.42; its notebook not measured), and stay packed. SFT rows
-# of these families are not packed, and a step takes the notebook's 8 conversations.
+# of these families are not packed, and a step takes the notebook's 8 conversations (STEP_ROWS).
 UNPACKED = ("phi3",)
-UNPACKED_STEP = 8
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,7 @@ def choose(shape: Shape, budget_gb: float, current: dict[str, Any], given: set[s
 
 
 def unpack(shape: Shape, settings: dict[str, Any], given: set[str]) -> tuple[dict[str, Any], str]:
-    """Rows of one conversation each, unpadded as in the notebook, a step of UNPACKED_STEP of them, for SFT of the
+    """Rows of one conversation each, unpadded as in the notebook, a step of STEP_ROWS of them, for SFT of the
     families whose packed rows train slower on Unsloth (UNPACKED); and what to say of it. Nothing where packing
     stays."""
     if (not settings.get("train.packing") or "train.packing" in given or shape.family not in UNPACKED
@@ -118,7 +118,7 @@ def unpack(shape: Shape, settings: dict[str, Any], given: set[str]) -> tuple[dic
         return {}, ""
     change = {"train.packing": False} | ({} if "train.pad_to_multiple_of" in given else {"train.pad_to_multiple_of": 0})
     if "train.grad_accum_steps" not in given:
-        change["train.grad_accum_steps"] = max(1, UNPACKED_STEP // settings["train.micro_batch_size"])
+        change["train.grad_accum_steps"] = max(1, STEP_ROWS["conversations"] // settings["train.micro_batch_size"])
     return change, f"; one conversation a row, not packed (packed rows of {shape.family} train slower on Unsloth)"
 
 
