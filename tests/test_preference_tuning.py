@@ -59,8 +59,7 @@ def test_trl_tokenizes_each_pair_as_sft_renders_its_conversation(method, tiny_ll
 def test_preference_tuning_raises_the_margin_and_accuracy_of_the_training_pairs(method, smollm2_dir, tmp_path):
     run_dir = tmp_path / "run"
     result = run_cli("--profile", "cpu", "--model", str(smollm2_dir), "--method", method, "--max-steps", "12",
-                     "--set", "eval_size=0", "--set", "warmup_steps=2", "--run-dir", str(run_dir),
-                     env={"OMP_NUM_THREADS": "1"})
+                     "--set", "eval_size=0", "--set", "warmup_steps=2", "--run-dir", str(run_dir))
     out = result.stdout + result.stderr
     assert result.returncode == 0, out
     assert "Data: 64 conversational preference pairs from sample" in out
