@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests import models
-from tests.helpers import CACHE_DIR
+from tests.helpers import CACHE_DIR, run_cli
 
 
 @pytest.fixture(scope="session")
@@ -41,6 +41,29 @@ def llama_tokenizer(llama_tokenizer_dir):
 def smol_llama_tokenizer_dir(smollm2_dir, tmp_path_factory) -> Path:
     """Llama 3.2's special tokens and template on SmolLM2's 49k vocabulary: tiny models with it train in seconds."""
     return models.smol_llama_tokenizer(smollm2_dir, tmp_path_factory.mktemp("smol-llama-tokenizer"))
+
+
+@pytest.fixture(scope="session")
+def smollm2_run(smollm2_dir, tmp_path_factory) -> Path:
+    """A 2-step run of the CPU demo on SmolLM2 (learning rate 1e-3: it still knows its geography). Shared by the
+    modules that serve and export it: a test that changes a run works on a copy (shutil.copytree)."""
+    run_dir = tmp_path_factory.mktemp("smollm2") / "run"
+    result = run_cli("--profile", "cpu", "--dataset", "sample", "--max-steps", "2", "--set", "eval_size=0",
+                     "--set", "learning_rate=1e-3", "--run-dir", str(run_dir))
+    assert result.returncode == 0, result.stdout + result.stderr
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def smollm2_gguf_run(smollm2_run, tmp_path_factory) -> Path:
+    """A copy of smollm2_run exported by `trainer export --gguf f16`: merged/, gguf/model-f16.gguf, export.json."""
+    import shutil
+
+    pytest.importorskip("llama_cpp.server.app", reason="the gguf extra is not installed")
+    run_dir = shutil.copytree(smollm2_run, tmp_path_factory.mktemp("smollm2-gguf") / "run")
+    result = run_cli("export", str(run_dir), "--gguf", "f16")
+    assert result.returncode == 0, result.stdout + result.stderr
+    return run_dir
 
 
 @pytest.fixture

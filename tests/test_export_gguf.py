@@ -48,25 +48,21 @@ def test_installed_llama_cpp_is_the_build_for_any_x86_64_cpu():
         f"{info.strip()}: a native build; install the portable one with bash scripts/install_llama_cpp.sh")
 
 
-@pytest.fixture(scope="module")
-def trained_run(smollm2_dir, tmp_path_factory):
-    """A 2-step run of the CPU demo; each test exports a copy of it."""
-    run_dir = tmp_path_factory.mktemp("gguf") / "run"
-    trained = run_cli("--profile", "cpu", "--dataset", "sample", "--max-steps", "2", "--set", "eval_size=0",
-                      "--run-dir", str(run_dir))
-    assert trained.returncode == 0, trained.stdout + trained.stderr
-    return run_dir
+@pytest.fixture
+def run_dir(smollm2_run, tmp_path):
+    """A copy of the shared 2-step CPU demo run, which each test exports."""
+    return shutil.copytree(smollm2_run, tmp_path / "run")
 
 
 @pytest.fixture
-def run_dir(trained_run, tmp_path):
-    return shutil.copytree(trained_run, tmp_path / "run")
+def gguf_run(smollm2_gguf_run, tmp_path):
+    """A copy of the shared run exported to merged/ and an f16 GGUF by `trainer export --gguf f16`."""
+    return shutil.copytree(smollm2_gguf_run, tmp_path / "run")
 
 
 @pytest.mark.slow
-def test_gguf_round_trip_on_smollm2(run_dir):
-    f16 = run_cli("export", str(run_dir), "--gguf", "f16")
-    assert f16.returncode == 0, f16.stdout + f16.stderr
+def test_gguf_round_trip_on_smollm2(gguf_run):
+    run_dir = gguf_run  # exported to f16 by the CLI
     record = json.loads((run_dir / "export.json").read_text())
     # The f16 file is the merged model as llama.cpp runs it: the demo model still knows its geography.
     assert "Paris" in record["gguf_f16"]["reply"], record["gguf_f16"]
@@ -96,11 +92,11 @@ def test_gguf_round_trip_on_smollm2(run_dir):
 
 
 @pytest.mark.slow
-def test_a_gguf_with_another_chat_template_fails_its_check_and_is_kept(run_dir):
+def test_a_gguf_with_another_chat_template_fails_its_check_and_is_kept(gguf_run):
     """The merged folder's chat template swapped for Llama 3's before the GGUF is written: llama.cpp then renders
     the prompts to other tokens than the run trained on; the export says so and exits 1, the file kept."""
-    merged = run_cli("export", str(run_dir))
-    assert merged.returncode == 0, merged.stdout + merged.stderr
+    run_dir = gguf_run
+    shutil.rmtree(run_dir / "gguf")  # the GGUF written with the run's own template
     llama3 = ("{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n{{ m['content'] }}"
               "<|eot_id|>{% endfor %}{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>"
               "\n\n{% endif %}")

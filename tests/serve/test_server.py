@@ -280,23 +280,14 @@ def test_a_taken_port_and_a_missing_model_are_user_errors(tmp_path):
 
 # --- a demo run: its LoRA adapter on SmolLM2, then its GGUF with llama.cpp ------------------------------------
 
-@pytest.fixture(scope="module")
-def demo_run(smollm2_dir, tmp_path_factory) -> Path:
-    run_dir = tmp_path_factory.mktemp("demo") / "run"
-    result = run_cli("--profile", "cpu", "--dataset", "sample", "--max-steps", "2", "--set", "eval_size=0",
-                     "--set", "learning_rate=1e-3", "--run-dir", str(run_dir))
-    assert result.returncode == 0, result.stdout + result.stderr
-    return run_dir
-
-
 @pytest.mark.slow
-def test_a_demo_run_is_served_as_its_adapter_on_smollm2(demo_run, tmp_path):
-    with serving(str(demo_run), tmp_path / "serve.log") as server:
-        assert server.model == demo_run.name
-        assert f"LoRA adapter {demo_run / 'adapter'} on" in server.output().replace("\n", "")
+def test_a_demo_run_is_served_as_its_adapter_on_smollm2(smollm2_run, tmp_path):
+    with serving(str(smollm2_run), tmp_path / "serve.log") as server:
+        assert server.model == smollm2_run.name
+        assert f"LoRA adapter {smollm2_run / 'adapter'} on" in server.output().replace("\n", "")
         text, _ = ask(server, key="any", temperature=0, max_tokens=16)  # no key set: none needed
         # The same greedy reply as `trainer chat` gives: the adapter is applied, the template is the model's.
-        model = chat.load(str(demo_run), "")
+        model = chat.load(str(smollm2_run), "")
         expected = list(chat.stream(model, QUESTION, chat.GenerationSettings(temperature=0, max_new_tokens=16)))[-1]
         assert text == expected
 
@@ -318,12 +309,10 @@ def test_a_dpo_run_is_served_as_its_trained_adapter(smollm2_dir, tmp_path):
         assert text == expected
 
 
-@pytest.fixture(scope="module")
-def demo_gguf(demo_run) -> Path:
-    pytest.importorskip("llama_cpp.server.app", reason="the gguf extra is not installed")
-    result = run_cli("export", str(demo_run), "--gguf", "f16")
-    assert result.returncode == 0, result.stdout + result.stderr
-    return demo_run / "gguf" / "model-f16.gguf"
+@pytest.fixture
+def demo_gguf(smollm2_gguf_run) -> Path:
+    """The f16 GGUF of a copy of the demo run, exported with merged/ beside it (tests/conftest.py)."""
+    return smollm2_gguf_run / "gguf" / "model-f16.gguf"
 
 
 @pytest.mark.slow
@@ -349,8 +338,8 @@ def test_a_runs_gguf_is_served_by_llama_cpp(demo_gguf, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_run_with_a_merged_export_is_served_merged(demo_run, demo_gguf, tmp_path):
-    with serving(str(demo_run), tmp_path / "serve.log") as server:
-        assert f"{demo_run / 'merged'} with transformers" in server.output().replace("\n", "")
+def test_a_run_with_a_merged_export_is_served_merged(smollm2_gguf_run, tmp_path):
+    with serving(str(smollm2_gguf_run), tmp_path / "serve.log") as server:
+        assert f"{smollm2_gguf_run / 'merged'} with transformers" in server.output().replace("\n", "")
         assert "Paris" in ask(server, key="any", temperature=0, max_tokens=24)[0]
 
