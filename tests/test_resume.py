@@ -100,8 +100,8 @@ def test_resume_skips_a_damaged_checkpoint_and_refuses_changed_settings(shared_t
 @pytest.mark.slow
 def test_second_ctrl_c_aborts_at_once(shared_tiny_llama, tmp_path):
     run_dir = tmp_path / "run"
-    # 60 micro-batches per optimizer step: the second Ctrl+C lands while the first waits for the step to end.
-    process = start(*args(shared_tiny_llama, run_dir, "--set", "grad_accum_steps=60"))
+    # 20 micro-batches per optimizer step (seconds): the second Ctrl+C lands while the first waits for the step to end.
+    process = start(*args(shared_tiny_llama, run_dir, "--set", "grad_accum_steps=20"))
     output = helpers.Output(process)
     wait_for(lambda: logged_steps(run_dir) >= 1, process)
     process.send_signal(signal.SIGINT)
