@@ -21,8 +21,11 @@
 #            rows, one conversation each (trainer/fit/choose.py UNPACKED), against the notebook recipe (the call before
 #            it measured the packed rows, with --config padded:pad_to_multiple_of=64: Unsloth's attention_calls
 #            counted none on them)
-#   T=400 STEPS=4 bash benchmarks/gpu_session.sh speed:rtx3070:gemma3-4B   Gemma 3's notebook on the RTX 3070: not
-#            measured yet (in 240 s of T, the 2026-12-07 call did not finish the tuned configuration's 4 steps)
+#   T=550 STEPS=3 bash benchmarks/gpu_session.sh speed:rtx3070:gemma3-4B   Gemma 3 against its notebook recipe: each
+#            configuration's first step compiles every layer (2-4 min, less once the host's compile cache holds it);
+#            on 2026-12-07 the RTX 3070's took 6 min 15 s on a warm host, the Quadro's notebook did not finish in T=470.
+#            The records come back as records.tgz, which this script writes: a device command that tars $OUT/records
+#            again after it overwrites the archive with an empty one.
 #
 # memory: peak memory of worst-case batches (benchmarks/memory_sweep.py, its quick grid: 4 points a shape) for the 8
 # shapes of benchmarks/gpu_models.py, for the memory model of issue 32. Expected: about 9 minutes unbounded, so T
