@@ -2,7 +2,7 @@
 # What the H200 sessions of 2026-12-03 ran (benchmarks/results/): one device call prepares the host once (wheels and
 # random models, benchmarks/gpu_setup.sh), then runs the sessions named in $@, with logs and records under $OUT.
 # Several in one call share the host's setup; the most important first. A device call the lender refuses ("no device
-# machine could be started") still costs 90-180 s of the session's 30 minutes, and a machine released after 30 s idle
+# machine could be started") still costs 90-330 s of the session's 30 minutes, and a machine released after 30 s idle
 # costs its start again: chain the work into few calls of up to 600 s.
 #   bash benchmarks/gpu_session.sh 2060s 3070        carry: [".whl", ".gpu"]
 #   T=530 TESTS="packed or fits or heals or resume_after_kill" bash benchmarks/gpu_session.sh tests
@@ -21,7 +21,7 @@
 #            rows, one conversation each (trainer/fit/choose.py UNPACKED), against the notebook recipe (the call before
 #            it measured the packed rows, with --config padded:pad_to_multiple_of=64: Unsloth's attention_calls
 #            counted none on them)
-#   T=550 STEPS=3 bash benchmarks/gpu_session.sh speed:rtx3070:gemma3-4B   Gemma 3 against its notebook recipe: each
+#   SETUP= T=550 STEPS=3 bash benchmarks/gpu_session.sh speed:rtx3070:gemma3-4B   Gemma 3 against its notebook recipe: each
 #            configuration's first step compiles every layer (2-4 min, less once the host's compile cache holds it);
 #            on 2026-12-07 the RTX 3070's took 6 min 15 s on a warm host, the Quadro's notebook did not finish in T=470.
 #            The records come back as records.tgz, which this script writes: a device command that tars $OUT/records
@@ -41,7 +41,13 @@
 export PYTHONUNBUFFERED=1
 # Several invocations in one device call add to one archive of records (the last one's comes back).
 if [ -f "$OUT/records.tgz" ]; then tar xzf "$OUT/records.tgz" -C "$OUT" && rm "$OUT/records.tgz"; fi
-if [ ! -d /tmp/models/llama-3.2-3B-random ]; then . benchmarks/gpu_setup.sh 1B 3B > "$OUT/setup.log" 2>&1; fi
+# SETUP: the shapes built first, which the named entries use (default 1B 3B); SETUP= builds none, for a call about
+# one other shape (speed:CARD:SHAPE builds its own): 40 s of the call saved.
+SETUP=${SETUP-1B 3B}
+if [ ! -d /tmp/site ] || { [ -n "$SETUP" ] && [ ! -f /tmp/models/llama-3.2-3B-random/config.json ]; }; then
+  # shellcheck disable=SC2086
+  . benchmarks/gpu_setup.sh $SETUP > "$OUT/setup.log" 2>&1
+fi
 export PYTHONPATH="/tmp/site:$PWD" HF_HUB_OFFLINE=1 TRAINER_GPU_MODELS=/tmp/models TRAINER_RECORDS_DIR=$OUT/records
 M1=$TRAINER_GPU_MODELS/llama-3.2-1B-random M3=$TRAINER_GPU_MODELS/llama-3.2-3B-random
 WAVES=${WAVES:-"1B 3B qwen3-4B gemma3-4B phi4-mini|8B qwen3-8B|mistral-7B"}
