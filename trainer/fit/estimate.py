@@ -27,6 +27,9 @@ MFU = {"off": {"ampere": (0.58, 0.58), "turing": (0.49, 0.58)},
 # Unsloth loads it through its generic transformers path, not its own Llama-like kernels. Not measured in float16
 # nor on another card.
 SLOWER = {("gemma3_text", "float16"): 0.143, ("phi3", "bfloat16"): 0.72}
+# What the plan says beside the time where a family trains far slower than a Llama of its size, from the records.
+SLOW_NOTE = {("gemma3_text", "float16"): "Gemma 3 trains slowly in float16 (cards without bfloat16): on an emulated "
+             "Quadro RTX 5000 its 4B trained at 300-520 tokens/s, Llama 3.2 3B at about 3,000"}
 SMALL_B, LARGE_B = 3.0, 8.0
 # Dense 16-bit tensor TFLOPS (fp32 accumulation) per SM at boost clock, by compute capability, for a card without a
 # profile: GeForce rates (the RTX 2060 Super's 28.7 over 34 SMs, the RTX 3070's 40.6 over 46, the RTX 4090's 165

@@ -104,12 +104,14 @@ def prediction(config: Config, data: Any, budget: Budget, engine: str = "unsloth
         # the scoring passes without a backward (DPO's reference, KTO's reference and KL term): 2 passes of 3, of 5
         speed *= 2 / (2 + SCORING_PASSES.get(config.train.method, 0))
         told |= {"epoch_tokens": tokens, "tokens_per_s": round(speed), "epoch_h": round(tokens / speed / 3600, 2)}
+        if note := estimate.SLOW_NOTE.get((shape.family, config.model.dtype)):
+            told["slow"] = note
     return told
 
 
 def line(told: dict[str, Any]) -> str:
     """"fits: about 6.1 of 7.0 GB on worst-case rows; about 3 h 10 min per epoch of 68.2M tokens (about 6,000
-    tokens/s on the card)"."""
+    tokens/s on the card)", and why it is slow where a family is (estimate.SLOW_NOTE)."""
     fits = "fits" if told["peak_gb"] <= told["budget_gb"] else "[red]does not fit[/]"
     said = f"{fits}: about {told['peak_gb']:.1f} of {told['budget_gb']:.1f} GB on worst-case rows"
     if "epoch_h" in told:
@@ -118,4 +120,6 @@ def line(told: dict[str, Any]) -> str:
         took = estimate.duration(told["epoch_h"] * 3600)
         said += (f"; {'' if took.startswith('under') else 'about '}{took} per epoch of {count} tokens (about "
                  f"{told['tokens_per_s']:,} tokens/s on the card)")
+    if "slow" in told:
+        said += f". {told['slow']}"
     return said
