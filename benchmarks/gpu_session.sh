@@ -21,8 +21,8 @@
 #            rows, one conversation each (trainer/fit/choose.py UNPACKED), against the notebook recipe (the call before
 #            it measured the packed rows, with --config padded:pad_to_multiple_of=64: Unsloth's attention_calls
 #            counted none on them)
-#   SETUP= T=550 STEPS=3 bash benchmarks/gpu_session.sh speed:rtx3070:gemma3-4B   Gemma 3 against its notebook recipe: each
-#            configuration's first step compiles every layer (2-4 min, less once the host's compile cache holds it);
+#   SETUP= T=550 STEPS=3 bash benchmarks/gpu_session.sh speed:rtx3070:gemma3-4B   Gemma 3 against its notebook
+#            recipe: each configuration's first step compiles every layer (2-4 min, less once the host's compile cache holds it);
 #            on 2026-12-07 the RTX 3070's took 6 min 15 s on a warm host, the Quadro's notebook did not finish in T=470.
 #            The records come back as records.tgz, which this script writes: a device command that tars $OUT/records
 #            again after it overwrites the archive with an empty one.
