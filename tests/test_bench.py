@@ -45,6 +45,7 @@ def test_bench_runs_configurations_records_a_failed_one_and_reports(shared_tiny_
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-3000:]
     assert "Traceback" not in out and "small" in out and "grouped" in out
+    said = " ".join(result.stdout.split())
     (path,) = results.glob("*.jsonl")
     assert path.name == "cpu.jsonl"
     huge, *records = [json.loads(line) for line in path.read_text().splitlines()]
@@ -58,6 +59,8 @@ def test_bench_runs_configurations_records_a_failed_one_and_reports(shared_tiny_
     for r in records:
         n = r["numbers"]
         assert n["steps"] == 6 and n["tokens_per_s"] > 0 and n["steps_per_min"] > 0
+        # each configuration's result is said as it ends, before the table
+        assert f"{r['config']}: {n['tokens_per_s']:,.0f} real tokens/s, {n['steps_per_min']} steps/min" in said
         assert 0 < n["time_to_first_step_s"] < r["wall_s"]
         # finetome-like rows through the tiny model's Llama 3.2 template: about TOKENS_PER_ROW tokens per sample
         assert 300 < n["tokens_per_s"] / n["samples_per_s"] < 1200

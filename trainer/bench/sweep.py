@@ -214,7 +214,18 @@ def run_one(plan: Plan, name: str, extra: tuple[str, ...], work: Path, session: 
     utilization = mfu(result)
     if utilization is not None:
         result["numbers"]["mfu"] = round(utilization, 3)
+    console.print(f"{name}: {said(result['numbers'])} ({record['wall_s']:.0f} s)")
     return result
+
+
+def said(numbers: dict[str, Any]) -> str:
+    """A configuration's result in one line, as it ends (the table comes after the last; a session stopped before
+    then has these): "1,578 real tokens/s, 11.97 steps/min, MFU 43%, peak 3.96 GB"."""
+    if "tokens_per_s" not in numbers:
+        return f"{numbers.get('steps', 0)} steps, too few to measure"
+    mfu_said = f", MFU {numbers['mfu']:.0%}" if "mfu" in numbers else ""
+    return (f"{numbers['tokens_per_s']:,.0f} real tokens/s, {numbers['steps_per_min']} steps/min{mfu_said}, peak "
+            f"{numbers['peak_memory_gb']:.2f} GB")
 
 
 def slug(text: str) -> str:
