@@ -18,9 +18,10 @@ MFU = {"off": {"ampere": (0.58, 0.58), "turing": (0.49, 0.58)},
        "checkpointing": {"ampere": (0.42, 0.446), "turing": (0.31, 0.39)}}
 # Measured far from the rest: Gemma 3 in float16 (a Turing card), Quadro RTX 5000 emulated, 4B, in two sessions on an
 # H100 that differ 1.7x: 299 card tokens/s (4 steps, 2026-12-06, GPU busy 77% of the time) and 520 (3 steps,
-# 2026-12-07, busy 99%), against 2,872 this estimate gives Llama-like models; their mean is told. Unsloth keeps
-# Gemma 3's activations in float32 there, where they overflow float16. Neither the cause of the slowdown nor why the
-# sessions differ is established.
+# 2026-12-07, busy 99%), against 2,872 this estimate gives Llama-like models; their mean is told. Asked for float16,
+# Unsloth loads Gemma 3 in bfloat16 and runs its norms, SwiGLU and attention in float32, where they overflow float16
+# (UNSLOTH_FORCE_FLOAT32: unsloth/models/loader.py, unsloth_zoo/temporary_patches/gemma.py). Why the sessions
+# differ is not established.
 # Phi-4-mini (phi3) in bfloat16, one conversation a row as the fit now trains it (fit/choose.py UNPACKED), ran at 0.72
 # of this estimate (RTX 3070 emulated, Unsloth's checkpointing: MFU 0.30, 794 card tokens/s; one session of 4 steps,
 # H100, 2026-12-07), 1.08x the notebook recipe; packed, at an MFU of 0.19 (two sessions, 2026-12-06 and -07).
