@@ -118,7 +118,6 @@ speed() {  # speed:CARD:SHAPE
   local card shape folder
   IFS=: read -r _ card shape <<< "$1"
   folder=$(python3 benchmarks/gpu_models.py "$TRAINER_GPU_MODELS" "$shape" | cut -d' ' -f1)
-  # BENCH_ARGS (e.g. "--config nopack:packing=false") in place of the built-in tuned and notebook configurations
   # bench trains each configuration in a folder it deletes at the end: its log (every step, the warnings) is copied
   # as it grows into records/logs/, which travel in records.tgz
   local logs=$OUT/records/logs/$card-$shape watcher
@@ -126,6 +125,7 @@ speed() {  # speed:CARD:SHAPE
   (while sleep 5; do for f in /tmp/trainer-bench-*/*/train.log; do
      [ -f "$f" ] && cp "$f" "$logs/$(basename "$(dirname "$f")").log"; done; done) &
   watcher=$!
+  # BENCH_ARGS (e.g. "--config nopack:packing=false") in place of the built-in tuned and notebook configurations
   # shellcheck disable=SC2086
   TRAINER_RECORDS_DIR=$OUT/records bench --model "$folder" --emulate "$card" ${BENCH_ARGS:---engines unsloth} \
     --steps "${STEPS:-6}"
