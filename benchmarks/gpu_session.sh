@@ -51,10 +51,17 @@ fi
 export PYTHONPATH="/tmp/site:$PWD" HF_HUB_OFFLINE=1 TRAINER_GPU_MODELS=/tmp/models TRAINER_RECORDS_DIR=$OUT/records
 M1=$TRAINER_GPU_MODELS/llama-3.2-1B-random M3=$TRAINER_GPU_MODELS/llama-3.2-3B-random
 WAVES=${WAVES:-"1B 3B qwen3-4B gemma3-4B phi4-mini|8B qwen3-8B|mistral-7B"}
-memory() {
+# Bytecode for the wheels and torch, once a host (15 s): the host sets PYTHONDONTWRITEBYTECODE, and without it every
+# child process compiles unsloth's sources again.
+bytecode() {
   unset PYTHONDONTWRITEBYTECODE
+  [ -f /tmp/site/.bytecode ] && return
   python3 -m compileall -q -j 16 /tmp/site "$(python3 -c 'import os, torch; print(os.path.dirname(torch.__file__))')" \
     > /dev/null 2>&1
+  touch /tmp/site/.bytecode
+}
+memory() {
+  bytecode
   if [ "${MPS:-0}" = 1 ]; then
     export CUDA_MPS_PIPE_DIRECTORY=/tmp/mps CUDA_MPS_LOG_DIRECTORY=/tmp/mpslog
     mkdir -p /tmp/mps /tmp/mpslog && nvidia-cuda-mps-control -d
@@ -117,6 +124,7 @@ transformers_peaks() {
 speed() {  # speed:CARD:SHAPE
   local card shape folder
   IFS=: read -r _ card shape <<< "$1"
+  bytecode
   folder=$(python3 benchmarks/gpu_models.py "$TRAINER_GPU_MODELS" "$shape" | cut -d' ' -f1)
   # bench trains each configuration in a folder it deletes at the end: its log (every step, the warnings) is copied
   # as it grows into records/logs/, which travel in records.tgz
