@@ -2,8 +2,9 @@
 # What the H200 sessions of 2026-12-03 ran (benchmarks/results/): one device call prepares the host once (wheels and
 # random models, benchmarks/gpu_setup.sh), then runs the sessions named in $@, with logs and records under $OUT.
 # Several in one call share the host's setup; the most important first. A device call the lender refuses ("no device
-# machine could be started") still costs 90-330 s of the session's 30 minutes, and a machine released after 30 s idle
-# costs its start again: chain the work into few calls of up to 600 s.
+# machine could be started") still costs 90-330 s of the session's 30 minutes (one asked for during a "later means in
+# N min" wait, 15 s), one whose machine is taken back before it ends about 420 s (2026-12-07, with nothing back), and
+# a machine released after 30 s idle costs its start again: chain the work into few calls of up to 600 s.
 #   bash benchmarks/gpu_session.sh 2060s 3070        carry: [".whl", ".gpu"]
 #   T=530 TESTS="packed or fits or heals or resume_after_kill" bash benchmarks/gpu_session.sh tests
 #   T=510 TESTS="dpo_from or (orpo and fits)" bash benchmarks/gpu_session.sh tests
