@@ -53,6 +53,22 @@ def test_a_known_name_is_matched_whole():
 def test_a_folder_without_a_transformers_config_is_refused(tmp_path):
     with pytest.raises(UserError, match="has no config.json"):
         shape_of(str(tmp_path))
-    (tmp_path / "config.json").write_text(json.dumps({"model_type": "resnet", "hidden_sizes": [64]}))
-    with pytest.raises(UserError, match="does not describe a transformer"):
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"hidden_sizes": [64]}))
+    with pytest.raises(UserError, match="names no model_type"):
+        shape_of(str(tmp_path))
+    config.write_text(json.dumps({"model_type": "resnet", "hidden_sizes": [64]}))
+    with pytest.raises(UserError, match="is a resnet model .* a family trainer does not support"):
+        shape_of(str(tmp_path))
+
+
+def test_a_damaged_config_is_named_with_its_cause(tmp_path):
+    config = tmp_path / "config.json"
+    whole = json.dumps({"model_type": "llama", **SHAPES["1B"].config})
+    config.write_text(whole[: len(whole) // 2])  # a download cut short
+    with pytest.raises(UserError, match="cannot be read as JSON") as refused:
+        shape_of(str(tmp_path))
+    assert "download the model again" in refused.value.hint
+    config.write_text(json.dumps({"model_type": "llama", "hidden_size": 2048}))
+    with pytest.raises(UserError, match="has no 'num_attention_heads', which a llama model's config.json has"):
         shape_of(str(tmp_path))

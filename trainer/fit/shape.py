@@ -8,10 +8,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from trainer.engines import families
 from trainer.errors import UserError
 
-# config.json's model_type of the families the memory model is calibrated on (benchmarks/results/memory/).
-FAMILIES = ("llama", "mistral", "qwen3", "gemma3_text", "phi3")
 SAME_LAYERS = {"gemma3": "gemma3_text"}  # the multimodal checkpoint's text model
 
 
@@ -129,13 +128,13 @@ def shape_of(model: str) -> Shape:
         if not path.is_file():
             raise UserError(f"model folder {folder} has no config.json", "Point --model at a Hugging Face model "
                             "folder (config.json, the weights and the tokenizer files).")
-        return read(path)
+        return read(path, model)
     if (shape := known(model)) is not None:
         return shape
     try:
         from huggingface_hub import hf_hub_download
 
-        return read(Path(hf_hub_download(model, "config.json")))
+        return read(Path(hf_hub_download(model, "config.json")), model)
     except UserError:
         raise
     except Exception as e:  # offline, no such repo, gated: what the user sees is the same
@@ -144,9 +143,27 @@ def shape_of(model: str) -> Shape:
                         "local folder.") from None
 
 
-def read(path: Path) -> Shape:
+def read(path: Path, model: str) -> Shape:
+    """The shape of `model` from its config.json at `path`; a file that is not JSON, of a family we do not train, or
+    without a field its family has, is refused with its cause."""
+    damaged = "The file is damaged or cut short: download the model again, or point --model at a complete folder."
     try:
-        return from_config(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise UserError(f"{path} does not describe a transformer this tool knows ({type(e).__name__}: {e})",
-                        f"Use a causal language model of one of these families: {', '.join(FAMILIES)}.") from None
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise UserError(f"{path} cannot be read as JSON ({type(e).__name__}: {e})", damaged) from None
+    kind = ""
+    if isinstance(config, dict):
+        text = config.get("text_config") if isinstance(config.get("text_config"), dict) else config
+        kind = str(text.get("model_type") or config.get("model_type") or "")
+    if not kind:
+        raise UserError(f"{path} is not a transformers model's config.json: it names no model_type",
+                        "Point --model at a Hugging Face model folder or id (config.json, the weights and the "
+                        "tokenizer files).")
+    families.family_of(model, kind)
+    try:
+        return from_config(config)
+    except KeyError as e:
+        raise UserError(f"{path} has no {e}, which a {kind} model's config.json has", damaged) from None
+    except (TypeError, ValueError) as e:
+        raise UserError(f"{path} is not a {kind} model's config.json as transformers writes it ({e})",
+                        damaged) from None
