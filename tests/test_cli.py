@@ -70,7 +70,7 @@ def test_profiles_table_and_one_profile():
                                         "e.g. the built-in default: --set micro_batch_size=2"]),
     (["--set", "dtype=fp8"], ["model.dtype = 'fp8' is not one of", "fix: Use one of them, e.g. --set dtype=auto."]),
     (["--set", "learning_rate=fast"], ["train.learning_rate = 'fast' is not a valid float",
-                                       "fix: Give a float, e.g. --set learning_rate=0.0002."]),
+                                       "fix: Give a number, e.g. --set learning_rate=0.0002."]),
     (["--max-steps", "-3"], ["train.max_steps must not be negative"]),
     (["--profile", "rtx3070"], ["loads the model in 4-bit, which needs an NVIDIA GPU", "--profile cpu"]),
     (["--profile", "cpu", "--set", "optimizer=adamw_8bit"], ["needs an NVIDIA GPU", "optimizer=adamw_torch"]),

@@ -156,6 +156,15 @@ def test_what_the_user_sets_wins_and_is_checked(config_folders):
     assert "gradient_checkpointing=off, micro_batch_size=8 needs about" in said and "Plan: does not fit" in said
 
 
+def test_a_setting_of_the_users_that_fits_nowhere_is_named_with_the_fit_that_would(config_folders):
+    """Another model than the profile's: nothing fits with the user's micro-batch, where the fit's own would."""
+    result = run_cli("--profile", "rtx3070", "--model", str(config_folders["qwen3-4B"]), "--dataset", "sample",
+                     "--dry-run", "--set", "micro_batch_size=64")
+    said = " ".join(result.stdout.split())
+    assert result.returncode == 2 and "micro_batch_size=64 needs at least about" in said, said
+    assert "leave it to the fit: 2 row(s) of 2048 tokens a pass" in said and "Traceback" not in said, said
+
+
 def test_the_memory_model_grows_with_tokens_and_shrinks_with_checkpointing():
     shape = from_config({"model_type": "llama", **SHAPES["3B"].config})
     off = [memory.peak_gb(shape, tokens, "off") for tokens in (1024, 2048, 4096)]

@@ -134,7 +134,8 @@ def coerce(key: str, value: Any, where: str) -> Any:
     """Turn a TOML or --set value into the field's type, or raise a UserError naming where it came from."""
     kind = KEYS[key]
     expected = getattr(kind, "__name__", str(kind))
-    bad = UserError(f"{where}: {key} = {value!r} is not a valid {expected}", f"Give a {expected}, e.g. {example(key)}.")
+    said = {"int": "a whole number", "float": "a number", "bool": "true or false"}.get(expected, f"a {expected}")
+    bad = UserError(f"{where}: {key} = {value!r} is not a valid {expected}", f"Give {said}, e.g. {example(key)}.")
     if kind is bool:
         if isinstance(value, bool):
             return value

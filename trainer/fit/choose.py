@@ -102,6 +102,16 @@ def choose(shape: Shape, budget_gb: float, current: dict[str, Any], given: set[s
                     said += (f" [yellow](tight: within the estimate's error; if one row runs out of memory, --set "
                              f"max_seq_length={settings['model.max_seq_length'] * 3 // 4})[/]")
                 return Fit(settings, peak, budget_gb, said)
+    if mine := [key for key in KEYS if key in given]:  # what the user set is what does not fit, where the fit would
+        try:
+            fits = choose(shape, budget_gb, current, given - set(KEYS), model, pairs)
+        except UserError:
+            fits = None
+        if fits is not None:
+            named = ", ".join(f"{key.split('.')[-1]}={current[key]}" for key in mine)
+            raise UserError(f"{named} needs at least about {min(tried):.1f} GB on worst-case rows (whatever else the "
+                            f"fit changes); the card has {budget_gb:.1f}",
+                            f"Set less, or leave it to the fit: {fits.why.removeprefix('fitted: ')}.")
     raise UserError(f"{model} ({shape.billions:.1f}B parameters) does not fit {budget_gb:.1f} GB even one row of "
                     f"{settings['model.max_seq_length']} tokens at a time with gradient checkpointing: about "
                     f"{min(tried):.1f} GB", "Pick a smaller model (for example unsloth/Llama-3.2-1B-Instruct-bnb-4bit "
