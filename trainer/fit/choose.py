@@ -112,8 +112,10 @@ def choose(shape: Shape, budget_gb: float, current: dict[str, Any], given: set[s
             raise UserError(f"{named} needs at least about {min(tried):.1f} GB on worst-case rows (whatever else the "
                             f"fit changes); the card has {budget_gb:.1f}",
                             f"Set less, or leave it to the fit: {fits.why.removeprefix('fitted: ')}.")
-    raise UserError(f"{model} ({shape.billions:.1f}B parameters) does not fit {budget_gb:.1f} GB even one row of "
-                    f"{settings['model.max_seq_length']} tokens at a time with gradient checkpointing: about "
+    one = "two answers" if per_pair > 1 else "one pair" if pairs else "one row"
+    raise UserError(f"{model} ({shape.billions:.1f}B parameters) does not fit {budget_gb:.1f} GB even {one} of "
+                    f"{settings['model.max_seq_length']} tokens{' a side' if pairs and per_pair == 1 else ''} at a "
+                    "time with gradient checkpointing: about "
                     f"{min(tried):.1f} GB", "Pick a smaller model (for example unsloth/Llama-3.2-1B-Instruct-bnb-4bit "
                     "or unsloth/Qwen3-1.7B-bnb-4bit), or a card with more memory; close other programs that use the "
                     "GPU.")
