@@ -318,7 +318,7 @@ def test_a_short_run_on_own_data_says_what_is_true_of_it_and_what_comes_next(tmp
                      "--set", "eval_size=4", "--run-dir", str(run_dir), cwd=tmp_path)
     out = " ".join(result.stdout.split())
     assert result.returncode == 0, result.stdout + result.stderr
-    assert f"Profile cpu: no CUDA GPU detected: training on the CPU, on {data}" in out
+    assert f"Profile cpu: no CUDA GPU detected: training {shared_tiny_llama} on the CPU, on {data}" in out
     assert "running the offline CPU demo" not in out
     assert "Eval loss on 4 held-out rows at the start and at the end" in out and "every 20 steps" not in out
     assert ("Warmup clipped to 0 steps (a fifth of this run's 3): warmup_steps=4 would leave the learning rate below "

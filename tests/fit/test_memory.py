@@ -156,6 +156,14 @@ def test_what_the_user_sets_wins_and_is_checked(config_folders):
     assert "gradient_checkpointing=off, micro_batch_size=8 needs about" in said and "Plan: does not fit" in said
 
 
+def test_a_plan_on_the_cpu_for_the_users_model_says_how_to_plan_for_a_card(config_folders):
+    result = run_cli("--profile", "cpu", "--model", str(config_folders["qwen3-4B"]), "--dataset", "sample",
+                     "--dry-run")
+    said = " ".join(result.stdout.split())
+    assert result.returncode == 0, said
+    assert "Plan: on the CPU, no card to fit; --profile CARD plans for that card without it" in said, said
+
+
 def test_a_setting_of_the_users_that_fits_nowhere_is_named_with_the_fit_that_would(config_folders):
     """Another model than the profile's: nothing fits with the user's micro-batch, where the fit's own would."""
     result = run_cli("--profile", "rtx3070", "--model", str(config_folders["qwen3-4B"]), "--dataset", "sample",

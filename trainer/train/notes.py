@@ -1,21 +1,29 @@
-"""What a run says of itself before it trains, true of this run: why its profile (with the user's own data), a busy
-CPU and what helps, a warmup longer than the run cut to fit it."""
+"""What a run says of itself before it trains, true of this run: why its profile (with the user's own model or
+data), a busy CPU and what helps, a warmup longer than the run cut to fit it."""
 
 from __future__ import annotations
 
 import dataclasses
 
+from trainer import weights
 from trainer.config import Config
 from trainer.console import console
 
 
 def true_of_this_run(profile_reason: str, config: Config) -> str:
     """Why the profile was picked, said of this run: auto's reason for the cpu profile (trainer/profiles.py) speaks of
-    the offline demo, which is the bundled sample; with the user's own data it is a training on the CPU."""
+    the offline demo, which is SmolLM2 on the bundled sample; with the user's own model or data it is a training of
+    those on the CPU."""
     demo = "running the offline CPU demo"
-    if demo in profile_reason and config.data.dataset != "sample":
-        return profile_reason.replace(demo, f"training on the CPU, on {config.data.dataset}")
-    return profile_reason
+    if demo not in profile_reason or is_demo(config):
+        return profile_reason
+    model = "" if config.model.name == weights.SMOLLM2 else f" {config.model.name}"
+    data = "" if config.data.dataset == "sample" else f", on {config.data.dataset}"
+    return profile_reason.replace(demo, f"training{model} on the CPU{data}")
+
+
+def is_demo(config: Config) -> bool:
+    return config.model.name == weights.SMOLLM2 and config.data.dataset == "sample"
 
 
 def busy_cores_note(cores: int, load: float, threads: int) -> str | None:

@@ -146,7 +146,8 @@ def dry_run(config: Config, profile_reason: str) -> None:
     examples = methods.of(config).load(config)
     console.print(f"Data: {len(examples)} {examples.format} from {config.data.dataset}")
     if tell(config, examples) is None:
-        console.print("Plan: the CPU demo (no card to fit)")
+        console.print("Plan: the CPU demo (no card to fit)" if notes.is_demo(config) else "Plan: on the CPU, no card "
+                      "to fit; --profile CARD plans for that card without it (python -m trainer profiles lists them)")
     console.print("Dry run: stopped before loading the model.")
 
 
