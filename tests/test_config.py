@@ -91,6 +91,18 @@ def test_bad_profile_files(tmp_path, text, message):
     assert str(path) in e.value.message
 
 
+def test_a_bad_value_in_a_profile_file_is_fixed_as_the_file_writes_it(tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_text("[train]\nmicro_batch_size = \"four\"\n")
+    with pytest.raises(UserError) as e:
+        resolve(str(path))
+    assert e.value.hint == "Give a whole number, e.g. micro_batch_size = 2 under [train]."
+    path.write_text("[model]\nmax_seq_length = 0\n")
+    with pytest.raises(UserError) as e:
+        resolve(str(path))
+    assert e.value.hint == "Give a value in range, e.g. the built-in default: max_seq_length = 2048 under [model]."
+
+
 def test_config_round_trips_through_its_saved_toml(tmp_path):
     from trainer.runs import RunDir
 

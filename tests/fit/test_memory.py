@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -162,6 +163,18 @@ def test_a_plan_on_the_cpu_for_the_users_model_says_how_to_plan_for_a_card(confi
     said = " ".join(result.stdout.split())
     assert result.returncode == 0, said
     assert "Plan: on the CPU, no card to fit; --profile CARD plans for that card without it" in said, said
+
+
+def test_a_profile_of_the_users_without_the_cards_speed_is_planned_for_memory_and_says_why_no_time(config_folders,
+                                                                                                   tmp_path):
+    profile = tmp_path / "my-card.toml"
+    profile.write_text('[hardware]\nvram_gb = 12\ncompute_capability = "8.6"\n')
+    result = run_cli("--profile", str(profile), "--model", str(config_folders["qwen3-4B"]), "--dataset", "sample",
+                     "--dry-run")
+    said = " ".join(result.stdout.split())
+    assert result.returncode == 0, said
+    assert re.search(r"Plan: fits: about [\d.]+ of 11.0 GB on worst-case rows; no time per epoch: the profile does "
+                     r"not give the card's speed \(hardware.tflops", said), said
 
 
 def test_a_setting_of_the_users_that_fits_nowhere_is_named_with_the_fit_that_would(config_folders):

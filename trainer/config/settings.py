@@ -135,7 +135,8 @@ def coerce(key: str, value: Any, where: str) -> Any:
     kind = KEYS[key]
     expected = getattr(kind, "__name__", str(kind))
     said = {"int": "a whole number", "float": "a number", "bool": "true or false"}.get(expected, f"a {expected}")
-    bad = UserError(f"{where}: {key} = {value!r} is not a valid {expected}", f"Give {said}, e.g. {example(key)}.")
+    bad = UserError(f"{where}: {key} = {value!r} is not a valid {expected}",
+                    f"Give {said}, e.g. {example(key, where)}.")
     if kind is bool:
         if isinstance(value, bool):
             return value
@@ -179,14 +180,28 @@ def coerce(key: str, value: Any, where: str) -> Any:
     raise TypeError(f"unhandled config type {kind!r} for {key}")  # a bug in the schema, not the user's
 
 
-def example(key: str) -> str:
-    """`--set` with the setting's default, for a message's fix."""
-    default = SETTINGS[key].default
-    return f"--set {key.split('.')[-1]}={','.join(default) if isinstance(default, tuple) else default}"
+def example(key: str, where: str = "--set", value: Any = None) -> str:
+    """The setting with `value` (else its default), for a message's fix: as `--set` takes it, or as a profile file
+    (`where` a .toml) writes it."""
+    default = SETTINGS[key].default if value is None else value
+    section, _, leaf = key.rpartition(".")
+    if where.endswith(".toml"):
+        return f"{leaf} = {toml_value(default)}" + (f" under [{section}]" if section else " at the top")
+    return f"--set {leaf}={','.join(default) if isinstance(default, tuple) else default}"
 
 
-def in_range(key: str) -> str:
-    return f"Give a value in range, e.g. the built-in default: {example(key)}."
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, tuple):
+        return "[" + ", ".join(f'"{v}"' for v in value) + "]"
+    return str(value)
+
+
+def in_range(key: str, where: str = "--set") -> str:
+    return f"Give a value in range, e.g. the built-in default: {example(key, where)}."
 
 
 def check(key: str, value: Any, where: str) -> None:
@@ -199,15 +214,15 @@ def check(key: str, value: Any, where: str) -> None:
                             f"--set {leaf}={','.join(s.choices[:2])}).")
     elif s.choices and value not in s.choices:
         raise UserError(f"{where}: {key} = {value!r} is not one of {', '.join(s.choices)}",
-                        f"Use one of them, e.g. --set {key.split('.')[-1]}={s.choices[0]}.")
+                        f"Use one of them, e.g. {example(key, where, s.choices[0])}.")
     if s.below is not None and not (s.above if s.above is not None else float("-inf")) < value < s.below:
         raise UserError(f"{where}: {key} = {value} is out of range", s.hint)
     if s.at_least is not None and value < s.at_least:
         bound = "must not be negative" if s.at_least == 0 else f"must be at least {s.at_least:g}"
-        raise UserError(f"{where}: {key} {bound}, got {value}", in_range(key))
+        raise UserError(f"{where}: {key} {bound}, got {value}", in_range(key, where))
     if s.above is not None and value <= s.above:
         bound = "must be positive" if s.above == 0 else f"must be above {s.above:g}"
-        raise UserError(f"{where}: {key} {bound}, got {value}", in_range(key))
+        raise UserError(f"{where}: {key} {bound}, got {value}", in_range(key, where))
     if s.valid is not None and not s.valid(value):
         raise UserError(f"{where}: {key} = {value}", s.hint)
 

@@ -106,6 +106,9 @@ def prediction(config: Config, data: Any, budget: Budget, engine: str = "unsloth
         told |= {"epoch_tokens": tokens, "tokens_per_s": round(speed), "epoch_h": round(tokens / speed / 3600, 2)}
         if note := estimate.SLOW_NOTE.get((shape.family, config.model.dtype)):
             told["slow"] = note
+    elif len(data):
+        told["untimed"] = ("no time per epoch: the profile does not give the card's speed (hardware.tflops, its dense "
+                           "16-bit TFLOPS)")
     return told
 
 
@@ -122,4 +125,6 @@ def line(told: dict[str, Any]) -> str:
                  f"{told['tokens_per_s']:,} tokens/s on the card)")
     if "slow" in told:
         said += f". {told['slow']}"
+    if "untimed" in told:
+        said += f"; {told['untimed']}"
     return said
