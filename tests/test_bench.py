@@ -234,6 +234,13 @@ def test_report_shows_emulated_sessions_with_mfu_and_the_card_estimate(tmp_path)
     assert "- `tuned`: the profile as is (micro_batch_size=2, packing=false)" in text  # what the fit chose
 
 
+def test_a_report_to_a_folder_that_does_not_exist_is_refused_and_writes_nothing(tmp_path):
+    result = run_cli("bench", "--report", "--output", str(tmp_path / "missing" / "RESULTS.md"))
+    said = " ".join(result.stdout.split())
+    assert result.returncode == 2 and "cannot write" in said and "Give --output a file in a folder that exists" in said
+    assert "Traceback" not in result.stdout + result.stderr and list(tmp_path.iterdir()) == []
+
+
 def test_estimates_are_checked_against_what_users_report_on_the_card(tmp_path):
     # the notebook recipe's estimate is the check of the estimate model: its error against the users' figure
     slice_ = {"tflops": 40.6 * 1.4, "gbs": 448 * 1.4}

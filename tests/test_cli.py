@@ -64,6 +64,7 @@ def test_profiles_table_and_one_profile():
     (["--profile", "rtx4090"], ["unknown profile 'rtx4090'", "Valid profiles: auto, a4000, a5000, cpu"]),
     (["profiles", "nope"], ["unknown profile 'nope'"]),
     (["--set", "batch=4"], ["unknown setting 'batch'", "train.micro_batch_size"]),
+    (["--set", "=4"], ["--set =4: expected KEY=VALUE", "e.g. --set learning_rate=1e-4"]),
     (["--set", "learning_rat=1e-4"], ["unknown setting 'learning_rat'", "Did you mean train.learning_rate?",
                                       "--set help lists every setting"]),
     (["--set", "micro_batch_size=-1"], ["train.micro_batch_size must be at least 1", "fix: Give a value in range, "

@@ -234,5 +234,10 @@ def versions_text(record: dict[str, Any]) -> str:
 
 
 def write_report(results: Path = RESULTS, output: Path = REPORT) -> Path:
-    write_atomic(output, report(results))
+    text = report(results)
+    try:
+        write_atomic(output, text)
+    except OSError as e:
+        raise UserError(f"cannot write {output} ({e.strerror or e})",
+                        "Give --output a file in a folder that exists and that you can write to.") from None
     return output

@@ -255,7 +255,7 @@ def parse_set(items: list[str]) -> dict[str, Any]:
     """`--set key=value` pairs; values use TOML syntax where they parse as TOML, else are plain strings."""
     flat: dict[str, Any] = {}
     for item in items:
-        if "=" not in item:
+        if "=" not in item or not item.split("=", 1)[0].strip():
             raise UserError(f"--set {item}: expected KEY=VALUE", "e.g. --set learning_rate=1e-4 (--set help lists "
                             "every setting)")
         key, raw = (s.strip() for s in item.split("=", 1))
