@@ -85,6 +85,13 @@ def test_bad_flags_and_profiles(args, fragments, tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize("command", ["serve", "ui"])
+def test_a_port_out_of_range_is_refused_before_anything_starts(command, tmp_path):
+    result = run_cli(command, str(tmp_path), "--port", "99999")
+    assert result.returncode == 2 and "argument --port: 99999 is not a port number: give 0 to 65535" in result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+
+
 def test_an_unknown_setting_is_answered_with_the_near_one_not_every_name():
     result = run_cli("--set", "learning_rat=1e-4")
     assert_user_error(result, "Did you mean train.learning_rate?")

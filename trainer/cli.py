@@ -26,6 +26,17 @@ def add_set(p: argparse.ArgumentParser, help: str | None = None) -> None:
                    help=f"{help or 'override a setting'}; --set help lists them all")
 
 
+def port(text: str) -> int:
+    """--port: a TCP port, 0 (any free one) to 65535."""
+    try:
+        number = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a port number (0 to 65535)") from None
+    if not 0 <= number <= 65535:
+        raise argparse.ArgumentTypeError(f"{number} is not a port number: give 0 to 65535 (e.g. 8000)")
+    return number
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="python -m trainer",
@@ -101,14 +112,14 @@ def parser() -> argparse.ArgumentParser:
     ui = sub.add_parser("ui", help="the Gradio app: chat, compare with the base model, follow runs")
     ui.add_argument("targets", nargs="*", help="runs or models to offer (default: the finished runs)")
     ui.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    ui.add_argument("--port", type=int, default=7860)
+    ui.add_argument("--port", type=port, default=7860)
     ui.add_argument("--share", action="store_true", help="also publish a temporary public gradio.live link")
     ui.add_argument("--auth", help="USER:PASSWORD for basic auth (or set TRAINER_UI_AUTH)")
     ui.add_argument("--runs-root", default="runs", help="where runs are listed from (default runs)")
     serve = sub.add_parser("serve", help="an OpenAI-compatible HTTP API for a run, a model or a GGUF file")
     serve.add_argument("target", help="run directory, adapter/checkpoint folder, model folder, Hub id, or .gguf file")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--port", type=port, default=8000)
     serve.add_argument("--api-key", help="require `Authorization: Bearer KEY` on each request (or TRAINER_API_KEY)")
     bench = sub.add_parser("bench", help="measure training speed (tuned vs notebook vs transformers); --report")
     bench.add_argument("--profile", default="auto", help="hardware profile name, a .toml file, or auto (default)")

@@ -142,7 +142,13 @@ def missing_folder(path: Path) -> UserError:
     guess = f"Did you mean {runs_root / near[0]}? " if near else ""
     listing = "python -m trainer runs" + ("" if runs_root == Path("runs") else f" --runs-root {runs_root}")
     return UserError(f"{path} is neither an existing folder nor a Hub id: there is no folder '{path.name}' in "
-                     f"{parent}{os.sep}", f"{guess}`{listing}` lists the runs in {runs_root}{os.sep}.")
+                     f"{as_folder(parent)}", f"{guess}`{listing}` lists the runs in {as_folder(runs_root)}.")
+
+
+def as_folder(path: Path) -> str:
+    """"runs/", "/" (not "//")."""
+    text = str(path)
+    return text if text.endswith(os.sep) else text + os.sep
 
 
 def load_tokenizer(name: str, cache_dir: str) -> PreTrainedTokenizerBase:
