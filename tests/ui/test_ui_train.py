@@ -240,7 +240,7 @@ def test_bad_settings_get_the_cli_message(browser, tmp_path, shared_tiny_llama, 
         assert page.input_value("#train-settings textarea") == "eval_size=0 columns=question:instruction,answer:output"
         assert "--set columns=question:instruction,answer:output" in page.input_value("#train-command textarea")
         assert re.search(r"What is \d+ \+ 1\?", page.inner_text("#train-data")) and not fix.is_visible()
-        wait_until(page, lambda: "the CPU demo" in page.inner_text("#train-plan"), 120)  # the plan checked again too
+        wait_until(page, lambda: "no card to fit" in page.inner_text("#train-plan"), 120)  # the plan checked again too
         page.screenshot(path=str(ARTIFACTS / "ui-train-columns.png"), full_page=True)
 
         # with the learning rate mended, the dataset's typo: Start runs the CLI's checks first, refuses in place

@@ -8,10 +8,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from trainer.engines import families
 from trainer.errors import UserError
 
 SAME_LAYERS = {"gemma3": "gemma3_text"}  # the multimodal checkpoint's text model
+# The families the memory model is calibrated on (benchmarks/results/memory/), as trainer/engines/families.py names
+# them: config.json's model_type, or it without "_text" (Gemma 3's text model).
+CALIBRATED = ("llama", "qwen3", "gemma3", "mistral", "phi3")
 
 
 @dataclass(frozen=True)
@@ -159,11 +161,14 @@ def read(path: Path, model: str) -> Shape:
         raise UserError(f"{path} is not a transformers model's config.json: it names no model_type",
                         "Point --model at a Hugging Face model folder or id (config.json, the weights and the "
                         "tokenizer files).")
-    families.family_of(model, kind)
     try:
         return from_config(config)
-    except KeyError as e:
-        raise UserError(f"{path} has no {e}, which a {kind} model's config.json has", damaged) from None
-    except (TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError) as e:
+        if kind.removesuffix("_text") not in CALIBRATED:  # another family's fields (a family the engines refuse too)
+            raise UserError(f"model '{model}' is a {kind} model (config.json's model_type), a family trainer does not "
+                            "support", f"Use a model of a supported family: {', '.join(CALIBRATED)} "
+                            "(docs/models.md).") from None
+        if isinstance(e, KeyError):
+            raise UserError(f"{path} has no {e}, which a {kind} model's config.json has", damaged) from None
         raise UserError(f"{path} is not a {kind} model's config.json as transformers writes it ({e})",
                         damaged) from None
