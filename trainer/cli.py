@@ -40,7 +40,8 @@ def port(text: str) -> int:
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="python -m trainer",
-        description="QLoRA fine-tuning of Llama 3.2 Instruct on consumer NVIDIA cards; an offline demo on the CPU.",
+        description="QLoRA fine-tuning of Llama 3.x, Qwen3, Gemma 3, Mistral and Phi on consumer NVIDIA cards, fitted"
+        " to the card; an offline demo on the CPU.",
         epilog="`train` is the default command: `python -m trainer --profile rtx3070` trains.",
     )
     from trainer.export import GGUF_TYPES
