@@ -92,6 +92,17 @@ def test_a_port_out_of_range_is_refused_before_anything_starts(command, tmp_path
     assert "Traceback" not in result.stdout + result.stderr
 
 
+@pytest.mark.parametrize("argv", [["chat", "--run", "runs/x"], ["--steps", "5"]])
+def test_an_argument_a_command_does_not_take_is_said_with_that_commands_usage(argv):
+    """argparse says it under the top parser's usage, which names the commands and none of their arguments."""
+    result = run_cli(*argv)
+    command = "train" if argv[0].startswith("-") else argv[0]  # train is the default command
+    assert result.returncode == 2
+    assert f"usage: python -m trainer {command} " in result.stderr
+    assert f"python -m trainer {command}: error: unrecognized arguments: {argv[-2]}" in result.stderr
+    assert f"python -m trainer {command} --help lists what it takes" in result.stderr
+
+
 def test_an_unknown_setting_is_answered_with_the_near_one_not_every_name():
     result = run_cli("--set", "learning_rat=1e-4")
     assert_user_error(result, "Did you mean train.learning_rate?")

@@ -165,7 +165,19 @@ def parser() -> argparse.ArgumentParser:
     export.add_argument("--no-check", action="store_true", help="skip checking the GGUF against the trained run "
                         "(its answers, template and stop token)")
     export.add_argument("--token-file", help="file holding the Hub token (default: HF_TOKEN, or .hftoken/token.txt)")
+    for command in sub.choices.values():  # an argument a command does not take is said with its own usage
+        command.set_defaults(command_parser=command)
     return top
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    """argv parsed; an argument its command does not take ends with that command's usage (argparse says it under the
+    top's, which names the commands alone), exit 2."""
+    args, extra = parser().parse_known_args(argv)
+    if extra:
+        args.command_parser.error(f"unrecognized arguments: {' '.join(extra)} "
+                                  f"({args.command_parser.prog} --help lists what it takes)")
+    return args
 
 
 def flags(args: argparse.Namespace) -> dict[str, object]:
@@ -189,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help")):
         argv.insert(0, "train")
-    args = parser().parse_args(argv)
+    args = parse(argv)
     world = cfg.world()  # this process's place in a job, read once (torchrun's workers start here too)
     try:
         if args.command in ("chat", "eval", "ui"):
