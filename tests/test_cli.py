@@ -72,7 +72,7 @@ def test_profiles_table_and_one_profile():
     (["--set", "dtype=fp8"], ["model.dtype = 'fp8' is not one of", "fix: Use one of them, e.g. --set dtype=auto."]),
     (["--set", "learning_rate=fast"], ["train.learning_rate = 'fast' is not a valid float",
                                        "fix: Give a number, e.g. --set learning_rate=0.0002."]),
-    (["--max-steps", "-3"], ["train.max_steps must not be negative"]),
+    (["--max-steps", "-3"], ["train.max_steps must not be negative", "the built-in default: --max-steps 60."]),
     (["--profile", "rtx3070"], ["loads the model in 4-bit, which needs an NVIDIA GPU", "--profile cpu"]),
     (["--profile", "cpu", "--set", "optimizer=adamw_8bit"], ["needs an NVIDIA GPU", "optimizer=adamw_torch"]),
     (["--profile", "cpu", "--set", "engine=unsloth", "--dataset", "sample"], ["engine=unsloth needs an NVIDIA GPU"]),
@@ -122,6 +122,9 @@ def test_chat_with_a_run_folder_that_is_not_there_says_so_and_how_to_list_runs(t
     assert_user_error(elsewhere, f"`python -m trainer runs --runs-root {tmp_path / 'runs'}` lists the runs")
     for result in (typo, elsewhere):  # not fetched from the Hub
         assert "could not load" not in result.stdout and "network" not in result.stdout
+    (tmp_path / "empty").mkdir()  # chat and serve take the folder as their target: the fix names no --model
+    assert_user_error(run_cli("chat", "empty", cwd=tmp_path), "empty is not a model folder (it has no config.json)",
+                      "Give the folder a model was saved in (its config.json beside the weights), or a Hub id")
 
 
 def test_bad_profile_file_names_file_and_line(tmp_path):

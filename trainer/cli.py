@@ -182,11 +182,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 def flags(args: argparse.Namespace) -> dict[str, object]:
     """Explicit options as config keys; they win over --set."""
-    keys = {
-        "model": "model.name", "dataset": "data.dataset", "format": "data.format",
-        "max_steps": "train.max_steps", "epochs": "train.epochs", "run_dir": "run.run_dir", "method": "train.method",
-    }
-    found = {key: getattr(args, name) for name, key in keys.items() if getattr(args, name, None) is not None}
+    found = {key: getattr(args, name) for name, key in settings.FLAGS.items() if getattr(args, name, None) is not None}
     if "train.epochs" in found and "train.max_steps" not in found:
         found["train.max_steps"] = 0  # --epochs alone means: train for that many epochs
     return found

@@ -32,7 +32,9 @@ def folder_of(name: str, cache_dir: str) -> str:
     path = Path(name).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():
-            raise UserError(f"{path} is not a model folder (it has no config.json)", "Point --model at a saved model.")
+            raise UserError(f"{path} is not a model folder (it has no config.json)",
+                            "Give the folder a model was saved in (its config.json beside the weights), or a Hub id "
+                            "such as unsloth/Llama-3.2-1B-Instruct-bnb-4bit.")
         return str(path)
     if name.startswith((".", "/", "~")) or "\\" in name or name.count("/") != 1:
         raise UserError(

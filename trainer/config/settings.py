@@ -90,6 +90,9 @@ def _schema() -> dict[str, Setting]:
 
 SETTINGS = _schema()
 KEYS = {key: s.kind for key, s in SETTINGS.items()}  # key -> its Python type
+# The options that give a setting themselves (`--max-steps 60`), by their argparse name; they win over --set
+FLAGS = {"model": "model.name", "dataset": "data.dataset", "format": "data.format", "max_steps": "train.max_steps",
+         "epochs": "train.epochs", "run_dir": "run.run_dir", "method": "train.method"}
 
 
 def choices(key: str) -> tuple[str, ...]:
@@ -181,12 +184,14 @@ def coerce(key: str, value: Any, where: str) -> Any:
 
 
 def example(key: str, where: str = "--set", value: Any = None) -> str:
-    """The setting with `value` (else its default), for a message's fix: as `--set` takes it, or as a profile file
-    (`where` a .toml) writes it."""
+    """The setting with `value` (else its default), for a message's fix: as `--set` takes it, as its own option
+    (`where` "command line"), or as a profile file (`where` a .toml) writes it."""
     default = SETTINGS[key].default if value is None else value
     section, _, leaf = key.rpartition(".")
     if where.endswith(".toml"):
         return f"{leaf} = {toml_value(default)}" + (f" under [{section}]" if section else " at the top")
+    if where == "command line" and (option := next((n for n, k in FLAGS.items() if k == key), None)):
+        return f"--{option.replace('_', '-')} {default}"
     return f"--set {leaf}={','.join(default) if isinstance(default, tuple) else default}"
 
 
