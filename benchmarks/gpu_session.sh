@@ -4,7 +4,9 @@
 # Several in one call share the host's setup; the most important first. A device call the lender refuses ("no device
 # machine could be started") still costs 90-330 s of the session's 30 minutes (one asked for during a "later means in
 # N min" wait, 15 s), one whose machine is taken back before it ends about 420 s (2026-12-07, with nothing back), and
-# a machine released after 30 s idle costs its start again: chain the work into few calls of up to 600 s.
+# a machine released after 30 s idle costs its start again: chain the work into few calls of up to 600 s. Where
+# machines are scarce (2026-12-07/08: ten calls refused in a row, 1,456 s, none ran), a call's timeout_s must still fit
+# in what is left: shorten it (one speed:CARD:SHAPE entry, T=300) after the first two refusals.
 #   bash benchmarks/gpu_session.sh 2060s 3070        carry: [".whl", ".gpu"]
 #   T=530 TESTS="packed or fits or heals or resume_after_kill" bash benchmarks/gpu_session.sh tests
 #   T=510 TESTS="dpo_from or (orpo and fits)" bash benchmarks/gpu_session.sh tests
@@ -46,7 +48,7 @@ if [ -f "$OUT/records.tgz" ]; then tar xzf "$OUT/records.tgz" -C "$OUT" && rm "$
 # one other shape (speed:CARD:SHAPE builds its own): 40 s of the call saved.
 SETUP=${SETUP-1B 3B}
 if [ ! -d /tmp/site ] || { [ -n "$SETUP" ] && [ ! -f /tmp/models/llama-3.2-3B-random/config.json ]; }; then
-  # shellcheck disable=SC2086
+  # shellcheck disable=SC2086 source=/dev/null
   . benchmarks/gpu_setup.sh $SETUP > "$OUT/setup.log" 2>&1
 fi
 export PYTHONPATH="/tmp/site:$PWD" HF_HUB_OFFLINE=1 TRAINER_GPU_MODELS=/tmp/models TRAINER_RECORDS_DIR=$OUT/records
@@ -96,6 +98,7 @@ memory() {
 fitted() {  # MODELS: gpu_models.py's shape names; FITTED_SET: one more --set for every run (engine=transformers)
   echo "== $(date +%T) build"
   local folders left extra=()
+  # shellcheck disable=SC2086  # MODELS: several names
   mapfile -t folders < <(python3 benchmarks/gpu_models.py "$TRAINER_GPU_MODELS" \
                          ${MODELS:-8B qwen3-4B gemma3-4B phi4-mini 3B} | cut -d' ' -f1)  # the disk: 64 GB
   [ -n "${FITTED_SET:-}" ] && extra=(--set "$FITTED_SET")

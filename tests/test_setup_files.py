@@ -93,7 +93,8 @@ def test_resolved_constraints_pin_what_pyproject_and_the_spec_file_allow(target)
 
 
 @pytest.mark.skipif(shutil.which("shellcheck") is None, reason="apt-get install shellcheck (.ci/run does)")
-@pytest.mark.parametrize("script", [PAPERSPACE, ROOT / "scripts" / "install_llama_cpp.sh", ROOT / ".ci" / "run"],
+@pytest.mark.parametrize("script", [PAPERSPACE, ROOT / "scripts" / "install_llama_cpp.sh", ROOT / ".ci" / "run",
+                                    ROOT / "benchmarks" / "gpu_session.sh", ROOT / "benchmarks" / "gpu_setup.sh"],
                          ids=lambda p: p.name)
 def test_bash_scripts_pass_shellcheck(script):
     result = subprocess.run(["shellcheck", str(script)], capture_output=True, text=True)
