@@ -144,6 +144,14 @@ def test_a_family_we_do_not_support_is_refused_naming_those_we_do(tmp_path, smol
     assert_user_error(result, "is a gpt2 model", "llama, qwen3, gemma3, mistral, phi3")
 
 
+def test_the_fit_knows_the_families_the_engines_train():
+    """trainer/fit may not import the engines (tests/test_architecture.py): its own list of the families whose
+    config.json it reads, and refuses others by, is the engines' list."""
+    from trainer.fit.shape import CALIBRATED
+
+    assert set(CALIBRATED) == set(families.FAMILIES)
+
+
 @pytest.fixture(scope="module")
 def gemma3_run(gemma3_dir, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("gemma3") / "run"

@@ -12,7 +12,8 @@ from trainer.errors import UserError
 
 SAME_LAYERS = {"gemma3": "gemma3_text"}  # the multimodal checkpoint's text model
 # The families the memory model is calibrated on (benchmarks/results/memory/), as trainer/engines/families.py names
-# them: config.json's model_type, or it without "_text" (Gemma 3's text model).
+# them: config.json's model_type, or it without "_text" (Gemma 3's text model). tests/test_families.py holds it to
+# the engines' list (fit may not import them).
 CALIBRATED = ("llama", "qwen3", "gemma3", "mistral", "phi3")
 
 
