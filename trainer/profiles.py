@@ -138,23 +138,34 @@ def read_with_preference(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         raise UserError(f"{path} [{PREFERENCE}]: {e.message}", e.hint) from None
 
 
+# Cards beyond the profiles' that users rent (Paperspace Gradient), by memory: named where a model fits none of ours.
+BIG_CARDS = {48.0: "a 48 GB card (an RTX A6000)", 80.0: "an 80 GB card (an A100 80GB)"}
+
+
 def bigger_cards(shape: Any, config: Config, current: dict[str, Any], given: set[str]) -> str:
-    """" It fits the 16 GB cards' profiles: quadro-rtx5000, t4, a4000." (by their labels), or ""."""
+    """" It fits the 16 GB cards' profiles: quadro-rtx5000, t4, a4000." (by their labels), or where none of the
+    profiles' cards has room, that auto fits a bigger card."""
     from trainer.fit import choose
     from trainer.fit.budget import LABEL_RESERVE_GB
+
+    def fits(vram: float) -> bool:
+        try:
+            choose.choose(shape, vram - LABEL_RESERVE_GB, current, given, config.model.name,
+                          pairs=config.train.method != "sft")
+        except UserError:
+            return False
+        return True
 
     fitting = {}
     for name in names():
         vram = hardware(name)["vram_gb"]
-        if vram > config.hardware.vram_gb:
-            try:
-                choose.choose(shape, vram - LABEL_RESERVE_GB, current, given, config.model.name,
-                              pairs=config.train.method != "sft")
-            except UserError:
-                continue
+        if vram > config.hardware.vram_gb and fits(vram):
             fitting.setdefault(vram, []).append(name)
     if not fitting:
-        return ""
+        largest = max(hardware(name)["vram_gb"] for name in names())
+        bigger = next((card for vram, card in BIG_CARDS.items() if vram > largest and fits(vram)), "")
+        return (f" None of the profiles' cards (up to {largest:g} GB) has room for it; on {bigger}, --profile auto "
+                "fits it to the card's memory." if bigger else "")
     smallest = min(fitting)
     return f" It fits the {smallest:g} GB cards' profiles: {', '.join(fitting[smallest])}."
 

@@ -12,12 +12,13 @@ from trainer.fit import memory
 from trainer.fit.shape import from_config, known, shape_of
 
 
-@pytest.mark.parametrize("name", ["1B", "3B", "8B", "qwen3-4B", "qwen3-8B", "gemma3-4B-images", "mistral-7B",
-                                  "phi4-mini"])
+@pytest.mark.parametrize("name", [name for name in SHAPES if name != "gemma3-4B"])  # its text model alone
 def test_the_offline_shapes_are_the_published_configs(name):
     """KNOWN (what a plan uses with no network) against benchmarks/gpu_models.py's copies of the published
-    config.json files (Gemma 3 4B's with its image encoder)."""
-    assert known(SHAPES[name].source) == from_config(SHAPES[name].published())
+    config.json files (Gemma 3 4B's and 12B's with their image encoder), each under its Hub id and Unsloth's."""
+    source = SHAPES[name].source
+    assert known(source) == from_config(SHAPES[name].published())
+    assert known(f"unsloth/{source.split('/')[1]}-unsloth-bnb-4bit") == known(source)
 
 
 def test_an_image_encoder_is_counted_as_transformers_builds_it():
@@ -48,6 +49,7 @@ def test_gemma_3s_multimodal_config_gives_its_text_model():
 def test_a_known_name_is_matched_whole():
     assert known("Qwen/Qwen3-8B-Base").hidden == 4096
     assert known("Qwen/Qwen3-80B") is None and known("someone/my-model") is None
+    assert known("unsloth/gemma-3-12b-it-bnb-4bit").layers == 48 and known("google/gemma-3-1b-it").layers == 26
 
 
 def test_a_folder_without_a_transformers_config_is_refused(tmp_path):

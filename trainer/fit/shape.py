@@ -110,6 +110,17 @@ KNOWN = {
                           image_parameters=image_parameters(GEMMA3_SIGLIP, 2560)),
     "Mistral-7B": _llama(4096, 14336, 32, 32, 8, 128, 32768, False, "mistral"),
     "Phi-4-mini": _llama(3072, 8192, 32, 24, 8, 128, 200064, True, "phi3"),
+    # The other sizes of the families: planned from the same coefficients, not measured on a GPU.
+    "Qwen3-0.6B": _llama(1024, 3072, 28, 16, 8, 128, 151936, True, "qwen3"),
+    "Qwen3-1.7B": _llama(2048, 6144, 28, 16, 8, 128, 151936, True, "qwen3"),
+    "Qwen3-14B": _llama(5120, 17408, 40, 40, 8, 128, 151936, False, "qwen3"),
+    "gemma-3-270m": _llama(640, 2048, 18, 4, 1, 256, 262144, True, "gemma3_text"),
+    "gemma-3-1b": _llama(1152, 6912, 26, 4, 1, 256, 262144, True, "gemma3_text"),
+    "gemma-3-12b": replace(_llama(3840, 15360, 48, 16, 8, 256, 262208, True, "gemma3_text"),
+                           image_parameters=image_parameters(GEMMA3_SIGLIP, 3840)),
+    "Llama-3.3-70B": _llama(8192, 28672, 80, 64, 8, 128, 128256, False),
+    "Llama-3.1-70B": _llama(8192, 28672, 80, 64, 8, 128, 128256, False),
+    "Meta-Llama-3.1-70B": _llama(8192, 28672, 80, 64, 8, 128, 128256, False),
 }
 
 
