@@ -12,6 +12,8 @@
 #   T=510 TESTS="dpo_from or (orpo and fits)" bash benchmarks/gpu_session.sh tests
 #   T=270 bash benchmarks/gpu_session.sh dpo3070 dpo2060s dpoquadro   bench --method dpo against Unsloth's DPO notebook
 #   T=500 bash benchmarks/gpu_session.sh memory      (device call timeout_s 540) records/memory.jsonl in records.tgz
+#            (WAVES="qwen3-0.6B gemma3-270M gemma3-1B|qwen3-14B|gemma3-12B-images": the sizes the fit knows offline
+#            but extrapolates to, never measured; then python benchmarks/fit_memory.py --check)
 #   T=520 bash benchmarks/gpu_session.sh fitted      the fit's settings per card and shape, predicted beside measured
 #            (CARDS="quadro-rtx5000:15:5" for the 16 GB half, which the 2026-12-06 call did not reach;
 #            CARDS="rtx3070:7:3" MODELS="1B 3B qwen3-4B" FITTED_SET=engine=transformers: the fallback's fit)
