@@ -1,9 +1,11 @@
 """The real CLI in a subprocess: exit codes, messages that name the cause and the fix, nothing half-written."""
 
 import json
+import os
 import re
 
 import pytest
+import torch
 
 from tests.helpers import assert_user_error, run_cli
 from trainer.runs import RunDir
@@ -82,6 +84,28 @@ def test_profiles_table_and_one_profile():
 def test_bad_flags_and_profiles(args, fragments, tmp_path):
     result = run_cli(*args, "--set", f"runs_root={tmp_path / 'runs'}", cwd=tmp_path)
     assert_user_error(result, *fragments)
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.skipif(os.name == "nt", reason="the driver's stand-in is a shell script")
+def test_a_card_that_torch_cannot_use_is_named_with_the_fix(tmp_path):
+    """The usual slip of a Windows install: the NVIDIA driver lists the card, torch is a CPU-only build. auto's demo
+    says so; a GPU profile is refused for that cause, not for "no GPU". nvidia-smi is a stand-in script printing what
+    the driver's prints for `--query-gpu=driver_version,name --format=csv,noheader`."""
+    smi = tmp_path / "bin" / "nvidia-smi"
+    smi.parent.mkdir()
+    smi.write_text('#!/bin/sh\necho "560.94, NVIDIA GeForce RTX 3070"\n')
+    smi.chmod(0o755)
+    env = {"PATH": f"{smi.parent}{os.pathsep}{os.environ['PATH']}"}
+    demo = run_cli("--dataset", "sample", "--dry-run", env=env, cwd=tmp_path)
+    said = " ".join(demo.stdout.split())
+    assert demo.returncode == 0, said
+    assert ("running the offline CPU demo (nvidia-smi lists an NVIDIA GeForce RTX 3070, but torch "
+            f"{torch.__version__} is a CPU-only build: python -m trainer doctor says how to install the CUDA "
+            "build)") in said
+    refused = run_cli("--profile", "rtx3070", "--set", f"runs_root={tmp_path / 'runs'}", env=env, cwd=tmp_path)
+    assert_user_error(refused, "nvidia-smi lists an NVIDIA GeForce RTX 3070, but torch",
+                      "so profile rtx3070 cannot train on it", "python -m trainer doctor says how")
     assert not (tmp_path / "runs").exists()
 
 

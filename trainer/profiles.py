@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from trainer.config import SETTINGS, Config, build, flatten_toml, full_key, parse_set
 from trainer.errors import UserError
 from trainer.fit.estimate import card_tflops
-from trainer.system import Gpu, detect_gpu, gpu_memory
+from trainer.system import Gpu, detect_gpu, gpu_memory, unseen_gpu
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -200,7 +200,9 @@ def hardware(name: str) -> dict[str, Any]:
 def pick(gpu: Gpu | None) -> Choice:
     """The profile for this machine: the CPU demo without a GPU; else the card by name; else the closest fit."""
     if gpu is None:
-        return Choice("cpu", PROFILES_DIR / "cpu.toml", "no CUDA GPU detected: running the offline CPU demo")
+        unseen = unseen_gpu()
+        return Choice("cpu", PROFILES_DIR / "cpu.toml", "no CUDA GPU detected: running the offline CPU demo" + (
+            f" [yellow]({unseen}: python -m trainer doctor says how to install the CUDA build)[/]" if unseen else ""))
     cards = {n: hw for n in names() if (hw := hardware(n))["vram_gb"] > 0}
     for name, hw in cards.items():
         if any(pattern.lower() in gpu.name.lower() for pattern in hw["gpu_names"]):

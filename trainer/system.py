@@ -51,6 +51,21 @@ def detect_gpu() -> Gpu | None:
     return gpu_of(torch.cuda.get_device_properties(0))
 
 
+def unseen_gpu() -> str:
+    """Why torch sees no CUDA GPU where the NVIDIA driver lists one (a CPU-only build of torch, the usual slip of a
+    Windows install, or a driver older than torch's CUDA), or "" where there is none to see or torch sees it."""
+    import torch
+
+    if torch.cuda.is_available():
+        return ""
+    driver = nvidia_driver()
+    if not driver or "name" not in driver:
+        return ""
+    why = ("a CPU-only build" if torch.version.cuda is None else
+           f"built for CUDA {torch.version.cuda}, which the driver ({driver['version']}) does not run for it")
+    return f"nvidia-smi lists an {driver['name']}, but torch {torch.__version__} is {why}"
+
+
 def gpu_of(props: Any) -> Gpu:
     """A Gpu from torch's device properties."""
     return Gpu(props.name, props.total_memory / 2**30, f"{props.major}.{props.minor}", props.multi_processor_count)

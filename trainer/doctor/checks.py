@@ -175,9 +175,12 @@ def check_torch(result: Probe, driver: dict[str, str] | None) -> tuple[list[Chec
                    "CUDA version it supports), or install a torch built for an older CUDA.") if has_driver else \
                 "Install the NVIDIA driver, or use the CPU demo (--profile cpu)."
             checks.append(Check("cuda", FAIL if has_driver else WARN, "CUDA is not available to torch", fix))
+        elif has_driver and driver.get("name"):
+            checks.append(Check("gpu", WARN, f"{driver['name']} unused: `auto` runs the offline CPU demo until torch's "
+                                "CUDA build is installed (the torch line's fix)"))
         else:
             checks.append(Check("gpu", WARN, "no CUDA GPU: `auto` runs the offline CPU demo",
-                                "To train Llama 3.2, use a machine with an NVIDIA GPU (8 GB or more)."))
+                                "To train on a GPU, use a machine with an NVIDIA GPU (8 GB or more)."))
         checks.append(Check("bf16", WARN, "no GPU: the CPU demo trains in float32"))
         return checks, None
     gpu = Gpu(t["name"], t["vram_gb"], t["capability"])
