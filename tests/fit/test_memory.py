@@ -81,6 +81,8 @@ def test_a_dry_run_plans_each_family_on_each_card_from_its_config_alone(config_f
     assert ("Gemma 3 trains slowly in float16" in said) == (name.startswith("gemma3") and profile != "rtx3070")
     if fits:
         assert "Plan: fits: about" in said and "per epoch of" in said and "Dry run: stopped" in said
+        # sizes beyond the GPU records (Llama 3.2 1B to Qwen3 8B) are said to be extrapolated
+        assert ("No GPU record of a model of 0.3B parameters, measured 1.2B to 8.2B" in said) == (name == "gemma3-270M")
     else:
         assert "Traceback" not in said and "does not fit" in said and "fix: Pick a smaller model" in said
 

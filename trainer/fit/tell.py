@@ -15,6 +15,9 @@ from trainer.runs.speed import SCORING_PASSES
 
 CHARS_PER_TOKEN = 4.0  # English text in these tokenizers, where the tokenizer cannot be read here
 SAMPLE_ROWS = 200  # rows tokenized to learn the data's characters per token
+# The sizes the memory model and the speed figures were measured on (benchmarks/results/: from Llama 3.2 1B, 1.24B
+# parameters, to Qwen3 8B, 8.19B); a plan of a model outside them says it extrapolates.
+MEASURED_B = (1.2, 8.2)
 
 
 def expected_engine(config: Config, gpu_here: bool) -> str:
@@ -93,6 +96,9 @@ def prediction(config: Config, data: Any, budget: Budget, engine: str = "unsloth
     shape = shape_of(config.model.name)
     told: dict[str, Any] = {"peak_gb": choose.predict(shape, settings_of(config, engine)), "budget_gb": budget.gb,
                             "budget": budget.why, "engine": engine}
+    if not MEASURED_B[0] <= shape.billions <= MEASURED_B[1]:
+        told["extrapolated"] = (f"No GPU record of a model of {shape.billions:.1f}B parameters, measured "
+                                f"{MEASURED_B[0]:g}B to {MEASURED_B[1]:g}B: the memory and the time are extrapolated")
     hw = config.hardware
     if hw.tflops and len(data):
         tokens = epoch_tokens(config, data)
@@ -123,6 +129,8 @@ def line(told: dict[str, Any]) -> str:
         took = estimate.duration(told["epoch_h"] * 3600)
         said += (f"; {'' if took.startswith('under') else 'about '}{took} per epoch of {count} tokens (about "
                  f"{told['tokens_per_s']:,} tokens/s on the card)")
+    if "extrapolated" in told:
+        said += f". {told['extrapolated']}"
     if "slow" in told:
         said += f". {told['slow']}"
     if "untimed" in told:
