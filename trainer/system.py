@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import platform
 import shutil
 import subprocess
@@ -51,6 +52,7 @@ def detect_gpu() -> Gpu | None:
     return gpu_of(torch.cuda.get_device_properties(0))
 
 
+@functools.cache
 def unseen_gpu() -> str:
     """Why torch sees no CUDA GPU where the NVIDIA driver lists one (a CPU-only build of torch, the usual slip of a
     Windows install, or a driver older than torch's CUDA), or "" where there is none to see or torch sees it."""
@@ -63,7 +65,7 @@ def unseen_gpu() -> str:
         return ""
     why = ("a CPU-only build" if torch.version.cuda is None else
            f"built for CUDA {torch.version.cuda}, which the driver ({driver['version']}) does not run for it")
-    return f"nvidia-smi lists an {driver['name']}, but torch {torch.__version__} is {why}"
+    return f"nvidia-smi lists the card {driver['name']}, but torch {torch.__version__} is {why}"
 
 
 def gpu_of(props: Any) -> Gpu:
