@@ -50,6 +50,8 @@ def test_a_known_name_is_matched_whole():
     assert known("Qwen/Qwen3-8B-Base").hidden == 4096
     assert known("Qwen/Qwen3-80B") is None and known("someone/my-model") is None
     assert known("unsloth/gemma-3-12b-it-bnb-4bit").layers == 48 and known("google/gemma-3-1b-it").layers == 26
+    assert known("meta-llama/Meta-Llama-3-8B-Instruct") == known("unsloth/llama-3-8b-Instruct-bnb-4bit") == known(
+        "meta-llama/Llama-3.1-8B-Instruct")
 
 
 def test_a_folder_without_a_transformers_config_is_refused(tmp_path):

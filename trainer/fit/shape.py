@@ -104,6 +104,8 @@ KNOWN = {
     "Llama-3.2-3B": _llama(3072, 8192, 28, 24, 8, 128, 128256, True),
     "Llama-3.1-8B": _llama(4096, 14336, 32, 32, 8, 128, 128256, False),
     "Meta-Llama-3.1-8B": _llama(4096, 14336, 32, 32, 8, 128, 128256, False),
+    "Meta-Llama-3-8B": _llama(4096, 14336, 32, 32, 8, 128, 128256, False),  # Llama 3: 3.1's shape, shorter rope
+    "Llama-3-8B": _llama(4096, 14336, 32, 32, 8, 128, 128256, False),
     "Qwen3-4B": _llama(2560, 9728, 36, 32, 8, 128, 151936, True, "qwen3"),
     "Qwen3-8B": _llama(4096, 12288, 36, 32, 8, 128, 151936, False, "qwen3"),
     "gemma-3-4b": replace(_llama(2560, 10240, 34, 8, 4, 256, 262208, True, "gemma3_text"),
