@@ -101,11 +101,12 @@ def test_a_card_that_torch_cannot_use_is_named_with_the_fix(tmp_path):
     said = " ".join(demo.stdout.split())
     assert demo.returncode == 0, said
     assert ("running the offline CPU demo (nvidia-smi lists the card NVIDIA GeForce RTX 3070, but torch "
-            f"{torch.__version__} is a CPU-only build: python -m trainer doctor says how to install the CUDA "
+            f"{torch.__version__} is a CPU-only build. Run python -m trainer doctor: it says how to install the CUDA "
             "build)") in said
     refused = run_cli("--profile", "rtx3070", "--set", f"runs_root={tmp_path / 'runs'}", env=env, cwd=tmp_path)
     assert_user_error(refused, "nvidia-smi lists the card NVIDIA GeForce RTX 3070, but torch",
-                      "so profile rtx3070 cannot train on it", "python -m trainer doctor says how")
+                      "is a CPU-only build, so profile rtx3070 cannot train on it",
+                      "Run python -m trainer doctor: it says how to install the CUDA build; --profile cpu runs")
     assert not (tmp_path / "runs").exists()
 
 

@@ -202,7 +202,7 @@ def pick(gpu: Gpu | None) -> Choice:
     if gpu is None:
         unseen = unseen_gpu()
         return Choice("cpu", PROFILES_DIR / "cpu.toml", "no CUDA GPU detected: running the offline CPU demo" + (
-            f" [yellow]({unseen}: python -m trainer doctor says how to install the CUDA build)[/]" if unseen else ""))
+            f" [yellow]({unseen.why}. {unseen.fix})[/]" if unseen else ""))
     cards = {n: hw for n in names() if (hw := hardware(n))["vram_gb"] > 0}
     for name, hw in cards.items():
         if any(pattern.lower() in gpu.name.lower() for pattern in hw["gpu_names"]):

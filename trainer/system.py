@@ -52,20 +52,37 @@ def detect_gpu() -> Gpu | None:
     return gpu_of(torch.cuda.get_device_properties(0))
 
 
+@dataclass(frozen=True)
+class Unseen:
+    """A card the NVIDIA driver lists and torch does not see: why, and what to do."""
+    why: str
+    fix: str
+
+
 @functools.cache
-def unseen_gpu() -> str:
+def unseen_gpu() -> Unseen | None:
     """Why torch sees no CUDA GPU where the NVIDIA driver lists one (a CPU-only build of torch, the usual slip of a
-    Windows install, or a driver older than torch's CUDA), or "" where there is none to see or torch sees it."""
+    Windows install; CUDA_VISIBLE_DEVICES hiding it; a driver older than torch's CUDA), or None where there is none to
+    see or torch sees it."""
+    import os
+
     import torch
 
     if torch.cuda.is_available():
-        return ""
+        return None
     driver = nvidia_driver()
     if not driver or "name" not in driver:
-        return ""
-    why = ("a CPU-only build" if torch.version.cuda is None else
-           f"built for CUDA {torch.version.cuda}, which the driver ({driver['version']}) does not run for it")
-    return f"nvidia-smi lists the card {driver['name']}, but torch {torch.__version__} is {why}"
+        return None
+    listed = f"nvidia-smi lists the card {driver['name']}, but torch {torch.__version__}"
+    if torch.version.cuda is None:
+        return Unseen(f"{listed} is a CPU-only build",
+                      "Run python -m trainer doctor: it says how to install the CUDA build")
+    hidden = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if hidden is not None:
+        return Unseen(f"{listed} is told CUDA_VISIBLE_DEVICES={hidden!r}, which hides it",
+                      "Unset CUDA_VISIBLE_DEVICES, or give it the card's index (0)")
+    return Unseen(f"{listed} is built for CUDA {torch.version.cuda}, which the driver ({driver['version']}) does not "
+                  "run for it", "Run python -m trainer doctor: it says which driver torch needs")
 
 
 def gpu_of(props: Any) -> Gpu:

@@ -62,9 +62,8 @@ def check_hardware(config: Config, gpu: Gpu | None) -> None:
         return
     needs_gpu = config.model.load_in_4bit or "8bit" in config.train.optimizer
     if needs_gpu and (unseen := unseen_gpu()):  # a GPU torch cannot use: that, not the setting, is what to fix
-        raise UserError(f"{unseen}, so profile {config.profile} cannot train on it",
-                        "python -m trainer doctor says how to install the CUDA build of torch; --profile cpu runs the "
-                        "offline CPU demo meanwhile.")
+        raise UserError(f"{unseen.why}, so profile {config.profile} cannot train on it",
+                        f"{unseen.fix}; --profile cpu runs the offline CPU demo meanwhile.")
     if config.model.load_in_4bit:
         raise UserError(
             f"profile {config.profile} loads the model in 4-bit, which needs an NVIDIA GPU; none was detected",
