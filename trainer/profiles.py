@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from trainer.config import SETTINGS, Config, build, flatten_toml, full_key, parse_set
 from trainer.errors import UserError
 from trainer.fit.estimate import card_tflops
-from trainer.system import Gpu, detect_gpu, gpu_memory, unseen_gpu
+from trainer.system import Gpu, Unseen, detect_gpu, gpu_memory, unseen_gpu
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -173,7 +173,8 @@ def bigger_cards(shape: Any, config: Config, current: dict[str, Any], given: set
 def locate(profile: str) -> Choice:
     """A profile by name, by path to a .toml file, or `auto` (detect the GPU and pick)."""
     if profile == "auto":
-        return pick(detect_gpu())
+        gpu = detect_gpu()
+        return pick(gpu, None if gpu else unseen_gpu())
     path = Path(profile)
     if path.suffix == ".toml":
         if not path.is_file():
@@ -197,10 +198,10 @@ def hardware(name: str) -> dict[str, Any]:
     }
 
 
-def pick(gpu: Gpu | None) -> Choice:
-    """The profile for this machine: the CPU demo without a GPU; else the card by name; else the closest fit."""
+def pick(gpu: Gpu | None, unseen: Unseen | None = None) -> Choice:
+    """The profile for this machine: the CPU demo without a GPU (and why, where the driver lists a card torch does not
+    see); else the card by name; else the closest fit."""
     if gpu is None:
-        unseen = unseen_gpu()
         return Choice("cpu", PROFILES_DIR / "cpu.toml", "no CUDA GPU detected: running the offline CPU demo" + (
             f" [yellow]({unseen.why}. {unseen.fix})[/]" if unseen else ""))
     cards = {n: hw for n in names() if (hw := hardware(n))["vram_gb"] > 0}
@@ -294,5 +295,5 @@ def show_all(configs: dict[str, Config]) -> None:
                      "seq len": str(model.max_seq_length),
                      "batch x accum": f"{train.micro_batch_size} x {train.grad_accum_steps}"})
     console.print(profile_table(rows, console.width))
-    choice = pick(gpu)
+    choice = pick(gpu, None if gpu else unseen_gpu())
     console.print(f"Detected: {gpu or 'no CUDA GPU'}. auto → [bold]{choice.name}[/] ({choice.reason})")
