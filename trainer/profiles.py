@@ -173,8 +173,7 @@ def bigger_cards(shape: Any, config: Config, current: dict[str, Any], given: set
 def locate(profile: str) -> Choice:
     """A profile by name, by path to a .toml file, or `auto` (detect the GPU and pick)."""
     if profile == "auto":
-        gpu = detect_gpu()
-        return pick(gpu, None if gpu else unseen_gpu())
+        return detected()[1]
     path = Path(profile)
     if path.suffix == ".toml":
         if not path.is_file():
@@ -196,6 +195,12 @@ def hardware(name: str) -> dict[str, Any]:
         "bf16": float(data.get("hardware.compute_capability", "0") or 0) >= 8.0,
         "dtype": data.get("model.dtype", "auto"),
     }
+
+
+def detected() -> tuple[Gpu | None, Choice]:
+    """This machine's GPU and auto's choice for it (where torch sees none, why, if the driver lists one)."""
+    gpu = detect_gpu()
+    return gpu, pick(gpu, None if gpu else unseen_gpu())
 
 
 def pick(gpu: Gpu | None, unseen: Unseen | None = None) -> Choice:
@@ -286,7 +291,7 @@ def show_all(configs: dict[str, Config]) -> None:
     """`trainer profiles`: every profile (resolved by the CLI) and the auto choice for this machine."""
     from trainer.console import console
 
-    gpu = detect_gpu()
+    gpu, choice = detected()
     rows = []
     for profile, config in configs.items():
         hw, model, train = config.hardware, config.model, config.train
@@ -295,5 +300,4 @@ def show_all(configs: dict[str, Config]) -> None:
                      "seq len": str(model.max_seq_length),
                      "batch x accum": f"{train.micro_batch_size} x {train.grad_accum_steps}"})
     console.print(profile_table(rows, console.width))
-    choice = pick(gpu, None if gpu else unseen_gpu())
     console.print(f"Detected: {gpu or 'no CUDA GPU'}. auto → [bold]{choice.name}[/] ({choice.reason})")

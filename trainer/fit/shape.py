@@ -99,13 +99,12 @@ GEMMA3_SIGLIP = {"hidden_size": 1152, "intermediate_size": 4304, "num_hidden_lay
 
 # Published config.json numbers of models users name, so a plan needs no download (benchmarks/gpu_models.py builds
 # the same shapes on the CUDA host). Unsloth's pre-quantized checkpoints have their base model's shape.
+LLAMA_8B = _llama(4096, 14336, 32, 32, 8, 128, 128256, False)  # Llama 3 and 3.1 (3's rope is shorter)
+LLAMA_70B = _llama(8192, 28672, 80, 64, 8, 128, 128256, False)  # Llama 3.1 and 3.3
 KNOWN = {
     "Llama-3.2-1B": _llama(2048, 8192, 16, 32, 8, 64, 128256, True),
     "Llama-3.2-3B": _llama(3072, 8192, 28, 24, 8, 128, 128256, True),
-    "Llama-3.1-8B": _llama(4096, 14336, 32, 32, 8, 128, 128256, False),
-    "Meta-Llama-3.1-8B": _llama(4096, 14336, 32, 32, 8, 128, 128256, False),
-    "Meta-Llama-3-8B": _llama(4096, 14336, 32, 32, 8, 128, 128256, False),  # Llama 3: 3.1's shape, shorter rope
-    "Llama-3-8B": _llama(4096, 14336, 32, 32, 8, 128, 128256, False),
+    **dict.fromkeys(("Llama-3.1-8B", "Meta-Llama-3.1-8B", "Meta-Llama-3-8B", "Llama-3-8B"), LLAMA_8B),
     "Qwen3-4B": _llama(2560, 9728, 36, 32, 8, 128, 151936, True, "qwen3"),
     "Qwen3-8B": _llama(4096, 12288, 36, 32, 8, 128, 151936, False, "qwen3"),
     "gemma-3-4b": replace(_llama(2560, 10240, 34, 8, 4, 256, 262208, True, "gemma3_text"),
@@ -120,9 +119,7 @@ KNOWN = {
     "gemma-3-1b": _llama(1152, 6912, 26, 4, 1, 256, 262144, True, "gemma3_text"),
     "gemma-3-12b": replace(_llama(3840, 15360, 48, 16, 8, 256, 262208, True, "gemma3_text"),
                            image_parameters=image_parameters(GEMMA3_SIGLIP, 3840)),
-    "Llama-3.3-70B": _llama(8192, 28672, 80, 64, 8, 128, 128256, False),
-    "Llama-3.1-70B": _llama(8192, 28672, 80, 64, 8, 128, 128256, False),
-    "Meta-Llama-3.1-70B": _llama(8192, 28672, 80, 64, 8, 128, 128256, False),
+    **dict.fromkeys(("Llama-3.3-70B", "Llama-3.1-70B", "Meta-Llama-3.1-70B"), LLAMA_70B),
 }
 
 
